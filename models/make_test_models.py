@@ -1,0 +1,123 @@
+#!/usr/bin/python3
+"""Build the small ONNX graphs the engine tests need (test/fixtures/models/).
+
+They are not forecasters: each one exercises a signature or failure the engine
+must handle. Built with the onnx helper (and one PyTorch export), seeded, so
+`npm run models` regenerates them byte for byte.
+"""
+import os
+import warnings
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(os.path.dirname(HERE), "test", "fixtures", "models")
+OPSET = 14
+warnings.filterwarnings("ignore", category=UserWarning)
+torch.set_num_threads(1)
+
+
+def save(graph, name):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="tidecast-test-models")
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, os.path.join(OUT, name))
+
+
+def f32(name, dims):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+
+def nan_accumulator():
+    """Stateful: state += step input; output = sqrt(5 - state). Past 5 the output is NaN.
+
+    input [batch, time, 2] (batch-first), state_in/state_out [1, batch, 2].
+    Meant for one step per call: the state adds the sum over the time axis.
+    """
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["x_tm"], perm=[1, 0, 2]),
+        helper.make_node("ReduceSum", ["x_tm", "axis0"], ["x_sum"], keepdims=1),
+        helper.make_node("Add", ["state_in", "x_sum"], ["state_out"]),
+        helper.make_node("Sub", ["five", "state_out"], ["room"]),
+        helper.make_node("Sqrt", ["room"], ["root"]),
+        helper.make_node("Transpose", ["root"], ["output"], perm=[1, 0, 2]),
+    ]
+    graph = helper.make_graph(
+        nodes, "nan_accumulator",
+        [f32("input", ["batch", "time", 2]), f32("state_in", [1, "batch", 2])],
+        [f32("output", ["batch", 1, 2]), f32("state_out", [1, "batch", 2])],
+        [numpy_helper.from_array(np.array(5.0, dtype=np.float32), "five"),
+         numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0")],
+    )
+    save(graph, "nan-accumulator.onnx")
+
+
+def gru_time_major():
+    """A plain ONNX GRU operator: X [seq, batch, 3] time-major, initial_h <-> Y_h."""
+    rng = np.random.RandomState(7)
+    H, F = 4, 3
+    W = rng.uniform(-0.5, 0.5, (1, 3 * H, F)).astype(np.float32)
+    R = rng.uniform(-0.5, 0.5, (1, 3 * H, H)).astype(np.float32)
+    B = rng.uniform(-0.1, 0.1, (1, 6 * H)).astype(np.float32)
+    node = helper.make_node("GRU", ["X", "W", "R", "B", "", "initial_h"], ["Y", "Y_h"],
+                            hidden_size=H, linear_before_reset=1)
+    graph = helper.make_graph(
+        [node], "gru_time_major",
+        [f32("X", ["seq", "batch", F]), f32("initial_h", [1, "batch", H])],
+        [f32("Y", ["seq", 1, "batch", H]), f32("Y_h", [1, "batch", H])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"),
+         numpy_helper.from_array(B, "B")],
+    )
+    save(graph, "gru-time-major.onnx")
+
+
+def unpaired_state():
+    """h0 is [1, batch, 4] but hn is [1, batch, 5]: no output can carry the state."""
+    rng = np.random.RandomState(11)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["h0", "Wh"], ["hn"]),
+         helper.make_node("MatMul", ["input", "Wx"], ["output"])],
+        "unpaired_state",
+        [f32("input", ["batch", "time", 3]), f32("h0", [1, "batch", 4])],
+        [f32("output", ["batch", "time", 2]), f32("hn", [1, "batch", 5])],
+        [numpy_helper.from_array(rng.randn(4, 5).astype(np.float32), "Wh"),
+         numpy_helper.from_array(rng.randn(3, 2).astype(np.float32), "Wx")],
+    )
+    save(graph, "unpaired-state.onnx")
+
+
+class Batch1Lstm(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(3, 8, 1, batch_first=True)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x, h, c):
+        y, (hn, cn) = self.rnn(x, (h, c))
+        return self.head(y), hn, cn
+
+
+def batch1_lstm():
+    """An LSTM exported with a fixed batch of 1 and state_in_*/state_out_* names, no card."""
+    torch.manual_seed(3)
+    m = Batch1Lstm().eval()
+    args = (torch.zeros(1, 2, 3), torch.zeros(1, 1, 8), torch.zeros(1, 1, 8))
+    torch.onnx.export(
+        m, args, os.path.join(OUT, "batch1-lstm.onnx"),
+        input_names=["x", "state_in_h", "state_in_c"],
+        output_names=["y", "state_out_h", "state_out_c"],
+        dynamic_axes={"x": {1: "time"}, "y": {1: "time"}}, opset_version=OPSET,
+    )
+
+
+if __name__ == "__main__":
+    os.makedirs(OUT, exist_ok=True)
+    nan_accumulator()
+    gru_time_major()
+    unpaired_state()
+    batch1_lstm()
+    print("test models written to", os.path.relpath(OUT))

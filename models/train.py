@@ -1,0 +1,387 @@
+#!/usr/bin/python3
+"""Train and export tidecast's shipped weather forecasters.
+
+Data: vega-datasets `data/weather.csv` (Seattle and New York, daily, 2012-2015),
+read from node_modules so the data is exactly what npm ships.
+Split by date: fit on 2012-01-01..2014-12-31, report metrics on 2015.
+
+Every model sees 4 features per day (precipitation, temp_max, temp_min, wind),
+standardised with the training-period mean/std, and forecasts temp_max and
+temp_min for the next 1, 2 and 3 days (6 outputs, horizon-major).
+
+Run with Debian's interpreter (python3-torch, python3-onnx):
+    /usr/bin/python3 models/train.py          # or: npm run models
+Deterministic: fixed seeds, one thread, deterministic algorithms; running it
+twice gives byte-identical .onnx, card and fixture files (test/models.test).
+"""
+import csv
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DATA = os.path.join(ROOT, "node_modules", "vega-datasets", "data", "weather.csv")
+
+FEATURES = ["precipitation", "temp_max", "temp_min", "wind"]
+UNITS = {"precipitation": "mm", "temp_max": "°C", "temp_min": "°C", "wind": "m/s"}
+TARGETS = ["temp_max", "temp_min"]
+HORIZONS = [1, 2, 3]
+STEP_SECONDS = 86400
+TRAIN_END = "2014-12-31"
+TEST_START = "2015-01-01"
+BRNN_WINDOW = 14
+OPSET = 14
+SEED = 20121
+
+# The exporter warns about RNN ops and constant shape inference; the parity tests
+# (test/parity.test) are what prove the exported graphs right.
+warnings.filterwarnings("ignore", category=UserWarning)
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+
+def seed_everything():
+    random.seed(SEED)
+    np.random.seed(SEED)
+    torch.manual_seed(SEED)
+
+
+def load_series():
+    """Return {city: (dates[list], values[np.float64, (N, 4)])}, in date order."""
+    rows = {}
+    with open(DATA, newline="") as f:
+        for r in csv.DictReader(f):
+            rows.setdefault(r["location"], []).append(r)
+    out = {}
+    for city, rs in sorted(rows.items()):
+        rs.sort(key=lambda r: r["date"])
+        dates = [r["date"] for r in rs]
+        vals = np.array([[float(r[k]) for k in FEATURES] for r in rs], dtype=np.float64)
+        out[city] = (dates, vals)
+    return out
+
+
+def targets_for(vals):
+    """Horizon-major targets: y[t] = [tmax(t+1), tmin(t+1), tmax(t+2), ...]; NaN past the end."""
+    n = len(vals)
+    ti = [FEATURES.index(t) for t in TARGETS]
+    y = np.full((n, len(HORIZONS) * len(TARGETS)), np.nan)
+    for hi, h in enumerate(HORIZONS):
+        for k, fi in enumerate(ti):
+            y[: n - h, hi * len(TARGETS) + k] = vals[h:, fi]
+    return y
+
+
+class Stateful(nn.Module):
+    """Many-to-many forecaster: one forecast vector per input step, state in and out."""
+
+    def __init__(self, kind, hidden, layers):
+        super().__init__()
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
+        self.kind = kind
+        self.rnn = cls(len(FEATURES), hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, len(HORIZONS) * len(TARGETS))
+
+    def forward(self, x, h0, c0=None):
+        if self.kind == "lstm":
+            y, (hn, cn) = self.rnn(x, (h0, c0))
+            return self.head(y), hn, cn
+        y, hn = self.rnn(x, h0)
+        return self.head(y), hn
+
+
+class Windowed(nn.Module):
+    """Many-to-one bidirectional LSTM: a fixed window in, one forecast vector out."""
+
+    def __init__(self, hidden):
+        super().__init__()
+        self.rnn = nn.LSTM(len(FEATURES), hidden, 1, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(2 * hidden, len(HORIZONS) * len(TARGETS))
+
+    def forward(self, x):
+        _, (hn, _) = self.rnn(x)
+        return self.head(torch.cat([hn[-2], hn[-1]], dim=1))
+
+
+SPECS = {
+    "weather-lstm": dict(kind="lstm", hidden=32, layers=2, epochs=60),
+    "weather-gru": dict(kind="gru", hidden=32, layers=2, epochs=60),
+    "weather-rnn": dict(kind="rnn", hidden=32, layers=1, epochs=120),
+    "weather-brnn": dict(kind="brnn", hidden=32, layers=1, epochs=25),
+}
+
+
+def zero_state(model, batch):
+    L, H = model.rnn.num_layers, model.rnn.hidden_size
+    h = torch.zeros(L, batch, H)
+    return (h, torch.zeros(L, batch, H)) if model.kind == "lstm" else (h,)
+
+
+def train_stateful(model, xs, ys, epochs, chunk=120, warmup=10, batch=16):
+    """Truncated sequences from the training period; loss skips the first warm-up steps."""
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    rng = np.random.RandomState(SEED)
+    for _ in range(epochs):
+        starts = [(c, s) for c in range(len(xs)) for s in range(0, len(xs[c]) - chunk, 20)]
+        rng.shuffle(starts)
+        for i in range(0, len(starts), batch):
+            sel = starts[i : i + batch]
+            x = torch.tensor(np.stack([xs[c][s : s + chunk] for c, s in sel]), dtype=torch.float32)
+            y = torch.tensor(np.stack([ys[c][s : s + chunk] for c, s in sel]), dtype=torch.float32)
+            out = model(x, *zero_state(model, len(sel)))[0]
+            mask = ~torch.isnan(y)
+            mask[:, :warmup] = False
+            loss = ((out - torch.nan_to_num(y)) ** 2)[mask].mean()
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        sched.step()
+
+
+def windows(x, y, T):
+    """All windows ending at step t (t >= T-1) with the target issued at t."""
+    idx = [t for t in range(T - 1, len(x)) if not np.isnan(y[t]).any()]
+    return np.stack([x[t - T + 1 : t + 1] for t in idx]), np.stack([y[t] for t in idx]), idx
+
+
+def train_windowed(model, xs, ys, epochs, batch=32):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    wx, wy = [], []
+    for x, y in zip(xs, ys):
+        a, b, _ = windows(x, y, BRNN_WINDOW)
+        wx.append(a)
+        wy.append(b)
+    X = torch.tensor(np.concatenate(wx), dtype=torch.float32)
+    Y = torch.tensor(np.concatenate(wy), dtype=torch.float32)
+    rng = np.random.RandomState(SEED)
+    for _ in range(epochs):
+        perm = rng.permutation(len(X))
+        for i in range(0, len(X), batch):
+            sel = torch.tensor(perm[i : i + batch])
+            loss = ((model(X[sel]) - Y[sel]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        sched.step()
+
+
+def metrics(pred, actual):
+    """Per output column MAE/RMSE in physical units, over rows where the actual exists."""
+    out = {}
+    for hi, h in enumerate(HORIZONS):
+        for k, t in enumerate(TARGETS):
+            j = hi * len(TARGETS) + k
+            m = ~np.isnan(actual[:, j])
+            err = pred[m, j] - actual[m, j]
+            out[f"{t}@{h}"] = {
+                "mae": round(float(np.abs(err).mean()), 4),
+                "rmse": round(float(math.sqrt((err**2).mean())), 4),
+                "n": int(m.sum()),
+            }
+    return out
+
+
+def f32list(a):
+    """float32 values as JSON numbers that round-trip exactly (repr of the float32 widened to float64)."""
+    return [float(v) for v in np.asarray(a, dtype=np.float32).ravel()]
+
+
+def export(model, name, kind, sample_batch=2):
+    path = os.path.join(HERE, f"{name}.onnx")
+    F = len(FEATURES)
+    if kind == "brnn":
+        x = torch.zeros(sample_batch, BRNN_WINDOW, F)
+        args, inputs, outputs = (x,), ["input"], ["output"]
+        dyn = {"input": {0: "batch"}, "output": {0: "batch"}}
+    else:
+        x = torch.zeros(sample_batch, 3, F)
+        state = zero_state(model, sample_batch)
+        args = (x, *state)
+        inputs = ["input", "h0", "c0"][: 1 + len(state)]
+        outputs = ["output", "hn", "cn"][: 1 + len(state)]
+        dyn = {"input": {0: "batch", 1: "time"}, "output": {0: "batch", 1: "time"}}
+        for n in inputs[1:] + outputs[1:]:
+            dyn[n] = {1: "batch"}
+    torch.onnx.export(
+        model, args, path, input_names=inputs, output_names=outputs,
+        dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True,
+    )
+    return path, inputs, outputs
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def main():
+    series = load_series()
+    cities = list(series)
+    split = {c: series[c][0].index(TEST_START) for c in cities}
+    train_vals = np.concatenate([series[c][1][: split[c]] for c in cities])
+    f_mean, f_std = train_vals.mean(0), train_vals.std(0)
+    ti = [FEATURES.index(t) for t in TARGETS]
+    t_mean = np.tile(f_mean[ti], len(HORIZONS))
+    t_std = np.tile(f_std[ti], len(HORIZONS))
+
+    xs_all = {c: (series[c][1] - f_mean) / f_std for c in cities}
+    ys_raw = {c: targets_for(series[c][1]) for c in cities}
+    ys_all = {c: (ys_raw[c] - t_mean) / t_std for c in cities}
+    # Training targets must not reach into the held-out year.
+    ys_train = []
+    for c in cities:
+        y = ys_all[c][: split[c]].copy()
+        for hi, h in enumerate(HORIZONS):
+            y[split[c] - h :, hi * len(TARGETS) : (hi + 1) * len(TARGETS)] = np.nan
+        ys_train.append(y)
+    xs_train = [xs_all[c][: split[c]] for c in cities]
+
+    only = sys.argv[1:]
+    for name, spec in SPECS.items():
+        if only and name not in only:
+            continue
+        seed_everything()
+        kind = spec["kind"]
+        if kind == "brnn":
+            model = Windowed(spec["hidden"])
+            train_windowed(model, xs_train, ys_train, spec["epochs"])
+        else:
+            model = Stateful(kind, spec["hidden"], spec["layers"])
+            train_stateful(model, xs_train, ys_train, spec["epochs"])
+        model.eval()
+
+        # Held-out evaluation: run each city's whole series (state warmed on the
+        # training years), score forecasts issued in 2015 whose targets are in 2015.
+        preds, acts, pers = [], [], []
+        with torch.no_grad():
+            for c in cities:
+                x = torch.tensor(xs_all[c], dtype=torch.float32).unsqueeze(0)
+                if kind == "brnn":
+                    wx, _, idx = windows(xs_all[c], np.zeros((len(xs_all[c]), 1)), BRNN_WINDOW)
+                    out = np.full((len(xs_all[c]), len(t_mean)), np.nan)
+                    out[idx] = model(torch.tensor(wx, dtype=torch.float32)).numpy()
+                else:
+                    out = model(x, *zero_state(model, 1))[0][0].numpy()
+                s = split[c]
+                preds.append(out[s:] * t_std + t_mean)
+                acts.append(ys_raw[c][s:])
+                pers.append(np.tile(series[c][1][s:, ti], len(HORIZONS)))
+        pred, act, per = np.concatenate(preds), np.concatenate(acts), np.concatenate(pers)
+        path, inputs, outputs = export(model, name, kind)
+
+        card = {
+            "$schema": "./model-card.schema.json",
+            "name": name,
+            "description": (
+                f"{'Bidirectional LSTM over a fixed window' if kind == 'brnn' else kind.upper()} "
+                f"({spec['layers']} layer(s), hidden {spec['hidden']}) forecasting daily "
+                "temp_max/temp_min 1-3 days ahead from daily weather."
+            ),
+            "architecture": {"cell": "lstm" if kind == "brnn" else kind, "layers": spec["layers"],
+                             "hidden": spec["hidden"], "bidirectional": kind == "brnn"},
+            "mode": "windowed" if kind == "brnn" else "stateful",
+            "window": BRNN_WINDOW if kind == "brnn" else None,
+            "stepSeconds": STEP_SECONDS,
+            "features": [{"name": f, "unit": UNITS[f]} for f in FEATURES],
+            "targets": [{"name": t, "unit": UNITS[t]} for t in TARGETS],
+            "horizons": HORIZONS,
+            "outputLayout": "horizon-major",
+            "scaler": {
+                "features": {"mean": f_mean.tolist(), "std": f_std.tolist()},
+                "targets": {"mean": f_mean[ti].tolist(), "std": f_std[ti].tolist()},
+            },
+            "signature": {
+                "input": "input",
+                "output": "output",
+                "layout": "batch-first",
+                "states": [{"input": i, "output": o} for i, o in zip(inputs[1:], outputs[1:])],
+            },
+            "provenance": {
+                "dataset": "vega-datasets",
+                "file": "data/weather.csv",
+                "streams": cities,
+                "train": {"from": series[cities[0]][0][0], "to": TRAIN_END},
+                "test": {"from": TEST_START, "to": series[cities[0]][0][-1]},
+                "trainer": "models/train.py",
+                "seed": SEED,
+                "torch": torch.__version__,
+                "opset": OPSET,
+            },
+            "metrics": {"test": {"model": metrics(pred, act), "persistence": metrics(per, act)}},
+            "sha256": sha256(path),
+        }
+        with open(os.path.join(HERE, f"{name}.card.json"), "w") as f:
+            json.dump(card, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+
+        # Reference fixture: the first 60 held-out Seattle days, PyTorch full-sequence outputs.
+        c, n = cities[cities.index("Seattle")], 60
+        s = split[c]
+        x_ref = torch.tensor(xs_all[c][s : s + n], dtype=torch.float32).unsqueeze(0)
+        with torch.no_grad():
+            if kind == "brnn":
+                wx, _, idx = windows(xs_all[c][s : s + n], np.zeros((n, 1)), BRNN_WINDOW)
+                ref_out = model(torch.tensor(wx, dtype=torch.float32)).numpy()
+                fixture_out = {"firstStep": idx[0], "outputs": [f32list(r) for r in ref_out]}
+            else:
+                out, *states = model(x_ref, *zero_state(model, 1))
+                fixture_out = {
+                    "outputs": [f32list(r) for r in out[0].numpy()],
+                    "finalStates": {o: f32list(st.numpy()) for o, st in zip(outputs[1:], states)},
+                }
+        fixture = {
+            "model": name,
+            "stream": c,
+            "dates": series[c][0][s : s + n],
+            "raw": [[float(v) for v in r] for r in series[c][1][s : s + n]],
+            "inputs": [f32list(r) for r in x_ref[0].numpy()],
+            **fixture_out,
+        }
+        with open(os.path.join(HERE, "fixtures", f"{name}.reference.json"), "w") as f:
+            json.dump(fixture, f, separators=(",", ":"))
+            f.write("\n")
+        m, p = card["metrics"]["test"]["model"], card["metrics"]["test"]["persistence"]
+        print(f"{name}: " + "  ".join(f"{k} mae {m[k]['mae']:.2f} (persistence {p[k]['mae']:.2f})" for k in m))
+
+
+def write_metrics_table():
+    """Rewrite the held-out metrics table in models/README.md from the cards."""
+    readme = os.path.join(HERE, "README.md")
+    rows = ["| model | " + " | ".join(f"{t}+{h}d" for h in HORIZONS for t in TARGETS) + " |",
+            "|---|" + "---|" * (len(HORIZONS) * len(TARGETS))]
+    for name in SPECS:
+        card_path = os.path.join(HERE, f"{name}.card.json")
+        if not os.path.exists(card_path):
+            continue
+        with open(card_path) as f:
+            test = json.load(f)["metrics"]["test"]
+        cells = [f"{test['model'][k]['mae']:.2f} / {test['persistence'][k]['mae']:.2f}"
+                 for k in (f"{t}@{h}" for h in HORIZONS for t in TARGETS)]
+        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    with open(readme) as f:
+        text = f.read()
+    start, end = "<!-- metrics-table:start -->", "<!-- metrics-table:end -->"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(readme, "w") as f:
+        f.write(head + start + "\n" + "\n".join(rows) + "\n" + end + tail)
+
+
+if __name__ == "__main__":
+    os.makedirs(os.path.join(HERE, "fixtures"), exist_ok=True)
+    main()
+    write_metrics_table()
