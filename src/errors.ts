@@ -1,0 +1,42 @@
+/**
+ * The one catalogue of tidecast's coded errors. Callers match on `code`, never on
+ * message text; messages are written for the person reading the log.
+ */
+export const ErrorCodes = {
+  /** The model file does not exist or cannot be read. */
+  MODEL_NOT_FOUND: 'TIDECAST_ERR_MODEL_NOT_FOUND',
+  /** onnxruntime could not parse or load the model file. */
+  MODEL_CORRUPT: 'TIDECAST_ERR_MODEL_CORRUPT',
+  /** The model card is missing required fields or is not valid JSON. */
+  CARD_INVALID: 'TIDECAST_ERR_CARD_INVALID',
+  /** The model's inputs/outputs cannot be mapped to data input, output and states. */
+  SIGNATURE: 'TIDECAST_ERR_SIGNATURE',
+  /** A state input has no output of the same shape to carry it to the next step. */
+  STATE_UNPAIRED: 'TIDECAST_ERR_STATE_UNPAIRED',
+  /** The card's feature list does not match the model's input width. */
+  FEATURE_COUNT: 'TIDECAST_ERR_FEATURE_COUNT',
+  /** The card's targets × horizons do not match the model's output width. */
+  OUTPUT_COUNT: 'TIDECAST_ERR_OUTPUT_COUNT',
+  /** A step was submitted with the wrong number of features. */
+  STEP_SHAPE: 'TIDECAST_ERR_STEP_SHAPE',
+  /** The engine was used after stop(). */
+  STOPPED: 'TIDECAST_ERR_STOPPED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** An error with a stable code and an optional cause. */
+export class TidecastError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TidecastError';
+    this.code = code;
+  }
+}
+
+/** True when `err` is a TidecastError with the given code. */
+export function hasCode(err: unknown, code: ErrorCode): err is TidecastError {
+  return err instanceof TidecastError && err.code === code;
+}

@@ -1,0 +1,112 @@
+import { ErrorCodes, TidecastError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { MicroBatcher, type Timer } from './micro-batcher.js';
+import { loadModel, type LoadedModel, type LoadModelOptions } from './model.js';
+import { StepRunner, type StepRequest, type StepResult } from './step-runner.js';
+
+export interface EngineOptions {
+  /** Most streams in one `session.run` (default 256: bench/engine measured the knee there). */
+  maxBatch?: number;
+  /** Longest an idle engine holds a step waiting for company (default 5 ms). */
+  maxDelayMs?: number;
+  timer?: Timer;
+  /** Where resets and failed batches are logged (default: nowhere). */
+  log?: Logger;
+  /** Receives every batch's results, in the order the batch ran. */
+  onResults(results: StepResult[], model: LoadedModel): void;
+  /** A batch whose `session.run` failed; its steps produced nothing. */
+  onError?(err: unknown, requests: StepRequest[]): void;
+}
+
+/** Running totals, for logs and metrics. */
+export interface EngineStats {
+  steps: number;
+  batches: number;
+  resets: number;
+  failedBatches: number;
+}
+
+/**
+ * One model, its per-stream state and its micro-batcher: `submit` a step for a
+ * stream, results arrive at `onResults` batch by batch.
+ */
+export class InferenceEngine {
+  readonly model: LoadedModel;
+  readonly runner: StepRunner;
+  readonly stats: EngineStats = { steps: 0, batches: 0, resets: 0, failedBatches: 0 };
+  readonly #batcher: MicroBatcher<StepRequest>;
+  #closed: Promise<void> | null = null;
+
+  constructor(model: LoadedModel, options: EngineOptions) {
+    this.model = model;
+    this.runner = new StepRunner(model);
+    const onError = options.onError ?? (() => undefined);
+    const log = (options.log ?? silentLogger).child({ component: 'engine', model: model.name });
+    this.#batcher = new MicroBatcher<StepRequest>({
+      maxBatch: options.maxBatch ?? 256,
+      maxDelayMs: options.maxDelayMs ?? 5,
+      timer: options.timer,
+      key: (r) => r.streamId,
+      run: async (batch) => {
+        const results = await this.runner.run(batch);
+        this.stats.batches++;
+        this.stats.steps += batch.length;
+        for (const r of results) {
+          if (r.status !== 'reset') continue;
+          this.stats.resets++;
+          log.warn({ stream: r.streamId, reason: r.reason }, 'non-finite model output: stream state reset, step not stored');
+        }
+        options.onResults(results, model);
+      },
+      onError: (err, batch) => {
+        this.stats.failedBatches++;
+        log.error({ err, steps: batch.length }, 'batch failed: its steps produced no forecast');
+        onError(err, batch);
+      },
+    });
+  }
+
+  /** Load a model file and wrap it in an engine. */
+  static async load(file: string, load: LoadModelOptions, options: EngineOptions): Promise<InferenceEngine> {
+    return new InferenceEngine(await loadModel(file, load), options);
+  }
+
+  /** Queue one step of a stream. `input` must hold the model's feature count, scaled. */
+  submit(streamId: string, input: Float32Array): void {
+    if (this.#closed) throw new TidecastError(ErrorCodes.STOPPED, `engine for ${this.model.name} is closed`);
+    const F = this.model.signature.featureCount;
+    if (input.length !== F) {
+      throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${streamId}: step has ${input.length} features, model ${this.model.name} takes ${F}`);
+    }
+    this.#batcher.push({ streamId, input });
+  }
+
+  /** Steps waiting for a batch. */
+  get queueDepth(): number {
+    return this.#batcher.pending;
+  }
+
+  /** Streams holding state in memory. */
+  get streams(): number {
+    return this.runner.streams;
+  }
+
+  /** Run everything queued; resolves when all results have been delivered. */
+  drain(): Promise<void> {
+    return this.#batcher.drain();
+  }
+
+  resetStream(streamId: string): void {
+    this.runner.resetStream(streamId);
+  }
+
+  /** Drain, then release the onnxruntime session. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closed ??= this.#batcher.drain().then(() => this.model.session.release());
+    return this.#closed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

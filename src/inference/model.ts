@@ -1,0 +1,117 @@
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { ErrorCodes, TidecastError } from '../errors.js';
+import { cardOutputSize, defaultCardPath, readCard, type ModelCard } from './card.js';
+import { detectSignature, type ModelSignature, type TensorInfo } from './signature.js';
+
+/** How to load a model. */
+export interface LoadModelOptions {
+  /** Card file; undefined looks beside the model (`name.card.json`), null loads without a card. */
+  card?: string | null;
+  /** Threads onnxruntime may use inside one run (default 1: the daemon shares a small box). */
+  intraOpThreads?: number;
+  /** onnxruntime execution providers, in order (default ['cpu']). */
+  executionProviders?: string[];
+  /** Force windowed mode with this window, e.g. to run a stateful model the naive way. */
+  window?: number;
+}
+
+/** An onnxruntime session with its detected signature, card and run mode. */
+export interface LoadedModel {
+  readonly name: string;
+  readonly path: string;
+  readonly session: ort.InferenceSession;
+  readonly signature: ModelSignature;
+  readonly card: ModelCard | null;
+  readonly cardPath: string | null;
+  /** stateful: one step per run, state carried; windowed: the last `window` steps per run. */
+  readonly mode: 'stateful' | 'windowed';
+  readonly window: number | null;
+  readonly inputs: readonly TensorInfo[];
+  readonly outputs: readonly TensorInfo[];
+}
+
+function tensorInfos(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] {
+  return meta.map((m) => ({ name: m.name, shape: m.isTensor ? [...m.shape] : [] }));
+}
+
+function resolveMode(sig: ModelSignature, card: ModelCard | null, forcedWindow: number | undefined, file: string): Pick<LoadedModel, 'mode' | 'window'> {
+  if (forcedWindow !== undefined) return { mode: 'windowed', window: forcedWindow };
+  if (card?.mode === 'windowed') {
+    const window = card.window ?? 0;
+    if (sig.fixedTime !== null && sig.fixedTime !== window) {
+      throw new TidecastError(ErrorCodes.SIGNATURE, `${file}: card window ${window} differs from the graph's fixed time length ${sig.fixedTime}`);
+    }
+    return { mode: 'windowed', window };
+  }
+  if (sig.states.length === 0) {
+    // No state to carry: the model can only see what it is given each run.
+    if (sig.fixedTime !== null && sig.fixedTime > 1) return { mode: 'windowed', window: sig.fixedTime };
+    if (sig.inputTimeAxis >= 0) {
+      throw new TidecastError(
+        ErrorCodes.SIGNATURE,
+        `${file}: the model has no state inputs and a dynamic time axis; set mode "windowed" and a window in its card, ` +
+          'or export it with its state as inputs and outputs (h0/c0 -> hn/cn)',
+      );
+    }
+    return { mode: 'stateful', window: null };
+  }
+  if (sig.fixedTime !== null && sig.fixedTime !== 1) {
+    throw new TidecastError(ErrorCodes.SIGNATURE, `${file}: a stateful model needs a dynamic or length-1 time axis, the graph fixes it at ${sig.fixedTime}`);
+  }
+  return { mode: 'stateful', window: null };
+}
+
+/**
+ * Load an exported ONNX forecaster: create the session, read its card, detect
+ * its signature and check the two agree. Every refusal is a coded TidecastError.
+ */
+export async function loadModel(file: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  const abs = path.resolve(file);
+  if (!existsSync(abs) || !statSync(abs).isFile()) {
+    throw new TidecastError(ErrorCodes.MODEL_NOT_FOUND, `model file not found: ${abs}`);
+  }
+  let cardPath: string | null = null;
+  if (options.card !== null) {
+    const candidate = options.card ?? defaultCardPath(abs);
+    if (options.card !== undefined || existsSync(candidate)) cardPath = path.resolve(candidate);
+  }
+  const card = cardPath === null ? null : readCard(cardPath);
+
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(abs, {
+      executionProviders: options.executionProviders ?? ['cpu'],
+      intraOpNumThreads: options.intraOpThreads ?? 1,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
+  } catch (err) {
+    throw new TidecastError(ErrorCodes.MODEL_CORRUPT, `onnxruntime cannot load ${abs}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const inputs = tensorInfos(session.inputMetadata);
+    const outputs = tensorInfos(session.outputMetadata);
+    const signature = detectSignature(inputs, outputs, card?.signature);
+    if (card && card.features.length !== signature.featureCount) {
+      throw new TidecastError(
+        ErrorCodes.FEATURE_COUNT,
+        `${abs}: the card lists ${card.features.length} features (${card.features.map((f) => f.name).join(', ')}) ` +
+          `but input "${signature.input}" takes ${signature.featureCount}`,
+      );
+    }
+    if (card && signature.outputSize !== null && signature.outputSize !== cardOutputSize(card)) {
+      throw new TidecastError(
+        ErrorCodes.OUTPUT_COUNT,
+        `${abs}: the card promises ${card.targets.length} targets × ${card.horizons.length} horizons = ${cardOutputSize(card)} values ` +
+          `but output "${signature.output}" has ${signature.outputSize} per step`,
+      );
+    }
+    const name = card?.name ?? path.basename(abs).replace(/\.onnx$/i, '');
+    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, ...resolveMode(signature, card, options.window, abs) };
+  } catch (err) {
+    await session.release();
+    throw err;
+  }
+}

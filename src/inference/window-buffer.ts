@@ -1,0 +1,55 @@
+import { StateSlab } from './state-slab.js';
+
+/**
+ * The last `window` steps of each stream, oldest first, for models that cannot
+ * stream (bidirectional RNNs, many-to-one windows).
+ *
+ * Each stream's window is one slab slot; a push shifts it left by one step.
+ * Shifting (window × features floats, 56 for weather-brnn) costs far less than
+ * the window's forward pass, and keeps the slot already in the order the model
+ * reads, so a batch is built with one copy per stream.
+ */
+export class WindowBuffer {
+  readonly window: number;
+  readonly features: number;
+  readonly #slab: StateSlab;
+  readonly #filled = new Map<string, number>();
+
+  constructor(window: number, features: number) {
+    this.window = window;
+    this.features = features;
+    this.#slab = new StateSlab(window * features);
+  }
+
+  get size(): number {
+    return this.#slab.size;
+  }
+
+  /** Append a step; returns how many steps the window now holds (at most `window`). */
+  push(streamId: string, step: Float32Array): number {
+    const off = this.#slab.offsetOf(this.#slab.slotOf(streamId));
+    const data = this.#slab.data;
+    const span = this.window * this.features;
+    data.copyWithin(off, off + this.features, off + span);
+    data.set(step, off + span - this.features);
+    const filled = Math.min(this.window, (this.#filled.get(streamId) ?? 0) + 1);
+    this.#filled.set(streamId, filled);
+    return filled;
+  }
+
+  /** The stream's window (oldest step first) as a view into the backing array. */
+  view(streamId: string): Float32Array {
+    const off = this.#slab.offsetOf(this.#slab.slotOf(streamId));
+    return this.#slab.data.subarray(off, off + this.window * this.features);
+  }
+
+  reset(streamId: string): void {
+    this.#slab.reset(streamId);
+    this.#filled.delete(streamId);
+  }
+
+  release(streamId: string): void {
+    this.#slab.release(streamId);
+    this.#filled.delete(streamId);
+  }
+}

@@ -1,0 +1,15 @@
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+/**
+ * The process logger: JSON lines (journald keeps them as they are), one child
+ * per component. `destination` 1 is stdout, 2 is stderr (for commands whose
+ * stdout is a table).
+ */
+export function createLogger(level = 'info', destination: 1 | 2 = 1): Logger {
+  return pino({ level, base: { name: 'tidecast' } }, pino.destination({ fd: destination, sync: destination === 2 }));
+}
+
+/** A logger that drops everything (library use and tests that do not assert on logs). */
+export const silentLogger: Logger = pino({ level: 'silent' });
