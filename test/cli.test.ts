@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { packageRoot } from '../src/paths.js';
+import { modelPath, tempDir } from './helpers.js';
+
+const run = promisify(execFile);
+const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
+
+async function tidecast(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { cwd: packageRoot, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('tidecast inspect', () => {
+  it('prints inputs, outputs, state pairs, layout, mode and the card as JSON', async () => {
+    const { code, stdout } = await tidecast('inspect', modelPath('weather-gru'), '--json');
+    assert.equal(code, 0);
+    const r = JSON.parse(stdout) as Record<string, unknown> & { statePairs: unknown[]; card: { horizons: number[] } };
+    assert.equal(r.mode, 'stateful');
+    assert.equal(r.layout, 'batch-first');
+    assert.equal(r.batch, 'dynamic');
+    assert.deepEqual(r.statePairs, [{ input: 'h0', output: 'hn', floatsPerStream: 64 }]);
+    assert.deepEqual(r.card.horizons, [1, 2, 3]);
+  });
+
+  it('shows a windowed model and its held-out metrics in the table', async () => {
+    const { code, stdout } = await tidecast('inspect', modelPath('weather-brnn'));
+    assert.equal(code, 0);
+    assert.match(stdout, /windowed: the last 14 steps per run/);
+    assert.match(stdout, /temp_max@1\s+\d+\.\d\d \/ \d+\.\d\d/);
+  });
+
+  it('refuses a corrupt file with its error code and exit code 65', async () => {
+    const tmp = tempDir();
+    const file = path.join(tmp.dir, 'broken.onnx');
+    writeFileSync(file, 'this is not a protobuf');
+    const { code, stderr } = await tidecast('inspect', file, '--no-card');
+    tmp.remove();
+    assert.equal(code, 65);
+    assert.match(stderr, /TIDECAST_ERR_MODEL_CORRUPT/);
+  });
+
+  it('exits 64 on a usage error', async () => {
+    const { code } = await tidecast('inspect');
+    assert.equal(code, 64);
+  });
+});
+
+describe('tidecast demo', () => {
+  it('replays both weather streams through the engine and scores the forecasts', async () => {
+    const { code, stdout } = await tidecast('demo', '--rate', '1000', '--from', '2015-12-01');
+    assert.equal(code, 0);
+    const rows = stdout.split('\n').filter((l) => /^2015-12-\d\d {2}(Seattle|New York)/.test(l));
+    assert.equal(rows.length, 62, 'both streams, every day of December 2015');
+    assert.match(stdout, /summary: weather-lstm, 2 streams, 31 days shown, 2922 steps/);
+    const m = /model (\d+\.\d+) °C, persistence (\d+\.\d+) °C/.exec(stdout);
+    assert.ok(m, 'live MAE line');
+    assert.ok(Number(m[1]) > 0 && Number(m[1]) < 10, `a plausible live MAE, got ${m[1]}`);
+  });
+});

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InferenceEngine } from '../src/inference/engine.js';
+import { loadModel } from '../src/inference/model.js';
+import { StepRunner, type StepResult } from '../src/inference/step-runner.js';
+import { maxAbsDiff, modelPath, prng } from './helpers.js';
+
+const STREAMS = 1000;
+const STEPS = 12;
+const F = 4;
+
+describe('cross-stream batching', () => {
+  it('1,000 streams in random interleavings and batch sizes get exactly what each gets alone', async () => {
+    const rand = prng(42);
+    const seqs = Array.from({ length: STREAMS }, () =>
+      Array.from({ length: STEPS }, () => Float32Array.from({ length: F }, () => rand() * 4 - 2)),
+    );
+
+    // Reference: each stream run alone, one step per session.run, batch of 1.
+    const alone = new StepRunner(await loadModel(modelPath('weather-lstm')));
+    const expected: Float32Array[][] = [];
+    for (let s = 0; s < STREAMS; s++) {
+      const outs: Float32Array[] = [];
+      for (const input of seqs[s]!) outs.push((await alone.run([{ streamId: `s${s}`, input }]))[0]!.output!);
+      expected.push(outs);
+    }
+
+    for (const [round, maxBatch] of [[0, 1000], [1, 7], [2, 256]] as const) {
+      // A random interleaving that keeps each stream's own order: draw a random stream with steps left.
+      const order: number[] = [];
+      const left = new Array<number>(STREAMS).fill(STEPS);
+      const live = Array.from({ length: STREAMS }, (_, i) => i);
+      while (live.length > 0) {
+        const k = Math.floor(rand() * live.length);
+        const s = live[k]!;
+        order.push(s);
+        if (--left[s]! === 0) live.splice(k, 1);
+      }
+      const got: Float32Array[][] = Array.from({ length: STREAMS }, () => []);
+      const batchSizes: number[] = [];
+      const engine = new InferenceEngine(await loadModel(modelPath('weather-lstm')), {
+        maxBatch,
+        maxDelayMs: 1,
+        onResults: (results: StepResult[]) => {
+          batchSizes.push(results.length);
+          const seen = new Set<string>();
+          for (const r of results) {
+            assert.ok(!seen.has(r.streamId), `stream ${r.streamId} twice in one batch`);
+            seen.add(r.streamId);
+            assert.equal(r.status, 'ok');
+            got[Number(r.streamId.slice(1))]!.push(r.output!);
+          }
+        },
+      });
+      // Submit in bursts of random size so batches form from different mixes.
+      const next = new Array<number>(STREAMS).fill(0);
+      for (let i = 0; i < order.length; ) {
+        const burst = 1 + Math.floor(rand() * 500);
+        for (const s of order.slice(i, i + burst)) engine.submit(`s${s}`, seqs[s]![next[s]!++]!);
+        i += burst;
+        await new Promise((r) => setImmediate(r));
+      }
+      await engine.close();
+
+      assert.ok(batchSizes.every((n) => n <= maxBatch), `round ${round}: a batch exceeded maxBatch ${maxBatch}`);
+      assert.ok(Math.max(...batchSizes) > 1, `round ${round}: steps of different streams must share batches`);
+      let worst = 0;
+      for (let s = 0; s < STREAMS; s++) {
+        assert.equal(got[s]!.length, STEPS, `stream s${s} got ${got[s]!.length} results`);
+        for (let t = 0; t < STEPS; t++) worst = Math.max(worst, maxAbsDiff(got[s]![t]!, expected[s]![t]!));
+      }
+      // Batched and single-row runs may take different kernels: equal to float32 rounding.
+      assert.ok(worst <= 1e-5, `round ${round}: max deviation from the stream run alone ${worst}`);
+    }
+  });
+});

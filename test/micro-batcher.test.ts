@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MicroBatcher, type Timer } from '../src/inference/micro-batcher.js';
+
+/** A manual clock: timers fire only when the test advances it. */
+class ManualTimer implements Timer {
+  now = 0;
+  #timers: Array<{ at: number; fn: () => void; id: number }> = [];
+  #id = 0;
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#id;
+    this.#timers.push({ at: this.now + ms, fn, id });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#timers = this.#timers.filter((t) => t.id !== handle);
+  }
+  advance(ms: number): void {
+    this.now += ms;
+    const due = this.#timers.filter((t) => t.at <= this.now);
+    this.#timers = this.#timers.filter((t) => t.at > this.now);
+    for (const t of due) t.fn();
+  }
+  get armed(): number {
+    return this.#timers.length;
+  }
+}
+
+interface Item { key: string; n: number }
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+function harness(maxBatch: number, maxDelayMs: number) {
+  const timer = new ManualTimer();
+  const batches: Item[][] = [];
+  let release: (() => void) | null = null;
+  let hold = false;
+  const batcher = new MicroBatcher<Item>({
+    maxBatch,
+    maxDelayMs,
+    timer,
+    key: (i) => i.key,
+    run: async (b) => {
+      batches.push(b);
+      if (hold) await new Promise<void>((r) => (release = r));
+    },
+    onError: () => assert.fail('no run fails here'),
+  });
+  return { timer, batches, batcher, holdRuns: (on: boolean) => (hold = on), release: () => release?.() };
+}
+
+describe('MicroBatcher', () => {
+  it('flushes at maxBatch without waiting for the timer', async () => {
+    const h = harness(3, 1000);
+    for (const key of ['a', 'b', 'c']) h.batcher.push({ key, n: 0 });
+    await tick();
+    assert.deepEqual(h.batches.map((b) => b.map((i) => i.key)), [['a', 'b', 'c']]);
+  });
+
+  it('an idle batcher holds a lone step at most maxDelayMs', async () => {
+    const h = harness(100, 5);
+    h.batcher.push({ key: 'a', n: 0 });
+    h.timer.advance(4);
+    await tick();
+    assert.equal(h.batches.length, 0);
+    h.timer.advance(1);
+    await tick();
+    assert.equal(h.batches.length, 1);
+    assert.equal(h.timer.armed, 0);
+  });
+
+  it('puts a stream at most once in a batch and keeps its steps in arrival order', async () => {
+    const h = harness(10, 5);
+    for (let n = 0; n < 3; n++) h.batcher.push({ key: 'a', n });
+    h.batcher.push({ key: 'b', n: 0 });
+    h.batcher.push({ key: 'a', n: 3 });
+    await h.batcher.drain();
+    assert.deepEqual(
+      h.batches.map((b) => b.map((i) => `${i.key}${i.n}`)),
+      [['a0', 'b0'], ['a1'], ['a2'], ['a3']],
+    );
+  });
+
+  it('runs one batch at a time; arrivals during a run go next, together', async () => {
+    const h = harness(100, 5);
+    h.holdRuns(true);
+    h.batcher.push({ key: 'a', n: 0 });
+    h.timer.advance(5);
+    await tick();
+    assert.equal(h.batches.length, 1);
+    for (const key of ['b', 'c', 'd']) h.batcher.push({ key, n: 0 });
+    h.timer.advance(50);
+    await tick();
+    assert.equal(h.batches.length, 1, 'no second batch while the first is in flight');
+    h.holdRuns(false);
+    h.release();
+    await h.batcher.drain();
+    assert.deepEqual(h.batches.map((b) => b.map((i) => i.key)), [['a'], ['b', 'c', 'd']]);
+  });
+
+  it('drain runs everything now and resolves when nothing is left', async () => {
+    const h = harness(2, 10_000);
+    for (let n = 0; n < 5; n++) h.batcher.push({ key: `k${n}`, n });
+    await h.batcher.drain();
+    assert.equal(h.batcher.pending, 0);
+    assert.deepEqual(h.batches.map((b) => b.length), [2, 2, 1]);
+  });
+
+  it('a failing run reports its batch and does not stop later batches', async () => {
+    const failed: Item[][] = [];
+    const ran: Item[][] = [];
+    let first = true;
+    const batcher = new MicroBatcher<Item>({
+      maxBatch: 1,
+      maxDelayMs: 0,
+      key: (i) => i.key,
+      run: async (b) => {
+        if (first) {
+          first = false;
+          throw new Error('boom');
+        }
+        ran.push(b);
+      },
+      onError: (_err, b) => failed.push(b),
+    });
+    batcher.push({ key: 'a', n: 0 });
+    batcher.push({ key: 'a', n: 1 });
+    await batcher.drain();
+    assert.deepEqual(failed.map((b) => b[0]!.n), [0]);
+    assert.deepEqual(ran.map((b) => b[0]!.n), [1]);
+  });
+});
