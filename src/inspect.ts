@@ -1,0 +1,110 @@
+import { statSync } from 'node:fs';
+import path from 'node:path';
+import type { LoadedModel } from './inference/model.js';
+
+/** What `tidecast inspect --json` prints: stable keys for scripts. */
+export interface InspectReport {
+  name: string;
+  path: string;
+  bytes: number;
+  mode: 'stateful' | 'windowed';
+  window: number | null;
+  layout: string;
+  batch: 'dynamic' | number;
+  inputs: Array<{ name: string; shape: Array<number | string>; role: string }>;
+  outputs: Array<{ name: string; shape: Array<number | string>; role: string }>;
+  statePairs: Array<{ input: string; output: string; floatsPerStream: number }>;
+  stateBytesPerStream: number;
+  featureCount: number;
+  outputSize: number | null;
+  card: null | {
+    path: string;
+    features: string[];
+    targets: string[];
+    horizons: number[];
+    stepSeconds: number;
+    provenance: Record<string, unknown> | null;
+    metrics: Record<string, unknown> | null;
+  };
+}
+
+export function inspectReport(model: LoadedModel): InspectReport {
+  const sig = model.signature;
+  const stateIn = new Map(sig.states.map((s) => [s.input, s]));
+  const stateOut = new Map(sig.states.map((s) => [s.output, s]));
+  const role = (name: string, dir: 'in' | 'out'): string => {
+    if (name === sig.input) return 'features';
+    if (name === sig.output) return 'forecast';
+    const s = dir === 'in' ? stateIn.get(name) : stateOut.get(name);
+    if (s) return dir === 'in' ? `state (from ${s.output})` : `state (to ${s.input})`;
+    return 'unused';
+  };
+  const card = model.card;
+  return {
+    name: model.name,
+    path: model.path,
+    bytes: statSync(model.path).size,
+    mode: model.mode,
+    window: model.window,
+    layout: sig.layout,
+    batch: sig.fixedBatch ?? 'dynamic',
+    inputs: model.inputs.map((t) => ({ name: t.name, shape: [...t.shape], role: role(t.name, 'in') })),
+    outputs: model.outputs.map((t) => ({ name: t.name, shape: [...t.shape], role: role(t.name, 'out') })),
+    statePairs: sig.states.map((s) => ({ input: s.input, output: s.output, floatsPerStream: s.perStream })),
+    stateBytesPerStream: sig.states.reduce((n, s) => n + s.perStream * 4, 0),
+    featureCount: sig.featureCount,
+    outputSize: sig.outputSize,
+    card: card && {
+      path: model.cardPath!,
+      features: card.features.map((f) => (f.unit ? `${f.name} (${f.unit})` : f.name)),
+      targets: card.targets.map((t) => (t.unit ? `${t.name} (${t.unit})` : t.name)),
+      horizons: [...card.horizons],
+      stepSeconds: card.stepSeconds,
+      provenance: card.provenance ?? null,
+      metrics: card.metrics ?? null,
+    },
+  };
+}
+
+const shape = (s: ReadonlyArray<number | string>): string => `[${s.join(', ')}]`;
+
+interface ErrorStats { mae: number; rmse: number }
+
+/** The human-readable form of the report. */
+export function formatInspect(r: InspectReport): string {
+  const lines: string[] = [];
+  const row = (k: string, v: string): void => void lines.push(`${k.padEnd(10)} ${v}`);
+  row('model', `${r.name}  (${path.relative(process.cwd(), r.path) || r.path}, ${(r.bytes / 1024).toFixed(1)} KiB)`);
+  row(
+    'mode',
+    r.mode === 'stateful'
+      ? 'stateful: one step per run, recurrent state carried between messages'
+      : `windowed: the last ${r.window} steps per run (this model cannot stream)`,
+  );
+  row('layout', `${r.layout}, batch ${r.batch === 'dynamic' ? 'dynamic (streams are batched)' : `fixed at ${r.batch} (streams run one by one)`}`);
+  const width = Math.max(...[...r.inputs, ...r.outputs].map((t) => `${t.name} ${shape(t.shape)}`.length));
+  r.inputs.forEach((t, i) => row(i === 0 ? 'inputs' : '', `${`${t.name} ${shape(t.shape)}`.padEnd(width)}  ${t.role}`));
+  r.outputs.forEach((t, i) => row(i === 0 ? 'outputs' : '', `${`${t.name} ${shape(t.shape)}`.padEnd(width)}  ${t.role}`));
+  row('state', r.statePairs.length === 0 ? 'none' : `${r.statePairs.map((p) => `${p.input} -> ${p.output}`).join(', ')}; ${r.stateBytesPerStream} bytes per stream`);
+  if (!r.card) {
+    row('card', 'none (signature detected from the graph; add name.card.json for scaling, units and horizons)');
+    return lines.join('\n');
+  }
+  const c = r.card;
+  row('card', path.relative(process.cwd(), c.path) || c.path);
+  row('features', c.features.join(', '));
+  row('targets', `${c.targets.join(', ')} at horizons ${c.horizons.join(', ')} (steps of ${c.stepSeconds} s)`);
+  const prov = c.provenance as { dataset?: string; file?: string; train?: { from: string; to: string }; test?: { from: string; to: string } } | null;
+  if (prov?.dataset) {
+    row('data', `${prov.dataset} ${prov.file ?? ''}; train ${prov.train?.from}..${prov.train?.to}, test ${prov.test?.from}..${prov.test?.to}`);
+  }
+  const test = (c.metrics as { test?: { model: Record<string, ErrorStats>; persistence: Record<string, ErrorStats> } } | null)?.test;
+  if (test) {
+    lines.push('test MAE   model / persistence (held-out data)');
+    for (const [k, m] of Object.entries(test.model)) {
+      const p = test.persistence[k];
+      lines.push(`  ${k.padEnd(14)} ${m.mae.toFixed(2).padStart(6)} / ${p ? p.mae.toFixed(2) : '-'}`);
+    }
+  }
+  return lines.join('\n');
+}
