@@ -19,6 +19,12 @@ export const ErrorCodes = {
   OUTPUT_COUNT: 'TIDECAST_ERR_OUTPUT_COUNT',
   /** A step was submitted with the wrong number of features. */
   STEP_SHAPE: 'TIDECAST_ERR_STEP_SHAPE',
+  /** The configuration is invalid (exit code 78). */
+  CONFIG: 'TIDECAST_ERR_CONFIG',
+  /** A message could not be turned into a sample (the reason is a dead-letter reason). */
+  DECODE: 'TIDECAST_ERR_DECODE',
+  /** The SQLite store failed. */
+  STORE: 'TIDECAST_ERR_STORE',
   /** The engine was used after stop(). */
   STOPPED: 'TIDECAST_ERR_STOPPED',
 } as const;

@@ -1,0 +1,61 @@
+/** The validated configuration (config/tidecast.schema.json), defaults filled in. */
+
+export type TimestampFormat = 'epoch_s' | 'epoch_ms' | 'iso';
+
+export interface TimestampConfig {
+  readonly field: string;
+  readonly format: TimestampFormat;
+}
+
+export type DecoderConfig =
+  | { readonly type: 'json'; readonly features?: Readonly<Record<string, string>>; readonly timestamp?: TimestampConfig }
+  | { readonly type: 'number'; readonly feature: string }
+  | { readonly type: 'csv'; readonly columns: readonly string[]; readonly timestamp?: TimestampConfig; readonly separator: string };
+
+export interface RouteConfig {
+  readonly name?: string;
+  readonly topic: string;
+  readonly stream: string;
+  readonly models: readonly string[];
+  readonly decoder: DecoderConfig;
+}
+
+export interface ModelConfig {
+  readonly path?: string;
+  readonly card?: string;
+  readonly threads: number;
+}
+
+export interface TidecastConfig {
+  readonly log: { readonly level: string };
+  readonly mqtt: {
+    readonly url: string;
+    readonly clientId: string;
+    readonly protocolVersion: 4 | 5;
+    readonly username?: string;
+    readonly passwordFile?: string;
+    readonly keepaliveS: number;
+    readonly reconnectPeriodMs: number;
+    readonly reconnectMaxMs: number;
+    readonly connectTimeoutMs: number;
+    readonly maxPayloadBytes: number;
+    readonly availabilityTopic: string;
+    readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string; readonly rejectUnauthorized: boolean };
+  };
+  readonly models: Readonly<Record<string, ModelConfig>>;
+  readonly routes: readonly RouteConfig[];
+  readonly batching: { readonly maxBatch: number; readonly maxDelayMs: number };
+  readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number };
+  readonly publish: { readonly enabled: boolean; readonly topic: string; readonly qos: 0 | 1 | 2; readonly retain: boolean };
+}
+
+/** A loaded configuration: the values, where they came from, and secrets read from files. */
+export interface LoadedConfig {
+  readonly config: TidecastConfig;
+  /** The file it was read from. */
+  readonly file: string;
+  /** Environment variables that overrode a value (names only, never values). */
+  readonly overrides: readonly string[];
+  /** Secrets read from the files the config names; never logged. */
+  readonly secrets: { readonly password?: string; readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+}

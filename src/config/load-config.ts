@@ -1,0 +1,211 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parseDocument } from 'yaml';
+import { ErrorCodes, TidecastError } from '../errors.js';
+import { modelsDir, packageRoot } from '../paths.js';
+import { TopicPattern } from '../mqtt/topic-pattern.js';
+import type { LoadedConfig, TidecastConfig } from './config.js';
+
+/** Where the schema lives: shipped beside the example configs so editors can use it. */
+export const schemaPath = path.join(packageRoot, 'config', 'tidecast.schema.json');
+
+/** Invalid configuration: every problem, each as `path: message`. Exit code 78 (EX_CONFIG). */
+export class ConfigError extends TidecastError {
+  readonly problems: readonly string[];
+
+  constructor(file: string, problems: readonly string[]) {
+    super(ErrorCodes.CONFIG, `invalid configuration ${file}:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
+  }
+}
+
+/**
+ * The config file to use: `--config`, then `$TIDECAST_CONFIG`, then
+ * /etc/tidecast/tidecast.yaml, then ./config/tidecast.yaml.
+ */
+export function findConfigFile(flag: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
+  const candidates = [flag, env.TIDECAST_CONFIG, '/etc/tidecast/tidecast.yaml', path.join(cwd, 'config', 'tidecast.yaml')];
+  for (const c of candidates) {
+    if (c === undefined || c === '') continue;
+    // An explicit choice is used even if missing, so the error names it.
+    if (c === flag || c === env.TIDECAST_CONFIG || existsSync(c)) return path.resolve(cwd, c);
+  }
+  return path.join(cwd, 'config', 'tidecast.yaml');
+}
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+interface SchemaNode { properties?: Record<string, SchemaNode>; additionalProperties?: SchemaNode | boolean; items?: SchemaNode; $ref?: string }
+
+const norm = (s: string): string => s.toLowerCase().replace(/[_-]/g, '');
+
+function parseEnvValue(raw: string): Json {
+  try {
+    return JSON.parse(raw) as Json;
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * Apply `TIDECAST_<PATH>` overrides: path segments separated by `__`, each
+ * matched to the schema's key ignoring case, `_` and `-` (TIDECAST_MQTT__URL,
+ * TIDECAST_MQTT__CLIENT_ID, TIDECAST_ROUTES__0__TOPIC, TIDECAST_STORE__PATH).
+ * Values are parsed as JSON when they parse, else taken as strings.
+ */
+function applyEnv(doc: Record<string, Json>, env: NodeJS.ProcessEnv, schema: SchemaNode, problems: string[]): string[] {
+  const applied: string[] = [];
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith('TIDECAST_') || name === 'TIDECAST_CONFIG' || raw === undefined) continue;
+    const segments = name.slice('TIDECAST_'.length).split('__');
+    let node: SchemaNode | undefined = schema;
+    let target: Json = doc;
+    const keys: Array<string | number> = [];
+    for (const seg of segments) {
+      if (Array.isArray(target) && /^\d+$/.test(seg)) {
+        keys.push(Number(seg));
+        node = node?.items;
+      } else {
+        const known = Object.keys(node?.properties ?? {}).find((k) => norm(k) === norm(seg));
+        const existing = target && typeof target === 'object' && !Array.isArray(target) ? Object.keys(target).find((k) => norm(k) === norm(seg)) : undefined;
+        const key = known ?? existing;
+        if (key === undefined) {
+          node = undefined;
+          break;
+        }
+        keys.push(key);
+        node = known ? node?.properties?.[known] : typeof node?.additionalProperties === 'object' ? node.additionalProperties : undefined;
+      }
+      const next: Json | undefined = target !== null && typeof target === 'object' ? (target as Record<string, Json>)[keys[keys.length - 1] as string] : undefined;
+      if (keys.length < segments.length) {
+        if (next === undefined || next === null || typeof next !== 'object') {
+          (target as Record<string, Json>)[keys[keys.length - 1] as string] = {};
+        }
+        target = (target as Record<string, Json>)[keys[keys.length - 1] as string]!;
+      }
+    }
+    if (node === undefined || keys.length !== segments.length) {
+      problems.push(`${name}: no such setting (environment overrides are TIDECAST_ + the setting's path joined by __, e.g. TIDECAST_MQTT__URL)`);
+      continue;
+    }
+    (target as Record<string, Json>)[keys[keys.length - 1] as string] = parseEnvValue(raw);
+    applied.push(name);
+  }
+  return applied;
+}
+
+function ajvProblem(e: ErrorObject): string {
+  const at = e.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p.replace(/~1/g, '/').replace(/~0/g, '~')}`))
+    .join('')
+    .replace(/^\./, '');
+  const where = at === '' ? '(top level)' : at;
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `${where}: unknown key "${(e.params as { additionalProperty: string }).additionalProperty}"`;
+    case 'required':
+      return `${where}: missing required key "${(e.params as { missingProperty: string }).missingProperty}"`;
+    case 'enum':
+      return `${where}: must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
+    default:
+      return `${where}: ${e.message ?? 'is invalid'}`;
+  }
+}
+
+let compiled: ReturnType<Ajv['compile']> | undefined;
+let schemaDoc: SchemaNode | undefined;
+
+function validator(): { validate: ReturnType<Ajv['compile']>; schema: SchemaNode } {
+  if (!compiled || !schemaDoc) {
+    schemaDoc = JSON.parse(readFileSync(schemaPath, 'utf8')) as SchemaNode;
+    compiled = new Ajv({ allErrors: true, useDefaults: true, discriminator: true, strict: false }).compile(schemaDoc);
+  }
+  return { validate: compiled, schema: schemaDoc };
+}
+
+function readSecret(file: string, what: string, problems: string[]): Buffer | undefined {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    problems.push(`${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    return undefined;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as object)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** Checks the schema cannot express: references between sections, files that must exist. */
+function crossCheck(cfg: TidecastConfig, problems: string[]): void {
+  cfg.routes.forEach((route, i) => {
+    let pattern: TopicPattern | undefined;
+    try {
+      pattern = new TopicPattern(route.topic);
+    } catch (err) {
+      problems.push(`routes[${i}].topic: ${(err as Error).message}`);
+    }
+    for (const m of route.models) {
+      if (!(m in cfg.models)) problems.push(`routes[${i}].models: "${m}" is not defined under models (defined: ${Object.keys(cfg.models).join(', ')})`);
+    }
+    if (pattern) {
+      for (const v of route.stream.matchAll(/\{([^}]*)\}/g)) {
+        const name = v[1]!;
+        if (name !== 'topic' && !pattern.names.includes(name)) {
+          problems.push(`routes[${i}].stream: {${name}} is not a named wildcard of "${route.topic}" (names: ${pattern.names.join(', ') || 'none'}, or {topic})`);
+        }
+      }
+    }
+  });
+  for (const [name, m] of Object.entries(cfg.models)) {
+    if (!existsSync(m.path!)) problems.push(`models.${name}.path: file not found: ${m.path}`);
+  }
+}
+
+/** Read, override from the environment, validate, resolve paths and read secrets; all problems at once. */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = {}): LoadedConfig {
+  const problems: string[] = [];
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`(file): cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
+  }
+  const yaml = parseDocument(text, { prettyErrors: true });
+  if (yaml.errors.length > 0) throw new ConfigError(file, yaml.errors.map((e) => `(yaml): ${e.message.split('\n')[0]}`));
+  const doc = (yaml.toJS() ?? {}) as Record<string, Json>;
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(file, ['(top level): must be a mapping of settings']);
+
+  const { validate, schema } = validator();
+  const overrides = applyEnv(doc, env, schema, problems);
+  if (!validate(doc)) problems.push(...(validate.errors ?? []).map(ajvProblem));
+  if (problems.length > 0) throw new ConfigError(file, problems);
+
+  const cfg = doc as unknown as TidecastConfig & { models: Record<string, { path?: string; card?: string }>; store: { path: string } };
+  const dir = path.dirname(path.resolve(file));
+  const resolve = (p: string): string => path.resolve(dir, p);
+  for (const [name, m] of Object.entries(cfg.models)) {
+    m.path = m.path === undefined ? path.join(modelsDir, `${name}.onnx`) : resolve(m.path);
+    if (m.card !== undefined) m.card = resolve(m.card);
+  }
+  cfg.store.path = cfg.store.path === ':memory:' ? cfg.store.path : resolve(cfg.store.path);
+  crossCheck(cfg, problems);
+
+  const secrets: { password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
+  const mq = cfg.mqtt;
+  if (mq.passwordFile !== undefined) {
+    const pw = readSecret(resolve(mq.passwordFile), 'mqtt.passwordFile', problems);
+    if (pw) secrets.password = pw.toString('utf8').replace(/\r?\n$/, '');
+  }
+  if (mq.tls?.caFile) secrets.ca = readSecret(resolve(mq.tls.caFile), 'mqtt.tls.caFile', problems);
+  if (mq.tls?.certFile) secrets.cert = readSecret(resolve(mq.tls.certFile), 'mqtt.tls.certFile', problems);
+  if (mq.tls?.keyFile) secrets.key = readSecret(resolve(mq.tls.keyFile), 'mqtt.tls.keyFile', problems);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  return { config: deepFreeze(cfg), file: path.resolve(file), overrides, secrets };
+}
