@@ -1,0 +1,138 @@
+import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
+import type { LoadedConfig } from '../config/config.js';
+import type { Logger } from '../log.js';
+
+export type MessageHandler = (topic: string, payload: Buffer, arrivalMs: number) => void;
+
+export interface MqttConnectionOptions {
+  config: LoadedConfig['config']['mqtt'];
+  secrets: LoadedConfig['secrets'];
+  /** Filters to subscribe at QoS 1, on every (re)connect. */
+  filters: readonly string[];
+  onMessage: MessageHandler;
+  log: Logger;
+  now?: () => number;
+}
+
+/**
+ * The broker connection: a fixed client id with a persistent session
+ * (`clean: false`), QoS 1 subscriptions renewed on every connect, reconnects
+ * with exponential backoff, and a retained availability topic (`online` on
+ * connect, `offline` on clean stop and as the last will).
+ *
+ * Messages are handled in mqtt.js's `handleMessage` hook: for QoS 1 the PUBACK
+ * goes out when its callback runs (MQTT 3.1.1 §4.3.2). While stopping, the hook
+ * returns without acknowledging, so the broker keeps those messages for the
+ * next session instead of tidecast dropping them.
+ */
+export class MqttConnection {
+  readonly #opts: MqttConnectionOptions;
+  readonly #now: () => number;
+  #client: MqttClient | null = null;
+  #accepting = false;
+  #backoffMs: number;
+  #connectedOnce: Promise<void> | null = null;
+  /** Messages received, for logs and tests. */
+  received = 0;
+
+  constructor(options: MqttConnectionOptions) {
+    this.#opts = options;
+    this.#now = options.now ?? Date.now;
+    this.#backoffMs = options.config.reconnectPeriodMs;
+  }
+
+  get connected(): boolean {
+    return this.#client?.connected ?? false;
+  }
+
+  /** Connect and subscribe; resolves on the first successful subscription. Keeps retrying until then. */
+  start(): Promise<void> {
+    if (this.#connectedOnce) return this.#connectedOnce;
+    const c = this.#opts.config;
+    const log = this.#opts.log;
+    const options: IClientOptions = {
+      clientId: c.clientId,
+      clean: false,
+      protocolVersion: c.protocolVersion,
+      keepalive: c.keepaliveS,
+      reconnectPeriod: c.reconnectPeriodMs,
+      connectTimeout: c.connectTimeoutMs,
+      resubscribe: false, // we subscribe on every connect ourselves
+      username: c.username,
+      password: this.#opts.secrets.password,
+      ca: this.#opts.secrets.ca,
+      cert: this.#opts.secrets.cert,
+      key: this.#opts.secrets.key,
+      rejectUnauthorized: c.tls?.rejectUnauthorized ?? true,
+      will: { topic: c.availabilityTopic, payload: Buffer.from('offline'), qos: 1, retain: true },
+      ...(c.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
+    };
+    const client = mqtt.connect(c.url, options);
+    this.#client = client;
+    this.#accepting = true;
+    client.handleMessage = (packet: IPublishPacket, done: (err?: Error) => void) => {
+      if (!this.#accepting) return; // no PUBACK: the broker redelivers to the next session
+      this.received++;
+      try {
+        this.#opts.onMessage(packet.topic, packet.payload as Buffer, this.#now());
+      } catch (err) {
+        log.error({ err, topic: packet.topic }, 'message handler failed');
+      }
+      done();
+    };
+    this.#connectedOnce = new Promise<void>((resolve) => {
+      client.on('connect', (connack) => {
+        this.#backoffMs = c.reconnectPeriodMs;
+        client.options.reconnectPeriod = c.reconnectPeriodMs;
+        log.info({ url: c.url, clientId: c.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
+        client.subscribe(
+          this.#opts.filters.map((f) => f),
+          { qos: 1 },
+          (err, granted) => {
+            if (err) {
+              log.error({ err }, 'subscribe failed');
+              return;
+            }
+            const refused = (granted ?? []).filter((g) => g.qos === 128);
+            if (refused.length > 0) log.error({ filters: refused.map((g) => g.topic) }, 'broker refused subscriptions');
+            log.info({ filters: this.#opts.filters }, 'subscribed');
+            client.publish(c.availabilityTopic, 'online', { qos: 1, retain: true });
+            resolve();
+          },
+        );
+      });
+    });
+    client.on('close', () => {
+      if (!this.#accepting) return;
+      // Exponential backoff: mqtt.js reads reconnectPeriod each time it schedules a reconnect.
+      log.warn({ retryInMs: this.#backoffMs }, 'disconnected from broker');
+      client.options.reconnectPeriod = this.#backoffMs;
+      this.#backoffMs = Math.min(this.#backoffMs * 2, c.reconnectMaxMs);
+    });
+    client.on('error', (err) => log.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'broker connection error'));
+    return this.#connectedOnce;
+  }
+
+  /** Publish (fire and forget; QoS 1/2 are retried by mqtt.js across reconnects). */
+  publish(topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean): void {
+    this.#client?.publish(topic, payload, { qos, retain });
+  }
+
+  /** Stop acknowledging new messages (they stay with the broker); first phase of shutdown. */
+  pause(): void {
+    this.#accepting = false;
+  }
+
+  /** Publish `offline`, wait for outgoing messages, disconnect. Safe to call twice. */
+  async stop(): Promise<void> {
+    this.#accepting = false;
+    const client = this.#client;
+    if (!client) return;
+    this.#client = null;
+    if (client.connected) {
+      await client.publishAsync(this.#opts.config.availabilityTopic, 'offline', { qos: 1, retain: true }).catch(() => undefined);
+    }
+    await Promise.race([client.endAsync(false), new Promise((r) => setTimeout(r, 2000).unref())]);
+    await client.endAsync(true).catch(() => undefined);
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * A topic filter with named wildcards: `sensors/+site/+device/telemetry`
+ * subscribes as `sensors/+/+/telemetry` and matches `sensors/north/t1/telemetry`
+ * to `{ site: 'north', device: 't1' }`. A trailing `#name` captures the rest of
+ * the topic. Plain `+` and `#` work too, unnamed. Matching follows MQTT 3.1.1
+ * §4.7: `+` is exactly one level, `#` is the remaining levels (zero or more),
+ * and wildcards never match topics starting with `$` at the first level.
+ */
+export class TopicPattern {
+  /** The filter as the broker sees it. */
+  readonly filter: string;
+  /** The named wildcards, in order. */
+  readonly names: readonly string[];
+  readonly #levels: ReadonlyArray<{ kind: 'literal' | 'one' | 'rest'; text: string; name: string | null }>;
+
+  constructor(pattern: string) {
+    if (pattern.length === 0) throw new Error('a topic filter cannot be empty');
+    const levels = pattern.split('/');
+    const names: string[] = [];
+    this.#levels = levels.map((level, i) => {
+      const kind = level.startsWith('+') ? 'one' : level.startsWith('#') ? 'rest' : 'literal';
+      if (kind === 'literal' && /[+#]/.test(level)) throw new Error(`"${level}": + and # must stand at the start of a level`);
+      if (kind === 'rest' && i !== levels.length - 1) throw new Error('# must be the last level');
+      const name = kind === 'literal' ? null : level.slice(1) || null;
+      if (name !== null) {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`"${level}": a wildcard name is letters, digits and _`);
+        if (names.includes(name)) throw new Error(`"${name}" is named twice`);
+        names.push(name);
+      }
+      return { kind, text: level, name };
+    });
+    this.names = names;
+    this.filter = this.#levels.map((l) => (l.kind === 'one' ? '+' : l.kind === 'rest' ? '#' : l.text)).join('/');
+  }
+
+  /** The named wildcards' values, or null when the topic does not match. */
+  match(topic: string): Record<string, string> | null {
+    const parts = topic.split('/');
+    if (topic.startsWith('$') && this.#levels[0]?.kind !== 'literal') return null;
+    const params: Record<string, string> = {};
+    for (let i = 0; i < this.#levels.length; i++) {
+      const level = this.#levels[i]!;
+      if (level.kind === 'rest') {
+        if (level.name !== null) params[level.name] = parts.slice(i).join('/');
+        return params;
+      }
+      const part = parts[i];
+      if (part === undefined) return null;
+      if (level.kind === 'literal') {
+        if (part !== level.text) return null;
+      } else if (level.name !== null) {
+        params[level.name] = part;
+      }
+    }
+    return parts.length === this.#levels.length ? params : null;
+  }
+}
+
+/** Fill `{name}` placeholders; unknown names are left as they are. */
+export function fillTemplate(template: string, values: Readonly<Record<string, string>>): string {
+  return template.replace(/\{([^}]*)\}/g, (whole, name: string) => values[name] ?? whole);
+}

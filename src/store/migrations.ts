@@ -1,0 +1,65 @@
+/**
+ * Schema migrations, applied in order; `PRAGMA user_version` records how many
+ * have run. Never edit a shipped migration: append a new one.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: streams, consumed steps (the actuals), predictions, events, dead letters.
+  `
+  CREATE TABLE streams (
+    id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    steps INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+
+  -- One row per step a stream fed its models: the actual values, in physical units.
+  CREATE TABLE steps (
+    stream TEXT NOT NULL,
+    ts INTEGER NOT NULL,            -- event time, ms since the epoch
+    received_at INTEGER NOT NULL,   -- arrival time, ms
+    topic TEXT NOT NULL,
+    values_json TEXT NOT NULL,      -- {"feature": value, ...}
+    PRIMARY KEY (stream, ts)
+  ) WITHOUT ROWID;
+
+  -- One row per (step, horizon, target). value is NOT NULL and finite: SQLite
+  -- stores NaN as NULL, and the CHECK refuses ±Infinity.
+  CREATE TABLE predictions (
+    stream TEXT NOT NULL,
+    model TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,     -- event time of the step that produced it, ms
+    horizon INTEGER NOT NULL,       -- steps ahead
+    target TEXT NOT NULL,
+    target_time INTEGER NOT NULL,   -- issued_at + horizon * step, ms
+    value REAL NOT NULL CHECK (abs(value) <= 1.7976931348623157e308),
+    created_at INTEGER NOT NULL,    -- when it was committed, ms
+    PRIMARY KEY (stream, model, issued_at, horizon, target)
+  ) WITHOUT ROWID;
+  -- "Latest N predictions of a stream" (any model) and retention by time.
+  CREATE INDEX predictions_by_stream_time ON predictions (stream, issued_at);
+  CREATE INDEX predictions_by_time ON predictions (issued_at);
+  CREATE INDEX steps_by_time ON steps (ts);
+
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    stream TEXT,
+    model TEXT,
+    kind TEXT NOT NULL,             -- state_reset, ...
+    detail TEXT
+  );
+  CREATE INDEX events_by_stream ON events (stream, at);
+
+  CREATE TABLE dead_letters (
+    id INTEGER PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,           -- no_route, too_large, bad_json, missing_field, ...
+    detail TEXT NOT NULL,
+    payload BLOB NOT NULL,          -- the message as received (first 1 KiB when too_large)
+    payload_bytes INTEGER NOT NULL
+  );
+  CREATE INDEX dead_letters_by_time ON dead_letters (received_at);
+  `,
+];

@@ -1,0 +1,203 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { ErrorCodes, TidecastError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { MIGRATIONS } from './migrations.js';
+
+/** A step a model consumed: the actual values, in physical units. */
+export interface StepRow {
+  readonly stream: string;
+  readonly route: string;
+  readonly ts: number;
+  readonly receivedAt: number;
+  readonly topic: string;
+  readonly values: Readonly<Record<string, number>>;
+}
+
+export interface PredictionRow {
+  readonly stream: string;
+  readonly model: string;
+  readonly issuedAt: number;
+  readonly horizon: number;
+  readonly target: string;
+  readonly targetTime: number;
+  readonly value: number;
+}
+
+export interface DeadLetterRow {
+  readonly receivedAt: number;
+  readonly topic: string;
+  readonly reason: string;
+  readonly detail: string;
+  readonly payload: Buffer;
+  readonly payloadBytes: number;
+}
+
+export interface EventRow {
+  readonly at: number;
+  readonly stream: string | null;
+  readonly model: string | null;
+  readonly kind: string;
+  readonly detail: string;
+}
+
+/** A prediction as `tidecast query` shows it. */
+export interface StoredPrediction extends PredictionRow {
+  readonly createdAt: number;
+}
+
+export interface StoreOptions {
+  /** SQLite file, or ':memory:'. */
+  path: string;
+  retentionDays: number;
+  log: Logger;
+  now?: () => number;
+}
+
+type Stmt = Database.Statement;
+
+/**
+ * The SQLite store (better-sqlite3, WAL). Everything is written through
+ * statements prepared once at start; a batch's steps and predictions commit in
+ * one transaction (bench: ~200k rows/s in transactions vs ~50k/s autocommit).
+ */
+export class Store {
+  readonly #opts: StoreOptions;
+  readonly #now: () => number;
+  #db: Database.Database | null = null;
+  #stmts: Record<'step' | 'stream' | 'prediction' | 'deadLetter' | 'event' | 'hasStep', Stmt> | null = null;
+  #commitBatch: ((steps: readonly StepRow[], predictions: readonly PredictionRow[]) => void) | null = null;
+
+  constructor(options: StoreOptions) {
+    this.#opts = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Open the file, set WAL, run pending migrations, prepare statements. */
+  start(): void {
+    if (this.#db) return;
+    const file = this.#opts.path;
+    try {
+      if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
+      const db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      db.pragma('foreign_keys = ON');
+      this.#migrate(db);
+      this.#db = db;
+    } catch (err) {
+      throw new TidecastError(ErrorCodes.STORE, `cannot open the store ${file}: ${(err as Error).message}`, { cause: err });
+    }
+    const db = this.#db;
+    this.#stmts = {
+      step: db.prepare('INSERT INTO steps (stream, ts, received_at, topic, values_json) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      stream: db.prepare(
+        `INSERT INTO streams (id, route, first_seen, last_seen, steps) VALUES (?, ?, ?, ?, 1)
+         ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), steps = steps + 1`,
+      ),
+      // ON CONFLICT (not OR IGNORE): a duplicate key is skipped, but a NULL (NaN)
+      // or infinite value still fails the NOT NULL / CHECK constraints loudly.
+      prediction: db.prepare(
+        `INSERT INTO predictions (stream, model, issued_at, horizon, target, target_time, value, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      deadLetter: db.prepare('INSERT INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes) VALUES (?, ?, ?, ?, ?, ?)'),
+      event: db.prepare('INSERT INTO events (at, stream, model, kind, detail) VALUES (?, ?, ?, ?, ?)'),
+      hasStep: db.prepare('SELECT 1 FROM steps WHERE stream = ? AND ts = ?').pluck(),
+    };
+    const s = this.#stmts;
+    this.#commitBatch = db.transaction((steps: readonly StepRow[], predictions: readonly PredictionRow[]) => {
+      const now = this.#now();
+      for (const st of steps) {
+        // A step shared by several models of a route is stored once.
+        if (s.step.run(st.stream, st.ts, st.receivedAt, st.topic, JSON.stringify(st.values)).changes === 1) {
+          s.stream.run(st.stream, st.route, st.receivedAt, st.receivedAt);
+        }
+      }
+      for (const p of predictions) s.prediction.run(p.stream, p.model, p.issuedAt, p.horizon, p.target, p.targetTime, p.value, now);
+    });
+  }
+
+  #migrate(db: Database.Database): void {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) {
+      throw new Error(`the database is at schema version ${version}, newer than this tidecast (${MIGRATIONS.length}); upgrade tidecast`);
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v]!);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+      this.#opts.log.info({ version: v + 1 }, 'store schema migrated');
+    }
+  }
+
+  #database(): Database.Database {
+    if (!this.#db) throw new TidecastError(ErrorCodes.STOPPED, 'the store is not open');
+    return this.#db;
+  }
+
+  /** Commit a batch's steps and predictions in one transaction. */
+  commit(steps: readonly StepRow[], predictions: readonly PredictionRow[]): void {
+    this.#database();
+    this.#commitBatch!(steps, predictions);
+  }
+
+  hasStep(stream: string, ts: number): boolean {
+    this.#database();
+    return this.#stmts!.hasStep.get(stream, ts) !== undefined;
+  }
+
+  addDeadLetter(row: DeadLetterRow): void {
+    this.#database();
+    this.#stmts!.deadLetter.run(row.receivedAt, row.topic, row.reason, row.detail, row.payload, row.payloadBytes);
+  }
+
+  addEvent(row: EventRow): void {
+    this.#database();
+    this.#stmts!.event.run(row.at, row.stream, row.model, row.kind, row.detail);
+  }
+
+  /** Delete rows older than the retention window; returns rows deleted per table. */
+  prune(): Record<string, number> {
+    const db = this.#database();
+    const cutoff = this.#now() - this.#opts.retentionDays * 86_400_000;
+    const deleted: Record<string, number> = {};
+    db.transaction(() => {
+      deleted.predictions = db.prepare('DELETE FROM predictions WHERE issued_at < ?').run(cutoff).changes;
+      deleted.steps = db.prepare('DELETE FROM steps WHERE ts < ?').run(cutoff).changes;
+      deleted.events = db.prepare('DELETE FROM events WHERE at < ?').run(cutoff).changes;
+      deleted.dead_letters = db.prepare('DELETE FROM dead_letters WHERE received_at < ?').run(cutoff).changes;
+    })();
+    return deleted;
+  }
+
+  /** The database handle, for read-only queries (tidecast query, tests). */
+  get db(): Database.Database {
+    return this.#database();
+  }
+
+  /** Checkpoint the WAL and close. Safe to call twice. */
+  stop(): void {
+    if (!this.#db) return;
+    try {
+      this.#db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.#db.close();
+      this.#db = null;
+      this.#stmts = null;
+      this.#commitBatch = null;
+    }
+  }
+}
+
+/** Latest predictions, newest issue time first (uses predictions_by_stream_time when a stream is given). */
+export function latestPredictions(db: Database.Database, opts: { stream?: string; limit: number }): StoredPrediction[] {
+  const cols = `stream, model, issued_at AS issuedAt, horizon, target, target_time AS targetTime, value, created_at AS createdAt`;
+  const rows = opts.stream === undefined
+    ? db.prepare(`SELECT ${cols} FROM predictions ORDER BY issued_at DESC, stream, model, horizon, target LIMIT ?`).all(opts.limit)
+    : db.prepare(`SELECT ${cols} FROM predictions WHERE stream = ? ORDER BY issued_at DESC, model, horizon, target LIMIT ?`).all(opts.stream, opts.limit);
+  return rows as StoredPrediction[];
+}
