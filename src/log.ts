@@ -8,7 +8,15 @@ export type { Logger };
  * stdout is a table).
  */
 export function createLogger(level = 'info', destination: 1 | 2 = 1): Logger {
-  return pino({ level, base: { name: 'tidecast' } }, pino.destination({ fd: destination, sync: destination === 2 }));
+  return pino(
+    {
+      level,
+      base: { name: 'tidecast' },
+      // Secrets are never logged on purpose; this catches an accident.
+      redact: { paths: ['password', '*.password', 'secrets', '*.secrets', 'config.mqtt.password'], censor: '[redacted]' },
+    },
+    pino.destination({ fd: destination, sync: destination === 2 }),
+  );
 }
 
 /** A logger that drops everything (library use and tests that do not assert on logs). */

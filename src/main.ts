@@ -1,35 +1,195 @@
 #!/usr/bin/env node
 /**
  * The process edge: arguments, signals, stdout and exit codes live here and
- * nowhere else. Exit codes: 0 ok, 1 runtime failure, 64 usage error,
- * 65 the model or card was refused (see TIDECAST_ERR_* in the message),
- * 130 interrupted.
+ * nowhere else.
+ *
+ * Exit codes: 0 ok (also after a clean SIGTERM/SIGINT stop); 1 runtime
+ * failure; 64 usage error; 65 a model or card was refused; 74 the SQLite store
+ * failed; 78 invalid configuration (systemd: RestartPreventExitStatus=78);
+ * 130 a second signal during shutdown.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runEngineDemo } from './demo/engine-demo.js';
-import { TidecastError } from './errors.js';
+import { formatPredictions, queryPredictions } from './cli/query.js';
+import { replayCsv } from './cli/replay.js';
+import { ConfigError, findConfigFile, loadConfig } from './config/load-config.js';
+import { Daemon } from './daemon/daemon.js';
+import { runMqttDemo } from './demo/mqtt-demo.js';
+import { ErrorCodes, TidecastError } from './errors.js';
 import { loadModel } from './inference/model.js';
-import { createLogger } from './log.js';
 import { formatInspect, inspectReport } from './inspect.js';
+import { createLogger } from './log.js';
 import { packageRoot } from './paths.js';
 
 const EXIT_USAGE = 64;
 const EXIT_MODEL = 65;
+const EXIT_STORE = 74;
+const EXIT_CONFIG = 78;
+const EXIT_SECOND_SIGNAL = 130;
 
-const HELP = `tidecast: streaming LSTM/GRU forecasts for sensor streams
+const HELP = `tidecast: stateful LSTM/GRU forecasts for MQTT sensor streams
 
 Usage:
-  tidecast demo [--model NAME] [--rate DAYS_PER_S] [--duration S] [--from DATE]
-      Replay Seattle and New York daily weather (vega-datasets) as two live
-      streams through the stateful engine and print actual vs forecast.
+  tidecast run [--config FILE]
+      Run the daemon. Config: --config, $TIDECAST_CONFIG,
+      /etc/tidecast/tidecast.yaml, ./config/tidecast.yaml.
+  tidecast check-config [--config FILE]
+      Validate the configuration (and its files) without starting; exit 78 if invalid.
+  tidecast demo [--url mqtt://HOST:PORT] [--duration S] [--db PATH] [--rate DAYS_PER_S] [--from DATE]
+      Replay Seattle and New York daily weather as two MQTT sensor streams
+      through the daemon (embedded broker unless --url) and show actual vs forecast.
+  tidecast replay <file.csv> --url mqtt://HOST:PORT --topic TEMPLATE [--rate N] [--qos 0|1]
+      Publish each CSV row as a JSON message; TEMPLATE uses column names: weather/{location}/daily.
+  tidecast query [--db PATH | --config FILE] [--stream ID] [--limit N] [--json]
+      Show the latest stored predictions.
   tidecast inspect <model.onnx> [--card FILE | --no-card] [--json]
-      Show a model's inputs, outputs, detected state pairs, layout, mode and card.
+      Show a model's inputs, outputs, state pairs, layout, mode and card.
   tidecast --version | --help
 `;
 
 const out = (line: string): void => void process.stdout.write(line + '\n');
+const err = (line: string): void => void process.stderr.write(line + '\n');
+
+/** Resolve on the first SIGTERM/SIGINT; a second one exits at once. */
+function onStopSignal(): { signal: AbortSignal; dispose(): void } {
+  const abort = new AbortController();
+  const handler = (sig: NodeJS.Signals): void => {
+    if (abort.signal.aborted) {
+      err(`tidecast: second ${sig}, exiting now`);
+      process.exit(EXIT_SECOND_SIGNAL);
+    }
+    abort.abort(sig);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: abort.signal,
+    dispose: () => {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
+async function run(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const file = findConfigFile(values.config, process.env, process.cwd());
+  const loaded = loadConfig(file, process.env);
+  const log = createLogger(loaded.config.log.level);
+  log.info({ config: loaded.file, overrides: loaded.overrides }, 'configuration loaded');
+  const stop = onStopSignal();
+  const daemon = new Daemon({ loaded, log });
+  const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+  try {
+    await Promise.race([daemon.start(), stopped]);
+    await stopped;
+    log.info({ signal: stop.signal.reason as string }, 'signal received');
+  } finally {
+    await daemon.stop();
+    log.flush();
+  }
+  return 0;
+}
+
+function checkConfig(args: string[]): number {
+  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const file = findConfigFile(values.config, process.env, process.cwd());
+  const { config, overrides } = loadConfig(file, process.env);
+  out(`ok: ${file}`);
+  out(`  broker ${config.mqtt.url} as ${config.mqtt.clientId}; store ${config.store.path}`);
+  out(`  models ${Object.keys(config.models).join(', ')}; routes ${config.routes.map((r) => `${r.topic} -> ${r.models.join('+')}`).join('; ')}`);
+  if (overrides.length > 0) out(`  environment overrides: ${overrides.join(', ')}`);
+  return 0;
+}
+
+async function demo(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      url: { type: 'string' },
+      duration: { type: 'string', default: '0' },
+      db: { type: 'string' },
+      rate: { type: 'string', default: '8' },
+      from: { type: 'string', default: '2015-01-01' },
+    },
+  });
+  const rate = Number(values.rate);
+  const durationS = Number(values.duration);
+  if (!(rate > 0) || !(durationS >= 0)) {
+    err('tidecast demo: --rate must be > 0 and --duration >= 0');
+    return EXIT_USAGE;
+  }
+  const stop = onStopSignal();
+  try {
+    const s = await runMqttDemo({
+      url: values.url,
+      db: values.db,
+      rate,
+      durationS,
+      liveFrom: values.from!,
+      signal: stop.signal,
+      log: createLogger('warn', 2),
+      write: out,
+    });
+    out('');
+    out(`summary: ${s.messages} messages, ${s.predictions} forecasts, ${s.streams} streams, ${s.deadLetters} dead letters, ${s.daysShown} days shown`);
+    if (s.scored > 0) out(`live 1-day temp_max MAE over ${s.scored} forecasts: model ${s.maeModel.toFixed(2)} °C, persistence ${s.maePersistence.toFixed(2)} °C`);
+    out(`database: ${s.db}  (tidecast query --db ${s.db})`);
+  } finally {
+    stop.dispose();
+  }
+  return 0;
+}
+
+async function replay(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { url: { type: 'string' }, topic: { type: 'string' }, rate: { type: 'string', default: '0' }, qos: { type: 'string', default: '1' } },
+  });
+  if (positionals.length !== 1 || !values.url || !values.topic || !['0', '1'].includes(values.qos!)) {
+    err('usage: tidecast replay <file.csv> --url mqtt://HOST:PORT --topic TEMPLATE [--rate N] [--qos 0|1]');
+    return EXIT_USAGE;
+  }
+  const stop = onStopSignal();
+  const tty = process.stderr.isTTY;
+  try {
+    const sent = await replayCsv({
+      file: positionals[0]!,
+      url: values.url,
+      topic: values.topic,
+      rate: Number(values.rate),
+      qos: Number(values.qos) as 0 | 1,
+      signal: stop.signal,
+      progress: (line, final) => {
+        if (tty) process.stderr.write(`\r${line}${final ? '\n' : ''}`);
+        else if (final) err(line);
+      },
+    });
+    out(`published ${sent} messages`);
+  } finally {
+    stop.dispose();
+  }
+  return 0;
+}
+
+function query(args: string[]): number {
+  const { values } = parseArgs({
+    args,
+    options: { db: { type: 'string' }, config: { type: 'string' }, stream: { type: 'string' }, limit: { type: 'string', default: '20' }, json: { type: 'boolean' } },
+  });
+  const limit = Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) {
+    err('tidecast query: --limit must be a positive integer');
+    return EXIT_USAGE;
+  }
+  const db = values.db ?? loadConfig(findConfigFile(values.config, process.env, process.cwd()), process.env).config.store.path;
+  const rows = queryPredictions(db, { stream: values.stream, limit });
+  if (values.json) for (const r of rows) out(JSON.stringify(r));
+  else out(formatPredictions(rows));
+  return 0;
+}
 
 async function inspect(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -38,7 +198,7 @@ async function inspect(args: string[]): Promise<number> {
     options: { json: { type: 'boolean' }, card: { type: 'string' }, 'no-card': { type: 'boolean' } },
   });
   if (positionals.length !== 1) {
-    process.stderr.write('usage: tidecast inspect <model.onnx> [--card FILE | --no-card] [--json]\n');
+    err('usage: tidecast inspect <model.onnx> [--card FILE | --no-card] [--json]');
     return EXIT_USAGE;
   }
   const model = await loadModel(positionals[0]!, { card: values['no-card'] ? null : values.card });
@@ -48,74 +208,52 @@ async function inspect(args: string[]): Promise<number> {
   return 0;
 }
 
-async function demo(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: 'string', default: 'weather-lstm' },
-      rate: { type: 'string', default: '8' },
-      duration: { type: 'string', default: '0' },
-      from: { type: 'string', default: '2015-01-01' },
-    },
-  });
-  const rate = Number(values.rate);
-  const durationS = Number(values.duration);
-  if (!(rate > 0) || !(durationS >= 0)) {
-    process.stderr.write('--rate must be > 0 and --duration >= 0\n');
-    return EXIT_USAGE;
-  }
-  const abort = new AbortController();
-  const onSignal = (): void => abort.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  const s = await runEngineDemo({ model: values.model!, rate, durationS, liveFrom: values.from!, signal: abort.signal, log: createLogger('warn', 2), write: out });
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  out('');
-  out(`summary: ${s.model}, ${s.streams} streams, ${s.days} days shown, ${s.steps} steps in ${s.batches} batches`);
-  if (s.scored > 0) {
-    out(`live 1-day temp_max MAE over ${s.scored} forecasts: model ${s.maeModel.toFixed(2)} °C, persistence ${s.maePersistence.toFixed(2)} °C`);
-  }
-  return 0;
-}
-
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'run':
+      return run(rest);
+    case 'check-config':
+      return checkConfig(rest);
     case 'demo':
       return demo(rest);
+    case 'replay':
+      return replay(rest);
+    case 'query':
+      return query(rest);
     case 'inspect':
       return inspect(rest);
     case '--version':
     case '-v':
       out((JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version);
       return 0;
-    case undefined:
     case '--help':
     case '-h':
     case 'help':
       out(HELP);
-      return command === undefined ? EXIT_USAGE : 0;
+      return 0;
     default:
-      process.stderr.write(`unknown command "${command}"\n\n${HELP}`);
+      err(command === undefined ? HELP : `unknown command "${command}"\n\n${HELP}`);
       return EXIT_USAGE;
   }
+}
+
+function exitCodeFor(e: unknown): number {
+  if (e instanceof ConfigError) return EXIT_CONFIG;
+  if (e instanceof TidecastError) return e.code === ErrorCodes.STORE ? EXIT_STORE : e.code === ErrorCodes.CONFIG ? EXIT_CONFIG : EXIT_MODEL;
+  if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return EXIT_USAGE;
+  return 1;
 }
 
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
-  (err: unknown) => {
-    if (err instanceof TidecastError) {
-      process.stderr.write(`tidecast: ${err.code}: ${err.message}\n`);
-      process.exitCode = EXIT_MODEL;
-    } else if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`tidecast: ${err.message}\n`);
-      process.exitCode = EXIT_USAGE;
-    } else {
-      process.stderr.write(`tidecast: ${(err as Error).stack ?? String(err)}\n`);
-      process.exitCode = 1;
-    }
+  (e: unknown) => {
+    const code = exitCodeFor(e);
+    if (e instanceof TidecastError) err(`tidecast: ${e.code}: ${e.message}`);
+    else if (code === EXIT_USAGE) err(`tidecast: ${(e as Error).message}`);
+    else err(`tidecast: ${(e as Error).stack ?? String(e)}`);
+    process.exitCode = code;
   },
 );

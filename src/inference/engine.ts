@@ -71,14 +71,14 @@ export class InferenceEngine {
     return new InferenceEngine(await loadModel(file, load), options);
   }
 
-  /** Queue one step of a stream. `input` must hold the model's feature count, scaled. */
-  submit(streamId: string, input: Float32Array): void {
+  /** Queue one step of a stream. `input` must hold the model's feature count, scaled; `context` comes back with the result. */
+  submit(streamId: string, input: Float32Array, context?: unknown): void {
     if (this.#closed) throw new TidecastError(ErrorCodes.STOPPED, `engine for ${this.model.name} is closed`);
     const F = this.model.signature.featureCount;
     if (input.length !== F) {
       throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${streamId}: step has ${input.length} features, model ${this.model.name} takes ${F}`);
     }
-    this.#batcher.push({ streamId, input });
+    this.#batcher.push({ streamId, input, context });
   }
 
   /** Steps waiting for a batch. */

@@ -9,6 +9,8 @@ import { WindowBuffer } from './window-buffer.js';
 export interface StepRequest {
   readonly streamId: string;
   readonly input: Float32Array;
+  /** Caller's data carried through to the result untouched (e.g. the sample's time). */
+  readonly context?: unknown;
 }
 
 /**
@@ -23,6 +25,8 @@ export interface StepResult {
   readonly status: 'ok' | 'warming' | 'reset';
   readonly output: Float32Array | null;
   readonly reason?: 'non_finite_output' | 'non_finite_state';
+  /** The request's `context`. */
+  readonly context?: unknown;
 }
 
 interface BatchShapes {
@@ -134,7 +138,7 @@ export class StepRunner {
     const clean = allFinite(yData, 0, yData.length) && newStates.every((d) => allFinite(d, 0, d.length));
     const results: StepResult[] = [];
     for (let b = 0; b < chunk.length; b++) {
-      const streamId = chunk[b]!.streamId;
+      const { streamId, context } = chunk[b]!;
       const output = new Float32Array(yLayout.rowSize);
       readRow(yLayout, yData, b, output, 0);
       if (clean) {
@@ -142,12 +146,12 @@ export class StepRunner {
           const data = slab.data;
           for (let k = 0; k < newStates.length; k++) readRow(stateLayouts[k]!, newStates[k]!, b, data, offsets[b]! + this.#stateOffsets[k]!);
         }
-        results.push({ streamId, status: 'ok', output });
+        results.push({ streamId, status: 'ok', output, context });
         continue;
       }
       if (!allFinite(output, 0, output.length)) {
         slab?.reset(streamId);
-        results.push({ streamId, status: 'reset', output: null, reason: 'non_finite_output' });
+        results.push({ streamId, status: 'reset', output: null, reason: 'non_finite_output', context });
         continue;
       }
       if (slab) {
@@ -155,12 +159,12 @@ export class StepRunner {
         sig.states.forEach((_, k) => readRow(stateLayouts[k]!, newStates[k]!, b, scratch, this.#stateOffsets[k]!));
         if (!allFinite(scratch, 0, slab.slotSize)) {
           slab.reset(streamId);
-          results.push({ streamId, status: 'reset', output: null, reason: 'non_finite_state' });
+          results.push({ streamId, status: 'reset', output: null, reason: 'non_finite_state', context });
           continue;
         }
         slab.data.set(scratch, offsets[b]!);
       }
-      results.push({ streamId, status: 'ok', output });
+      results.push({ streamId, status: 'ok', output, context });
     }
     return results;
   }
@@ -172,7 +176,7 @@ export class StepRunner {
     const results: StepResult[] = new Array(chunk.length);
     const ready: number[] = [];
     chunk.forEach((r, i) => {
-      if (windows.push(r.streamId, r.input) < T) results[i] = { streamId: r.streamId, status: 'warming', output: null };
+      if (windows.push(r.streamId, r.input) < T) results[i] = { streamId: r.streamId, status: 'warming', output: null, context: r.context };
       else ready.push(i);
     });
     if (ready.length === 0) return results;
@@ -187,14 +191,14 @@ export class StepRunner {
     const y = out[sig.output]!;
     const yLayout = this.#outputLayout(y.dims);
     ready.forEach((i, b) => {
-      const streamId = chunk[i]!.streamId;
+      const { streamId, context } = chunk[i]!;
       const output = new Float32Array(yLayout.rowSize);
       readRow(yLayout, y.data as Float32Array, b, output, 0);
       if (allFinite(output, 0, output.length)) {
-        results[i] = { streamId, status: 'ok', output };
+        results[i] = { streamId, status: 'ok', output, context };
       } else {
         windows.reset(streamId);
-        results[i] = { streamId, status: 'reset', output: null, reason: 'non_finite_output' };
+        results[i] = { streamId, status: 'reset', output: null, reason: 'non_finite_output', context };
       }
     });
     return results;

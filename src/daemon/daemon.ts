@@ -1,0 +1,170 @@
+import type { LoadedConfig } from '../config/config.js';
+import { ConfigError } from '../config/load-config.js';
+import { InferenceEngine } from '../inference/engine.js';
+import { loadModel } from '../inference/model.js';
+import { CardScaler } from '../inference/scaler.js';
+import type { Logger } from '../log.js';
+import { MqttConnection } from '../mqtt/mqtt-connection.js';
+import { Store } from '../store/store.js';
+import { Ingest, compileRoute, type RouteModel, type StepContext } from '../streams/ingest.js';
+import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
+
+export interface DaemonOptions {
+  loaded: LoadedConfig;
+  log: Logger;
+  /** Each committed forecast (the demo's live view). */
+  onForecast?(forecast: ForecastMessage, ctx: StepContext): void;
+  now?: () => number;
+}
+
+export interface DaemonStats {
+  messages: number;
+  accepted: Record<string, number>;
+  deadLetters: Record<string, number>;
+  duplicates: number;
+  predictions: number;
+  resets: number;
+  streams: number;
+  queueDepth: number;
+}
+
+/**
+ * The composition root: builds every component and owns the start and stop
+ * order. Start: store → models → routes → MQTT subscriptions, then "ready".
+ * Stop, in two phases: stop acknowledging messages and drain the batchers
+ * (every accepted message gets its predictions committed), then release in
+ * reverse order: MQTT, sessions, store.
+ */
+export class Daemon {
+  readonly #opts: DaemonOptions;
+  readonly #log: Logger;
+  readonly #engines = new Map<string, InferenceEngine>();
+  #store: Store | null = null;
+  #mqtt: MqttConnection | null = null;
+  #ingest: Ingest | null = null;
+  #sink: ForecastSink | null = null;
+  #pruneTimer: NodeJS.Timeout | null = null;
+  #stopping: Promise<void> | null = null;
+
+  constructor(options: DaemonOptions) {
+    this.#opts = options;
+    this.#log = options.log;
+  }
+
+  get store(): Store | null {
+    return this.#store;
+  }
+
+  /** Whether the broker connection is up right now. */
+  get connected(): boolean {
+    return this.#mqtt?.connected ?? false;
+  }
+
+  async start(): Promise<void> {
+    const { config: cfg, file } = this.#opts.loaded;
+    const log = this.#log;
+    const store = new Store({ path: cfg.store.path, retentionDays: cfg.store.retentionDays, log: log.child({ component: 'store' }), now: this.#opts.now });
+    store.start();
+    this.#store = store;
+    log.info({ path: cfg.store.path }, 'store open');
+
+    const scalers = new Map<string, CardScaler>();
+    this.#sink = new ForecastSink({
+      store,
+      publish: cfg.publish,
+      publisher: { publish: (t, p, q, r) => this.#mqtt?.publish(t, p, q, r) },
+      scalers,
+      log,
+      onForecast: this.#opts.onForecast,
+    });
+    const routeModels = new Map<string, RouteModel>();
+    const problems: string[] = [];
+    for (const name of new Set(cfg.routes.flatMap((r) => r.models))) {
+      const m = cfg.models[name]!;
+      const model = await loadModel(m.path!, { card: m.card, intraOpThreads: m.threads });
+      if (!model.card) {
+        problems.push(`models.${name}: ${m.path} has no model card; the daemon needs one for features, scaling, targets and horizons`);
+        await model.session.release();
+        continue;
+      }
+      const sink = this.#sink;
+      const engine = new InferenceEngine(model, {
+        maxBatch: cfg.batching.maxBatch,
+        maxDelayMs: cfg.batching.maxDelayMs,
+        log,
+        onResults: (results, lm) => sink.handle(results, lm),
+      });
+      this.#engines.set(name, engine);
+      const scaler = new CardScaler(model.card);
+      scalers.set(model.name, scaler);
+      routeModels.set(name, { name: model.name, engine, scaler, features: model.card.features.map((f) => f.name) });
+      log.info({ model: model.name, path: model.path, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');
+    }
+    cfg.routes.forEach((r, i) => {
+      if (r.decoder.type !== 'json' || !r.decoder.features) return;
+      const known = new Set(r.models.flatMap((n) => routeModels.get(n)?.features ?? []));
+      for (const f of Object.keys(r.decoder.features)) {
+        if (!known.has(f)) problems.push(`routes[${i}].decoder.features.${f}: no model of this route has a feature "${f}" (features: ${[...known].join(', ')})`);
+      }
+    });
+    if (problems.length > 0) throw new ConfigError(file, problems);
+    const routes = cfg.routes.map((r, i) => compileRoute(r, i, r.models.map((n) => routeModels.get(n)!)));
+    this.#ingest = new Ingest({ routes, maxPayloadBytes: cfg.mqtt.maxPayloadBytes, deadLetter: (row) => store.addDeadLetter(row), hasStep: (st, ts) => store.hasStep(st, ts), log });
+
+    this.#pruneTimer = setInterval(() => {
+      try {
+        const deleted = store.prune();
+        log.info({ deleted }, 'retention pruning');
+      } catch (err) {
+        log.error({ err }, 'retention pruning failed');
+      }
+    }, cfg.store.pruneIntervalS * 1000).unref();
+
+    const ingest = this.#ingest;
+    this.#mqtt = new MqttConnection({
+      config: cfg.mqtt,
+      secrets: this.#opts.loaded.secrets,
+      filters: ingest.filters,
+      onMessage: (topic, payload, at) => ingest.handle(topic, payload, at),
+      log: log.child({ component: 'mqtt' }),
+      now: this.#opts.now,
+    });
+    log.info({ url: cfg.mqtt.url, filters: ingest.filters }, 'connecting to broker');
+    await this.#mqtt.start();
+    log.info({ routes: routes.length, models: [...this.#engines.keys()] }, 'ready');
+  }
+
+  stats(): DaemonStats {
+    const engines = [...this.#engines.values()];
+    return {
+      messages: this.#mqtt?.received ?? 0,
+      accepted: Object.fromEntries(this.#ingest?.accepted ?? []),
+      deadLetters: Object.fromEntries(this.#ingest?.rejected ?? []),
+      duplicates: this.#ingest?.duplicates ?? 0,
+      predictions: this.#sink?.predictions ?? 0,
+      resets: this.#sink?.resets ?? 0,
+      streams: engines.reduce((n, e) => Math.max(n, e.streams), 0),
+      queueDepth: engines.reduce((n, e) => n + e.queueDepth, 0),
+    };
+  }
+
+  /** Graceful stop; bounded by `deadlineMs` for the drain. Safe to call twice. */
+  stop(deadlineMs = 10_000): Promise<void> {
+    this.#stopping ??= this.#stop(deadlineMs);
+    return this.#stopping;
+  }
+
+  async #stop(deadlineMs: number): Promise<void> {
+    const log = this.#log;
+    log.info('stopping: no new messages, draining');
+    this.#mqtt?.pause();
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer);
+    const drained = Promise.all([...this.#engines.values()].map((e) => e.drain())).then(() => true);
+    const inTime = await Promise.race([drained, new Promise<false>((r) => setTimeout(() => r(false), deadlineMs).unref())]);
+    if (!inTime) log.error({ deadlineMs, queued: this.stats().queueDepth }, 'drain deadline passed; stopping with steps still queued');
+    await this.#mqtt?.stop();
+    for (const e of this.#engines.values()) await e.close();
+    this.#store?.stop();
+    log.info(this.stats(), 'stopped');
+  }
+}

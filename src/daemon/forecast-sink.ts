@@ -1,0 +1,96 @@
+import type { LoadedModel } from '../inference/model.js';
+import type { CardScaler } from '../inference/scaler.js';
+import type { StepResult } from '../inference/step-runner.js';
+import type { Logger } from '../log.js';
+import { fillTemplate } from '../mqtt/topic-pattern.js';
+import type { PredictionRow, StepRow, Store } from '../store/store.js';
+import type { StepContext } from '../streams/ingest.js';
+
+export interface PublishSettings {
+  enabled: boolean;
+  topic: string;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+}
+
+/** A forecast as published over MQTT (and handed to listeners such as the demo). */
+export interface ForecastMessage {
+  stream: string;
+  model: string;
+  issued_at: string;
+  step_s: number;
+  forecast: Array<{ horizon: number; target_time: string; values: Record<string, number> }>;
+}
+
+export interface ForecastSinkOptions {
+  store: Store;
+  publish: PublishSettings;
+  publisher: { publish(topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean): void } | null;
+  scalers: ReadonlyMap<string, CardScaler>;
+  log: Logger;
+  /** Called after each committed forecast (the demo's live table). */
+  onForecast?(forecast: ForecastMessage, ctx: StepContext): void;
+}
+
+/**
+ * Turns a batch of engine results into stored rows and published messages:
+ * de-scales each output, expands it per horizon and target with its target
+ * time, commits steps and predictions in one transaction, then publishes.
+ * A `reset` result stores its step and a `state_reset` event, no prediction.
+ */
+export class ForecastSink {
+  readonly #opts: ForecastSinkOptions;
+  readonly #log: Logger;
+  predictions = 0;
+  resets = 0;
+
+  constructor(options: ForecastSinkOptions) {
+    this.#opts = options;
+    this.#log = options.log.child({ component: 'forecast-sink' });
+  }
+
+  /** The engine's onResults: runs synchronously inside the batch, so a batch commits before the next runs. */
+  handle(results: readonly StepResult[], model: LoadedModel): void {
+    const card = model.card!;
+    const scaler = this.#opts.scalers.get(model.name)!;
+    const stepMs = card.stepSeconds * 1000;
+    const T = card.targets.length;
+    const steps: StepRow[] = [];
+    const rows: PredictionRow[] = [];
+    const messages: Array<{ msg: ForecastMessage; ctx: StepContext }> = [];
+    for (const r of results) {
+      const ctx = r.context as StepContext;
+      steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.sample.ts, receivedAt: ctx.receivedAt, topic: ctx.topic, values: ctx.sample.values });
+      if (r.status === 'reset') {
+        this.resets++;
+        this.#opts.store.addEvent({ at: ctx.receivedAt, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite' });
+        continue;
+      }
+      if (r.status !== 'ok') continue;
+      const out = scaler.unscaleOutput(r.output!);
+      const msg: ForecastMessage = { stream: r.streamId, model: model.name, issued_at: new Date(ctx.sample.ts).toISOString(), step_s: card.stepSeconds, forecast: [] };
+      card.horizons.forEach((horizon, hi) => {
+        const targetTime = ctx.sample.ts + horizon * stepMs;
+        const values: Record<string, number> = {};
+        card.targets.forEach((t, k) => {
+          const value = out[hi * T + k]!;
+          values[t.name] = value;
+          rows.push({ stream: r.streamId, model: model.name, issuedAt: ctx.sample.ts, horizon, target: t.name, targetTime, value });
+        });
+        msg.forecast.push({ horizon, target_time: new Date(targetTime).toISOString(), values });
+      });
+      messages.push({ msg, ctx });
+    }
+    this.#opts.store.commit(steps, rows);
+    this.predictions += messages.length;
+    const { publish, publisher } = this.#opts;
+    for (const { msg, ctx } of messages) {
+      if (publish.enabled && publisher) {
+        const topic = fillTemplate(publish.topic, { ...ctx.params, stream: msg.stream, model: msg.model });
+        publisher.publish(topic, JSON.stringify(msg), publish.qos, publish.retain);
+      }
+      this.#opts.onForecast?.(msg, ctx);
+    }
+    if (messages.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: messages.length }, 'batch had steps without forecast');
+  }
+}
