@@ -57,19 +57,29 @@ describe('tidecast inspect', () => {
 });
 
 describe('tidecast demo', () => {
-  it('replays both weather streams through the engine and scores them as PyTorch did', async () => {
-    const { code, stdout } = await tidecast('demo', '--rate', '100000');
-    assert.equal(code, 0);
-    const rows = stdout.split('\n').filter((l) => /^2015-\d\d-\d\d {2}(Seattle|New York)/.test(l));
+  it('runs the daemon on an embedded broker and reproduces the held-out accuracy PyTorch measured', async () => {
+    const tmp = tempDir();
+    const db = path.join(tmp.dir, 'demo.db');
+    const { code, stdout, stderr } = await tidecast('demo', '--rate', '100000', '--db', db);
+    assert.equal(code, 0, stderr);
+    const rows = stdout.split('\n').filter((l) => /^2015-\d\d-\d\d {2}(seattle|new-york) /.test(l));
     assert.equal(rows.length, 730, 'both streams, every day of 2015');
-    assert.match(stdout, /summary: weather-lstm, 2 streams, 365 days shown, 2922 steps in 1461 batches/);
+    assert.match(stdout, /broker mqtt:\/\/127\.0\.0\.1:\d+ \(embedded\)/);
+    assert.match(stdout, /summary: 2922 messages, 2922 forecasts, 2 streams, 0 dead letters, 365 days shown/);
     const m = /over (\d+) forecasts: model (\d+\.\d+) °C, persistence (\d+\.\d+) °C/.exec(stdout);
     assert.ok(m, 'live MAE line');
     // The held-out MAE PyTorch measured at training time (the card), reproduced
-    // live by the engine; the demo also scores the forecast issued on 2014-12-31.
+    // through MQTT, the engine and SQLite; the demo also scores the forecast issued on 2014-12-31.
     const card = readCard(defaultCardPath(modelPath('weather-lstm')));
     const test = (card.metrics as { test: { model: Record<string, { mae: number }>; persistence: Record<string, { mae: number }> } }).test;
     assert.ok(Math.abs(Number(m[2]) - test.model['temp_max@1']!.mae) < 0.03, `live ${m[2]} vs card ${test.model['temp_max@1']!.mae}`);
     assert.ok(Math.abs(Number(m[3]) - test.persistence['temp_max@1']!.mae) < 0.03, `persistence ${m[3]}`);
+
+    const q = await tidecast('query', '--db', db, '--stream', 'seattle', '--limit', '6', '--json');
+    assert.equal(q.code, 0, q.stderr);
+    const preds = q.stdout.trim().split('\n').map((l) => JSON.parse(l) as { issuedAt: number; horizon: number; targetTime: number });
+    assert.equal(preds.length, 6);
+    assert.ok(preds.every((p) => p.issuedAt === Date.UTC(2015, 11, 31) && p.targetTime === p.issuedAt + p.horizon * 86_400_000));
+    tmp.remove();
   });
 });

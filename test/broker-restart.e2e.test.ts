@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { loadConfig } from '../src/config/load-config.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import { loadModel } from '../src/inference/model.js';
+import { CardScaler } from '../src/inference/scaler.js';
+import { StepRunner } from '../src/inference/step-runner.js';
+import { silentLogger } from '../src/log.js';
+import { modelPath, tempDir } from './helpers.js';
+import { TestBroker, haveMosquitto } from './support/broker.js';
+import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+
+describe('broker restart', () => {
+  it('reconnects, receives what was published while it was away (persistent session), and carries state across', async () => {
+    assert.ok(haveMosquitto, 'this test needs Debian mosquitto (apt-get install -y mosquitto): aedes keeps no sessions across a restart');
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'tidecast-restart', reconnectPeriodMs: 2000 });
+    const daemon = new Daemon({ loaded: loadConfig(file), log: process.env.DEBUG_TIDECAST ? (await import('../src/log.js')).createLogger('debug', 2) : silentLogger });
+    await daemon.start();
+    const msgs = telemetry(1, 20);
+    const db = daemon.store!.db;
+    const predictions = (): number => (db.prepare('SELECT count(*) n FROM predictions').get() as { n: number }).n;
+    try {
+      const pub1 = await mqtt.connectAsync(broker.url, { clientId: 'restart-pub-1' });
+      for (const m of msgs.slice(0, 10)) await pub1.publishAsync(m.topic, m.payload, { qos: 1 });
+      await waitFor(() => predictions() === 60, 10_000, 'the first 10 steps');
+      await pub1.endAsync();
+
+      await broker.stop();
+      await waitFor(() => !daemon.connected, 5_000, 'the daemon to notice the broker is gone');
+      await broker.start();
+      const pub2 = await mqtt.connectAsync(broker.url, { clientId: 'restart-pub-2' });
+      for (const m of msgs.slice(10)) await pub2.publishAsync(m.topic, m.payload, { qos: 1 });
+      assert.equal(daemon.connected, false, 'the second half was published while the daemon was away');
+      await pub2.endAsync();
+      await waitFor(() => predictions() === 120, 20_000, 'the steps published while the daemon was away');
+    } finally {
+      await daemon.stop();
+      await broker.stop();
+    }
+
+    // State was carried across the outage: the 20 steps equal one uninterrupted sequence.
+    const model = await loadModel(modelPath('weather-lstm'));
+    const runner = new StepRunner(model);
+    const scaler = new CardScaler(model.card!);
+    const check = new (await import('better-sqlite3')).default(`${tmp.dir}/tidecast.db`, { readonly: true });
+    for (const m of msgs) {
+      const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
+      const want = scaler.unscaleOutput(r!.output!)[0]!;
+      const got = (check.prepare("SELECT value FROM predictions WHERE stream = ? AND issued_at = ? AND horizon = 1 AND target = 'temp_max'").get(m.stream, m.ts) as { value: number }).value;
+      assert.ok(Math.abs(got - want) < 1e-4, `step at ${new Date(m.ts).toISOString()}: ${got} vs ${want}`);
+    }
+    check.close();
+    await model.session.release();
+    tmp.remove();
+  });
+});

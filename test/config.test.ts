@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, findConfigFile, loadConfig } from '../src/config/load-config.js';
+import { modelsDir, packageRoot } from '../src/paths.js';
+import { tempDir } from './helpers.js';
+
+const MINIMAL = `
+mqtt:
+  url: mqtt://127.0.0.1:1883
+models:
+  weather-lstm: {}
+routes:
+  - topic: sensors/+site/+device/telemetry
+    stream: "{site}/{device}"
+    models: [weather-lstm]
+    decoder: { type: json }
+`;
+
+function write(text: string): { file: string; dir: string; remove(): void } {
+  const tmp = tempDir();
+  const file = path.join(tmp.dir, 'tidecast.yaml');
+  writeFileSync(file, text);
+  return { file, dir: tmp.dir, remove: tmp.remove };
+}
+
+function problemsOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return err.problems;
+  }
+  assert.fail('expected the config to be refused');
+}
+
+describe('configuration', () => {
+  it('fills defaults from the schema, resolves shipped models and relative paths, and freezes', () => {
+    const c = write(MINIMAL);
+    const { config } = loadConfig(c.file);
+    assert.equal(config.mqtt.clientId, 'tidecast');
+    assert.equal(config.mqtt.protocolVersion, 4);
+    assert.equal(config.batching.maxBatch, 256);
+    assert.equal(config.routes[0]!.decoder.type, 'json');
+    assert.equal(config.models['weather-lstm']!.path, path.join(modelsDir, 'weather-lstm.onnx'));
+    assert.equal(config.store.path, path.join(c.dir, 'tidecast.db'));
+    assert.ok(Object.isFrozen(config.mqtt));
+    c.remove();
+  });
+
+  it('reports every problem at once as path: message', () => {
+    const c = write(`
+mqtt:
+  url: http://broker
+  qos: 1
+models:
+  weather-lstm: { threads: 0 }
+routes:
+  - topic: a/+x/b
+    stream: "{y}"
+    models: [weather-gru]
+    decoder: { type: yaml }
+batching: { maxBatch: 0 }
+`);
+    const problems = problemsOf(() => loadConfig(c.file));
+    const text = problems.join('\n');
+    assert.match(text, /^mqtt\.url: must match pattern/m);
+    assert.match(text, /^mqtt: unknown key "qos"/m);
+    assert.match(text, /^models\.weather-lstm\.threads: must be >= 1/m);
+    assert.match(text, /^routes\[0\]\.decoder/m);
+    assert.match(text, /^batching\.maxBatch: must be >= 1/m);
+    assert.ok(problems.length >= 5, text);
+    c.remove();
+  });
+
+  it('cross-checks references: models used by routes, stream template names, files', () => {
+    const c = write(MINIMAL.replace('"{site}/{device}"', '"{site}/{sensor}"').replace('[weather-lstm]', '[weather-lstm, nope]').replace('weather-lstm: {}', 'weather-lstm: {}\n  mine: { path: missing.onnx }'));
+    const text = problemsOf(() => loadConfig(c.file)).join('\n');
+    assert.match(text, /routes\[0\]\.models: "nope" is not defined under models/);
+    assert.match(text, /routes\[0\]\.stream: \{sensor\} is not a named wildcard/);
+    assert.match(text, /models\.mine\.path: file not found: .*missing\.onnx/);
+    c.remove();
+  });
+
+  it('takes overrides from TIDECAST_<PATH> environment variables', () => {
+    const c = write(MINIMAL);
+    const loaded = loadConfig(c.file, {
+      TIDECAST_MQTT__URL: 'mqtts://elsewhere:8883',
+      TIDECAST_MQTT__CLIENT_ID: 'gw-7',
+      TIDECAST_BATCHING__MAX_DELAY_MS: '12',
+      TIDECAST_ROUTES__0__STREAM: '{device}',
+      TIDECAST_PUBLISH__ENABLED: 'false',
+    });
+    const { config } = loaded;
+    assert.equal(config.mqtt.url, 'mqtts://elsewhere:8883');
+    assert.equal(config.mqtt.clientId, 'gw-7');
+    assert.equal(config.batching.maxDelayMs, 12);
+    assert.equal(config.routes[0]!.stream, '{device}');
+    assert.equal(config.publish.enabled, false);
+    assert.equal(loaded.overrides.length, 5);
+    const bad = problemsOf(() => loadConfig(c.file, { TIDECAST_MQTT__URLL: 'x', TIDECAST_BATCHING__MAX_BATCH: '"many"' }));
+    assert.match(bad.join('\n'), /TIDECAST_MQTT__URLL: no such setting/);
+    c.remove();
+  });
+
+  it('reads the password from passwordFile and refuses an unreadable one', () => {
+    const c = write(MINIMAL.replace('url: mqtt://127.0.0.1:1883', 'url: mqtt://127.0.0.1:1883\n  passwordFile: pw'));
+    writeFileSync(path.join(c.dir, 'pw'), 's3cret-Pa55\n');
+    const loaded = loadConfig(c.file);
+    assert.equal(loaded.secrets.password, 's3cret-Pa55');
+    assert.ok(!JSON.stringify(loaded.config).includes('s3cret'), 'the password is not part of the config values');
+    assert.match(problemsOf(() => loadConfig(c.file, { TIDECAST_MQTT__PASSWORD_FILE: '/nonexistent/pw' })).join('\n'), /mqtt\.passwordFile: cannot read \/nonexistent\/pw/);
+    c.remove();
+  });
+
+  it('looks up --config, $TIDECAST_CONFIG, /etc/tidecast, then ./config', () => {
+    assert.equal(findConfigFile('x.yaml', { TIDECAST_CONFIG: '/e.yaml' }, '/w'), '/w/x.yaml');
+    assert.equal(findConfigFile(undefined, { TIDECAST_CONFIG: '/e.yaml' }, '/w'), '/e.yaml');
+    assert.equal(findConfigFile(undefined, {}, packageRoot), path.join(packageRoot, 'config', 'tidecast.yaml'));
+  });
+
+  it('the shipped example and demo configs validate', () => {
+    const pw = write('');
+    writeFileSync(path.join(pw.dir, 'pw'), 'x');
+    assert.doesNotThrow(() => loadConfig(path.join(packageRoot, 'config', 'tidecast.yaml'), { TIDECAST_MQTT__PASSWORD_FILE: path.join(pw.dir, 'pw') }));
+    assert.doesNotThrow(() => loadConfig(path.join(packageRoot, 'config', 'demo.yaml')));
+    pw.remove();
+  });
+});

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import mqtt from 'mqtt';
+import { packageRoot } from '../src/paths.js';
+import { tempDir } from './helpers.js';
+import { TestBroker } from './support/broker.js';
+import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+
+const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
+
+interface Child { proc: ChildProcess; lines: string[]; stderr: () => string; exit: Promise<number | null> }
+
+function start(args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  const proc = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let buf = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    lines.push(...parts);
+  });
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return { proc, lines, stderr: () => err, exit };
+}
+
+const logged = (c: Child, msg: string): Record<string, unknown> | undefined =>
+  c.lines.map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return {}; } }).find((l) => l.msg === msg);
+
+describe('the daemon as a child process', () => {
+  it('SIGTERM: exits 0 with every accepted message\'s predictions in the database; secrets stay out of the logs', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const secret = 'hunter2-Secret-Password';
+    writeFileSync(path.join(tmp.dir, 'pw'), secret + '\n');
+    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'tidecast-child', passwordFile: path.join(tmp.dir, 'pw') });
+    const child = start(['run', '--config', file], { TIDECAST_LOG__LEVEL: 'debug' });
+    try {
+      await waitFor(() => logged(child, 'ready') !== undefined, 15_000, 'the daemon to be ready');
+      const msgs = telemetry(20, 25);
+      const pub = await mqtt.connectAsync(broker.url, { clientId: 'child-pub' });
+      await Promise.all(msgs.map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
+      await pub.endAsync();
+      child.proc.kill('SIGTERM'); // while steps are still queued and running
+      assert.equal(await child.exit, 0, child.stderr());
+    } finally {
+      child.proc.kill('SIGKILL');
+      await broker.stop();
+    }
+    const stopped = logged(child, 'stopped') as { accepted: { stations?: number } } | undefined;
+    assert.ok(stopped, 'a final "stopped" log line with totals');
+    const accepted = stopped.accepted.stations ?? 0;
+    assert.ok(accepted > 0, 'messages were accepted before the stop');
+    const db = new Database(path.join(tmp.dir, 'tidecast.db'), { readonly: true });
+    const steps = (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n;
+    const preds = (db.prepare('SELECT count(*) n FROM predictions').get() as { n: number }).n;
+    db.close();
+    assert.equal(steps, accepted, 'every accepted message is stored as a step');
+    assert.equal(preds, accepted * 6, 'and has its 6 predictions');
+    const out = child.lines.join('\n') + child.stderr();
+    assert.ok(!out.includes(secret), 'the broker password never appears in the output');
+    assert.ok(logged(child, 'configuration loaded'), 'logs are JSON lines');
+    tmp.remove();
+  });
+
+  it('a bad config exits 78 and names the offending paths', async () => {
+    const tmp = tempDir();
+    const file = path.join(tmp.dir, 'bad.yaml');
+    writeFileSync(file, 'mqtt:\n  url: http://nope\nmodels: {}\nroutes: []\nbatching: { maxDelayMs: -1 }\n');
+    for (const cmd of ['run', 'check-config']) {
+      const child = start([cmd, '--config', file]);
+      assert.equal(await child.exit, 78, `${cmd}: ${child.stderr()}`);
+      const err = child.stderr();
+      assert.match(err, /TIDECAST_ERR_CONFIG/);
+      assert.match(err, /mqtt\.url: must match pattern/);
+      assert.match(err, /models: must NOT have fewer than 1 properties/);
+      assert.match(err, /routes: must NOT have fewer than 1 items/);
+      assert.match(err, /batching\.maxDelayMs: must be >= 0/);
+    }
+    tmp.remove();
+  });
+});

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { loadConfig } from '../src/config/load-config.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import type { ForecastMessage } from '../src/daemon/forecast-sink.js';
+import { loadModel } from '../src/inference/model.js';
+import { CardScaler } from '../src/inference/scaler.js';
+import { StepRunner } from '../src/inference/step-runner.js';
+import { silentLogger } from '../src/log.js';
+import { modelPath, tempDir } from './helpers.js';
+import { TestBroker, haveMosquitto } from './support/broker.js';
+import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+
+interface PredRow { stream: string; issued_at: number; horizon: number; target: string; target_time: number; value: number }
+
+/** What the engine computes for each stream's sequence run directly, in physical units. */
+async function expectedForecasts(msgs: ReturnType<typeof telemetry>): Promise<Map<string, Float64Array>> {
+  const model = await loadModel(modelPath('weather-lstm'));
+  const runner = new StepRunner(model);
+  const scaler = new CardScaler(model.card!);
+  const want = new Map<string, Float64Array>();
+  for (const m of msgs) {
+    const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
+    want.set(`${m.stream}@${m.ts}`, scaler.unscaleOutput(r!.output!));
+  }
+  await model.session.release();
+  return want;
+}
+
+describe('daemon against a real broker and a real SQLite file', () => {
+  const tmp = tempDir();
+  const broker = new TestBroker(tmp.dir);
+  let daemon: Daemon;
+
+  before(async () => {
+    await broker.start();
+    daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url)), log: silentLogger });
+    await daemon.start();
+  });
+
+  after(async () => {
+    await daemon.stop();
+    await broker.stop();
+    tmp.remove();
+  });
+
+  it(`N messages over M streams give exactly the engine's predictions, stored and published (${haveMosquitto ? 'mosquitto' : 'aedes'})`, async () => {
+    const M = 6;
+    const N = 30;
+    const msgs = telemetry(M, N);
+    const byTime = [...msgs].sort((a, b) => a.ts - b.ts); // interleave streams, each in its own order
+    const published: ForecastMessage[] = [];
+    const listener = await mqtt.connectAsync(broker.url, { clientId: 'test-listener' });
+    await listener.subscribeAsync('forecast/weather-lstm/#', { qos: 1 });
+    listener.on('message', (_t, p) => published.push(JSON.parse(p.toString()) as ForecastMessage));
+    const pub = await mqtt.connectAsync(broker.url, { clientId: 'test-publisher' });
+    await Promise.all(byTime.map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
+
+    const db = daemon.store!.db;
+    const count = (): number => (db.prepare('SELECT count(*) n FROM predictions').get() as { n: number }).n;
+    await waitFor(() => count() === M * N * 6 && published.length === M * N, 20_000, `${M * N * 6} predictions`);
+
+    const want = await expectedForecasts(msgs);
+    const rows = db.prepare('SELECT stream, issued_at, horizon, target, target_time, value FROM predictions').all() as PredRow[];
+    let worst = 0;
+    for (const r of rows) {
+      const out = want.get(`${r.stream}@${r.issued_at}`)!;
+      assert.ok(out, `unexpected prediction ${r.stream}@${r.issued_at}`);
+      const j = (r.horizon - 1) * 2 + (r.target === 'temp_max' ? 0 : 1);
+      worst = Math.max(worst, Math.abs(out[j]! - r.value));
+      assert.equal(r.target_time, r.issued_at + r.horizon * 86_400_000);
+    }
+    assert.ok(worst < 1e-4, `stored vs direct engine: max diff ${worst}`);
+    assert.equal((db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n, M * N, 'every consumed step is stored');
+    const streams = db.prepare('SELECT id, steps FROM streams ORDER BY id').all() as Array<{ id: string; steps: number }>;
+    assert.equal(streams.length, M);
+    assert.ok(streams.every((s) => s.steps === N));
+
+    // Published messages carry the same values as the stored rows.
+    const p = published.find((f) => f.stream === msgs[0]!.stream && f.issued_at === new Date(msgs[0]!.ts).toISOString())!;
+    assert.ok(p, 'the first step of the first stream was published');
+    const out = want.get(`${msgs[0]!.stream}@${msgs[0]!.ts}`)!;
+    assert.ok(Math.abs(p.forecast[2]!.values.temp_min! - out[5]!) < 1e-4);
+    await pub.endAsync();
+    await listener.endAsync();
+  });
+
+  it('bad payloads become dead letters with reasons; the daemon keeps predicting', async () => {
+    const pub = await mqtt.connectAsync(broker.url, { clientId: 'test-bad-publisher' });
+    const bad: Array<[string, string | Buffer, string]> = [
+      ['sensors/x/bad1/telemetry', '{"ts": 1420070400, "rain": 0,', 'bad_json'],
+      ['sensors/x/bad2/telemetry', '{"ts": 1420070400, "rain": 0, "tmax": 1, "tmin": 0}', 'missing_field'],
+      ['sensors/x/bad3/telemetry', '{"ts": 1420070400, "rain": 0, "tmax": "hot", "tmin": 0, "wind": 1}', 'wrong_type'],
+      ['sensors/x/bad4/telemetry', '{"ts": 1420070400, "rain": 0, "tmax": 1e999, "tmin": 0, "wind": 1}', 'non_finite'],
+      ['sensors/x/bad5/telemetry', '{"ts": "yesterday", "rain": 0, "tmax": 1, "tmin": 0, "wind": 1}', 'bad_timestamp'],
+      ['sensors/x/bad6/telemetry', Buffer.alloc(5000, 0x20), 'too_large'],
+      ['csv/bad7', '2015-01-01,0.0,5.6', 'bad_csv'],
+    ];
+    for (const [topic, payload] of bad) await pub.publishAsync(topic, payload, { qos: 1 });
+    await pub.publishAsync('csv/good', '2015-01-01,0.0,5.6,-2.1,3.4', { qos: 1 });
+    const db = daemon.store!.db;
+    await waitFor(
+      () => (db.prepare("SELECT count(*) n FROM predictions WHERE stream = 'csv/good'").get() as { n: number }).n === 6,
+      10_000,
+      'a good message after the bad ones',
+    );
+    const rows = db.prepare('SELECT topic, reason, detail, payload_bytes, length(payload) kept FROM dead_letters ORDER BY id').all() as Array<{ topic: string; reason: string; detail: string; payload_bytes: number; kept: number }>;
+    assert.deepEqual(rows.map((r) => [r.topic, r.reason]), bad.map(([t, , reason]) => [t, reason]));
+    assert.ok(rows.every((r) => r.detail.length > 0), 'each dead letter says why');
+    const big = rows.find((r) => r.reason === 'too_large')!;
+    assert.deepEqual([big.payload_bytes, big.kept], [5000, 1024]);
+    const stats = daemon.stats();
+    assert.equal(stats.deadLetters.bad_json, 1);
+    assert.equal(stats.deadLetters.too_large, 1);
+    assert.equal((db.prepare("SELECT count(*) n FROM predictions WHERE stream LIKE '%bad%'").get() as { n: number }).n, 0);
+    await pub.endAsync();
+  });
+
+  it('ignores a repeated sample and dead-letters one older than the stream\'s last step', async () => {
+    const pub = await mqtt.connectAsync(broker.url, { clientId: 'test-order-publisher' });
+    const msg = (ts: number): string => JSON.stringify({ ts, rain: 0, tmax: 10, tmin: 2, wind: 3 });
+    const before = daemon.stats().duplicates;
+    for (const ts of [1420070400 + 86400 * 2, 1420070400 + 86400 * 2, 1420070400 + 86400]) await pub.publishAsync('sensors/y/order/telemetry', msg(ts), { qos: 1 });
+    await pub.publishAsync('sensors/y/order/telemetry', msg(1420070400 + 86400 * 3), { qos: 1 });
+    const db = daemon.store!.db;
+    await waitFor(() => (db.prepare("SELECT count(*) n FROM steps WHERE stream = 'y/order'").get() as { n: number }).n === 2, 10_000, 'two distinct steps');
+    await waitFor(() => daemon.stats().queueDepth === 0 && (db.prepare("SELECT count(*) n FROM predictions WHERE stream = 'y/order'").get() as { n: number }).n === 12, 10_000, 'their predictions');
+    assert.equal(daemon.stats().duplicates - before, 1);
+    const late = db.prepare("SELECT reason FROM dead_letters WHERE topic = 'sensors/y/order/telemetry'").all() as Array<{ reason: string }>;
+    assert.deepEqual(late.map((r) => r.reason), ['out_of_order']);
+    await pub.endAsync();
+  });
+});
+
+describe('ingest without a matching route', () => {
+  it('dead-letters the message as no_route and never throws', async () => {
+    const { Ingest } = await import('../src/streams/ingest.js');
+    const letters: Array<{ reason: string; topic: string }> = [];
+    const ingest = new Ingest({ routes: [], maxPayloadBytes: 100, deadLetter: (r) => letters.push(r), hasStep: () => false, log: silentLogger });
+    assert.doesNotThrow(() => ingest.handle('nowhere/at/all', Buffer.from('{}'), 1));
+    assert.deepEqual(letters.map((l) => [l.topic, l.reason]), [['nowhere/at/all', 'no_route']]);
+  });
+});

@@ -1,0 +1,74 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readWeather } from '../../src/demo/weather-data.js';
+
+/** A daemon config for tests: JSON telemetry on sensors/<site>/<device>/telemetry, weather-lstm. */
+export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number } = {}): string {
+  const file = path.join(dir, 'tidecast.yaml');
+  writeFileSync(
+    file,
+    `
+log: { level: info }
+mqtt:
+  url: ${brokerUrl}
+  clientId: ${extra.clientId ?? 'tidecast-test'}
+  reconnectPeriodMs: ${extra.reconnectPeriodMs ?? 200}
+  maxPayloadBytes: ${extra.maxPayloadBytes ?? 4096}
+${extra.passwordFile ? `  username: tidecast\n  passwordFile: ${extra.passwordFile}\n` : ''}
+models:
+  weather-lstm: {}
+routes:
+  - name: stations
+    topic: sensors/+site/+device/telemetry
+    stream: "{site}/{device}"
+    models: [weather-lstm]
+    decoder:
+      type: json
+      timestamp: { field: ts, format: epoch_s }
+      features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind }
+  - name: csv
+    topic: csv/+station
+    stream: "csv/{station}"
+    models: [weather-lstm]
+    decoder:
+      type: csv
+      columns: [date, precipitation, temp_max, temp_min, wind]
+      timestamp: { field: date, format: iso }
+batching: { maxBatch: 64, maxDelayMs: 2 }
+store: { path: ${path.join(dir, 'tidecast.db')}, retentionDays: 36500 }
+publish: { enabled: true, topic: "forecast/{model}/{site}/{device}", qos: 1 }
+`,
+  );
+  return file;
+}
+
+/** Real weather rows as telemetry messages: stream i reads the data from day offset 37·i. */
+export function telemetry(streams: number, steps: number): Array<{ stream: string; topic: string; ts: number; raw: number[]; payload: string }> {
+  const days = [...readWeather().values()].flat();
+  const out: Array<{ stream: string; topic: string; ts: number; raw: number[]; payload: string }> = [];
+  for (let s = 0; s < streams; s++) {
+    for (let t = 0; t < steps; t++) {
+      const d = days[(s * 37 + t) % days.length]!;
+      const ts = Date.UTC(2015, 0, 1) / 1000 + t * 86400;
+      const [rain, tmax, tmin, wind] = d.values;
+      out.push({
+        stream: `site${s % 3}/dev${s}`,
+        topic: `sensors/site${s % 3}/dev${s}/telemetry`,
+        ts: ts * 1000,
+        raw: [rain, tmax, tmin, wind],
+        payload: JSON.stringify({ ts, rain, tmax, tmin, wind }),
+      });
+    }
+  }
+  return out;
+}
+
+/** Poll until `check` returns true or the time is up. */
+export async function waitFor(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(25);
+  }
+}
