@@ -35,7 +35,8 @@ Usage:
       Run the daemon. Config: --config, $TIDECAST_CONFIG,
       /etc/tidecast/tidecast.yaml, ./config/tidecast.yaml.
   tidecast check-config [--config FILE]
-      Validate the configuration (and its files) without starting; exit 78 if invalid.
+      Validate the configuration and load its models without starting;
+      exit 78 if the configuration is invalid, 65 if a model is refused.
   tidecast demo [--url mqtt://HOST:PORT] [--duration S] [--db PATH] [--rate DAYS_PER_S] [--from DATE]
       Replay Seattle and New York daily weather as two MQTT sensor streams
       through the daemon (embedded broker unless --url) and show actual vs forecast.
@@ -92,10 +93,15 @@ async function run(args: string[]): Promise<number> {
   return 0;
 }
 
-function checkConfig(args: string[]): number {
+async function checkConfig(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
   const file = findConfigFile(values.config, process.env, process.cwd());
   const { config, overrides } = loadConfig(file, process.env);
+  for (const [name, m] of Object.entries(config.models)) {
+    const model = await loadModel(m.path!, { card: m.card });
+    await model.session.release();
+    if (!model.card) throw new ConfigError(file, [`models.${name}: ${m.path} has no model card; the daemon needs one`]);
+  }
   out(`ok: ${file}`);
   out(`  broker ${config.mqtt.url} as ${config.mqtt.clientId}; store ${config.store.path}`);
   out(`  models ${Object.keys(config.models).join(', ')}; routes ${config.routes.map((r) => `${r.topic} -> ${r.models.join('+')}`).join('; ')}`);
