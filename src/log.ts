@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import pretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -21,3 +22,8 @@ export function createLogger(level = 'info', destination: 1 | 2 = 1): Logger {
 
 /** A logger that drops everything (library use and tests that do not assert on logs). */
 export const silentLogger: Logger = pino({ level: 'silent' });
+
+/** Coloured one-line logs on stderr, for people watching `tidecast demo`; never for the service. */
+export function createHumanLogger(level = 'warn'): Logger {
+  return pino({ level, base: undefined }, pretty({ destination: 2, sync: true, ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss' }));
+}

@@ -19,7 +19,7 @@ import { runMqttDemo } from './demo/mqtt-demo.js';
 import { ErrorCodes, TidecastError } from './errors.js';
 import { loadModel } from './inference/model.js';
 import { formatInspect, inspectReport } from './inspect.js';
-import { createLogger } from './log.js';
+import { createHumanLogger, createLogger } from './log.js';
 import { packageRoot } from './paths.js';
 
 const EXIT_USAGE = 64;
@@ -135,7 +135,7 @@ async function demo(args: string[]): Promise<number> {
       durationS,
       liveFrom: values.from!,
       signal: stop.signal,
-      log: createLogger('warn', 2),
+      log: createHumanLogger('warn'),
       write: out,
     });
     out('');
