@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { DecodeError } from '../src/streams/decoder.js';
+import { StepAssembler, type AssembledEvent, type AssemblerOptions } from '../src/streams/step-assembler.js';
+
+const H = 3_600_000;
+const opts = (o: Partial<AssemblerOptions> = {}): AssemblerOptions => ({
+  features: ['a', 'b'],
+  stepMs: H,
+  aggregate: () => 'mean',
+  latenessMs: 0,
+  emit: 'close',
+  wallClock: false,
+  maxFillSteps: 1,
+  maxGapSteps: 2,
+  ...o,
+});
+const steps = (ev: AssembledEvent[]): Array<[number, Record<string, number>]> =>
+  ev.filter((e) => e.kind === 'step').map((e) => [e.ts / H, (e as { values: Record<string, number> }).values]);
+
+describe('StepAssembler', () => {
+  it('aggregates each feature over [t, t+step) and closes a bucket when a later one starts', () => {
+    const asm = new StepAssembler(opts({ aggregate: (f) => (f === 'a' ? 'mean' : 'max') }));
+    assert.deepEqual(asm.add('s', 'a', 0.1 * H, 1), []);
+    assert.deepEqual(asm.add('s', 'a', 0.5 * H, 3), []);
+    assert.deepEqual(asm.add('s', 'b', 0.7 * H, 5), []);
+    assert.deepEqual(asm.add('s', 'b', 0.9 * H, 4), []);
+    const ev = asm.add('s', 'a', 1.2 * H, 7);
+    assert.deepEqual(steps(ev), [[0, { a: 2, b: 5 }]]);
+  });
+
+  it('sum, min, last; one bucket per stream', () => {
+    const asm = new StepAssembler(opts({ features: ['x'], aggregate: () => 'sum' }));
+    asm.add('s', 'x', 1, 1);
+    asm.add('s', 'x', 2, 2);
+    asm.add('t', 'x', 3, 10);
+    assert.deepEqual(steps(asm.add('s', 'x', H + 1, 0)), [[0, { x: 3 }]]);
+    const last = new StepAssembler(opts({ features: ['x'], aggregate: () => 'last' }));
+    last.add('s', 'x', 20, 1);
+    last.add('s', 'x', 10, 2); // earlier event time: not the last value
+    assert.deepEqual(steps(last.add('s', 'x', H, 0)), [[0, { x: 1 }]]);
+  });
+
+  it('complete mode fires as soon as every feature is in, in time order', () => {
+    const asm = new StepAssembler(opts({ emit: 'complete', latenessMs: H }));
+    assert.deepEqual(asm.add('s', 'b', 1.5 * H, 2), []); // bucket 1 first (jitter)...
+    // ...the stream starts at bucket 1; bucket 0 samples would now be late.
+    assert.deepEqual(steps(asm.add('s', 'a', 1.6 * H, 1)), [[1, { a: 1, b: 2 }]]);
+    asm.add('s', 'a', 3.1 * H, 5); // bucket 3 before bucket 2 completes: waits
+    assert.deepEqual(steps(asm.add('s', 'b', 3.2 * H, 6)), []);
+    assert.deepEqual(steps(asm.add('s', 'a', 2.5 * H, 3)), []);
+    assert.deepEqual(steps(asm.add('s', 'b', 2.6 * H, 4)), [[2, { a: 3, b: 4 }], [3, { a: 5, b: 6 }]]);
+  });
+
+  it('a repeated sample changes nothing; a sample for a closed bucket is late', () => {
+    const asm = new StepAssembler(opts({ aggregate: () => 'sum' }));
+    asm.add('s', 'a', 10, 1);
+    assert.deepEqual(asm.add('s', 'a', 10, 1), []);
+    asm.add('s', 'b', 20, 1);
+    assert.deepEqual(steps(asm.add('s', 'a', H + 5, 1)), [[0, { a: 1, b: 1 }]]);
+    assert.equal(asm.duplicates, 1);
+    assert.deepEqual(asm.add('s', 'b', 20, 1), [], 'a redelivery of a consumed sample is a duplicate');
+    assert.throws(() => asm.add('s', 'b', 30, 9), (e: unknown) => e instanceof DecodeError && e.reason === 'late');
+    assert.equal(asm.duplicates, 2);
+  });
+
+  it('lateness keeps a bucket open for out-of-order samples', () => {
+    const asm = new StepAssembler(opts({ latenessMs: 0.5 * H }));
+    asm.add('s', 'a', 0.2 * H, 1);
+    asm.add('s', 'a', 1.2 * H, 5); // bucket 0 still open: 1.2h < 1h + 0.5h
+    assert.deepEqual(steps(asm.add('s', 'b', 0.9 * H, 2)), []);
+    assert.deepEqual(steps(asm.add('s', 'b', 1.6 * H, 6)), [[0, { a: 1, b: 2 }]]);
+  });
+
+  it('forward-fills a missing feature up to maxFillSteps, then skips, then resets after maxGapSteps', () => {
+    const asm = new StepAssembler(opts({ emit: 'complete', maxFillSteps: 1, maxGapSteps: 2 }));
+    const feed = (t: number, f: Array<'a' | 'b'>): AssembledEvent[] => f.flatMap((k) => asm.add('s', k, t * H, t * 10 + (k === 'a' ? 1 : 2)));
+    feed(0, ['a', 'b']);
+    feed(1, ['a']); // b missing: filled from step 0 when step 1 closes
+    const ev = feed(2, ['a']); // closes 1 (b filled), step 2 lacks b
+    assert.deepEqual(steps(ev), [[1, { a: 11, b: 2 }]]);
+    assert.deepEqual(feed(3, ['a', 'b']).map((e) => e.kind), ['skip', 'step'], 'step 2: b is 2 steps old, beyond maxFillSteps');
+    // Steps 4..6 missing entirely; step 4 is filled (1 step), 5 and 6 are not: 2 missed, no reset.
+    assert.deepEqual(feed(7, ['a', 'b']).map((e) => [e.kind, e.ts / H]), [['step', 4], ['step', 7]]);
+    // Steps 8..11 missing: step 8 filled, 9..11 missed (3 > maxGapSteps): a gap before step 12.
+    assert.deepEqual(feed(12, ['a', 'b']).map((e) => [e.kind, e.ts / H]), [['step', 8], ['gap', 12], ['step', 12]]);
+  });
+
+  it('closes buckets on the wall clock for live streams', () => {
+    const asm = new StepAssembler(opts({ wallClock: true, latenessMs: 0.1 * H }));
+    asm.add('s', 'a', 0.5 * H, 1);
+    asm.add('s', 'b', 0.6 * H, 2);
+    assert.deepEqual(asm.sweep(1.05 * H), []);
+    assert.deepEqual(steps(asm.sweep(1.1 * H)), [[0, { a: 1, b: 2 }]]);
+    assert.deepEqual(new StepAssembler(opts()).sweep(10 * H), [], 'no wall clock: nothing closes by time');
+  });
+});
