@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { formatPredictions, queryPredictions } from './cli/query.js';
+import { formatAccuracy, formatPredictions, queryAccuracy, queryPredictions } from './cli/query.js';
 import { replayCsv } from './cli/replay.js';
 import { ConfigError, findConfigFile, loadConfig } from './config/load-config.js';
 import { Daemon } from './daemon/daemon.js';
@@ -44,6 +44,9 @@ Usage:
       Publish each CSV row as a JSON message; TEMPLATE uses column names: weather/{location}/daily.
   tidecast query [--db PATH | --config FILE] [--stream ID] [--limit N] [--json]
       Show the latest stored predictions.
+  tidecast query --accuracy [--db PATH | --config FILE] [--stream ID] [--window N] [--json]
+      Rolling online MAE, RMSE, bias and skill against persistence per stream,
+      model, horizon and target, over the latest N scored forecasts (default 100).
   tidecast inspect <model.onnx> [--card FILE | --no-card] [--json]
       Show a model's inputs, outputs, state pairs, layout, mode and card.
   tidecast --version | --help
@@ -183,7 +186,15 @@ async function replay(args: string[]): Promise<number> {
 function query(args: string[]): number {
   const { values } = parseArgs({
     args,
-    options: { db: { type: 'string' }, config: { type: 'string' }, stream: { type: 'string' }, limit: { type: 'string', default: '20' }, json: { type: 'boolean' } },
+    options: {
+      db: { type: 'string' },
+      config: { type: 'string' },
+      stream: { type: 'string' },
+      limit: { type: 'string', default: '20' },
+      json: { type: 'boolean' },
+      accuracy: { type: 'boolean' },
+      window: { type: 'string', default: '100' },
+    },
   });
   const limit = Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1) {
@@ -191,6 +202,17 @@ function query(args: string[]): number {
     return EXIT_USAGE;
   }
   const db = values.db ?? loadConfig(findConfigFile(values.config, process.env, process.cwd()), process.env).config.store.path;
+  if (values.accuracy) {
+    const window = Number(values.window);
+    if (!Number.isInteger(window) || window < 1) {
+      err('tidecast query: --window must be a positive integer');
+      return EXIT_USAGE;
+    }
+    const acc = queryAccuracy(db, { stream: values.stream, window });
+    if (values.json) for (const r of acc) out(JSON.stringify(r));
+    else out(formatAccuracy(acc, window));
+    return 0;
+  }
   const rows = queryPredictions(db, { stream: values.stream, limit });
   if (values.json) for (const r of rows) out(JSON.stringify(r));
   else out(formatPredictions(rows));

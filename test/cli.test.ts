@@ -80,6 +80,12 @@ describe('tidecast demo', () => {
     const preds = q.stdout.trim().split('\n').map((l) => JSON.parse(l) as { issuedAt: number; horizon: number; targetTime: number });
     assert.equal(preds.length, 6);
     assert.ok(preds.every((p) => p.issuedAt === Date.UTC(2015, 11, 31) && p.targetTime === p.issuedAt + p.horizon * 86_400_000));
+
+    const a = await tidecast('query', '--db', db, '--accuracy', '--window', '365', '--json');
+    assert.equal(a.code, 0, a.stderr);
+    const acc = a.stdout.trim().split('\n').map((l) => JSON.parse(l) as { stream: string; horizon: number; target: string; n: number; mae: number; skill: number });
+    assert.equal(acc.length, 2 * 3 * 2, 'two streams x three horizons x two targets');
+    assert.ok(acc.every((r) => r.n === 365 && r.mae > 0 && Number.isFinite(r.skill)));
     tmp.remove();
   });
 });

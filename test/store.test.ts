@@ -29,19 +29,19 @@ describe('SQLite store', () => {
     let now = 10 * DAY;
     const s = new Store({ path: ':memory:', retentionDays: 2, log: silentLogger, now: () => now });
     s.start();
-    const step = { stream: 'a', route: 'r', ts: 9 * DAY, receivedAt: 9 * DAY, topic: 't/a', values: { x: 1 } };
+    const step = { stream: 'a', route: 'r', ts: 9 * DAY, receivedAt: 9 * DAY, topic: 't/a', values: { x: 1 }, filled: [] };
     const pred = (model: string, issuedAt: number, value: number) => ({ stream: 'a', model, issuedAt, horizon: 1, target: 'x', targetTime: issuedAt + DAY, value });
-    s.commit([step], [pred('m1', 9 * DAY, 1.5)]);
-    s.commit([step], [pred('m2', 9 * DAY, 2.5)]);
-    s.commit([{ ...step, ts: 5 * DAY }], [pred('m1', 5 * DAY, 0.5)]);
+    s.commit('m1', [step], [pred('m1', 9 * DAY, 1.5)]);
+    s.commit('m2', [step], [pred('m2', 9 * DAY, 2.5)]);
+    s.commit('m1', [{ ...step, ts: 5 * DAY }], [pred('m1', 5 * DAY, 0.5)]);
     assert.equal((s.db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n, 2);
     assert.equal((s.db.prepare('SELECT steps FROM streams').get() as { steps: number }).steps, 2);
     assert.deepEqual(latestPredictions(s.db, { stream: 'a', limit: 2 }).map((p) => [p.model, p.value]), [['m1', 1.5], ['m2', 2.5]]);
     // The schema refuses a non-finite value even if one slipped past the engine.
-    assert.throws(() => s.commit([], [pred('m1', 8 * DAY, NaN)]), /NOT NULL/);
-    assert.throws(() => s.commit([], [pred('m1', 8 * DAY, Infinity)]), /CHECK/);
+    assert.throws(() => s.commit('m1', [], [pred('m1', 8 * DAY, NaN)]), /NOT NULL/);
+    assert.throws(() => s.commit('m1', [], [pred('m1', 8 * DAY, Infinity)]), /CHECK/);
     now = 10 * DAY;
-    assert.deepEqual(s.prune(), { predictions: 1, steps: 1, events: 0, dead_letters: 0 });
+    assert.deepEqual(s.prune(), { predictions: 1, forecast_errors: 0, steps: 1, events: 0, dead_letters: 0 });
     s.stop();
   });
 

@@ -1,17 +1,41 @@
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { ErrorCodes, TidecastError } from '../errors.js';
+import { rollingAccuracy, type AccuracyRow } from '../store/accuracy.js';
 import { latestPredictions, type StoredPrediction } from '../store/store.js';
 
-/** Read the latest predictions from a tidecast database (read-only; safe while the daemon runs). */
-export function queryPredictions(file: string, opts: { stream?: string; limit: number }): StoredPrediction[] {
+function withDatabase<T>(file: string, read: (db: Database.Database) => T): T {
   if (!existsSync(file)) throw new TidecastError(ErrorCodes.STORE, `no database at ${file} (use --db PATH, or --config to read store.path)`);
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
-    return latestPredictions(db, opts);
+    return read(db);
   } finally {
     db.close();
   }
+}
+
+/** Read the latest predictions from a tidecast database (read-only; safe while the daemon runs). */
+export function queryPredictions(file: string, opts: { stream?: string; limit: number }): StoredPrediction[] {
+  return withDatabase(file, (db) => latestPredictions(db, opts));
+}
+
+/** Rolling online accuracy per stream × model × horizon × target. */
+export function queryAccuracy(file: string, opts: { stream?: string; window: number }): AccuracyRow[] {
+  return withDatabase(file, (db) => rollingAccuracy(db, opts));
+}
+
+export function formatAccuracy(rows: readonly AccuracyRow[], window: number): string {
+  if (rows.length === 0) return '(no scored forecasts yet: errors are stored when the actual for a target time arrives)';
+  const w = Math.max(6, ...rows.map((r) => r.stream.length));
+  const m = Math.max(5, ...rows.map((r) => r.model.length));
+  const t = Math.max(6, ...rows.map((r) => r.target.length));
+  const f = (x: number): string => x.toFixed(3).padStart(7);
+  const head = `${'stream'.padEnd(w)}  ${'model'.padEnd(m)}  h  ${'target'.padEnd(t)}      n      mae     rmse     bias  pers.mae   skill`;
+  return [
+    `rolling accuracy over the latest ${window} scored forecasts (skill = 1 - mae / persistence mae)`,
+    head,
+    ...rows.map((r) => `${r.stream.padEnd(w)}  ${r.model.padEnd(m)}  ${r.horizon}  ${r.target.padEnd(t)}  ${String(r.n).padStart(5)}  ${f(r.mae)}  ${f(r.rmse)}  ${f(r.bias)}  ${f(r.persistenceMae)}  ${r.skill === null ? '      -' : f(r.skill)}`),
+  ].join('\n');
 }
 
 /** The predictions as a table, one line per row. */

@@ -8,9 +8,18 @@ export interface TimestampConfig {
 }
 
 export type DecoderConfig =
-  | { readonly type: 'json'; readonly features?: Readonly<Record<string, string>>; readonly timestamp?: TimestampConfig }
+  | { readonly type: 'json'; readonly features?: Readonly<Record<string, string>>; readonly timestamp?: TimestampConfig; readonly partial?: boolean }
   | { readonly type: 'number'; readonly feature: string }
   | { readonly type: 'csv'; readonly columns: readonly string[]; readonly timestamp?: TimestampConfig; readonly separator: string };
+
+export interface ResampleConfig {
+  readonly aggregate: Readonly<Record<string, 'mean' | 'last' | 'sum' | 'min' | 'max'>>;
+  readonly latenessMs: number;
+  readonly emit: 'complete' | 'close';
+  readonly wallClock: boolean;
+  readonly maxFillSteps: number;
+  readonly maxGapSteps: number;
+}
 
 export interface RouteConfig {
   readonly name?: string;
@@ -18,6 +27,7 @@ export interface RouteConfig {
   readonly stream: string;
   readonly models: readonly string[];
   readonly decoder: DecoderConfig;
+  readonly resample: ResampleConfig;
 }
 
 export interface ModelConfig {

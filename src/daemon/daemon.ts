@@ -6,7 +6,7 @@ import { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { MqttConnection } from '../mqtt/mqtt-connection.js';
 import { Store } from '../store/store.js';
-import { Ingest, compileRoute, type RouteModel, type StepContext } from '../streams/ingest.js';
+import { Ingest, compileRoutes, type RouteModel, type StepContext } from '../streams/ingest.js';
 import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
 
 export interface DaemonOptions {
@@ -22,6 +22,7 @@ export interface DaemonStats {
   accepted: Record<string, number>;
   deadLetters: Record<string, number>;
   duplicates: number;
+  steps: { submitted: number; skipped: number; gapResets: number };
   predictions: number;
   resets: number;
   streams: number;
@@ -44,6 +45,7 @@ export class Daemon {
   #ingest: Ingest | null = null;
   #sink: ForecastSink | null = null;
   #pruneTimer: NodeJS.Timeout | null = null;
+  #sweepTimer: NodeJS.Timeout | null = null;
   #stopping: Promise<void> | null = null;
 
   constructor(options: DaemonOptions) {
@@ -97,7 +99,7 @@ export class Daemon {
       this.#engines.set(name, engine);
       const scaler = new CardScaler(model.card);
       scalers.set(model.name, scaler);
-      routeModels.set(name, { name: model.name, engine, scaler, features: model.card.features.map((f) => f.name) });
+      routeModels.set(name, { name: model.name, engine, scaler, features: model.card.features.map((f) => f.name), stepSeconds: model.card.stepSeconds });
       log.info({ model: model.name, path: model.path, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');
     }
     cfg.routes.forEach((r, i) => {
@@ -108,8 +110,25 @@ export class Daemon {
       }
     });
     if (problems.length > 0) throw new ConfigError(file, problems);
-    const routes = cfg.routes.map((r, i) => compileRoute(r, i, r.models.map((n) => routeModels.get(n)!)));
-    this.#ingest = new Ingest({ routes, maxPayloadBytes: cfg.mqtt.maxPayloadBytes, deadLetter: (row) => store.addDeadLetter(row), hasStep: (st, ts) => store.hasStep(st, ts), log });
+    let routes;
+    try {
+      routes = compileRoutes(cfg.routes, (r) => r.models.map((n) => routeModels.get(n)!));
+    } catch (err) {
+      throw new ConfigError(file, [(err as Error).message]);
+    }
+    const ingest = new Ingest({
+      routes,
+      maxPayloadBytes: cfg.mqtt.maxPayloadBytes,
+      deadLetter: (row) => store.addDeadLetter(row),
+      event: (row) => store.addEvent(row),
+      log,
+    });
+    this.#ingest = ingest;
+    if (cfg.routes.some((r) => r.resample.wallClock)) {
+      // Live streams: close steps whose time has passed even if no later sample comes.
+      const now = this.#opts.now ?? Date.now;
+      this.#sweepTimer = setInterval(() => ingest.sweep(now()), 1000).unref();
+    }
 
     this.#pruneTimer = setInterval(() => {
       try {
@@ -120,7 +139,6 @@ export class Daemon {
       }
     }, cfg.store.pruneIntervalS * 1000).unref();
 
-    const ingest = this.#ingest;
     this.#mqtt = new MqttConnection({
       config: cfg.mqtt,
       secrets: this.#opts.loaded.secrets,
@@ -141,6 +159,7 @@ export class Daemon {
       accepted: Object.fromEntries(this.#ingest?.accepted ?? []),
       deadLetters: Object.fromEntries(this.#ingest?.rejected ?? []),
       duplicates: this.#ingest?.duplicates ?? 0,
+      steps: { ...(this.#ingest?.steps ?? { submitted: 0, skipped: 0, gapResets: 0 }) },
       predictions: this.#sink?.predictions ?? 0,
       resets: this.#sink?.resets ?? 0,
       streams: engines.reduce((n, e) => Math.max(n, e.streams), 0),
@@ -159,6 +178,7 @@ export class Daemon {
     log.info('stopping: no new messages, draining');
     this.#mqtt?.pause();
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     const drained = Promise.all([...this.#engines.values()].map((e) => e.drain())).then(() => true);
     const inTime = await Promise.race([drained, new Promise<false>((r) => setTimeout(() => r(false), deadlineMs).unref())]);
     if (!inTime) log.error({ deadlineMs, queued: this.stats().queueDepth }, 'drain deadline passed; stopping with steps still queued');

@@ -60,7 +60,7 @@ export class ForecastSink {
     const messages: Array<{ msg: ForecastMessage; ctx: StepContext }> = [];
     for (const r of results) {
       const ctx = r.context as StepContext;
-      steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.sample.ts, receivedAt: ctx.receivedAt, topic: ctx.topic, values: ctx.sample.values });
+      steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, topic: ctx.topic, values: ctx.values, filled: ctx.filled });
       if (r.status === 'reset') {
         this.resets++;
         this.#opts.store.addEvent({ at: ctx.receivedAt, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite' });
@@ -68,20 +68,20 @@ export class ForecastSink {
       }
       if (r.status !== 'ok') continue;
       const out = scaler.unscaleOutput(r.output!);
-      const msg: ForecastMessage = { stream: r.streamId, model: model.name, issued_at: new Date(ctx.sample.ts).toISOString(), step_s: card.stepSeconds, forecast: [] };
+      const msg: ForecastMessage = { stream: r.streamId, model: model.name, issued_at: new Date(ctx.ts).toISOString(), step_s: card.stepSeconds, forecast: [] };
       card.horizons.forEach((horizon, hi) => {
-        const targetTime = ctx.sample.ts + horizon * stepMs;
+        const targetTime = ctx.ts + horizon * stepMs;
         const values: Record<string, number> = {};
         card.targets.forEach((t, k) => {
           const value = out[hi * T + k]!;
           values[t.name] = value;
-          rows.push({ stream: r.streamId, model: model.name, issuedAt: ctx.sample.ts, horizon, target: t.name, targetTime, value });
+          rows.push({ stream: r.streamId, model: model.name, issuedAt: ctx.ts, horizon, target: t.name, targetTime, value });
         });
         msg.forecast.push({ horizon, target_time: new Date(targetTime).toISOString(), values });
       });
       messages.push({ msg, ctx });
     }
-    this.#opts.store.commit(steps, rows);
+    this.#opts.store.commit(model.name, steps, rows);
     this.predictions += messages.length;
     const { publish, publisher } = this.#opts;
     for (const { msg, ctx } of messages) {

@@ -72,13 +72,13 @@ export class InferenceEngine {
   }
 
   /** Queue one step of a stream. `input` must hold the model's feature count, scaled; `context` comes back with the result. */
-  submit(streamId: string, input: Float32Array, context?: unknown): void {
+  submit(streamId: string, input: Float32Array, context?: unknown, options?: { resetBefore?: boolean }): void {
     if (this.#closed) throw new TidecastError(ErrorCodes.STOPPED, `engine for ${this.model.name} is closed`);
     const F = this.model.signature.featureCount;
     if (input.length !== F) {
       throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${streamId}: step has ${input.length} features, model ${this.model.name} takes ${F}`);
     }
-    this.#batcher.push({ streamId, input, context });
+    this.#batcher.push({ streamId, input, context, resetBefore: options?.resetBefore === true });
   }
 
   /** Steps waiting for a batch. */
@@ -96,9 +96,6 @@ export class InferenceEngine {
     return this.#batcher.drain();
   }
 
-  resetStream(streamId: string): void {
-    this.runner.resetStream(streamId);
-  }
 
   /** Drain, then release the onnxruntime session. Safe to call twice. */
   close(): Promise<void> {

@@ -11,6 +11,8 @@ export interface StepRequest {
   readonly input: Float32Array;
   /** Caller's data carried through to the result untouched (e.g. the sample's time). */
   readonly context?: unknown;
+  /** Start this stream over (zero state, empty window) before this step: a gap in its data. */
+  readonly resetBefore?: boolean;
 }
 
 /**
@@ -91,6 +93,7 @@ export class StepRunner {
         throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${r.streamId}: step has ${r.input.length} features, model ${this.model.name} takes ${F}`);
       }
     }
+    for (const r of batch) if (r.resetBefore) this.resetStream(r.streamId);
     const results: StepResult[] = [];
     const limit = this.model.signature.fixedBatch ?? batch.length;
     for (let i = 0; i < batch.length; i += limit) {

@@ -62,4 +62,23 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX dead_letters_by_time ON dead_letters (received_at);
   `,
+  // 2: online evaluation. A step records which features were forward-filled; when
+  // a step arrives, each model's predictions for its time get their error stored.
+  `
+  ALTER TABLE steps ADD COLUMN filled TEXT NOT NULL DEFAULT '';  -- comma-separated feature names
+  CREATE INDEX predictions_by_target ON predictions (stream, model, target_time);
+  CREATE TABLE forecast_errors (
+    stream TEXT NOT NULL,
+    model TEXT NOT NULL,
+    issued_at INTEGER NOT NULL,
+    horizon INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    target_time INTEGER NOT NULL,
+    predicted REAL NOT NULL,
+    actual REAL NOT NULL,
+    persistence REAL NOT NULL,      -- the target's value at issued_at: "same as now"
+    PRIMARY KEY (stream, model, issued_at, horizon, target)
+  ) WITHOUT ROWID;
+  CREATE INDEX forecast_errors_by_time ON forecast_errors (stream, model, horizon, target, target_time);
+  `,
 ];

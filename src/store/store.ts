@@ -13,6 +13,8 @@ export interface StepRow {
   readonly receivedAt: number;
   readonly topic: string;
   readonly values: Readonly<Record<string, number>>;
+  /** Features forward-filled from an earlier step (not scored as actuals). */
+  readonly filled: readonly string[];
 }
 
 export interface PredictionRow {
@@ -66,8 +68,8 @@ export class Store {
   readonly #opts: StoreOptions;
   readonly #now: () => number;
   #db: Database.Database | null = null;
-  #stmts: Record<'step' | 'stream' | 'prediction' | 'deadLetter' | 'event' | 'hasStep', Stmt> | null = null;
-  #commitBatch: ((steps: readonly StepRow[], predictions: readonly PredictionRow[]) => void) | null = null;
+  #stmts: Record<'step' | 'stream' | 'prediction' | 'deadLetter' | 'event' | 'score', Stmt> | null = null;
+  #commitBatch: ((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]) => void) | null = null;
 
   constructor(options: StoreOptions) {
     this.#opts = options;
@@ -92,7 +94,7 @@ export class Store {
     }
     const db = this.#db;
     this.#stmts = {
-      step: db.prepare('INSERT INTO steps (stream, ts, received_at, topic, values_json) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+      step: db.prepare('INSERT INTO steps (stream, ts, received_at, topic, values_json, filled) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING'),
       stream: db.prepare(
         `INSERT INTO streams (id, route, first_seen, last_seen, steps) VALUES (?, ?, ?, ?, 1)
          ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), steps = steps + 1`,
@@ -105,16 +107,31 @@ export class Store {
       ),
       deadLetter: db.prepare('INSERT INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes) VALUES (?, ?, ?, ?, ?, ?)'),
       event: db.prepare('INSERT INTO events (at, stream, model, kind, detail) VALUES (?, ?, ?, ?, ?)'),
-      hasStep: db.prepare('SELECT 1 FROM steps WHERE stream = ? AND ts = ?').pluck(),
+      // Online evaluation: this model's predictions whose target time is this step
+      // get their error; persistence is the target's value at the issue step.
+      score: db.prepare(
+        `INSERT INTO forecast_errors (stream, model, issued_at, horizon, target, target_time, predicted, actual, persistence)
+         SELECT p.stream, p.model, p.issued_at, p.horizon, p.target, p.target_time, p.value,
+                json_extract(@values, '$."' || p.target || '"'), json_extract(s.values_json, '$."' || p.target || '"')
+         FROM predictions p JOIN steps s ON s.stream = p.stream AND s.ts = p.issued_at
+         WHERE p.stream = @stream AND p.model = @model AND p.target_time = @ts
+           AND json_extract(@values, '$."' || p.target || '"') IS NOT NULL
+           AND json_extract(s.values_json, '$."' || p.target || '"') IS NOT NULL
+           AND instr(',' || @filled || ',', ',' || p.target || ',') = 0
+         ON CONFLICT DO NOTHING`,
+      ),
     };
     const s = this.#stmts;
-    this.#commitBatch = db.transaction((steps: readonly StepRow[], predictions: readonly PredictionRow[]) => {
+    this.#commitBatch = db.transaction((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]) => {
       const now = this.#now();
       for (const st of steps) {
+        const values = JSON.stringify(st.values);
+        const filled = st.filled.join(',');
         // A step shared by several models of a route is stored once.
-        if (s.step.run(st.stream, st.ts, st.receivedAt, st.topic, JSON.stringify(st.values)).changes === 1) {
+        if (s.step.run(st.stream, st.ts, st.receivedAt, st.topic, values, filled).changes === 1) {
           s.stream.run(st.stream, st.route, st.receivedAt, st.receivedAt);
         }
+        s.score.run({ values, filled, stream: st.stream, model, ts: st.ts });
       }
       for (const p of predictions) s.prediction.run(p.stream, p.model, p.issuedAt, p.horizon, p.target, p.targetTime, p.value, now);
     });
@@ -139,15 +156,13 @@ export class Store {
     return this.#db;
   }
 
-  /** Commit a batch's steps and predictions in one transaction. */
-  commit(steps: readonly StepRow[], predictions: readonly PredictionRow[]): void {
+  /**
+   * Commit one model's batch in one transaction: its steps (the actuals), the
+   * errors of its earlier predictions for those steps, and its new predictions.
+   */
+  commit(model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]): void {
     this.#database();
-    this.#commitBatch!(steps, predictions);
-  }
-
-  hasStep(stream: string, ts: number): boolean {
-    this.#database();
-    return this.#stmts!.hasStep.get(stream, ts) !== undefined;
+    this.#commitBatch!(model, steps, predictions);
   }
 
   addDeadLetter(row: DeadLetterRow): void {
@@ -167,6 +182,7 @@ export class Store {
     const deleted: Record<string, number> = {};
     db.transaction(() => {
       deleted.predictions = db.prepare('DELETE FROM predictions WHERE issued_at < ?').run(cutoff).changes;
+      deleted.forecast_errors = db.prepare('DELETE FROM forecast_errors WHERE target_time < ?').run(cutoff).changes;
       deleted.steps = db.prepare('DELETE FROM steps WHERE ts < ?').run(cutoff).changes;
       deleted.events = db.prepare('DELETE FROM events WHERE at < ?').run(cutoff).changes;
       deleted.dead_letters = db.prepare('DELETE FROM dead_letters WHERE received_at < ?').run(cutoff).changes;

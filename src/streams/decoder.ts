@@ -1,5 +1,6 @@
 import type { DecoderConfig, TimestampConfig } from '../config/config.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
+import { fillTemplate } from '../mqtt/topic-pattern.js';
 
 /** Why a message was dead-lettered. Stable strings: they are stored and counted. */
 export type DeadLetterReason =
@@ -12,7 +13,8 @@ export type DeadLetterReason =
   | 'non_finite'
   | 'bad_timestamp'
   | 'bad_stream_id'
-  | 'out_of_order'
+  | 'late'
+  | 'unknown_feature'
   | 'internal';
 
 /** One decoded reading: every feature the route's models need, at one time. */
@@ -32,7 +34,8 @@ export class DecodeError extends TidecastError {
   }
 }
 
-export type Decoder = (payload: Buffer, arrivalMs: number) => Sample;
+/** Turns a payload into a sample; `params` are the topic's named wildcards. */
+export type Decoder = (payload: Buffer, arrivalMs: number, params?: Readonly<Record<string, string>>) => Sample;
 
 function fieldAt(obj: unknown, path: string): unknown {
   let cur: unknown = obj;
@@ -86,19 +89,31 @@ export function createDecoder(cfg: DecoderConfig, features: readonly string[]): 
         }
         if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new DecodeError('wrong_type', 'payload must be a JSON object');
         const values: Record<string, number> = {};
+        let found = 0;
         for (const [feature, p] of paths) {
           const raw = fieldAt(doc, p);
-          if (raw === undefined) throw new DecodeError('missing_field', `field "${p}" (feature ${feature}) is missing`);
+          if (raw === undefined) {
+            if (cfg.partial) continue;
+            throw new DecodeError('missing_field', `field "${p}" (feature ${feature}) is missing`);
+          }
           values[feature] = toNumber(raw, `field "${p}"`, false);
+          found++;
         }
+        if (found === 0) throw new DecodeError('missing_field', `none of the fields ${paths.map(([, p]) => p).join(', ')} is present`);
         return { ts: ts ? parseTimestamp(fieldAt(doc, ts.field), ts) : arrivalMs, values };
       };
     }
     case 'number': {
-      if (features.length !== 1 || features[0] !== cfg.feature) {
-        throw new TidecastError(ErrorCodes.CONFIG, `a number decoder carries one feature (${cfg.feature}); the route's models need ${features.join(', ')}`);
+      const template = cfg.feature;
+      if (!template.includes('{') && !features.includes(template)) {
+        throw new TidecastError(ErrorCodes.CONFIG, `a number decoder's feature "${template}" is not a feature of the route's models (${features.join(', ')})`);
       }
-      return (payload, arrivalMs) => ({ ts: arrivalMs, values: { [cfg.feature]: toNumber(payload.toString('utf8').trim(), 'payload', true) } });
+      const known = new Set(features);
+      return (payload, arrivalMs, params) => {
+        const feature = fillTemplate(template, params ?? {});
+        if (!known.has(feature)) throw new DecodeError('unknown_feature', `"${feature}" is not a feature of the route's models (${features.join(', ')})`);
+        return { ts: arrivalMs, values: { [feature]: toNumber(payload.toString('utf8').trim(), 'payload', true) } };
+      };
     }
     case 'csv': {
       const missing = features.filter((f) => !cfg.columns.includes(f));

@@ -27,6 +27,7 @@ routes:
       type: json
       timestamp: { field: ts, format: epoch_s }
       features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind }
+    resample: { emit: complete, wallClock: false }
   - name: csv
     topic: csv/+station
     stream: "csv/{station}"
@@ -35,6 +36,7 @@ routes:
       type: csv
       columns: [date, precipitation, temp_max, temp_min, wind]
       timestamp: { field: date, format: iso }
+    resample: { emit: complete, wallClock: false }
 batching: { maxBatch: 64, maxDelayMs: 2 }
 store: { path: ${path.join(dir, 'tidecast.db')}, retentionDays: 36500 }
 publish: { enabled: true, topic: "forecast/{model}/{site}/{device}", qos: 1 }

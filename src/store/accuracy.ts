@@ -1,0 +1,46 @@
+import type Database from 'better-sqlite3';
+
+/** Online accuracy of one stream × model × horizon × target over its latest scored forecasts. */
+export interface AccuracyRow {
+  stream: string;
+  model: string;
+  horizon: number;
+  target: string;
+  /** Forecasts scored (at most the window). */
+  n: number;
+  mae: number;
+  rmse: number;
+  /** Mean of forecast − actual: positive means the model runs high. */
+  bias: number;
+  /** MAE of the persistence forecast on the same steps. */
+  persistenceMae: number;
+  /** 1 − MAE / persistence MAE: above 0 the model beats "same as now". */
+  skill: number | null;
+  lastTargetTime: number;
+}
+
+/**
+ * Rolling accuracy from `forecast_errors`: the latest `window` scored forecasts
+ * of each stream × model × horizon × target.
+ */
+export function rollingAccuracy(db: Database.Database, opts: { window: number; stream?: string; model?: string }): AccuracyRow[] {
+  const rows = db
+    .prepare(
+      `WITH ranked AS (
+         SELECT *, row_number() OVER (PARTITION BY stream, model, horizon, target ORDER BY target_time DESC) AS k
+         FROM forecast_errors
+         WHERE (@stream IS NULL OR stream = @stream) AND (@model IS NULL OR model = @model)
+       )
+       SELECT stream, model, horizon, target, count(*) AS n,
+              avg(abs(predicted - actual)) AS mae,
+              sqrt(avg((predicted - actual) * (predicted - actual))) AS rmse,
+              avg(predicted - actual) AS bias,
+              avg(abs(persistence - actual)) AS persistenceMae,
+              max(target_time) AS lastTargetTime
+       FROM ranked WHERE k <= @window
+       GROUP BY stream, model, horizon, target
+       ORDER BY stream, model, horizon, target`,
+    )
+    .all({ window: opts.window, stream: opts.stream ?? null, model: opts.model ?? null }) as Array<Omit<AccuracyRow, 'skill'>>;
+  return rows.map((r) => ({ ...r, skill: r.persistenceMae > 0 ? 1 - r.mae / r.persistenceMae : null }));
+}
