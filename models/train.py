@@ -281,6 +281,21 @@ def main():
                 acts.append(ys_raw[c][s:])
                 pers.append(np.tile(series[c][1][s:, ti], len(HORIZONS)))
         pred, act, per = np.concatenate(preds), np.concatenate(acts), np.concatenate(pers)
+        # The held-out forecasts themselves, in physical units, for the daemon's
+        # end-to-end acceptance test (test/accuracy.e2e.test).
+        heldout = {
+            "model": name,
+            "from": TEST_START,
+            "warmupFrom": series[cities[0]][0][0],
+            "outputLayout": "horizon-major",
+            "streams": {
+                c: {"dates": series[c][0][split[c]:], "outputs": [[float(v) for v in r] for r in p]}
+                for c, p in zip(cities, preds)
+            },
+        }
+        with open(os.path.join(HERE, "fixtures", f"{name}.heldout.json"), "w") as f:
+            json.dump(heldout, f, separators=(",", ":"))
+            f.write("\n")
         path, inputs, outputs = export(model, name, kind)
 
         card = {
