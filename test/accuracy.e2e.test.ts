@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { loadConfig } from '../src/config/load-config.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import { readWeather } from '../src/demo/weather-data.js';
+import { defaultCardPath, readCard } from '../src/inference/card.js';
+import { silentLogger } from '../src/log.js';
+import { modelsDir } from '../src/paths.js';
+import { modelPath, prng, tempDir } from './helpers.js';
+import { TestBroker } from './support/broker.js';
+import { waitFor } from './support/fixtures.js';
+
+/** What models/train.py predicted offline for the held-out year, in physical units. */
+interface Heldout { from: string; streams: Record<string, { dates: string[]; outputs: number[][] }> }
+const heldout = JSON.parse(readFileSync(path.join(modelsDir, 'fixtures', 'weather-lstm.heldout.json'), 'utf8')) as Heldout;
+const card = readCard(defaultCardPath(modelPath('weather-lstm')));
+const FEATURES = ['precipitation', 'temp_max', 'temp_min', 'wind'] as const;
+const DAY = 86_400_000;
+const slug = (c: string): string => c.toLowerCase().replace(/[^a-z0-9]+/g, '-');
+
+interface Msg { topic: string; payload: string }
+
+/**
+ * The whole data set (2012 to 2015: the training years warm the state, as in
+ * train.py) as one topic per feature per station, shuffled within each day;
+ * about 1 in 10 messages is held back into the next day's batch (jitter past
+ * the step boundary, inside the lateness).
+ */
+function replayMessages(prefix: string, seed: number, drop?: (city: string, date: string) => boolean): Msg[][] {
+  const rand = prng(seed);
+  const cities = readWeather();
+  const names = [...cities.keys()];
+  const days = cities.get(names[0]!)!.length;
+  const groups: Msg[][] = [];
+  let carried: Msg[] = [];
+  for (let t = 0; t < days; t++) {
+    const today: Msg[] = [...carried];
+    carried = [];
+    for (const c of names) {
+      const d = cities.get(c)![t]!;
+      if (drop?.(c, d.date)) continue;
+      FEATURES.forEach((f, i) => {
+        const m = { topic: `${prefix}/${slug(c)}/${f}`, payload: JSON.stringify({ date: d.date, [f]: d.values[i] }) };
+        if (rand() < 0.1) carried.push(m);
+        else today.push(m);
+      });
+    }
+    for (let i = today.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [today[i], today[j]] = [today[j]!, today[i]!];
+    }
+    groups.push(today);
+  }
+  groups.push(carried);
+  return groups;
+}
+
+function writeConfig(dir: string, url: string, prefix: string): string {
+  const file = path.join(dir, `${prefix}.yaml`);
+  writeFileSync(
+    file,
+    `
+mqtt: { url: ${url}, clientId: tidecast-${prefix} }
+models: { weather-lstm: {} }
+routes:
+  - topic: ${prefix}/+station/+feature
+    stream: "{station}"
+    models: [weather-lstm]
+    decoder: { type: json, partial: true, timestamp: { field: date, format: iso } }
+    resample: { emit: complete, latenessMs: ${2 * DAY}, wallClock: false, maxFillSteps: 1, maxGapSteps: 3 }
+store: { path: ${path.join(dir, `${prefix}.db`)}, retentionDays: 36500 }
+publish: { enabled: false }
+`,
+  );
+  return file;
+}
+
+interface Row { stream: string; issued_at: number; horizon: number; target: string; value: number }
+
+async function replay(broker: TestBroker, dir: string, prefix: string, groups: Msg[][], expectedSteps: number): Promise<Daemon> {
+  const daemon = new Daemon({ loaded: loadConfig(writeConfig(dir, broker.url, prefix)), log: silentLogger });
+  await daemon.start();
+  const pub = await mqtt.connectAsync(broker.url, { clientId: `pub-${prefix}` });
+  // Published in this order without waiting between messages (waiting for each
+  // day's PUBACKs would cost a TCP delayed-ACK round per day).
+  await Promise.all(groups.flat().map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
+  await pub.endAsync();
+  const db = daemon.store!.db;
+  await waitFor(() => (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n >= expectedSteps && daemon.stats().queueDepth === 0, 60_000, `${expectedSteps} steps`);
+  return daemon;
+}
+
+/** Largest |stored - offline| over the held-out year for the given stations. */
+function worstVsOffline(daemon: Daemon, cities: string[], skip?: (city: string, date: string) => boolean): { worst: number; compared: number } {
+  const rows = daemon.store!.db.prepare('SELECT stream, issued_at, horizon, target, value FROM predictions WHERE issued_at >= ?').all(Date.parse(heldout.from)) as Row[];
+  const byKey = new Map(rows.map((r) => [`${r.stream}|${r.issued_at}|${r.horizon}|${r.target}`, r.value]));
+  let worst = 0;
+  let compared = 0;
+  for (const c of cities) {
+    const { dates, outputs } = heldout.streams[c]!;
+    dates.forEach((date, i) => {
+      if (skip?.(c, date)) return;
+      card.horizons.forEach((h, hi) => {
+        card.targets.forEach((t, k) => {
+          const got = byKey.get(`${slug(c)}|${Date.parse(date)}|${h}|${t.name}`);
+          assert.ok(got !== undefined, `missing prediction ${c} ${date} h${h} ${t.name}`);
+          worst = Math.max(worst, Math.abs(got - outputs[i]![hi * card.targets.length + k]!));
+          compared++;
+        });
+      });
+    });
+  }
+  return { worst, compared };
+}
+
+describe('real streams: one topic per feature, shuffled and jittered, through Mosquitto', () => {
+  const tmp = tempDir();
+  const broker = new TestBroker(tmp.dir);
+  const daemons: Daemon[] = [];
+  const cities = Object.keys(heldout.streams);
+  const allSteps = cities.length * readWeather().get(cities[0]!)!.length;
+
+  before(() => broker.start());
+  after(async () => {
+    for (const d of daemons) await d.stop();
+    await broker.stop();
+    tmp.remove();
+  });
+
+  it('stores the training script\'s offline predictions and reproduces its held-out MAE and skill', async () => {
+    const daemon = await replay(broker, tmp.dir, 'clean', replayMessages('clean', 1), allSteps);
+    daemons.push(daemon);
+    const { worst, compared } = worstVsOffline(daemon, cities);
+    assert.equal(compared, 730 * 6);
+    assert.ok(worst <= 1e-5, `stored vs PyTorch offline predictions: max diff ${worst}`);
+
+    // Online errors of forecasts issued and due inside the held-out year, pooled
+    // over both stations: the way train.py computed the card's test metrics.
+    const end = Date.parse('2015-12-31');
+    const online = daemon.store!.db
+      .prepare(
+        `SELECT horizon, target, avg(abs(predicted - actual)) mae, avg(abs(persistence - actual)) pmae, count(*) n
+         FROM forecast_errors WHERE issued_at >= ? AND target_time <= ? GROUP BY horizon, target`,
+      )
+      .all(Date.parse(heldout.from), end) as Array<{ horizon: number; target: string; mae: number; pmae: number; n: number }>;
+    const metrics = (card.metrics as { test: { model: Record<string, { mae: number; n: number }>; persistence: Record<string, { mae: number }> } }).test;
+    assert.equal(online.length, 6);
+    for (const o of online) {
+      const key = `${o.target}@${o.horizon}`;
+      assert.equal(o.n, metrics.model[key]!.n, `${key}: same forecasts scored`);
+      assert.ok(Math.abs(o.mae - metrics.model[key]!.mae) < 6e-5, `${key}: online MAE ${o.mae} vs card ${metrics.model[key]!.mae}`);
+      assert.ok(Math.abs(o.pmae - metrics.persistence[key]!.mae) < 6e-5, `${key}: persistence ${o.pmae} vs card ${metrics.persistence[key]!.mae}`);
+      const cardSkill = 1 - metrics.model[key]!.mae / metrics.persistence[key]!.mae;
+      assert.equal(Math.sign(1 - o.mae / o.pmae), Math.sign(cardSkill), `${key}: skill sign`);
+    }
+    assert.equal(daemon.stats().deadLetters.late ?? 0, 0, 'jitter inside the lateness loses nothing');
+  });
+
+  it('a 5-day hole in one station: its state is reset, nothing NaN is stored, it resumes; the other station is unaffected', async () => {
+    const hole = (c: string, d: string): boolean => c === 'Seattle' && d >= '2015-03-01' && d <= '2015-03-05';
+    const daemon = await replay(broker, tmp.dir, 'gap', replayMessages('gap', 2, hole), allSteps - 4);
+    daemons.push(daemon);
+    const db = daemon.store!.db;
+    const events = db.prepare("SELECT stream, kind, at FROM events WHERE kind = 'gap_reset'").all() as Array<{ stream: string; at: number }>;
+    assert.deepEqual(events.map((e) => [e.stream, new Date(e.at).toISOString().slice(0, 10)]), [['seattle', '2015-03-06']]);
+    const filled = db.prepare("SELECT ts, filled FROM steps WHERE stream = 'seattle' AND filled != ''").all() as Array<{ ts: number; filled: string }>;
+    assert.deepEqual(filled.map((f) => new Date(f.ts).toISOString().slice(0, 10)), ['2015-03-01'], 'one step forward-filled (maxFillSteps 1)');
+    const nonFinite = db.prepare('SELECT count(*) n FROM predictions WHERE value IS NULL OR abs(value) > 1e300').get() as { n: number };
+    assert.equal(nonFinite.n, 0);
+    const after = db.prepare("SELECT count(*) n FROM predictions WHERE stream = 'seattle' AND issued_at >= ?").get(Date.parse('2015-03-06')) as { n: number };
+    assert.equal(after.n, (365 - 31 - 28 - 5) * 6, 'Seattle predicts every day from the reset on');
+    assert.ok(worstVsOffline(daemon, ['New York']).worst <= 1e-5, 'New York equals the clean run');
+    const before = worstVsOffline(daemon, ['Seattle'], (_c, d) => d >= '2015-03-01');
+    assert.ok(before.worst <= 1e-5, 'Seattle before the hole equals the clean run');
+  });
+
+  it('duplicated and late messages leave the stored predictions unchanged; late ones are dead letters', async () => {
+    const rand = prng(3);
+    const groups = replayMessages('dup', 4);
+    let late = 0;
+    for (let t = 0; t < groups.length; t++) {
+      const g = groups[t]!;
+      // Duplicates: about 5% of messages again, later in the same day's batch.
+      for (const m of g.filter(() => rand() < 0.05)) g.push({ ...m });
+      // Late: every 50 days, a noon reading of 5 days ago (beyond the 2-day lateness).
+      // (The same reading at the same time again would be a duplicate, not late.)
+      if (t % 50 === 10) {
+        const old = groups[t - 5]!.find((m) => m.topic.endsWith('/temp_max'))!;
+        const body = JSON.parse(old.payload) as { date: string };
+        g.push({ topic: old.topic, payload: JSON.stringify({ ...body, date: `${body.date}T12:00:00Z`, temp_max: -99 }) });
+        late++;
+      }
+    }
+    const daemon = await replay(broker, tmp.dir, 'dup', groups, allSteps);
+    daemons.push(daemon);
+    assert.ok(worstVsOffline(daemon, cities).worst <= 1e-5, 'predictions equal the clean replay');
+    const letters = daemon.store!.db.prepare("SELECT reason, count(*) n FROM dead_letters GROUP BY reason").all() as Array<{ reason: string; n: number }>;
+    assert.deepEqual(letters, [{ reason: 'late', n: late }]);
+    assert.ok(daemon.stats().duplicates > 500, `duplicates ignored: ${daemon.stats().duplicates}`);
+  });
+});
