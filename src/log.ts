@@ -9,15 +9,29 @@ export type { Logger };
  * stdout is a table).
  */
 export function createLogger(level = 'info', destination: 1 | 2 = 1): Logger {
-  return pino(
+  const family = new Set<Logger>();
+  const root = pino(
     {
       level,
       base: { name: 'tidecast' },
+      // pino children keep the level they were created with; remember them all
+      // so setLogLevel can change the whole tree at run time (SIGHUP).
+      onChild: (child) => void family.add(child),
       // Secrets are never logged on purpose; this catches an accident.
       redact: { paths: ['password', '*.password', 'secrets', '*.secrets', 'config.mqtt.password'], censor: '[redacted]' },
     },
     pino.destination({ fd: destination, sync: destination === 2 }),
   );
+  families.set(root, family);
+  return root;
+}
+
+const families = new WeakMap<Logger, Set<Logger>>();
+
+/** Change the level of a logger made by createLogger and of every child it has. */
+export function setLogLevel(root: Logger, level: string): void {
+  root.level = level;
+  for (const child of families.get(root) ?? []) child.level = level;
 }
 
 /** A logger that drops everything (library use and tests that do not assert on logs). */

@@ -19,7 +19,8 @@ import { runMqttDemo } from './demo/mqtt-demo.js';
 import { ErrorCodes, TidecastError } from './errors.js';
 import { loadModel } from './inference/model.js';
 import { formatInspect, inspectReport } from './inspect.js';
-import { createHumanLogger, createLogger } from './log.js';
+import { createHumanLogger, createLogger, setLogLevel } from './log.js';
+import { SystemdNotifier } from './systemd/notifier.js';
 import { packageRoot } from './paths.js';
 
 const EXIT_USAGE = 64;
@@ -83,14 +84,42 @@ async function run(args: string[]): Promise<number> {
   const log = createLogger(loaded.config.log.level);
   log.info({ config: loaded.file, overrides: loaded.overrides }, 'configuration loaded');
   const stop = onStopSignal();
+  const notifier = new SystemdNotifier(process.env, log);
   const daemon = new Daemon({ loaded, log });
+  // SIGHUP re-reads the configuration and applies what can change live: the log level.
+  const onHangup = (): void => {
+    try {
+      const level = loadConfig(file, process.env).config.log.level;
+      setLogLevel(log, level);
+      log.info({ level }, 'configuration reloaded: log level applied');
+    } catch (e) {
+      log.error({ problems: e instanceof ConfigError ? e.problems : [(e as Error).message] }, 'configuration reload failed; keeping the running settings');
+    }
+  };
+  process.on('SIGHUP', onHangup);
+  let watchdog: NodeJS.Timeout | null = null;
   const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
   try {
-    await Promise.race([daemon.start(), stopped]);
+    const started = await Promise.race([daemon.start().then(() => true), stopped.then(() => false)]);
+    if (started) {
+      notifier.ready(`ready: ${Object.keys(loaded.config.models).join(', ')}`);
+      if (notifier.watchdogUsec !== null) {
+        // Ping at half the interval, and only while the pipeline makes progress.
+        watchdog = setInterval(() => {
+          if (daemon.progressed()) notifier.watchdog();
+          else log.warn(daemon.stats(), 'no inference progress with steps queued: withholding the systemd watchdog ping');
+        }, notifier.watchdogUsec / 2000);
+        notifier.watchdog();
+      }
+    }
     await stopped;
     log.info({ signal: stop.signal.reason as string }, 'signal received');
   } finally {
+    notifier.stopping();
+    if (watchdog) clearInterval(watchdog);
+    process.off('SIGHUP', onHangup);
     await daemon.stop();
+    notifier.close();
     log.flush();
   }
   return 0;

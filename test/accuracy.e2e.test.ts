@@ -73,6 +73,7 @@ routes:
     resample: { emit: complete, latenessMs: ${2 * DAY}, wallClock: false, maxFillSteps: 1, maxGapSteps: 3 }
 store: { path: ${path.join(dir, `${prefix}.db`)}, retentionDays: 36500 }
 publish: { enabled: false }
+http: { enabled: false }
 `,
   );
   return file;

@@ -57,6 +57,10 @@ export interface TidecastConfig {
   readonly batching: { readonly maxBatch: number; readonly maxDelayMs: number };
   readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number };
   readonly publish: { readonly enabled: boolean; readonly topic: string; readonly qos: 0 | 1 | 2; readonly retain: boolean };
+  readonly http: { readonly enabled: boolean; readonly host: string; readonly port: number };
+  readonly stats: { readonly intervalS: number; readonly topic: string };
+  readonly homeAssistant: { readonly discovery: boolean; readonly prefix: string };
+  readonly shutdown: { readonly drainTimeoutMs: number };
 }
 
 /** A loaded configuration: the values, where they came from, and secrets read from files. */

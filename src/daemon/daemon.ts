@@ -4,7 +4,10 @@ import { InferenceEngine } from '../inference/engine.js';
 import { loadModel } from '../inference/model.js';
 import { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
+import { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
 import { MqttConnection } from '../mqtt/mqtt-connection.js';
+import { HttpEndpoint } from '../http/http-endpoint.js';
+import { Metrics } from '../metrics/metrics.js';
 import { Store } from '../store/store.js';
 import { Ingest, compileRoutes, type RouteModel, type StepContext } from '../streams/ingest.js';
 import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
@@ -46,11 +49,50 @@ export class Daemon {
   #sink: ForecastSink | null = null;
   #pruneTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
+  #statsTimer: NodeJS.Timeout | null = null;
+  #http: HttpEndpoint | null = null;
+  #ready = false;
+  #lastBatches = -1;
+  readonly metrics: Metrics;
   #stopping: Promise<void> | null = null;
 
   constructor(options: DaemonOptions) {
     this.#opts = options;
     this.#log = options.log;
+    this.metrics = new Metrics({
+      models: () => [...this.#engines.values()].map((e) => ({ name: e.model.name, provider: e.model.provider, queueDepth: e.queueDepth, streams: e.streams })),
+      brokerConnected: () => this.connected,
+    });
+  }
+
+  /** The HTTP endpoint's address once started (port 0 picks one). */
+  get httpAddress(): { host: string; port: number } | null {
+    return this.#http?.address ?? null;
+  }
+
+  /** What /readyz reports: every check must hold. */
+  readiness(): { ready: boolean; checks: Record<string, boolean> } {
+    const checks = {
+      started: this.#ready,
+      brokerConnected: this.connected,
+      storeWritable: this.#store?.writable() ?? false,
+      modelsLoaded: this.#engines.size > 0,
+    };
+    return { ready: Object.values(checks).every(Boolean), checks };
+  }
+
+  /**
+   * Whether the pipeline made progress since the last call: a batch completed,
+   * or nothing is waiting or running. Drives the systemd watchdog, so a stuck
+   * inference or store withholds the ping and systemd restarts the service.
+   */
+  progressed(): boolean {
+    const engines = [...this.#engines.values()];
+    const batches = engines.reduce((n, e) => n + e.stats.batches, 0);
+    const idle = engines.every((e) => e.queueDepth === 0 && !e.busy);
+    const moved = batches !== this.#lastBatches;
+    this.#lastBatches = batches;
+    return moved || idle;
   }
 
   get store(): Store | null {
@@ -71,12 +113,18 @@ export class Daemon {
     log.info({ path: cfg.store.path }, 'store open');
 
     const scalers = new Map<string, CardScaler>();
+    const publisher = { publish: (t: string, p: string, q: 0 | 1 | 2, r: boolean): void => this.#mqtt?.publish(t, p, q, r) };
     this.#sink = new ForecastSink({
       store,
       publish: cfg.publish,
-      publisher: { publish: (t, p, q, r) => this.#mqtt?.publish(t, p, q, r) },
+      publisher,
       scalers,
       log,
+      metrics: this.metrics,
+      discovery: cfg.homeAssistant.discovery
+        ? new HomeAssistantDiscovery({ prefix: cfg.homeAssistant.prefix, availabilityTopic: cfg.mqtt.availabilityTopic, publish: publisher.publish })
+        : undefined,
+      now: this.#opts.now,
       onForecast: this.#opts.onForecast,
     });
     const routeModels = new Map<string, RouteModel>();
@@ -94,6 +142,7 @@ export class Daemon {
         maxBatch: cfg.batching.maxBatch,
         maxDelayMs: cfg.batching.maxDelayMs,
         log,
+        onBatch: (size, seconds) => this.metrics.batch(model.name, size, seconds),
         onResults: (results, lm) => sink.handle(results, lm),
       });
       this.#engines.set(name, engine);
@@ -121,6 +170,9 @@ export class Daemon {
       maxPayloadBytes: cfg.mqtt.maxPayloadBytes,
       deadLetter: (row) => store.addDeadLetter(row),
       event: (row) => store.addEvent(row),
+      onAccepted: (route) => this.metrics.message(route),
+      onRejected: (reason) => this.metrics.deadLetter(reason),
+      onGap: (_stream, models) => models.forEach((m) => this.metrics.reset(m, 'gap')),
       log,
     });
     this.#ingest = ingest;
@@ -147,8 +199,19 @@ export class Daemon {
       log: log.child({ component: 'mqtt' }),
       now: this.#opts.now,
     });
+    if (cfg.http.enabled) {
+      this.#http = new HttpEndpoint({ host: cfg.http.host, port: cfg.http.port, metrics: this.metrics, readiness: () => this.readiness(), log: log.child({ component: 'http' }) });
+      await this.#http.start();
+      log.info({ url: `http://${this.#http.address!.host}:${this.#http.address!.port}` }, 'http endpoint listening');
+    }
     log.info({ url: cfg.mqtt.url, filters: ingest.filters }, 'connecting to broker');
     await this.#mqtt.start();
+    if (cfg.stats.intervalS > 0) {
+      this.#statsTimer = setInterval(() => {
+        this.#mqtt?.publish(cfg.stats.topic, JSON.stringify({ at: new Date().toISOString(), ...this.stats() }), 0, true);
+      }, cfg.stats.intervalS * 1000).unref();
+    }
+    this.#ready = true;
     log.info({ routes: routes.length, models: [...this.#engines.keys()] }, 'ready');
   }
 
@@ -167,8 +230,8 @@ export class Daemon {
     };
   }
 
-  /** Graceful stop; bounded by `deadlineMs` for the drain. Safe to call twice. */
-  stop(deadlineMs = 10_000): Promise<void> {
+  /** Graceful stop; the drain is bounded by shutdown.drainTimeoutMs. Safe to call twice. */
+  stop(deadlineMs = this.#opts.loaded.config.shutdown.drainTimeoutMs): Promise<void> {
     this.#stopping ??= this.#stop(deadlineMs);
     return this.#stopping;
   }
@@ -179,10 +242,13 @@ export class Daemon {
     this.#mqtt?.pause();
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    if (this.#statsTimer) clearInterval(this.#statsTimer);
+    this.#ready = false;
     const drained = Promise.all([...this.#engines.values()].map((e) => e.drain())).then(() => true);
     const inTime = await Promise.race([drained, new Promise<false>((r) => setTimeout(() => r(false), deadlineMs).unref())]);
     if (!inTime) log.error({ deadlineMs, queued: this.stats().queueDepth }, 'drain deadline passed; stopping with steps still queued');
     await this.#mqtt?.stop();
+    await this.#http?.stop();
     for (const e of this.#engines.values()) await e.close();
     this.#store?.stop();
     log.info(this.stats(), 'stopped');

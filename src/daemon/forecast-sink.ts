@@ -2,7 +2,9 @@ import type { LoadedModel } from '../inference/model.js';
 import type { CardScaler } from '../inference/scaler.js';
 import type { StepResult } from '../inference/step-runner.js';
 import type { Logger } from '../log.js';
+import type { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
 import { fillTemplate } from '../mqtt/topic-pattern.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { PredictionRow, StepRow, Store } from '../store/store.js';
 import type { StepContext } from '../streams/ingest.js';
 
@@ -28,6 +30,9 @@ export interface ForecastSinkOptions {
   publisher: { publish(topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean): void } | null;
   scalers: ReadonlyMap<string, CardScaler>;
   log: Logger;
+  metrics?: Metrics;
+  discovery?: HomeAssistantDiscovery;
+  now?: () => number;
   /** Called after each committed forecast (the demo's live table). */
   onForecast?(forecast: ForecastMessage, ctx: StepContext): void;
 }
@@ -63,6 +68,7 @@ export class ForecastSink {
       steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, topic: ctx.topic, values: ctx.values, filled: ctx.filled });
       if (r.status === 'reset') {
         this.resets++;
+        this.#opts.metrics?.reset(model.name, 'non_finite');
         this.#opts.store.addEvent({ at: ctx.receivedAt, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite' });
         continue;
       }
@@ -81,13 +87,19 @@ export class ForecastSink {
       });
       messages.push({ msg, ctx });
     }
-    this.#opts.store.commit(model.name, steps, rows);
+    const scored = this.#opts.store.commit(model.name, steps, rows);
     this.predictions += messages.length;
-    const { publish, publisher } = this.#opts;
+    const { publish, publisher, metrics, discovery } = this.#opts;
+    if (metrics) {
+      const now = (this.#opts.now ?? Date.now)();
+      metrics.committed(model.name, messages.map(({ ctx }) => (now - ctx.receivedAt) / 1000));
+      metrics.scored(scored);
+    }
     for (const { msg, ctx } of messages) {
       if (publish.enabled && publisher) {
         const topic = fillTemplate(publish.topic, { ...ctx.params, stream: msg.stream, model: msg.model });
         publisher.publish(topic, JSON.stringify(msg), publish.qos, publish.retain);
+        discovery?.announce(msg.stream, msg.model, card, topic);
       }
       this.#opts.onForecast?.(msg, ctx);
     }

@@ -14,6 +14,8 @@ export interface EngineOptions {
   log?: Logger;
   /** Receives every batch's results, in the order the batch ran. */
   onResults(results: StepResult[], model: LoadedModel): void;
+  /** Each batch's size and duration (gather, run, checks, scatter), for metrics. */
+  onBatch?(size: number, seconds: number): void;
   /** A batch whose `session.run` failed; its steps produced nothing. */
   onError?(err: unknown, requests: StepRequest[]): void;
 }
@@ -48,7 +50,9 @@ export class InferenceEngine {
       timer: options.timer,
       key: (r) => r.streamId,
       run: async (batch) => {
+        const started = process.hrtime.bigint();
         const results = await this.runner.run(batch);
+        options.onBatch?.(batch.length, Number(process.hrtime.bigint() - started) / 1e9);
         this.stats.batches++;
         this.stats.steps += batch.length;
         for (const r of results) {
@@ -84,6 +88,11 @@ export class InferenceEngine {
   /** Steps waiting for a batch. */
   get queueDepth(): number {
     return this.#batcher.pending;
+  }
+
+  /** True while a batch is running. */
+  get busy(): boolean {
+    return this.#batcher.busy;
   }
 
   /** Streams holding state in memory. */

@@ -30,6 +30,8 @@ export interface LoadedModel {
   readonly window: number | null;
   readonly inputs: readonly TensorInfo[];
   readonly outputs: readonly TensorInfo[];
+  /** The execution provider the session runs on. */
+  readonly provider: string;
 }
 
 function tensorInfos(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] {
@@ -109,7 +111,8 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       );
     }
     const name = card?.name ?? path.basename(abs).replace(/\.onnx$/i, '');
-    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, ...resolveMode(signature, card, options.window, abs) };
+    const provider = (options.executionProviders ?? ['cpu'])[0] ?? 'cpu';
+    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, provider, ...resolveMode(signature, card, options.window, abs) };
   } catch (err) {
     await session.release();
     throw err;

@@ -123,16 +123,21 @@ export class MqttConnection {
     this.#accepting = false;
   }
 
-  /** Publish `offline`, wait for outgoing messages, disconnect. Safe to call twice. */
+  /**
+   * Publish `offline`, wait briefly for outgoing messages, disconnect. Safe to
+   * call twice. Every wait is bounded: a paused connection holds an incoming
+   * message unacknowledged, and mqtt.js then reads no further packets (not
+   * even our PUBACKs), so nothing here may wait on the broker indefinitely.
+   */
   async stop(): Promise<void> {
     this.#accepting = false;
     const client = this.#client;
     if (!client) return;
     this.#client = null;
-    if (client.connected) {
-      await client.publishAsync(this.#opts.config.availabilityTopic, 'offline', { qos: 1, retain: true }).catch(() => undefined);
-    }
-    await Promise.race([client.endAsync(false), new Promise((r) => setTimeout(r, 2000).unref())]);
-    await client.endAsync(true).catch(() => undefined);
+    const bounded = (p: Promise<unknown>, ms: number): Promise<unknown> =>
+      Promise.race([p.catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
+    if (client.connected) await bounded(client.publishAsync(this.#opts.config.availabilityTopic, 'offline', { qos: 1, retain: true }), 1000);
+    await bounded(client.endAsync(false), 1000);
+    await bounded(client.endAsync(true), 1000);
   }
 }

@@ -44,6 +44,16 @@ export interface EventRow {
   readonly detail: string;
 }
 
+/** An earlier forecast scored against the step that just arrived. */
+export interface ScoredRow {
+  readonly model: string;
+  readonly horizon: number;
+  readonly target: string;
+  readonly predicted: number;
+  readonly actual: number;
+  readonly persistence: number;
+}
+
 /** A prediction as `tidecast query` shows it. */
 export interface StoredPrediction extends PredictionRow {
   readonly createdAt: number;
@@ -69,7 +79,7 @@ export class Store {
   readonly #now: () => number;
   #db: Database.Database | null = null;
   #stmts: Record<'step' | 'stream' | 'prediction' | 'deadLetter' | 'event' | 'score', Stmt> | null = null;
-  #commitBatch: ((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]) => void) | null = null;
+  #commitBatch: ((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]) => ScoredRow[]) | null = null;
 
   constructor(options: StoreOptions) {
     this.#opts = options;
@@ -118,12 +128,14 @@ export class Store {
            AND json_extract(@values, '$."' || p.target || '"') IS NOT NULL
            AND json_extract(s.values_json, '$."' || p.target || '"') IS NOT NULL
            AND instr(',' || @filled || ',', ',' || p.target || ',') = 0
-         ON CONFLICT DO NOTHING`,
+         ON CONFLICT DO NOTHING
+         RETURNING model, horizon, target, predicted, actual, persistence`,
       ),
     };
     const s = this.#stmts;
     this.#commitBatch = db.transaction((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]) => {
       const now = this.#now();
+      const scored: ScoredRow[] = [];
       for (const st of steps) {
         const values = JSON.stringify(st.values);
         const filled = st.filled.join(',');
@@ -131,9 +143,10 @@ export class Store {
         if (s.step.run(st.stream, st.ts, st.receivedAt, st.topic, values, filled).changes === 1) {
           s.stream.run(st.stream, st.route, st.receivedAt, st.receivedAt);
         }
-        s.score.run({ values, filled, stream: st.stream, model, ts: st.ts });
+        scored.push(...(s.score.all({ values, filled, stream: st.stream, model, ts: st.ts }) as ScoredRow[]));
       }
       for (const p of predictions) s.prediction.run(p.stream, p.model, p.issuedAt, p.horizon, p.target, p.targetTime, p.value, now);
+      return scored;
     });
   }
 
@@ -160,9 +173,19 @@ export class Store {
    * Commit one model's batch in one transaction: its steps (the actuals), the
    * errors of its earlier predictions for those steps, and its new predictions.
    */
-  commit(model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]): void {
+  commit(model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]): ScoredRow[] {
     this.#database();
-    this.#commitBatch!(model, steps, predictions);
+    return this.#commitBatch!(model, steps, predictions);
+  }
+
+  /** Whether a write transaction can start now (readiness). */
+  writable(): boolean {
+    try {
+      this.#database().exec('BEGIN IMMEDIATE; ROLLBACK');
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   addDeadLetter(row: DeadLetterRow): void {

@@ -89,6 +89,10 @@ export interface IngestOptions {
   maxPayloadBytes: number;
   deadLetter(row: DeadLetterRow): void;
   event(row: EventRow): void;
+  /** Counters for metrics. */
+  onAccepted?(route: string): void;
+  onRejected?(reason: DeadLetterReason): void;
+  onGap?(stream: string, models: readonly string[]): void;
   log: Logger;
 }
 
@@ -162,9 +166,11 @@ export class Ingest {
     const stream = fillTemplate(route.stream, { ...params, topic });
     if (stream === '' || /\{[^}]*\}/.test(stream)) throw new DecodeError('bad_stream_id', `stream id template "${route.stream}" gave "${stream}"`);
     const sample = route.decoder(payload, receivedAt, params);
+    this.#log.debug({ topic, stream, ts: sample.ts, features: Object.keys(sample.values) }, 'sample accepted');
     const events: AssembledEvent[] = [];
     for (const [feature, value] of Object.entries(sample.values)) events.push(...route.group.assembler.add(stream, feature, sample.ts, value));
     this.accepted.set(route.name, (this.accepted.get(route.name) ?? 0) + 1);
+    this.#opts.onAccepted?.(route.name);
     this.#dispatch(route.group, events, { route: route.name, topic, params, receivedAt });
   }
 
@@ -173,6 +179,7 @@ export class Ingest {
     for (const e of events) {
       if (e.kind === 'gap') {
         this.steps.gapResets++;
+        this.#opts.onGap?.(e.stream, group.models.map((m) => m.name));
         resetNext.add(e.stream);
         this.#log.warn({ stream: e.stream, missedSteps: e.steps, at: new Date(e.ts).toISOString() }, 'gap longer than maxGapSteps: stream state reset');
         this.#opts.event({ at: e.ts, stream: e.stream, model: null, kind: 'gap_reset', detail: `${e.steps} steps without data` });
@@ -195,6 +202,7 @@ export class Ingest {
 
   #reject(topic: string, payload: Buffer, receivedAt: number, reason: DeadLetterReason, detail: string): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+    this.#opts.onRejected?.(reason);
     this.#log.warn({ topic, reason, detail, bytes: payload.length }, 'message dead-lettered');
     try {
       this.#opts.deadLetter({

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readWeather } from '../../src/demo/weather-data.js';
 
 /** A daemon config for tests: JSON telemetry on sensors/<site>/<device>/telemetry, weather-lstm. */
-export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number } = {}): string {
+export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number; homeAssistant?: boolean; statsIntervalS?: number } = {}): string {
   const file = path.join(dir, 'tidecast.yaml');
   writeFileSync(
     file,
@@ -40,7 +40,8 @@ routes:
 batching: { maxBatch: 64, maxDelayMs: 2 }
 store: { path: ${path.join(dir, 'tidecast.db')}, retentionDays: 36500 }
 publish: { enabled: true, topic: "forecast/{model}/{site}/{device}", qos: 1 }
-`,
+http: { port: 0 }
+${extra.homeAssistant ? 'homeAssistant: { discovery: true }\n' : ''}${extra.statsIntervalS ? `stats: { intervalS: ${extra.statsIntervalS} }\n` : ''}`,
   );
   return file;
 }

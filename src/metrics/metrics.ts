@@ -1,0 +1,135 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Live numbers the metrics read at scrape time. */
+export interface MetricsSource {
+  models(): Array<{ name: string; provider: string; queueDepth: number; streams: number }>;
+  brokerConnected(): boolean;
+}
+
+const ACCURACY_WINDOW = 500;
+
+/** Rolling online errors of one model × horizon × target, over the last ACCURACY_WINDOW scored forecasts. */
+class RollingErrors {
+  readonly err = new Float64Array(ACCURACY_WINDOW);
+  readonly pers = new Float64Array(ACCURACY_WINDOW);
+  n = 0;
+  #i = 0;
+
+  add(err: number, persistenceErr: number): void {
+    this.err[this.#i] = err;
+    this.pers[this.#i] = persistenceErr;
+    this.#i = (this.#i + 1) % ACCURACY_WINDOW;
+    this.n = Math.min(this.n + 1, ACCURACY_WINDOW);
+  }
+
+  summary(): { mae: number; rmse: number; bias: number; skill: number } {
+    let abs = 0, sq = 0, sum = 0, pabs = 0;
+    for (let i = 0; i < this.n; i++) {
+      const e = this.err[i]!;
+      abs += Math.abs(e);
+      sq += e * e;
+      sum += e;
+      pabs += Math.abs(this.pers[i]!);
+    }
+    const mae = abs / this.n;
+    return { mae, rmse: Math.sqrt(sq / this.n), bias: sum / this.n, skill: pabs > 0 ? 1 - abs / pabs : 0 };
+  }
+}
+
+/**
+ * The Prometheus metrics (prom-client). Components report through the small
+ * methods below; gauges that describe current state are read from a
+ * MetricsSource at scrape time.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #messages: Counter<'route'>;
+  readonly #deadLetters: Counter<'reason'>;
+  readonly #batchSize: Histogram<'model'>;
+  readonly #inference: Histogram<'model'>;
+  readonly #endToEnd: Histogram<'model'>;
+  readonly #predictions: Counter<'model'>;
+  readonly #resets: Counter<'model' | 'reason'>;
+  readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
+
+  constructor(source: MetricsSource) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'tidecast_process_' });
+    this.#messages = new Counter({ name: 'tidecast_messages_total', help: 'MQTT messages accepted, by route', labelNames: ['route'], registers: [r] });
+    this.#deadLetters = new Counter({ name: 'tidecast_dead_letters_total', help: 'Messages rejected into dead_letters, by reason', labelNames: ['reason'], registers: [r] });
+    this.#batchSize = new Histogram({ name: 'tidecast_batch_size', help: 'Streams per onnxruntime call', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers: [r] });
+    this.#inference = new Histogram({ name: 'tidecast_inference_seconds', help: 'Time of one batch: gather, session.run, checks, scatter', labelNames: ['model'], buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25], registers: [r] });
+    this.#endToEnd = new Histogram({ name: 'tidecast_end_to_end_seconds', help: 'Message arrival to prediction committed', labelNames: ['model'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r] });
+    this.#predictions = new Counter({ name: 'tidecast_predictions_total', help: 'Forecast steps committed', labelNames: ['model'], registers: [r] });
+    this.#resets = new Counter({ name: 'tidecast_state_resets_total', help: 'Streams started over: non_finite (model output NaN/Inf) or gap', labelNames: ['model', 'reason'], registers: [r] });
+    new Gauge({
+      name: 'tidecast_queue_depth', help: 'Steps waiting for a batch', labelNames: ['model'], registers: [r],
+      collect() { this.reset(); for (const m of source.models()) this.set({ model: m.name }, m.queueDepth); },
+    });
+    new Gauge({
+      name: 'tidecast_active_streams', help: 'Streams holding state in memory', labelNames: ['model'], registers: [r],
+      collect() { this.reset(); for (const m of source.models()) this.set({ model: m.name }, m.streams); },
+    });
+    new Gauge({
+      name: 'tidecast_model_provider_info', help: 'Execution provider in use per model (value 1)', labelNames: ['model', 'provider'], registers: [r],
+      collect() { this.reset(); for (const m of source.models()) this.set({ model: m.name, provider: m.provider }, 1); },
+    });
+    new Gauge({
+      name: 'tidecast_broker_connected', help: '1 while connected to the MQTT broker', registers: [r],
+      collect() { this.set(source.brokerConnected() ? 1 : 0); },
+    });
+    const accuracy = this.#accuracy;
+    const stat = (name: string, help: string, pick: (s: ReturnType<RollingErrors['summary']>) => number): void => {
+      new Gauge({
+        name, help, labelNames: ['model', 'horizon', 'target'], registers: [r],
+        collect() {
+          this.reset();
+          for (const a of accuracy.values()) if (a.errors.n > 0) this.set({ model: a.model, horizon: String(a.horizon), target: a.target }, pick(a.errors.summary()));
+        },
+      });
+    };
+    stat('tidecast_forecast_mae', `Online MAE over the last ${ACCURACY_WINDOW} scored forecasts`, (s) => s.mae);
+    stat('tidecast_forecast_rmse', `Online RMSE over the last ${ACCURACY_WINDOW} scored forecasts`, (s) => s.rmse);
+    stat('tidecast_forecast_bias', 'Online mean of forecast - actual', (s) => s.bias);
+    stat('tidecast_forecast_skill', '1 - MAE / persistence MAE on the same forecasts', (s) => s.skill);
+  }
+
+  message(route: string): void {
+    this.#messages.inc({ route });
+  }
+
+  deadLetter(reason: string): void {
+    this.#deadLetters.inc({ reason });
+  }
+
+  batch(model: string, size: number, seconds: number): void {
+    this.#batchSize.observe({ model }, size);
+    this.#inference.observe({ model }, seconds);
+  }
+
+  committed(model: string, endToEndSeconds: readonly number[]): void {
+    this.#predictions.inc({ model }, endToEndSeconds.length);
+    for (const s of endToEndSeconds) this.#endToEnd.observe({ model }, s);
+  }
+
+  reset(model: string, reason: 'non_finite' | 'gap'): void {
+    this.#resets.inc({ model, reason });
+  }
+
+  scored(rows: ReadonlyArray<{ model: string; horizon: number; target: string; predicted: number; actual: number; persistence: number }>): void {
+    for (const r of rows) {
+      const key = `${r.model}|${r.horizon}|${r.target}`;
+      let a = this.#accuracy.get(key);
+      if (!a) this.#accuracy.set(key, (a = { model: r.model, horizon: r.horizon, target: r.target, errors: new RollingErrors() }));
+      a.errors.add(r.predicted - r.actual, r.persistence - r.actual);
+    }
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
