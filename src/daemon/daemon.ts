@@ -99,6 +99,11 @@ export class Daemon {
     return this.#store;
   }
 
+  /** The loaded models' engines, by configured name. */
+  get engines(): ReadonlyMap<string, InferenceEngine> {
+    return this.#engines;
+  }
+
   /** Whether the broker connection is up right now. */
   get connected(): boolean {
     return this.#mqtt?.connected ?? false;
@@ -249,7 +254,7 @@ export class Daemon {
     if (!inTime) log.error({ deadlineMs, queued: this.stats().queueDepth }, 'drain deadline passed; stopping with steps still queued');
     await this.#mqtt?.stop();
     await this.#http?.stop();
-    for (const e of this.#engines.values()) await e.close();
+    for (const e of this.#engines.values()) await e.close(inTime ? Infinity : 0);
     this.#store?.stop();
     log.info(this.stats(), 'stopped');
   }

@@ -106,9 +106,15 @@ export class InferenceEngine {
   }
 
 
-  /** Drain, then release the onnxruntime session. Safe to call twice. */
-  close(): Promise<void> {
-    this.#closed ??= this.#batcher.drain().then(() => this.model.session.release());
+  /**
+   * Drain (waiting at most `drainMs`), then release the onnxruntime session.
+   * Safe to call twice. Steps still queued after the wait produce nothing.
+   */
+  close(drainMs = Infinity): Promise<void> {
+    const drained = Number.isFinite(drainMs)
+      ? Promise.race([this.#batcher.drain(), new Promise<void>((r) => setTimeout(r, drainMs).unref())])
+      : this.#batcher.drain();
+    this.#closed ??= drained.then(() => this.model.session.release());
     return this.#closed;
   }
 

@@ -1,0 +1,232 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { loadConfig } from '../src/config/load-config.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import { silentLogger } from '../src/log.js';
+import { packageRoot } from '../src/paths.js';
+import { tempDir } from './helpers.js';
+import { TestBroker } from './support/broker.js';
+import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+
+const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
+
+async function get(url: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.text() };
+}
+
+/** Retained messages under a filter, read by a fresh client. */
+async function retained(url: string, filter: string, wait = 300): Promise<Map<string, string>> {
+  const c = await mqtt.connectAsync(url, { clientId: `peek-${Math.random().toString(16).slice(2)}` });
+  const got = new Map<string, string>();
+  c.on('message', (t, p) => got.set(t, p.toString()));
+  await c.subscribeAsync(filter, { qos: 1 });
+  await new Promise((r) => setTimeout(r, wait));
+  await c.endAsync();
+  return got;
+}
+
+async function publishAll(url: string, msgs: ReturnType<typeof telemetry>): Promise<void> {
+  const pub = await mqtt.connectAsync(url, { clientId: `ops-pub-${Math.random().toString(16).slice(2)}` });
+  await Promise.all(msgs.map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
+  await pub.endAsync();
+}
+
+describe('operations', () => {
+  it('/metrics, /healthz and /readyz report the pipeline; readiness follows the broker', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-metrics', reconnectPeriodMs: 5000 })), log: silentLogger });
+    await daemon.start();
+    const base = `http://127.0.0.1:${daemon.httpAddress!.port}`;
+    try {
+      assert.equal(daemon.httpAddress!.host, '127.0.0.1', 'loopback by default');
+      await publishAll(broker.url, telemetry(2, 6));
+      const pub = await mqtt.connectAsync(broker.url, { clientId: 'ops-bad' });
+      await pub.publishAsync('sensors/a/b/telemetry', 'not json', { qos: 1 });
+      await pub.endAsync();
+      await waitFor(() => daemon.stats().predictions === 12 && (daemon.stats().deadLetters.bad_json ?? 0) === 1, 10_000, 'predictions');
+
+      assert.deepEqual(await get(`${base}/healthz`), { status: 200, body: 'ok\n' });
+      const ready = await get(`${base}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.deepEqual(JSON.parse(ready.body).checks, { started: true, brokerConnected: true, storeWritable: true, modelsLoaded: true });
+
+      const m = (await get(`${base}/metrics`)).body;
+      const value = (line: RegExp): number => Number(new RegExp(`^${line.source} (\\S+)$`, 'm').exec(m)?.[1]);
+      assert.equal(value(/tidecast_messages_total\{route="stations"\}/), 12);
+      assert.equal(value(/tidecast_dead_letters_total\{reason="bad_json"\}/), 1);
+      assert.equal(value(/tidecast_predictions_total\{model="weather-lstm"\}/), 12);
+      assert.equal(value(/tidecast_batch_size_count\{model="weather-lstm"\}/) > 0, true);
+      assert.equal(value(/tidecast_inference_seconds_count\{model="weather-lstm"\}/) > 0, true);
+      assert.equal(value(/tidecast_end_to_end_seconds_count\{model="weather-lstm"\}/), 12);
+      assert.equal(value(/tidecast_active_streams\{model="weather-lstm"\}/), 2);
+      assert.equal(value(/tidecast_queue_depth\{model="weather-lstm"\}/), 0);
+      assert.equal(value(/tidecast_model_provider_info\{model="weather-lstm",provider="cpu"\}/), 1);
+      assert.equal(value(/tidecast_broker_connected/), 1);
+      // 6 daily steps per stream: the 1-day forecasts of steps 1..5 have been scored.
+      assert.ok(value(/tidecast_forecast_mae\{model="weather-lstm",horizon="1",target="temp_max"\}/) > 0);
+      assert.ok(Number.isFinite(value(/tidecast_forecast_skill\{model="weather-lstm",horizon="3",target="temp_min"\}/)));
+
+      await broker.stop();
+      await waitFor(() => !daemon.connected, 5000, 'disconnect');
+      const down = await get(`${base}/readyz`);
+      assert.equal(down.status, 503);
+      assert.equal(JSON.parse(down.body).checks.brokerConnected, false);
+    } finally {
+      await daemon.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('the watchdog check fails while an inference is stuck with steps queued', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-stuck' })), log: silentLogger });
+    await daemon.start();
+    try {
+      assert.equal(daemon.progressed(), true, 'idle counts as healthy');
+      // Fault injection: the next session.run never returns.
+      const session = daemon.engines.get('weather-lstm')!.model.session;
+      session.run = () => new Promise(() => undefined);
+      await publishAll(broker.url, telemetry(3, 2));
+      await waitFor(() => daemon.stats().queueDepth > 0, 5000, 'steps queued behind the stuck batch');
+      daemon.progressed();
+      assert.equal(daemon.progressed(), false, 'no batch completed and steps wait: withhold the ping');
+    } finally {
+      await daemon.stop(200);
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('Home Assistant discovery and the stats topic, read back as retained messages', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-ha', homeAssistant: true, statsIntervalS: 1 })), log: silentLogger });
+    await daemon.start();
+    try {
+      await publishAll(broker.url, telemetry(1, 2));
+      await waitFor(() => daemon.stats().predictions === 2, 10_000, 'forecasts');
+      const configs = await retained(broker.url, 'homeassistant/sensor/#');
+      assert.equal(configs.size, 6, 'one entity per target and horizon');
+      const c = JSON.parse(configs.get('homeassistant/sensor/tidecast_weather-lstm_site0_dev0_temp_max_h1/config')!) as Record<string, unknown> & { device: { identifiers: string[] } };
+      assert.equal(c.state_topic, 'forecast/weather-lstm/site0/dev0');
+      assert.equal(c.unit_of_measurement, '°C');
+      assert.equal(c.device_class, 'temperature');
+      assert.equal(c.availability_topic, 'tidecast/status');
+      assert.deepEqual(c.device.identifiers, ['tidecast_site0_dev0']);
+      assert.match(String(c.value_template), /forecast\[0\]\.values\.temp_max/);
+      const stats = await retained(broker.url, 'tidecast/stats', 1500);
+      const s = JSON.parse(stats.get('tidecast/stats')!) as { messages: number; predictions: number };
+      assert.deepEqual([s.messages, s.predictions], [2, 2]);
+    } finally {
+      await daemon.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('systemd notify: READY=1, WATCHDOG=1, STOPPING=1 in that order over a real unix datagram socket; nothing without NOTIFY_SOCKET', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const unix = createRequire(import.meta.url)('unix-dgram') as {
+      createSocket(type: 'unix_dgram', onMessage: (msg: Buffer) => void): { bind(path: string): void; close(): void };
+    };
+    const received: string[] = [];
+    const socketPath = path.join(tmp.dir, 'notify.sock');
+    const sock = unix.createSocket('unix_dgram', (msg) => received.push(msg.toString()));
+    sock.bind(socketPath);
+    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-notify' });
+    const runOnce = async (env: NodeJS.ProcessEnv): Promise<number | null> => {
+      const child = spawn(process.execPath, [bin, 'run', '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      await waitFor(() => out.includes('"msg":"ready"'), 15_000, 'ready');
+      await new Promise((r) => setTimeout(r, 700)); // a few watchdog periods (WATCHDOG_USEC 200 ms -> ping every 100 ms)
+      child.kill('SIGTERM');
+      return exit;
+    };
+    try {
+      assert.equal(await runOnce({ NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '200000' }), 0);
+      await waitFor(() => received.some((m) => m.includes('STOPPING=1')), 3000, 'STOPPING=1');
+      const kinds = received.map((m) => m.split('\n')[0]);
+      const firstWatchdog = kinds.indexOf('WATCHDOG=1');
+      assert.equal(kinds[0], 'READY=1');
+      assert.ok(firstWatchdog > 0, `a WATCHDOG=1 after READY=1: ${kinds.join(' ')}`);
+      assert.ok(kinds.filter((k) => k === 'WATCHDOG=1').length >= 3, 'pinged at half the interval');
+      assert.equal(kinds[kinds.length - 1], 'STOPPING=1');
+      assert.match(received[0]!, /STATUS=ready: weather-lstm/);
+
+      received.length = 0;
+      const env = { ...process.env };
+      delete env.NOTIFY_SOCKET;
+      assert.equal(await runOnce({ ...env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '200000' }), 0);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.deepEqual(received, [], 'nothing is sent without NOTIFY_SOCKET');
+    } finally {
+      sock.close();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('SIGHUP applies a new log level without a restart', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-hup' });
+    const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(() => out.includes('"msg":"ready"'), 15_000, 'ready');
+      const msgs = telemetry(1, 2);
+      await publishAll(broker.url, msgs.slice(0, 1));
+      await waitFor(() => out.includes('"component":"mqtt"'), 1000, 'logs').catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.doesNotMatch(out, /sample accepted/, 'debug lines are off at level info');
+      writeFileSync(file, readFileSync(file, 'utf8').replace('log: { level: info }', 'log: { level: debug }'));
+      child.kill('SIGHUP');
+      await waitFor(() => out.includes('configuration reloaded'), 5000, 'reload');
+      await publishAll(broker.url, msgs.slice(1));
+      await waitFor(() => /"level":20,.*"component":"ingest".*"msg":"sample accepted"/.test(out), 5000, 'a debug line from a child logger');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('the unit file verifies and scores an exposure of 2.0 or less', async () => {
+    const unit = path.join(packageRoot, 'systemd', 'tidecast.service');
+    const run = (args: string[]): Promise<{ code: number | null; out: string }> =>
+      new Promise((resolve) => {
+        const p = spawn('systemd-analyze', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        p.on('error', (err) => resolve({ code: -1, out: `systemd-analyze not found (apt-get install -y systemd): ${err.message}` }));
+        p.on('exit', (code) => resolve({ code, out }));
+      });
+    const verify = await run(['verify', unit]);
+    assert.equal(verify.code, 0, verify.out);
+    assert.equal(verify.out.trim(), '', 'verify is clean');
+    const security = await run(['security', '--offline=true', unit]);
+    const m = /Overall exposure level for tidecast\.service: (\d+\.\d+)/.exec(security.out);
+    assert.ok(m, security.out.slice(-500));
+    assert.ok(Number(m[1]) <= 2.0, `exposure ${m[1]}`);
+  });
+});
