@@ -74,6 +74,12 @@ describe('operations', () => {
       assert.ok(value(/tidecast_forecast_mae\{model="weather-lstm",horizon="1",target="temp_max"\}/) > 0);
       assert.ok(Number.isFinite(value(/tidecast_forecast_skill\{model="weather-lstm",horizon="3",target="temp_min"\}/)));
 
+      // Every metric the Grafana dashboard queries exists.
+      const dashboard = readFileSync(path.join(packageRoot, 'docs', 'grafana', 'tidecast.json'), 'utf8');
+      const names = new Set([...dashboard.matchAll(/tidecast_[a-z_]+/g)].map((x) => x[0]));
+      assert.ok(names.size >= 10);
+      for (const n of names) assert.match(m, new RegExp(`^${n}[{ ]`, 'm'), `dashboard metric ${n} is exported`);
+
       await broker.stop();
       await waitFor(() => !daemon.connected, 5000, 'disconnect');
       const down = await get(`${base}/readyz`);

@@ -151,6 +151,7 @@ export class Daemon {
         onResults: (results, lm) => sink.handle(results, lm),
       });
       this.#engines.set(name, engine);
+      this.metrics.registerModel(model.name);
       const scaler = new CardScaler(model.card);
       scalers.set(model.name, scaler);
       routeModels.set(name, { name: model.name, engine, scaler, features: model.card.features.map((f) => f.name), stepSeconds: model.card.stepSeconds });

@@ -94,6 +94,13 @@ export class Metrics {
     stat('tidecast_forecast_skill', '1 - MAE / persistence MAE on the same forecasts', (s) => s.skill);
   }
 
+  /** Start a model's counters at zero, so dashboards see the series before the first event. */
+  registerModel(model: string): void {
+    this.#predictions.inc({ model }, 0);
+    this.#resets.inc({ model, reason: 'non_finite' }, 0);
+    this.#resets.inc({ model, reason: 'gap' }, 0);
+  }
+
   message(route: string): void {
     this.#messages.inc({ route });
   }
