@@ -5,12 +5,17 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { apiBench, apiTable } from './api.js';
 import { engineBench, engineTable } from './engine.js';
 
 const SCENARIOS = {
   engine: async (seconds: number) => {
     const r = await engineBench(seconds);
     return { json: r, table: engineTable(r) };
+  },
+  api: async () => {
+    const r = await apiBench();
+    return { json: r, table: apiTable(r) };
   },
 } as const;
 

@@ -6,6 +6,7 @@ import { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
 import { MqttConnection } from '../mqtt/mqtt-connection.js';
+import { DashboardApi } from '../http/dashboard-api.js';
 import { HttpEndpoint } from '../http/http-endpoint.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Store } from '../store/store.js';
@@ -206,7 +207,11 @@ export class Daemon {
       now: this.#opts.now,
     });
     if (cfg.http.enabled) {
-      this.#http = new HttpEndpoint({ host: cfg.http.host, port: cfg.http.port, metrics: this.metrics, readiness: () => this.readiness(), log: log.child({ component: 'http' }) });
+      const api = new DashboardApi(
+        () => store.db,
+        () => [...this.#engines.values()].map((e) => ({ name: e.model.name, provider: e.model.provider, mode: e.model.mode, path: e.model.path, card: e.model.card })),
+      );
+      this.#http = new HttpEndpoint({ host: cfg.http.host, port: cfg.http.port, metrics: this.metrics, readiness: () => this.readiness(), api, log: log.child({ component: 'http' }) });
       await this.#http.start();
       log.info({ url: `http://${this.#http.address!.host}:${this.#http.address!.port}` }, 'http endpoint listening');
     }

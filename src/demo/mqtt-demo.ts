@@ -98,6 +98,8 @@ export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
   try {
     await daemon.start();
     opts.write(`tidecast demo: broker ${url}${broker ? ' (embedded)' : ''}, database ${db}`);
+    const http = daemon.httpAddress;
+    if (http) opts.write(`dashboard: http://${http.host}:${http.port}/  (metrics: http://${http.host}:${http.port}/metrics)`);
     opts.write(`stations ${names.map((c) => `weather/${slug(c)}/daily`).join(', ')} -> model weather-lstm; days before ${opts.liveFrom} warm the state`);
     opts.write(`forecasts are published to tidecast/forecast/weather-lstm/<station> and stored in SQLite (tidecast query --db ${db})`);
     opts.write('');
@@ -114,7 +116,7 @@ export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
       for (const d of today) publisher.publish(`weather/${slug(d.city)}/daily`, weatherPayload(d), { qos: 1 });
       if (!live) continue;
       // Live: wait for this day's forecasts (the warm-up days are committed before them, in order).
-      await Promise.race([Promise.all(arrived), sleep(5000)]);
+      await Promise.race([Promise.all(arrived), sleep(30_000)]);
       for (const d of today) {
         const s = slug(d.city);
         const actual = d.values[1];

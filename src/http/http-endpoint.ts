@@ -1,14 +1,37 @@
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { packageRoot } from '../paths.js';
+import type { DashboardApi } from './dashboard-api.js';
 
 export interface HttpEndpointOptions {
   host: string;
   port: number;
   metrics: Metrics;
   readiness(): { ready: boolean; checks: Record<string, boolean> };
+  /** The dashboard's JSON API; the page and its assets are served with it. */
+  api?: DashboardApi;
   log: Logger;
+}
+
+interface Asset { type: string; body: Buffer }
+
+/** The dashboard page and its assets, all local: it works with no internet. */
+function loadAssets(): Map<string, Asset> {
+  const dir = path.join(packageRoot, 'src', 'http', 'dashboard');
+  const uplot = path.dirname(createRequire(import.meta.url).resolve('uplot'));
+  const files: Array<[string, string, string]> = [
+    ['/', path.join(dir, 'index.html'), 'text/html; charset=utf-8'],
+    ['/assets/app.js', path.join(dir, 'app.js'), 'text/javascript; charset=utf-8'],
+    ['/assets/style.css', path.join(dir, 'style.css'), 'text/css; charset=utf-8'],
+    ['/assets/uPlot.iife.min.js', path.join(uplot, 'uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
+    ['/assets/uPlot.min.css', path.join(uplot, 'uPlot.min.css'), 'text/css; charset=utf-8'],
+  ];
+  return new Map(files.map(([url, file, type]) => [url, { type, body: readFileSync(file) }]));
 }
 
 /**
@@ -18,11 +41,13 @@ export interface HttpEndpointOptions {
  */
 export class HttpEndpoint {
   readonly #opts: HttpEndpointOptions;
+  readonly #assets: Map<string, Asset>;
   #server: Server | null = null;
   address: { host: string; port: number } | null = null;
 
   constructor(options: HttpEndpointOptions) {
     this.#opts = options;
+    this.#assets = options.api ? loadAssets() : new Map();
   }
 
   async start(): Promise<void> {
@@ -43,9 +68,20 @@ export class HttpEndpoint {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (this.#opts.api && path.startsWith('/api/')) {
+      const r = this.#opts.api.handle(path, url.searchParams);
+      res.writeHead(r.status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(r.body));
+      return;
+    }
+    const asset = this.#assets.get(path === '/index.html' ? '/' : path);
+    if (asset) {
+      res.writeHead(200, { 'content-type': asset.type, 'cache-control': 'no-cache' }).end(asset.body);
       return;
     }
     switch (path) {

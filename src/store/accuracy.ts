@@ -24,12 +24,14 @@ export interface AccuracyRow {
  * of each stream × model × horizon × target.
  */
 export function rollingAccuracy(db: Database.Database, opts: { window: number; stream?: string; model?: string }): AccuracyRow[] {
+  // Filters are spelled out, not `(@x IS NULL OR col = @x)`, which keeps SQLite off the index.
+  const where = [opts.stream !== undefined ? 'stream = @stream' : null, opts.model !== undefined ? 'model = @model' : null].filter(Boolean);
   const rows = db
     .prepare(
       `WITH ranked AS (
          SELECT *, row_number() OVER (PARTITION BY stream, model, horizon, target ORDER BY target_time DESC) AS k
          FROM forecast_errors
-         WHERE (@stream IS NULL OR stream = @stream) AND (@model IS NULL OR model = @model)
+         ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
        )
        SELECT stream, model, horizon, target, count(*) AS n,
               avg(abs(predicted - actual)) AS mae,

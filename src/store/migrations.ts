@@ -81,4 +81,9 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX forecast_errors_by_time ON forecast_errors (stream, model, horizon, target, target_time);
   `,
+  // 3: dead letters remember their stream when the topic got that far (the dashboard lists them per stream).
+  `
+  ALTER TABLE dead_letters ADD COLUMN stream TEXT;
+  CREATE INDEX dead_letters_by_stream ON dead_letters (stream, received_at);
+  `,
 ];

@@ -28,6 +28,8 @@ export interface PredictionRow {
 }
 
 export interface DeadLetterRow {
+  /** The stream, when the topic matched a route and gave one. */
+  readonly stream?: string;
   readonly receivedAt: number;
   readonly topic: string;
   readonly reason: string;
@@ -96,6 +98,9 @@ export class Store {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
+      // 32 MiB page cache (default 2 MiB): predictions carry three indexes and a
+      // million-row table no longer fits the default (bench/api: build time).
+      db.pragma('cache_size = -32768');
       db.pragma('foreign_keys = ON');
       this.#migrate(db);
       this.#db = db;
@@ -115,7 +120,7 @@ export class Store {
         `INSERT INTO predictions (stream, model, issued_at, horizon, target, target_time, value, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       ),
-      deadLetter: db.prepare('INSERT INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes) VALUES (?, ?, ?, ?, ?, ?)'),
+      deadLetter: db.prepare('INSERT INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes, stream) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       event: db.prepare('INSERT INTO events (at, stream, model, kind, detail) VALUES (?, ?, ?, ?, ?)'),
       // Online evaluation: this model's predictions whose target time is this step
       // get their error; persistence is the target's value at the issue step.
@@ -190,7 +195,7 @@ export class Store {
 
   addDeadLetter(row: DeadLetterRow): void {
     this.#database();
-    this.#stmts!.deadLetter.run(row.receivedAt, row.topic, row.reason, row.detail, row.payload, row.payloadBytes);
+    this.#stmts!.deadLetter.run(row.receivedAt, row.topic, row.reason, row.detail, row.payload, row.payloadBytes, row.stream ?? null);
   }
 
   addEvent(row: EventRow): void {

@@ -130,6 +130,7 @@ export class Ingest {
   }
 
   handle(topic: string, payload: Buffer, receivedAt: number): void {
+    this.#stream = undefined;
     try {
       this.#handle(topic, payload, receivedAt);
     } catch (err) {
@@ -137,6 +138,9 @@ export class Ingest {
       this.#reject(topic, payload, receivedAt, reason, (err as Error).message);
     }
   }
+
+  /** The stream of the message being handled, once known (for its dead letter). */
+  #stream: string | undefined;
 
   /** Close buckets the clock has passed (routes with `wallClock`); the daemon calls this periodically. */
   sweep(now: number): void {
@@ -165,6 +169,7 @@ export class Ingest {
     if (!route || !params) throw new DecodeError('no_route', `no route matches topic "${topic}"`);
     const stream = fillTemplate(route.stream, { ...params, topic });
     if (stream === '' || /\{[^}]*\}/.test(stream)) throw new DecodeError('bad_stream_id', `stream id template "${route.stream}" gave "${stream}"`);
+    this.#stream = stream;
     const sample = route.decoder(payload, receivedAt, params);
     this.#log.debug({ topic, stream, ts: sample.ts, features: Object.keys(sample.values) }, 'sample accepted');
     const events: AssembledEvent[] = [];
@@ -203,9 +208,10 @@ export class Ingest {
   #reject(topic: string, payload: Buffer, receivedAt: number, reason: DeadLetterReason, detail: string): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
     this.#opts.onRejected?.(reason);
-    this.#log.warn({ topic, reason, detail, bytes: payload.length }, 'message dead-lettered');
+    this.#log.warn({ topic, stream: this.#stream, reason, detail, bytes: payload.length }, 'message dead-lettered');
     try {
       this.#opts.deadLetter({
+        stream: this.#stream,
         receivedAt,
         topic,
         reason,

@@ -1,0 +1,135 @@
+import type Database from 'better-sqlite3';
+import { rollingAccuracy } from '../store/accuracy.js';
+
+/** What the API knows about a loaded model besides the database. */
+export interface ApiModel {
+  name: string;
+  provider: string;
+  mode: string;
+  path: string;
+  card: unknown;
+}
+
+export interface ApiResponse {
+  status: number;
+  body: unknown;
+}
+
+/** Largest number of rows any list or series returns: responses stay bounded on any database. */
+export const MAX_POINTS = 5000;
+const MAX_STREAMS = 500;
+const DAY = 86_400_000;
+
+const int = (v: string | null, fallback: number, min: number, max: number): number => {
+  const n = v === null || v === '' ? NaN : Number(v);
+  return Number.isFinite(n) ? Math.min(max, Math.max(min, Math.trunc(n))) : fallback;
+};
+
+/**
+ * The JSON API under /api/ that the dashboard page uses. Every query walks an
+ * index (streams PK, steps PK, predictions_by_stream_time, forecast_errors_by_time,
+ * events_by_stream, dead_letters_by_stream) and every response is capped.
+ *
+ * - GET /api/streams
+ * - GET /api/streams/{id}/series?from=MS&to=MS&limit=N
+ * - GET /api/accuracy?stream=ID&window=N
+ * - GET /api/events?stream=ID&limit=N
+ * - GET /api/models
+ */
+export class DashboardApi {
+  readonly #db: () => Database.Database;
+  readonly #models: () => ApiModel[];
+
+  constructor(db: () => Database.Database, models: () => ApiModel[]) {
+    this.#db = db;
+    this.#models = models;
+  }
+
+  handle(path: string, query: URLSearchParams): ApiResponse {
+    const parts = path.split('/').filter(Boolean).map(decodeURIComponent); // ['api', ...]
+    if (parts[1] === 'streams' && parts.length === 2) return { status: 200, body: this.streams() };
+    if (parts[1] === 'streams' && parts.length === 4 && parts[3] === 'series') return this.series(parts[2]!, query);
+    if (parts[1] === 'accuracy' && parts.length === 2) {
+      return { status: 200, body: rollingAccuracy(this.#db(), { stream: query.get('stream') ?? undefined, window: int(query.get('window'), 100, 1, MAX_POINTS) }) };
+    }
+    if (parts[1] === 'events' && parts.length === 2) return { status: 200, body: this.events(query.get('stream'), int(query.get('limit'), 100, 1, MAX_POINTS)) };
+    if (parts[1] === 'models' && parts.length === 2) return { status: 200, body: this.#models() };
+    return { status: 404, body: { error: `no such API: ${path}` } };
+  }
+
+  /** Every stream with its latest actuals, latest forecast per model and recent 1-step MAE. */
+  streams(): unknown[] {
+    const db = this.#db();
+    const streams = db.prepare('SELECT id, route, first_seen AS firstSeen, last_seen AS lastSeen, steps FROM streams ORDER BY id LIMIT ?').all(MAX_STREAMS) as Array<{ id: string; route: string; firstSeen: number; lastSeen: number; steps: number }>;
+    const lastStep = db.prepare('SELECT ts, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1');
+    // One primary-key seek per stream x loaded model (a GROUP BY over the stream's rows would scan them all).
+    const lastIssue = db.prepare('SELECT max(issued_at) AS issuedAt FROM predictions WHERE stream = ? AND model = ?').pluck();
+    const loaded = this.#models().map((m) => m.name);
+    const forecast = db.prepare('SELECT horizon, target, target_time AS targetTime, value FROM predictions WHERE stream = ? AND model = ? AND issued_at = ? ORDER BY horizon, target');
+    // The latest 100 scored forecasts of the shortest horizon, per target: an index range each.
+    const mae = db.prepare(
+      `SELECT avg(abs(predicted - actual)) AS mae, avg(abs(persistence - actual)) AS persistenceMae, count(*) AS n FROM (
+         SELECT predicted, actual, persistence FROM forecast_errors
+         WHERE stream = ? AND model = ? AND horizon = ? AND target = ? ORDER BY target_time DESC LIMIT 100
+       )`,
+    );
+    const providers = new Map(this.#models().map((m) => [m.name, m.provider]));
+    return streams.map((s) => {
+      const step = lastStep.get(s.id) as { ts: number; values_json: string } | undefined;
+      const issued = loaded.map((model) => ({ model, issuedAt: lastIssue.get(s.id, model) as number | null })).filter((m): m is { model: string; issuedAt: number } => m.issuedAt !== null);
+      const models = issued.map(({ model, issuedAt }) => {
+        const rows = forecast.all(s.id, model, issuedAt) as Array<{ horizon: number; target: string }>;
+        const h = Math.min(...rows.map((r) => r.horizon));
+        const targets = [...new Set(rows.map((r) => r.target))];
+        return {
+          model,
+          provider: providers.get(model) ?? null,
+          issuedAt,
+          forecast: rows,
+          mae: targets
+            .map((target) => ({ target, horizon: h, ...(mae.get(s.id, model, h, target) as { mae: number | null; persistenceMae: number | null; n: number }) }))
+            .filter((m) => m.n > 0),
+        };
+      });
+      return { ...s, lastStepAt: step?.ts ?? null, lastValues: step ? (JSON.parse(step.values_json) as Record<string, number>) : null, models };
+    });
+  }
+
+  /** A stream's actuals, forecasts (by model and horizon, at their target times), events and dead letters in a time range. */
+  series(stream: string, q: URLSearchParams): ApiResponse {
+    const db = this.#db();
+    if (db.prepare('SELECT 1 FROM streams WHERE id = ?').get(stream) === undefined) return { status: 404, body: { error: `no stream "${stream}"` } };
+    const limit = int(q.get('limit'), 2000, 1, MAX_POINTS);
+    const last = (db.prepare('SELECT max(ts) AS t FROM steps WHERE stream = ?').get(stream) as { t: number | null }).t ?? Date.now();
+    const to = int(q.get('to'), last, 0, Number.MAX_SAFE_INTEGER);
+    const from = int(q.get('from'), to - 90 * DAY, 0, to);
+    const actuals = (db.prepare('SELECT ts, values_json FROM steps WHERE stream = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?').all(stream, from, to, limit) as Array<{ ts: number; values_json: string }>)
+      .reverse()
+      .map((r) => ({ ts: r.ts, values: JSON.parse(r.values_json) as Record<string, number> }));
+    // Forecasts issued in the range (and a few steps before it, so its first target times are covered).
+    const rows = db
+      .prepare(
+        `SELECT model, horizon, target, issued_at AS issuedAt, target_time AS targetTime, value FROM predictions
+         WHERE stream = ? AND issued_at BETWEEN ? AND ? ORDER BY issued_at DESC LIMIT ?`,
+      )
+      .all(stream, from - 7 * DAY, to, limit * 12) as Array<{ model: string; horizon: number; target: string; issuedAt: number; targetTime: number; value: number }>;
+    const forecasts: Record<string, Record<string, Array<{ issuedAt: number; targetTime: number; values: Record<string, number> }>>> = {};
+    for (const r of rows.reverse()) {
+      const byH = (forecasts[r.model] ??= {});
+      const list = (byH[String(r.horizon)] ??= []);
+      const lastPoint = list[list.length - 1];
+      if (lastPoint && lastPoint.issuedAt === r.issuedAt) lastPoint.values[r.target] = r.value;
+      else list.push({ issuedAt: r.issuedAt, targetTime: r.targetTime, values: { [r.target]: r.value } });
+    }
+    const events = db.prepare('SELECT at, model, kind, detail FROM events WHERE stream = ? AND at BETWEEN ? AND ? ORDER BY at DESC LIMIT ?').all(stream, from, to, limit);
+    const deadLetters = db.prepare('SELECT received_at AS receivedAt, topic, reason, detail FROM dead_letters WHERE stream = ? ORDER BY received_at DESC LIMIT 100').all(stream);
+    return { status: 200, body: { stream, from, to, actuals, forecasts, events, deadLetters } };
+  }
+
+  events(stream: string | null, limit: number): unknown[] {
+    const db = this.#db();
+    return stream === null
+      ? db.prepare('SELECT at, stream, model, kind, detail FROM events ORDER BY id DESC LIMIT ?').all(limit)
+      : db.prepare('SELECT at, stream, model, kind, detail FROM events WHERE stream = ? ORDER BY at DESC LIMIT ?').all(stream, limit);
+  }
+}

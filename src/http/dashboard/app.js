@@ -1,0 +1,167 @@
+// tidecast dashboard: a stream list, a stream view (actuals vs forecasts per
+// horizon, resets and dead letters marked) and a model view. Data from /api/.
+const view = document.getElementById('view');
+const statusEl = document.getElementById('status');
+let timer = null;
+let chart = null;
+
+const fmt = (x, d = 2) => (x === null || x === undefined || Number.isNaN(x) ? '–' : Number(x).toFixed(d));
+const day = (ms) => (ms === null || ms === undefined ? '–' : new Date(ms).toISOString().replace('T', ' ').replace(':00.000Z', '').replace(' 00:00', ''));
+const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+async function api(path) {
+  const res = await fetch(path, { cache: 'no-store' });
+  if (!res.ok) throw new Error(`${path}: ${res.status}`);
+  return res.json();
+}
+
+function every(ms, fn) {
+  clearInterval(timer);
+  fn();
+  timer = setInterval(fn, ms);
+}
+
+async function streamList() {
+  const streams = await api('/api/streams');
+  statusEl.textContent = `${streams.length} streams · updated ${new Date().toLocaleTimeString()}`;
+  const rows = streams.map((s) => {
+    const m = s.models[0];
+    const first = m?.forecast.find((f) => f.horizon === Math.min(...m.forecast.map((x) => x.horizon)));
+    const target = first?.target;
+    const mae = m?.mae.find((x) => x.target === target);
+    return `<tr class="stream" data-stream="${esc(s.id)}">
+      <td><a href="#/stream/${encodeURIComponent(s.id)}">${esc(s.id)}</a></td>
+      <td class="num">${target && s.lastValues ? fmt(s.lastValues[target]) : '–'}</td>
+      <td class="num">${first ? fmt(first.value) : '–'}</td>
+      <td>${target ? esc(target) : ''} ${first ? `<span class="muted">for ${day(first.targetTime)}</span>` : ''}</td>
+      <td class="num">${mae ? fmt(mae.mae) : '–'}</td>
+      <td>${m ? `<a href="#/model/${encodeURIComponent(m.model)}">${esc(m.model)}</a>` : '–'}${s.models.length > 1 ? ` <span class="muted">+${s.models.length - 1}</span>` : ''}</td>
+      <td>${esc(m?.provider ?? '–')}</td>
+      <td>${day(s.lastStepAt)}</td>
+      <td class="num">${s.steps}</td></tr>`;
+  });
+  view.innerHTML = `<h1>Streams</h1>
+    <table id="streams"><thead><tr><th>stream</th><th>last value</th><th>last forecast</th><th>target</th><th>online MAE</th><th>model</th><th>provider</th><th>last update</th><th>steps</th></tr></thead>
+    <tbody>${rows.join('') || '<tr><td colspan="9" class="muted">no streams yet: waiting for messages</td></tr>'}</tbody></table>`;
+  view.querySelectorAll('tr.stream').forEach((tr) => tr.addEventListener('click', () => (location.hash = `#/stream/${encodeURIComponent(tr.dataset.stream)}`)));
+}
+
+/** Actuals and each horizon's forecasts aligned on one time axis (seconds), for uPlot. */
+function alignSeries(series, model, target) {
+  const byH = series.forecasts[model] ?? {};
+  const horizons = Object.keys(byH).map(Number).sort((a, b) => a - b);
+  const xs = new Set(series.actuals.map((a) => a.ts));
+  for (const h of horizons) for (const f of byH[h]) if (f.targetTime <= series.to) xs.add(f.targetTime);
+  const x = [...xs].sort((a, b) => a - b);
+  const index = new Map(x.map((t, i) => [t, i]));
+  const actual = new Array(x.length).fill(null);
+  for (const a of series.actuals) actual[index.get(a.ts)] = a.values[target] ?? null;
+  const lines = horizons.map((h) => {
+    const ys = new Array(x.length).fill(null);
+    for (const f of byH[h]) if (index.has(f.targetTime)) ys[index.get(f.targetTime)] = f.values[target] ?? null;
+    return { h, ys };
+  });
+  return { x: x.map((t) => t / 1000), actual, lines };
+}
+
+const COLORS = ['#1f6feb', '#e8590c', '#2f9e44', '#9c36b5', '#0b7285'];
+
+function drawChart(el, aligned, target, events) {
+  const marks = events.filter((e) => e.kind === 'state_reset' || e.kind === 'gap_reset').map((e) => e.at / 1000);
+  const opts = {
+    width: Math.min(1150, el.clientWidth || 1000),
+    height: 360,
+    series: [
+      {},
+      { label: `actual ${target}`, stroke: '#1d2330', width: 2, spanGaps: false },
+      ...aligned.lines.map((l, i) => ({ label: `forecast +${l.h}`, stroke: COLORS[i % COLORS.length], width: 1.5, dash: i === 0 ? [] : [6, 4] })),
+    ],
+    axes: [{}, { label: target }],
+    hooks: {
+      draw: [(u) => {
+        const ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = '#c62828';
+        ctx.lineWidth = 1;
+        for (const t of marks) {
+          const px = u.valToPos(t, 'x', true);
+          if (px < u.bbox.left || px > u.bbox.left + u.bbox.width) continue;
+          ctx.beginPath();
+          ctx.moveTo(px, u.bbox.top);
+          ctx.lineTo(px, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+        }
+        ctx.restore();
+      }],
+    },
+  };
+  if (chart) chart.destroy();
+  el.innerHTML = '';
+  chart = new uPlot(opts, [aligned.x, aligned.actual, ...aligned.lines.map((l) => l.ys)], el);
+  // Visible counts of what was drawn: for people and for the browser test.
+  el.dataset.actualPoints = String(aligned.actual.filter((v) => v !== null).length);
+  el.dataset.forecastPoints = String(aligned.lines.reduce((n, l) => n + l.ys.filter((v) => v !== null).length, 0));
+}
+
+async function streamView(id) {
+  const [series, models] = await Promise.all([api(`/api/streams/${encodeURIComponent(id)}/series?limit=2000`), api('/api/models')]);
+  const modelNames = Object.keys(series.forecasts);
+  const state = streamView.state?.id === id ? streamView.state : { id, model: modelNames[0], target: null };
+  streamView.state = state;
+  if (!modelNames.includes(state.model)) state.model = modelNames[0];
+  const card = models.find((m) => m.name === state.model)?.card;
+  const targets = card?.targets.map((t) => t.name) ?? [];
+  state.target = targets.includes(state.target) ? state.target : targets[0];
+  const acc = await api(`/api/accuracy?stream=${encodeURIComponent(id)}&window=100`);
+  statusEl.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  if (!view.querySelector(`#chart[data-stream="${CSS.escape(id)}"]`)) {
+    view.innerHTML = `<h1>Stream <span id="stream-id">${esc(id)}</span></h1>
+      <div class="controls">
+        <label>model <select id="model"></select></label>
+        <label>target <select id="target"></select></label>
+        <span class="muted">red lines: state resets</span>
+      </div>
+      <div id="chart" data-stream="${esc(id)}"></div>
+      <h2>Online accuracy (latest 100 scored forecasts)</h2><div id="accuracy"></div>
+      <h2>Events</h2><div id="events"></div>
+      <h2>Dead letters</h2><div id="dead"></div>`;
+    view.querySelector('#model').addEventListener('change', (e) => { state.model = e.target.value; streamView(id); });
+    view.querySelector('#target').addEventListener('change', (e) => { state.target = e.target.value; streamView(id); });
+  }
+  view.querySelector('#model').innerHTML = modelNames.map((m) => `<option ${m === state.model ? 'selected' : ''}>${esc(m)}</option>`).join('');
+  view.querySelector('#target').innerHTML = targets.map((t) => `<option ${t === state.target ? 'selected' : ''}>${esc(t)}</option>`).join('');
+  if (state.model && state.target) drawChart(view.querySelector('#chart'), alignSeries(series, state.model, state.target), state.target, series.events);
+  else view.querySelector('#chart').innerHTML = '<p class="muted">no forecasts yet</p>';
+  view.querySelector('#accuracy').innerHTML = `<table><thead><tr><th>model</th><th>horizon</th><th>target</th><th>n</th><th>MAE</th><th>RMSE</th><th>bias</th><th>persistence MAE</th><th>skill</th></tr></thead><tbody>${
+    acc.map((a) => `<tr><td>${esc(a.model)}</td><td class="num">${a.horizon}</td><td>${esc(a.target)}</td><td class="num">${a.n}</td><td class="num">${fmt(a.mae)}</td><td class="num">${fmt(a.rmse)}</td><td class="num">${fmt(a.bias)}</td><td class="num">${fmt(a.persistenceMae)}</td><td class="num ${a.skill < 0 ? 'bad' : ''}">${fmt(a.skill, 3)}</td></tr>`).join('')
+  }</tbody></table>`;
+  view.querySelector('#events').innerHTML = series.events.length
+    ? `<table><tbody>${series.events.map((e) => `<tr><td>${day(e.at)}</td><td>${esc(e.kind)}</td><td>${esc(e.model ?? '')}</td><td class="muted">${esc(e.detail ?? '')}</td></tr>`).join('')}</tbody></table>`
+    : '<p class="muted">none in this range</p>';
+  view.querySelector('#dead').innerHTML = series.deadLetters.length
+    ? `<table><tbody>${series.deadLetters.map((d) => `<tr><td>${new Date(d.receivedAt).toLocaleString()}</td><td class="bad">${esc(d.reason)}</td><td>${esc(d.topic)}</td><td class="muted">${esc(d.detail)}</td></tr>`).join('')}</tbody></table>`
+    : '<p class="muted">none</p>';
+}
+
+async function modelsView(name) {
+  const models = await api('/api/models');
+  const list = name ? models.filter((m) => m.name === name) : models;
+  view.innerHTML = `<h1>${name ? `Model ${esc(name)}` : 'Models'}</h1>` + list.map((m) => {
+    const test = m.card?.metrics?.test;
+    const rows = test ? Object.entries(test.model).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v.mae)}</td><td class="num">${fmt(test.persistence[k]?.mae)}</td><td class="num">${fmt(v.rmse)}</td><td class="num">${fmt(test.persistence[k]?.rmse)}</td></tr>`).join('') : '';
+    return `<h2>${esc(m.name)} <span class="muted">${esc(m.mode)} · ${esc(m.provider)}</span></h2>
+      <p class="muted">${esc(m.card?.description ?? m.path)}</p>
+      ${rows ? `<table><thead><tr><th>target@horizon</th><th>test MAE</th><th>persistence MAE</th><th>test RMSE</th><th>persistence RMSE</th></tr></thead><tbody>${rows}</tbody></table>` : ''}
+      <h2>Card</h2><pre>${esc(JSON.stringify(m.card, null, 2))}</pre>`;
+  }).join('');
+}
+
+async function route() {
+  const [, page, arg] = location.hash.split('/');
+  const show = (p) => p.catch((err) => { statusEl.textContent = `error: ${err.message}`; });
+  if (page === 'stream' && arg) every(3000, () => show(streamView(decodeURIComponent(arg))));
+  else if (page === 'model' && arg) every(60000, () => show(modelsView(decodeURIComponent(arg))));
+  else if (page === 'models') every(60000, () => show(modelsView(null)));
+  else { if (chart) { chart.destroy(); chart = null; } every(2000, () => show(streamList())); }
+}
+window.addEventListener('hashchange', route);
+route();

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { chromium } from 'playwright-core';
+import { packageRoot } from '../src/paths.js';
+import { tempDir } from './helpers.js';
+import { waitFor } from './support/fixtures.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const artifacts = path.join(packageRoot, 'test-artifacts');
+
+describe('dashboard in a real browser', () => {
+  it('lists both weather streams of a running demo and draws actuals against forecasts', async () => {
+    assert.ok(existsSync(CHROMIUM), 'needs Debian chromium (apt-get install -y chromium); .ci/run installs it');
+    const tmp = tempDir();
+    const demo = spawn(process.execPath, [path.join(packageRoot, 'dist', 'src', 'main.js'), 'demo', '--rate', '40', '--from', '2015-06-01', '--duration', '120', '--db', path.join(tmp.dir, 'demo.db')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    demo.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // A fresh profile each run; the flags keep Chromium off the network it does not have.
+    const browser = await chromium.launchPersistentContext(path.join(tmp.dir, 'chromium'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1280, height: 900 },
+      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'],
+    });
+    try {
+      await waitFor(() => /dashboard: (http:\/\/\S+)/.test(out), 60_000, 'the demo to print its dashboard URL');
+      const url = /dashboard: (http:\/\/\S+)/.exec(out)![1]!;
+      // Wait for the first live days so both lines have points.
+      await waitFor(() => (out.match(/^2015-06-\d\d /gm) ?? []).length >= 20, 60_000, 'ten live days');
+      const page = await browser.newPage();
+      const failed: string[] = [];
+      page.on('requestfailed', (r) => failed.push(r.url()));
+      await page.goto(url);
+      await page.waitForSelector('tr.stream[data-stream="seattle"]', { timeout: 15_000 });
+      await page.waitForSelector('tr.stream[data-stream="new-york"]', { timeout: 15_000 });
+      const list = await page.locator('#streams tbody').innerText();
+      assert.match(list, /weather-lstm/);
+      assert.match(list, /cpu/);
+      mkdirSync(artifacts, { recursive: true });
+      await page.screenshot({ path: path.join(artifacts, 'dashboard-streams.png') });
+
+      await page.click('tr.stream[data-stream="seattle"]');
+      await page.waitForSelector('#chart canvas', { timeout: 15_000 });
+      await page.waitForFunction("Number(document.querySelector('#chart')?.getAttribute('data-actual-points')) > 30", undefined, { timeout: 15_000 });
+      const actual = Number(await page.getAttribute('#chart', 'data-actual-points'));
+      const forecast = Number(await page.getAttribute('#chart', 'data-forecast-points'));
+      assert.ok(actual > 30 && forecast > 3 * 30, `both series drawn: ${actual} actual, ${forecast} forecast points`);
+      const legend = await page.locator('#chart .u-legend').innerText();
+      assert.match(legend, /actual temp_max/);
+      assert.match(legend, /forecast \+1/);
+      assert.match(legend, /forecast \+3/);
+      const shot = path.join(artifacts, 'dashboard-stream.png');
+      await page.screenshot({ path: shot, fullPage: true });
+      assert.ok(statSync(shot).size > 10_000, 'a screenshot with content');
+
+      await page.goto(`${url}#/model/weather-lstm`);
+      await page.waitForSelector('pre', { timeout: 10_000 });
+      assert.match(await page.locator('main').innerText(), /persistence MAE/);
+      assert.deepEqual(failed, [], 'every asset is served locally');
+    } finally {
+      await browser.close();
+      demo.kill('SIGINT');
+      await new Promise((r) => demo.once('exit', r));
+      tmp.remove();
+    }
+  });
+});
