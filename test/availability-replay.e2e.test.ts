@@ -10,17 +10,11 @@ import { silentLogger } from '../src/log.js';
 import { packageRoot } from '../src/paths.js';
 import { tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
-import { waitFor, writeTestConfig } from './support/fixtures.js';
+import { retained, waitFor, writeTestConfig } from './support/fixtures.js';
 
 /** The retained value of a topic, read by a fresh client. */
-async function retained(url: string, topic: string): Promise<string | null> {
-  const c = await mqtt.connectAsync(url, { clientId: `peek-${Math.random().toString(16).slice(2)}` });
-  let value: string | null = null;
-  c.on('message', (_t, p) => (value = p.toString()));
-  await c.subscribeAsync(topic, { qos: 1 });
-  await new Promise((r) => setTimeout(r, 200));
-  await c.endAsync();
-  return value;
+async function retainedValue(url: string, topic: string): Promise<string | null> {
+  return (await retained(url, topic, 200)).get(topic) ?? null;
 }
 
 describe('availability and replay', () => {
@@ -32,20 +26,20 @@ describe('availability and replay', () => {
     const daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
     await daemon.start();
     await waitFor(() => daemon.connected, 5000, 'connect');
-    assert.equal(await retained(broker.url, 'tidecast/status'), 'online');
+    assert.equal(await retainedValue(broker.url, 'tidecast/status'), 'online');
     await daemon.stop();
-    assert.equal(await retained(broker.url, 'tidecast/status'), 'offline');
+    assert.equal(await retainedValue(broker.url, 'tidecast/status'), 'offline');
 
     // Killed without a goodbye: the broker publishes the will.
     const child = spawn(process.execPath, [path.join(packageRoot, 'dist', 'src', 'main.js'), 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     await waitFor(() => out.includes('"msg":"ready"'), 15_000, 'child ready');
-    assert.equal(await retained(broker.url, 'tidecast/status'), 'online');
+    assert.equal(await retainedValue(broker.url, 'tidecast/status'), 'online');
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     let last: string | null = null;
-    for (let i = 0; i < 20 && last !== 'offline'; i++) last = await retained(broker.url, 'tidecast/status');
+    for (let i = 0; i < 20 && last !== 'offline'; i++) last = await retainedValue(broker.url, 'tidecast/status');
     assert.equal(last, 'offline');
     await broker.stop();
     tmp.remove();

@@ -11,24 +11,13 @@ import { silentLogger } from '../src/log.js';
 import { packageRoot } from '../src/paths.js';
 import { tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
-import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { retained, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 
 const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
 
 async function get(url: string): Promise<{ status: number; body: string }> {
   const res = await fetch(url);
   return { status: res.status, body: await res.text() };
-}
-
-/** Retained messages under a filter, read by a fresh client. */
-async function retained(url: string, filter: string, wait = 300): Promise<Map<string, string>> {
-  const c = await mqtt.connectAsync(url, { clientId: `peek-${Math.random().toString(16).slice(2)}` });
-  const got = new Map<string, string>();
-  c.on('message', (t, p) => got.set(t, p.toString()));
-  await c.subscribeAsync(filter, { qos: 1 });
-  await new Promise((r) => setTimeout(r, wait));
-  await c.endAsync();
-  return got;
 }
 
 async function publishAll(url: string, msgs: ReturnType<typeof telemetry>): Promise<void> {

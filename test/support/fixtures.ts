@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import mqtt from 'mqtt';
 import { readWeather } from '../../src/demo/weather-data.js';
 
 /** A daemon config for tests: JSON telemetry on sensors/<site>/<device>/telemetry, weather-lstm. */
@@ -74,4 +75,15 @@ export async function waitFor(check: () => boolean, timeoutMs: number, what: str
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(25);
   }
+}
+
+/** Retained messages under a filter, read by a fresh client after `waitMs`. */
+export async function retained(url: string, filter: string, waitMs = 300): Promise<Map<string, string>> {
+  const c = await mqtt.connectAsync(url, { clientId: `peek-${Math.random().toString(16).slice(2)}` });
+  const got = new Map<string, string>();
+  c.on('message', (t, p) => got.set(t, p.toString()));
+  await c.subscribeAsync(filter, { qos: 1 });
+  await sleep(waitMs);
+  await c.endAsync();
+  return got;
 }
