@@ -41,8 +41,3 @@ export class TidecastError extends Error {
     this.code = code;
   }
 }
-
-/** True when `err` is a TidecastError with the given code. */
-export function hasCode(err: unknown, code: ErrorCode): err is TidecastError {
-  return err instanceof TidecastError && err.code === code;
-}

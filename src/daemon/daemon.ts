@@ -235,7 +235,7 @@ export class Daemon {
       duplicates: this.#ingest?.duplicates ?? 0,
       steps: { ...(this.#ingest?.steps ?? { submitted: 0, skipped: 0, gapResets: 0 }) },
       predictions: this.#sink?.predictions ?? 0,
-      resets: this.#sink?.resets ?? 0,
+      resets: engines.reduce((n, e) => n + e.stats.resets, 0),
       streams: engines.reduce((n, e) => Math.max(n, e.streams), 0),
       queueDepth: engines.reduce((n, e) => n + e.queueDepth, 0),
     };

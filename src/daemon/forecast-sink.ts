@@ -47,7 +47,6 @@ export class ForecastSink {
   readonly #opts: ForecastSinkOptions;
   readonly #log: Logger;
   predictions = 0;
-  resets = 0;
 
   constructor(options: ForecastSinkOptions) {
     this.#opts = options;
@@ -67,7 +66,6 @@ export class ForecastSink {
       const ctx = r.context as StepContext;
       steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, topic: ctx.topic, values: ctx.values, filled: ctx.filled });
       if (r.status === 'reset') {
-        this.resets++;
         this.#opts.metrics?.reset(model.name, 'non_finite');
         this.#opts.store.addEvent({ at: ctx.receivedAt, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite' });
         continue;

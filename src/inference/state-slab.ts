@@ -26,11 +26,6 @@ export class StateSlab {
     return this.#slots.size;
   }
 
-  /** Bytes held by the backing array (allocated capacity, not just live slots). */
-  get byteLength(): number {
-    return this.#data.byteLength;
-  }
-
   has(streamId: string): boolean {
     return this.#slots.has(streamId);
   }

@@ -79,12 +79,6 @@ export class StepRunner {
     this.windows?.reset(streamId);
   }
 
-  /** Drop a stream and free its slot. */
-  releaseStream(streamId: string): void {
-    this.slab?.release(streamId);
-    this.windows?.release(streamId);
-  }
-
   /** Run one batch. Stream ids in `batch` must be distinct. */
   async run(batch: readonly StepRequest[]): Promise<StepResult[]> {
     const F = this.model.signature.featureCount;

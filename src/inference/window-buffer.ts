@@ -48,8 +48,4 @@ export class WindowBuffer {
     this.#filled.delete(streamId);
   }
 
-  release(streamId: string): void {
-    this.#slab.release(streamId);
-    this.#filled.delete(streamId);
-  }
 }

@@ -57,12 +57,12 @@ export function compileRoutes(configs: readonly RouteConfig[], modelsOf: (route:
   const groups = new Map<string, RouteGroup>();
   return configs.map((cfg, i) => {
     const models = modelsOf(cfg);
+    const features = [...new Set(models.flatMap((m) => m.features))];
     const key = [...cfg.models].sort().join('+');
     let group = groups.get(key);
     if (!group) {
       const steps = new Set(models.map((m) => m.stepSeconds));
       if (steps.size !== 1) throw new Error(`routes[${i}]: models ${cfg.models.join(', ')} have different step intervals (${[...steps].join(', ')} s)`);
-      const features = [...new Set(models.flatMap((m) => m.features))];
       const r = cfg.resample;
       group = {
         models,
@@ -79,7 +79,6 @@ export function compileRoutes(configs: readonly RouteConfig[], modelsOf: (route:
       };
       groups.set(key, group);
     }
-    const features = [...new Set(models.flatMap((m) => m.features))];
     return { name: cfg.name ?? `route${i}`, pattern: new TopicPattern(cfg.topic), stream: cfg.stream, decoder: createDecoder(cfg.decoder, features), group };
   });
 }
@@ -180,7 +179,7 @@ export class Ingest {
   }
 
   #dispatch(group: RouteGroup, events: readonly AssembledEvent[], origin: Pick<StepContext, 'route' | 'topic' | 'params' | 'receivedAt'>): void {
-    let resetNext = new Set<string>();
+    const resetNext = new Set<string>();
     for (const e of events) {
       if (e.kind === 'gap') {
         this.steps.gapResets++;
@@ -199,7 +198,7 @@ export class Ingest {
           const raw = m.features.map((f) => e.values[f]!);
           m.engine.submit(e.stream, m.scaler.scaleFeatures(raw), context, { resetBefore });
         }
-        if (resetBefore) resetNext = new Set([...resetNext].filter((s) => s !== e.stream));
+        resetNext.delete(e.stream);
         this.steps.submitted++;
       }
     }

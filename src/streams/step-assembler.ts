@@ -87,10 +87,6 @@ export class StepAssembler {
     this.#o = options;
   }
 
-  get streams(): number {
-    return this.#streams.size;
-  }
-
   bucketOf(ts: number): number {
     return Math.floor(ts / this.#o.stepMs) * this.#o.stepMs;
   }
@@ -146,11 +142,6 @@ export class StepAssembler {
     const out: AssembledEvent[] = [];
     for (const [stream, s] of this.#streams) out.push(...this.#drain(stream, s, Math.max(s.watermark, nowMs)));
     return out;
-  }
-
-  /** Forget a stream entirely. */
-  drop(stream: string): void {
-    this.#streams.delete(stream);
   }
 
   #complete(b: Bucket | undefined): boolean {

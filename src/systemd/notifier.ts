@@ -75,10 +75,6 @@ export class SystemdNotifier {
     this.#send('STOPPING=1');
   }
 
-  status(text: string): void {
-    this.#send(`STATUS=${text}`);
-  }
-
   close(): void {
     this.#socket?.close();
     this.#socket = null;
