@@ -25,6 +25,8 @@ export const ErrorCodes = {
   DECODE: 'TIDECAST_ERR_DECODE',
   /** The SQLite store failed. */
   STORE: 'TIDECAST_ERR_STORE',
+  /** The store cannot write right now (disk full, locked, I/O error); the write is retried. */
+  STORE_UNAVAILABLE: 'TIDECAST_ERR_STORE_UNAVAILABLE',
   /** The engine was used after stop(). */
   STOPPED: 'TIDECAST_ERR_STOPPED',
 } as const;

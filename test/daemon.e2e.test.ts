@@ -133,12 +133,15 @@ describe('daemon against a real broker and a real SQLite file', () => {
   });
 });
 
-describe('ingest without a matching route', () => {
-  it('dead-letters the message as no_route and never throws', async () => {
+describe('ingest admission', () => {
+  it('refuses a message without a route, a bad stream id or a wrong payload with a reason, and never throws', async () => {
     const { Ingest } = await import('../src/streams/ingest.js');
-    const letters: Array<{ reason: string; topic: string }> = [];
-    const ingest = new Ingest({ routes: [], maxPayloadBytes: 100, deadLetter: (r) => letters.push(r), event: () => undefined, log: silentLogger });
-    assert.doesNotThrow(() => ingest.handle('nowhere/at/all', Buffer.from('{}'), 1));
-    assert.deepEqual(letters.map((l) => [l.topic, l.reason]), [['nowhere/at/all', 'no_route']]);
+    const store = { enqueue: () => undefined, addDeadLetter: () => undefined, addEvent: () => undefined, loadStream: () => undefined };
+    const ingest = new Ingest({ routes: [], maxPayloadBytes: 100, store, log: silentLogger });
+    const a = ingest.admit('nowhere/at/all', Buffer.from('{}'), 1);
+    assert.equal(a.ok, false);
+    assert.deepEqual(a.ok ? null : [a.row.topic, a.reason], ['nowhere/at/all', 'no_route']);
+    const big = ingest.admit('x', Buffer.alloc(5000), 1);
+    assert.deepEqual(big.ok ? null : [big.reason, big.row.payload.length, big.row.payloadBytes], ['too_large', 1024, 5000]);
   });
 });

@@ -55,7 +55,15 @@ export interface TidecastConfig {
   readonly models: Readonly<Record<string, ModelConfig>>;
   readonly routes: readonly RouteConfig[];
   readonly batching: { readonly maxBatch: number; readonly maxDelayMs: number };
-  readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number };
+  readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number; readonly maxSizeMiB: number };
+  readonly durability: { readonly level: 'process' | 'power'; readonly checkpointIntervalS: number };
+  readonly limits: {
+    readonly maxStreams: number;
+    readonly idleTtlS: number;
+    readonly maxQueuedSteps: number;
+    readonly maxFutureS: number;
+    readonly maxSamplesPerStep: number;
+  };
   readonly publish: { readonly enabled: boolean; readonly topic: string; readonly qos: 0 | 1 | 2; readonly retain: boolean };
   readonly http: { readonly enabled: boolean; readonly host: string; readonly port: number };
   readonly stats: { readonly intervalS: number; readonly topic: string };

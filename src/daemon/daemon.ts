@@ -12,6 +12,7 @@ import { Metrics } from '../metrics/metrics.js';
 import { Store } from '../store/store.js';
 import { Ingest, compileRoutes, type RouteModel, type StepContext } from '../streams/ingest.js';
 import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
+import { Intake, type HoldReason } from './intake.js';
 
 export interface DaemonOptions {
   loaded: LoadedConfig;
@@ -31,6 +32,13 @@ export interface DaemonStats {
   resets: number;
   streams: number;
   queueDepth: number;
+  /** Why a message is held unacknowledged right now (backpressure), or null. */
+  holding: HoldReason | null;
+  /** Input-log position of the last input applied, and of the last checkpoint. */
+  seq: number;
+  checkpointSeq: number;
+  recovery: { restoredStreams: number; replayedInputs: number; ms: number };
+  residency: { resident: number; evicted: number; restored: number };
 }
 
 /**
@@ -47,7 +55,13 @@ export class Daemon {
   #store: Store | null = null;
   #mqtt: MqttConnection | null = null;
   #ingest: Ingest | null = null;
+  #intake: Intake | null = null;
   #sink: ForecastSink | null = null;
+  #checkpointTimer: NodeJS.Timeout | null = null;
+  #checkpointing: Promise<boolean> | null = null;
+  #checkpointSeq = 0;
+  #recovery = { restoredStreams: 0, replayedInputs: 0, ms: 0 };
+  #restoredReported = 0;
   #pruneTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #statsTimer: NodeJS.Timeout | null = null;
@@ -63,6 +77,12 @@ export class Daemon {
     this.metrics = new Metrics({
       models: () => [...this.#engines.values()].map((e) => ({ name: e.model.name, provider: e.model.provider, queueDepth: e.queueDepth, streams: e.streams })),
       brokerConnected: () => this.connected,
+      reliability: () => ({
+        holding: this.#intake?.holding ?? null,
+        storeFailing: this.#store?.failing ?? false,
+        residentStreams: this.#ingest?.residentStreams ?? 0,
+        logBacklog: Math.max(0, (this.#intake?.lastSeq ?? 0) - this.#checkpointSeq),
+      }),
     });
   }
 
@@ -76,7 +96,7 @@ export class Daemon {
     const checks = {
       started: this.#ready,
       brokerConnected: this.connected,
-      storeWritable: this.#store?.writable() ?? false,
+      storeWritable: (this.#store !== null && !this.#store.failing && this.#store.writable()),
       modelsLoaded: this.#engines.size > 0,
     };
     return { ready: Object.values(checks).every(Boolean), checks };
@@ -113,7 +133,14 @@ export class Daemon {
   async start(): Promise<void> {
     const { config: cfg, file } = this.#opts.loaded;
     const log = this.#log;
-    const store = new Store({ path: cfg.store.path, retentionDays: cfg.store.retentionDays, log: log.child({ component: 'store' }), now: this.#opts.now });
+    const store = new Store({
+      path: cfg.store.path,
+      retentionDays: cfg.store.retentionDays,
+      durability: cfg.durability.level,
+      maxSizeMiB: cfg.store.maxSizeMiB,
+      log: log.child({ component: 'store' }),
+      now: this.#opts.now,
+    });
     store.start();
     this.#store = store;
     log.info({ path: cfg.store.path }, 'store open');
@@ -148,7 +175,11 @@ export class Daemon {
         maxBatch: cfg.batching.maxBatch,
         maxDelayMs: cfg.batching.maxDelayMs,
         log,
-        onBatch: (size, seconds) => this.metrics.batch(model.name, size, seconds),
+        onBatch: (size, seconds) => {
+          this.metrics.batch(model.name, size, seconds);
+          // The queue just shrank: a message held for backpressure may go on.
+          if (this.#intake?.holding) queueMicrotask(() => this.#intake?.pump());
+        },
         onResults: (results, lm) => sink.handle(results, lm),
       });
       this.#engines.set(name, engine);
@@ -168,26 +199,35 @@ export class Daemon {
     if (problems.length > 0) throw new ConfigError(file, problems);
     let routes;
     try {
-      routes = compileRoutes(cfg.routes, (r) => r.models.map((n) => routeModels.get(n)!));
+      routes = compileRoutes(cfg.routes, (r) => r.models.map((n) => routeModels.get(n)!), { maxSamplesPerStep: cfg.limits.maxSamplesPerStep });
     } catch (err) {
       throw new ConfigError(file, [(err as Error).message]);
     }
     const ingest = new Ingest({
       routes,
       maxPayloadBytes: cfg.mqtt.maxPayloadBytes,
-      deadLetter: (row) => store.addDeadLetter(row),
-      event: (row) => store.addEvent(row),
+      maxStreams: cfg.limits.maxStreams,
+      maxFutureMs: cfg.limits.maxFutureS * 1000,
+      store,
       onAccepted: (route) => this.metrics.message(route),
       onRejected: (reason) => this.metrics.deadLetter(reason),
       onGap: (_stream, models) => models.forEach((m) => this.metrics.reset(m, 'gap')),
+      onStateDiscarded: (stream, model) =>
+        store.enqueue('event', () => store.addEvent({ at: this.#now(), stream, model, kind: 'state_discarded', detail: 'saved state belongs to another version of the model file' })),
       log,
     });
     this.#ingest = ingest;
+    const intake = new Intake({ ingest, store, busy: () => this.#busy(), onHold: (reason) => this.metrics.held(reason), log });
+    this.#intake = intake;
+    store.onRecovered = () => intake.pump();
+
+    await this.#recover();
+
     if (cfg.routes.some((r) => r.resample.wallClock)) {
       // Live streams: close steps whose time has passed even if no later sample comes.
-      const now = this.#opts.now ?? Date.now;
-      this.#sweepTimer = setInterval(() => ingest.sweep(now()), 1000).unref();
+      this.#sweepTimer = setInterval(() => intake.tick(this.#now()), 1000).unref();
     }
+    this.#checkpointTimer = setInterval(() => void this.checkpoint(), cfg.durability.checkpointIntervalS * 1000).unref();
 
     this.#pruneTimer = setInterval(() => {
       try {
@@ -202,7 +242,7 @@ export class Daemon {
       config: cfg.mqtt,
       secrets: this.#opts.loaded.secrets,
       filters: ingest.filters,
-      onMessage: (topic, payload, at) => ingest.handle(topic, payload, at),
+      onMessage: (message, ack) => intake.offer(message, ack),
       log: log.child({ component: 'mqtt' }),
       now: this.#opts.now,
     });
@@ -238,7 +278,107 @@ export class Daemon {
       resets: engines.reduce((n, e) => n + e.stats.resets, 0),
       streams: engines.reduce((n, e) => Math.max(n, e.streams), 0),
       queueDepth: engines.reduce((n, e) => n + e.queueDepth, 0),
+      holding: this.#intake?.holding ?? null,
+      seq: this.#intake?.lastSeq ?? 0,
+      checkpointSeq: this.#checkpointSeq,
+      recovery: { ...this.#recovery },
+      residency: { resident: this.#ingest?.residentStreams ?? 0, ...(this.#ingest?.residency ?? { evicted: 0, restored: 0 }) },
     };
+  }
+
+  #now(): number {
+    return (this.#opts.now ?? Date.now)();
+  }
+
+  /** The pipeline's reason to hold the next message, or null. */
+  #busy(): HoldReason | null {
+    if (this.#checkpointing) return 'checkpoint';
+    const max = this.#opts.loaded.config.limits.maxQueuedSteps;
+    for (const e of this.#engines.values()) if (e.queueDepth >= max) return 'queue_full';
+    return null;
+  }
+
+  async #drainEngines(): Promise<void> {
+    await Promise.all([...this.#engines.values()].map((e) => e.drain()));
+  }
+
+  /**
+   * Crash recovery: bring back the streams that were in memory at the last
+   * checkpoint, replay every input logged after it (predictions already stored
+   * are recomputed and skipped, not duplicated), then checkpoint, so the log
+   * starts empty.
+   */
+  async #recover(): Promise<void> {
+    const store = this.#store!;
+    const ingest = this.#ingest!;
+    const intake = this.#intake!;
+    const started = performance.now();
+    const from = store.checkpointSeq();
+    this.#checkpointSeq = from;
+    intake.lastSeq = from;
+    let restored = 0;
+    for (const row of store.residentStreams()) if (ingest.restore(row)) restored++;
+    let replayed = 0;
+    const max = this.#opts.loaded.config.limits.maxQueuedSteps;
+    for (let page = store.inputAfter(from, 1000); page.length > 0; page = store.inputAfter(intake.lastSeq, 1000)) {
+      for (const row of page) {
+        ingest.replay(row.seq, row.kind, row.topic, row.payload, row.receivedAt);
+        intake.lastSeq = row.seq;
+        replayed++;
+        if ([...this.#engines.values()].some((e) => e.queueDepth >= max)) await this.#drainEngines();
+      }
+    }
+    await this.#drainEngines();
+    this.metrics.replayed(replayed);
+    this.#recovery = { restoredStreams: restored, replayedInputs: replayed, ms: Math.round(performance.now() - started) };
+    if (replayed > 0 || restored > 0) this.#log.info({ checkpointSeq: from, ...this.#recovery }, 'recovered from checkpoint');
+    if (replayed > 0) await this.checkpoint();
+  }
+
+  /**
+   * Write a checkpoint: hold new messages, let the engines finish what is
+   * queued, then in one transaction store every changed stream's state with the
+   * log position it reflects and trim the log. Streams idle beyond
+   * limits.idleTtlS are spilled and leave memory. Returns false when it could
+   * not (the store is failing); the log keeps everything, the next one retries.
+   */
+  checkpoint(): Promise<boolean> {
+    this.#checkpointing ??= this.#checkpoint().finally(() => {
+      this.#checkpointing = null;
+      this.#intake?.pump();
+    });
+    return this.#checkpointing;
+  }
+
+  async #checkpoint(): Promise<boolean> {
+    const store = this.#store;
+    const ingest = this.#ingest;
+    const intake = this.#intake;
+    if (!store || !ingest || !intake) return false;
+    const started = performance.now();
+    await this.#drainEngines();
+    if (!store.flush()) {
+      this.#log.warn({ err: store.failure?.message }, 'checkpoint postponed: the store cannot write');
+      return false;
+    }
+    const ttl = this.#opts.loaded.config.limits.idleTtlS;
+    const snap = ingest.snapshot(ttl > 0 ? this.#now() - ttl * 1000 : -Infinity);
+    const seq = intake.lastSeq;
+    try {
+      store.writeCheckpoint(seq, snap.rows);
+    } catch (err) {
+      this.#log.warn({ err }, 'checkpoint failed; the input log keeps every message since the last one');
+      return false;
+    }
+    ingest.checkpointed(snap);
+    this.#checkpointSeq = seq;
+    const seconds = (performance.now() - started) / 1000;
+    this.metrics.checkpoint(seconds);
+    this.metrics.residency('evicted', snap.evict.length);
+    this.metrics.residency('restored', ingest.residency.restored - this.#restoredReported);
+    this.#restoredReported = ingest.residency.restored;
+    this.#log.debug({ seq, streams: snap.rows.length, evicted: snap.evict.length, ms: Math.round(seconds * 1000) }, 'checkpoint');
+    return true;
   }
 
   /** Graceful stop; the drain is bounded by shutdown.drainTimeoutMs. Safe to call twice. */
@@ -251,13 +391,16 @@ export class Daemon {
     const log = this.#log;
     log.info('stopping: no new messages, draining');
     this.#mqtt?.pause();
+    this.#intake?.stop();
+    if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     if (this.#statsTimer) clearInterval(this.#statsTimer);
     this.#ready = false;
     const drained = Promise.all([...this.#engines.values()].map((e) => e.drain())).then(() => true);
     const inTime = await Promise.race([drained, new Promise<false>((r) => setTimeout(() => r(false), deadlineMs).unref())]);
-    if (!inTime) log.error({ deadlineMs, queued: this.stats().queueDepth }, 'drain deadline passed; stopping with steps still queued');
+    if (!inTime) log.error({ deadlineMs, queued: this.stats().queueDepth }, 'drain deadline passed; stopping with steps still queued (the input log replays them at the next start)');
+    else if (this.#store && !(await this.checkpoint())) log.warn('no final checkpoint: the next start replays the input log');
     await this.#mqtt?.stop();
     await this.#http?.stop();
     for (const e of this.#engines.values()) await e.close(inTime ? Infinity : 0);

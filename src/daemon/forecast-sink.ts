@@ -5,7 +5,8 @@ import type { Logger } from '../log.js';
 import type { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
 import { fillTemplate } from '../mqtt/topic-pattern.js';
 import type { Metrics } from '../metrics/metrics.js';
-import type { PredictionRow, StepRow, Store } from '../store/store.js';
+import type { ModelCard } from '../inference/card.js';
+import type { EventRow, PredictionRow, ScoredRow, StepRow, Store } from '../store/store.js';
 import type { StepContext } from '../streams/ingest.js';
 
 export interface PublishSettings {
@@ -53,7 +54,13 @@ export class ForecastSink {
     this.#log = options.log.child({ component: 'forecast-sink' });
   }
 
-  /** The engine's onResults: runs synchronously inside the batch, so a batch commits before the next runs. */
+  /**
+   * The engine's onResults: builds the batch's rows and queues one commit. The
+   * commit runs at once unless the store is failing, in which case it waits in
+   * order (and the daemon stops acknowledging messages until it has gone
+   * through). Only forecasts the commit actually inserted are published: a
+   * replay after a crash recomputes forecasts already stored and sent.
+   */
   handle(results: readonly StepResult[], model: LoadedModel): void {
     const card = model.card!;
     const scaler = this.#opts.scalers.get(model.name)!;
@@ -61,18 +68,20 @@ export class ForecastSink {
     const T = card.targets.length;
     const steps: StepRow[] = [];
     const rows: PredictionRow[] = [];
-    const messages: Array<{ msg: ForecastMessage; ctx: StepContext }> = [];
+    const resets: EventRow[] = [];
+    const messages: Array<{ msg: ForecastMessage; ctx: StepContext; first: number }> = [];
     for (const r of results) {
       const ctx = r.context as StepContext;
       steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, topic: ctx.topic, values: ctx.values, filled: ctx.filled });
       if (r.status === 'reset') {
         this.#opts.metrics?.reset(model.name, 'non_finite');
-        this.#opts.store.addEvent({ at: ctx.receivedAt, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite' });
+        resets.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite', seq: ctx.seq });
         continue;
       }
       if (r.status !== 'ok') continue;
       const out = scaler.unscaleOutput(r.output!);
       const msg: ForecastMessage = { stream: r.streamId, model: model.name, issued_at: new Date(ctx.ts).toISOString(), step_s: card.stepSeconds, forecast: [] };
+      const first = rows.length;
       card.horizons.forEach((horizon, hi) => {
         const targetTime = ctx.ts + horizon * stepMs;
         const values: Record<string, number> = {};
@@ -83,17 +92,26 @@ export class ForecastSink {
         });
         msg.forecast.push({ horizon, target_time: new Date(targetTime).toISOString(), values });
       });
-      messages.push({ msg, ctx });
+      messages.push({ msg, ctx, first });
     }
-    const scored = this.#opts.store.commit(model.name, steps, rows);
-    this.predictions += messages.length;
+    const store = this.#opts.store;
+    store.enqueue(`batch of ${model.name}`, () => {
+      const { scored, inserted } = store.commit(model.name, steps, rows, resets);
+      this.#committed(model, card, messages, scored, inserted);
+    });
+    if (messages.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: messages.length }, 'batch had steps without forecast');
+  }
+
+  #committed(model: LoadedModel, card: ModelCard, messages: Array<{ msg: ForecastMessage; ctx: StepContext; first: number }>, scored: ScoredRow[], inserted: boolean[]): void {
+    const fresh = messages.filter((m) => inserted[m.first]);
+    this.predictions += fresh.length;
     const { publish, publisher, metrics, discovery } = this.#opts;
     if (metrics) {
       const now = (this.#opts.now ?? Date.now)();
-      metrics.committed(model.name, messages.map(({ ctx }) => (now - ctx.receivedAt) / 1000));
+      metrics.committed(model.name, fresh.map(({ ctx }) => (now - ctx.receivedAt) / 1000));
       metrics.scored(scored);
     }
-    for (const { msg, ctx } of messages) {
+    for (const { msg, ctx } of fresh) {
       if (publish.enabled && publisher) {
         const topic = fillTemplate(publish.topic, { ...ctx.params, stream: msg.stream, model: msg.model });
         publisher.publish(topic, JSON.stringify(msg), publish.qos, publish.retain);
@@ -101,6 +119,5 @@ export class ForecastSink {
       }
       this.#opts.onForecast?.(msg, ctx);
     }
-    if (messages.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: messages.length }, 'batch had steps without forecast');
   }
 }

@@ -100,6 +100,26 @@ export class InferenceEngine {
     return this.runner.streams;
   }
 
+  /** A copy of a stream's state for a checkpoint (call while the engine is drained). */
+  exportStream(streamId: string): { state: Float32Array; filled: number } | undefined {
+    return this.runner.exportStream(streamId);
+  }
+
+  /**
+   * Restore a stream's state from a checkpoint. Returns false (and leaves the
+   * stream at zero state) when the state does not fit this model's graph.
+   */
+  importStream(streamId: string, state: Float32Array, filled: number): boolean {
+    if (state.length !== this.runner.streamStateSize) return false;
+    this.runner.importStream(streamId, state, filled);
+    return true;
+  }
+
+  /** Free a stream's state (evicted after idling; spill it first). */
+  releaseStream(streamId: string): void {
+    this.runner.releaseStream(streamId);
+  }
+
   /** Run everything queued; resolves when all results have been delivered. */
   drain(): Promise<void> {
     return this.#batcher.drain();

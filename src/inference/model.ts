@@ -1,4 +1,5 @@
-import { existsSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { ErrorCodes, TidecastError } from '../errors.js';
@@ -32,6 +33,8 @@ export interface LoadedModel {
   readonly outputs: readonly TensorInfo[];
   /** The execution provider the session runs on. */
   readonly provider: string;
+  /** sha256 of the model file (first 16 hex digits): a checkpointed state is only restored into the same graph. */
+  readonly fingerprint: string;
 }
 
 function tensorInfos(meta: readonly ort.InferenceSession.ValueMetadata[]): TensorInfo[] {
@@ -112,7 +115,8 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
     }
     const name = card?.name ?? path.basename(abs).replace(/\.onnx$/i, '');
     const provider = (options.executionProviders ?? ['cpu'])[0] ?? 'cpu';
-    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, provider, ...resolveMode(signature, card, options.window, abs) };
+    const fingerprint = createHash('sha256').update(readFileSync(abs)).digest('hex').slice(0, 16);
+    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, provider, fingerprint, ...resolveMode(signature, card, options.window, abs) };
   } catch (err) {
     await session.release();
     throw err;

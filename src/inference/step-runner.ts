@@ -73,6 +73,33 @@ export class StepRunner {
     return this.slab?.size ?? this.windows?.size ?? 0;
   }
 
+  /** A copy of a stream's state (or window), for checkpoints; undefined when it holds none. */
+  exportStream(streamId: string): { state: Float32Array; filled: number } | undefined {
+    if (this.slab) {
+      const state = this.slab.read(streamId);
+      return state && { state, filled: 0 };
+    }
+    const w = this.windows?.read(streamId);
+    return w && { state: w.data, filled: w.filled };
+  }
+
+  /** Size in floats of one stream's state (or window): a stored state of another size belongs to another graph. */
+  get streamStateSize(): number {
+    return this.slab?.slotSize ?? (this.windows ? this.windows.window * this.windows.features : 0);
+  }
+
+  /** Restore a stream's state (or window) from a checkpoint. */
+  importStream(streamId: string, state: Float32Array, filled: number): void {
+    if (this.slab) this.slab.write(streamId, state);
+    else this.windows?.write(streamId, state, filled);
+  }
+
+  /** Forget a stream and free its memory (it was evicted after idling, its state spilled first). */
+  releaseStream(streamId: string): void {
+    this.slab?.release(streamId);
+    this.windows?.release(streamId);
+  }
+
   /** Forget a stream's history: the next step starts from zero state / an empty window. */
   resetStream(streamId: string): void {
     this.slab?.reset(streamId);

@@ -48,4 +48,25 @@ export class WindowBuffer {
     this.#filled.delete(streamId);
   }
 
+  has(streamId: string): boolean {
+    return this.#slab.has(streamId);
+  }
+
+  /** A copy of the stream's window and how many steps it holds (for checkpoints). */
+  read(streamId: string): { data: Float32Array; filled: number } | undefined {
+    const data = this.#slab.read(streamId);
+    return data && { data, filled: this.#filled.get(streamId) ?? 0 };
+  }
+
+  /** Restore a stream's window from a checkpoint. */
+  write(streamId: string, data: Float32Array, filled: number): void {
+    this.#slab.write(streamId, data);
+    this.#filled.set(streamId, Math.min(this.window, Math.max(0, filled)));
+  }
+
+  /** Forget a stream (evicted after idling; its window was spilled first). */
+  release(streamId: string): void {
+    this.#slab.release(streamId);
+    this.#filled.delete(streamId);
+  }
 }

@@ -4,6 +4,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface MetricsSource {
   models(): Array<{ name: string; provider: string; queueDepth: number; streams: number }>;
   brokerConnected(): boolean;
+  /** Durability and backpressure state, read at scrape time. */
+  reliability(): { holding: string | null; storeFailing: boolean; residentStreams: number; logBacklog: number };
 }
 
 const ACCURACY_WINDOW = 500;
@@ -50,6 +52,10 @@ export class Metrics {
   readonly #endToEnd: Histogram<'model'>;
   readonly #predictions: Counter<'model'>;
   readonly #resets: Counter<'model' | 'reason'>;
+  readonly #holds: Counter<'reason'>;
+  readonly #checkpoints: Histogram;
+  readonly #residency: Counter<'action'>;
+  readonly #replayed: Counter;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
 
   constructor(source: MetricsSource) {
@@ -77,6 +83,29 @@ export class Metrics {
     new Gauge({
       name: 'tidecast_broker_connected', help: '1 while connected to the MQTT broker', registers: [r],
       collect() { this.set(source.brokerConnected() ? 1 : 0); },
+    });
+    this.#holds = new Counter({ name: 'tidecast_backpressure_total', help: 'Times a message was held unacknowledged: queue_full, checkpoint, store (disk full, locked, I/O)', labelNames: ['reason'], registers: [r] });
+    for (const reason of ['queue_full', 'checkpoint', 'store']) this.#holds.inc({ reason }, 0);
+    this.#checkpoints = new Histogram({ name: 'tidecast_checkpoint_seconds', help: 'Time of one checkpoint (drain, snapshot, commit)', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r] });
+    this.#residency = new Counter({ name: 'tidecast_streams_spilled_total', help: 'Idle streams spilled to SQLite and evicted (evicted), and brought back (restored)', labelNames: ['action'], registers: [r] });
+    this.#residency.inc({ action: 'evicted' }, 0);
+    this.#residency.inc({ action: 'restored' }, 0);
+    this.#replayed = new Counter({ name: 'tidecast_replayed_inputs_total', help: 'Input-log entries replayed at start (recovery after a crash)', registers: [r] });
+    new Gauge({
+      name: 'tidecast_holding', help: '1 while a message is held unacknowledged (backpressure)', registers: [r],
+      collect() { this.set(source.reliability().holding ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'tidecast_store_failing', help: '1 while the store cannot write (disk full, locked, I/O error)', registers: [r],
+      collect() { this.set(source.reliability().storeFailing ? 1 : 0); },
+    });
+    new Gauge({
+      name: 'tidecast_resident_streams', help: 'Streams in memory (limits.maxStreams bounds it)', registers: [r],
+      collect() { this.set(source.reliability().residentStreams); },
+    });
+    new Gauge({
+      name: 'tidecast_input_log_backlog', help: 'Inputs logged since the last checkpoint (what a crash would replay)', registers: [r],
+      collect() { this.set(source.reliability().logBacklog); },
     });
     const accuracy = this.#accuracy;
     const stat = (name: string, help: string, pick: (s: ReturnType<RollingErrors['summary']>) => number): void => {
@@ -130,6 +159,22 @@ export class Metrics {
       if (!a) this.#accuracy.set(key, (a = { model: r.model, horizon: r.horizon, target: r.target, errors: new RollingErrors() }));
       a.errors.add(r.predicted - r.actual, r.persistence - r.actual);
     }
+  }
+
+  held(reason: 'queue_full' | 'checkpoint' | 'store'): void {
+    this.#holds.inc({ reason });
+  }
+
+  checkpoint(seconds: number): void {
+    this.#checkpoints.observe(seconds);
+  }
+
+  residency(action: 'evicted' | 'restored', n = 1): void {
+    if (n > 0) this.#residency.inc({ action }, n);
+  }
+
+  replayed(n: number): void {
+    this.#replayed.inc(n);
   }
 
   text(): Promise<string> {

@@ -2,7 +2,25 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import type { LoadedConfig } from '../config/config.js';
 import type { Logger } from '../log.js';
 
-export type MessageHandler = (topic: string, payload: Buffer, arrivalMs: number) => void;
+export interface IncomingMessage {
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly receivedAt: number;
+  readonly qos: 0 | 1 | 2;
+}
+
+/**
+ * Acknowledge a message: sends its PUBACK (QoS 1) and lets mqtt.js read the
+ * next packet. `stale` turns true when the connection it came on has closed:
+ * acknowledging then does nothing, and the broker redelivers the message.
+ */
+export interface Ack {
+  (): void;
+  readonly stale: boolean;
+}
+
+/** Receives each message; must call `ack` once the message is safe (now, or later to apply backpressure). */
+export type MessageHandler = (message: IncomingMessage, ack: Ack) => void;
 
 export interface MqttConnectionOptions {
   config: LoadedConfig['config']['mqtt'];
@@ -21,9 +39,11 @@ export interface MqttConnectionOptions {
  * connect, `offline` on clean stop and as the last will).
  *
  * Messages are handled in mqtt.js's `handleMessage` hook: for QoS 1 the PUBACK
- * goes out when its callback runs (MQTT 3.1.1 §4.3.2). While stopping, the hook
- * returns without acknowledging, so the broker keeps those messages for the
- * next session instead of tidecast dropping them.
+ * goes out when its callback runs (MQTT 3.1.1 §4.3.2), which the handler does
+ * through `ack` once the message is durably logged. mqtt.js reads no further
+ * packet until then, so a held ack is backpressure all the way to the broker.
+ * While stopping, the hook returns without acknowledging, so the broker keeps
+ * those messages for the next session instead of tidecast dropping them.
  */
 export class MqttConnection {
   readonly #opts: MqttConnectionOptions;
@@ -32,6 +52,8 @@ export class MqttConnection {
   #accepting = false;
   #backoffMs: number;
   #connectedOnce: Promise<void> | null = null;
+  /** Bumped when a connection closes: acks of its messages become stale. */
+  #generation = 0;
   /** Messages received, for logs and tests. */
   received = 0;
 
@@ -73,12 +95,23 @@ export class MqttConnection {
     client.handleMessage = (packet: IPublishPacket, done: (err?: Error) => void) => {
       if (!this.#accepting) return; // no PUBACK: the broker redelivers to the next session
       this.received++;
+      const generation = this.#generation;
+      let acked = false;
+      const ack = Object.defineProperty(
+        () => {
+          if (acked || generation !== this.#generation) return;
+          acked = true;
+          done();
+        },
+        'stale',
+        { get: () => generation !== this.#generation },
+      ) as Ack;
       try {
-        this.#opts.onMessage(packet.topic, packet.payload as Buffer, this.#now());
+        this.#opts.onMessage({ topic: packet.topic, payload: packet.payload as Buffer, receivedAt: this.#now(), qos: packet.qos }, ack);
       } catch (err) {
-        log.error({ err, topic: packet.topic }, 'message handler failed');
+        // The handler promises not to throw; if it does, the message stays with the broker.
+        log.error({ err, topic: packet.topic }, 'message handler failed; message left unacknowledged');
       }
-      done();
     };
     this.#connectedOnce = new Promise<void>((resolve) => {
       client.on('connect', (connack) => {
@@ -103,6 +136,7 @@ export class MqttConnection {
       });
     });
     client.on('close', () => {
+      this.#generation++;
       if (!this.#accepting) return;
       // Exponential backoff: mqtt.js reads reconnectPeriod each time it schedules a reconnect.
       log.warn({ retryInMs: this.#backoffMs }, 'disconnected from broker');

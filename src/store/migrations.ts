@@ -86,4 +86,46 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE dead_letters ADD COLUMN stream TEXT;
   CREATE INDEX dead_letters_by_stream ON dead_letters (stream, received_at);
   `,
+  // 4: durability. Every accepted message is logged before its PUBACK; a
+  // checkpoint records each stream's state as of one log position, and
+  // recovery replays the log after it. Rows the data path writes carry the log
+  // position (seq) of the message that caused them, so a replay adds nothing twice.
+  `
+  CREATE TABLE input_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, -- log position; never reused, even after the log is trimmed
+    kind INTEGER NOT NULL,          -- 0: message, 1: clock tick (wall-clock step closing)
+    received_at INTEGER NOT NULL,   -- arrival time (or the tick's time), ms
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+  );
+  -- A stream's step assembly as of the checkpoint (resident: it was in memory and
+  -- is restored at start; otherwise it was spilled after idling and loads on return).
+  CREATE TABLE stream_state (
+    grp TEXT NOT NULL,              -- the models a route runs, joined with '+'
+    stream TEXT NOT NULL,
+    resident INTEGER NOT NULL,
+    last_active INTEGER NOT NULL,   -- ms
+    assembler TEXT NOT NULL,        -- JSON
+    PRIMARY KEY (grp, stream)
+  ) WITHOUT ROWID;
+  -- A stream's recurrent state (or window) in one model, float32 little-endian.
+  CREATE TABLE model_state (
+    model TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,      -- the model file it belongs to
+    state BLOB NOT NULL,
+    filled INTEGER NOT NULL,        -- steps in a window (windowed models)
+    PRIMARY KEY (stream, model)
+  ) WITHOUT ROWID;
+  CREATE TABLE checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,           -- every input_log row up to here is reflected in the state tables
+    at INTEGER NOT NULL,
+    streams INTEGER NOT NULL
+  );
+  ALTER TABLE events ADD COLUMN seq INTEGER;
+  CREATE UNIQUE INDEX events_once ON events (seq, kind, ifnull(stream, ''), ifnull(model, ''), at) WHERE seq IS NOT NULL;
+  ALTER TABLE dead_letters ADD COLUMN seq INTEGER;
+  CREATE UNIQUE INDEX dead_letters_once ON dead_letters (seq) WHERE seq IS NOT NULL;
+  `,
 ];

@@ -36,6 +36,8 @@ export interface DeadLetterRow {
   readonly detail: string;
   readonly payload: Buffer;
   readonly payloadBytes: number;
+  /** Log position of the message, for rows written from the replayable data path. */
+  readonly seq?: number;
 }
 
 export interface EventRow {
@@ -44,6 +46,8 @@ export interface EventRow {
   readonly model: string | null;
   readonly kind: string;
   readonly detail: string;
+  /** Log position of the message that caused it (data-path events); null for others. */
+  readonly seq?: number | null;
 }
 
 /** An earlier forecast scored against the step that just arrived. */
@@ -67,7 +71,62 @@ export interface StoreOptions {
   retentionDays: number;
   log: Logger;
   now?: () => number;
+  /**
+   * `process` (default): synchronous=NORMAL, a commit survives the process
+   * crashing; `power`: synchronous=FULL, a commit also survives power loss, at
+   * one fsync per commit.
+   */
+  durability?: 'process' | 'power';
+  /** Cap on the database size (0: only the disk limits it); reaching it behaves as a full disk. */
+  maxSizeMiB?: number;
 }
+
+/** A logged input: a message (kind 0) or a wall-clock tick (kind 1). */
+export interface InputRow {
+  readonly seq: number;
+  readonly kind: 0 | 1;
+  readonly receivedAt: number;
+  readonly topic: string;
+  readonly payload: Buffer;
+}
+
+/** One model's state of a stream, as checkpointed. */
+export interface ModelStateRow {
+  readonly model: string;
+  readonly fingerprint: string;
+  readonly state: Buffer;
+  readonly filled: number;
+}
+
+/** A stream's checkpointed state: its step assembly and each model's state. */
+export interface StreamStateRow {
+  readonly group: string;
+  readonly stream: string;
+  readonly resident: boolean;
+  readonly lastActive: number;
+  readonly assembler: string;
+  readonly models: readonly ModelStateRow[];
+}
+
+/** What a batch commit did: errors scored, and per prediction whether it was new (a replay finds it stored). */
+export interface CommitResult {
+  readonly scored: ScoredRow[];
+  readonly inserted: boolean[];
+}
+
+/** SQLite result codes that describe the moment, not the data: retry later. */
+const TRANSIENT = /^SQLITE_(FULL|BUSY|LOCKED|IOERR|READONLY|CANTOPEN|PROTOCOL|NOMEM)/;
+
+/** True for a store error worth retrying (disk full, locked, I/O). */
+export function isTransientStoreError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === ErrorCodes.STORE_UNAVAILABLE) return true;
+  return typeof code === 'string' && TRANSIENT.test(code);
+}
+
+/** Retry delays for queued writes after a transient failure. */
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5000;
 
 type Stmt = Database.Statement;
 
@@ -80,8 +139,20 @@ export class Store {
   readonly #opts: StoreOptions;
   readonly #now: () => number;
   #db: Database.Database | null = null;
-  #stmts: Record<'step' | 'stream' | 'prediction' | 'deadLetter' | 'event' | 'score', Stmt> | null = null;
-  #commitBatch: ((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]) => ScoredRow[]) | null = null;
+  #stmts: Record<
+    'step' | 'stream' | 'prediction' | 'deadLetter' | 'event' | 'score' | 'input' | 'streamState' | 'modelState' | 'checkpoint' | 'trimLog' | 'loadStream' | 'loadModels',
+    Stmt
+  > | null = null;
+  #commitBatch: ((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[]) => CommitResult) | null = null;
+  #writeCheckpoint: ((seq: number, streams: readonly StreamStateRow[]) => void) | null = null;
+  /** Writes waiting after a transient failure, run in order. */
+  readonly #queue: Array<{ what: string; run: () => void }> = [];
+  #retryTimer: NodeJS.Timeout | null = null;
+  #retryMs = RETRY_MIN_MS;
+  /** The last transient failure, while writes are failing. */
+  #failure: Error | null = null;
+  /** Called when queued writes have all gone through after a failure. */
+  onRecovered: (() => void) | null = null;
 
   constructor(options: StoreOptions) {
     this.#opts = options;
@@ -96,13 +167,18 @@ export class Store {
       if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
       const db = new Database(file);
       db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma('busy_timeout = 5000');
+      db.pragma(`synchronous = ${this.#opts.durability === 'power' ? 'FULL' : 'NORMAL'}`);
+      // Short: a locked database is retried by the write queue, not by blocking the event loop.
+      db.pragma('busy_timeout = 1000');
       // 32 MiB page cache (default 2 MiB): predictions carry three indexes and a
       // million-row table no longer fits the default (bench/api: build time).
       db.pragma('cache_size = -32768');
       db.pragma('foreign_keys = ON');
       this.#migrate(db);
+      if (this.#opts.maxSizeMiB) {
+        const pageSize = db.pragma('page_size', { simple: true }) as number;
+        db.pragma(`max_page_count = ${Math.max(1, Math.floor((this.#opts.maxSizeMiB * 1024 * 1024) / pageSize))}`);
+      }
       this.#db = db;
     } catch (err) {
       throw new TidecastError(ErrorCodes.STORE, `cannot open the store ${file}: ${(err as Error).message}`, { cause: err });
@@ -120,8 +196,25 @@ export class Store {
         `INSERT INTO predictions (stream, model, issued_at, horizon, target, target_time, value, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       ),
-      deadLetter: db.prepare('INSERT INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes, stream) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      event: db.prepare('INSERT INTO events (at, stream, model, kind, detail) VALUES (?, ?, ?, ?, ?)'),
+      // Rows with a seq come from the data path and are written once however often it is replayed.
+      deadLetter: db.prepare('INSERT OR IGNORE INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes, stream, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      event: db.prepare('INSERT OR IGNORE INTO events (at, stream, model, kind, detail, seq) VALUES (?, ?, ?, ?, ?, ?)'),
+      input: db.prepare('INSERT INTO input_log (kind, received_at, topic, payload) VALUES (?, ?, ?, ?)'),
+      streamState: db.prepare(
+        `INSERT INTO stream_state (grp, stream, resident, last_active, assembler) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (grp, stream) DO UPDATE SET resident = excluded.resident, last_active = excluded.last_active, assembler = excluded.assembler`,
+      ),
+      modelState: db.prepare(
+        `INSERT INTO model_state (model, stream, fingerprint, state, filled) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (stream, model) DO UPDATE SET fingerprint = excluded.fingerprint, state = excluded.state, filled = excluded.filled`,
+      ),
+      checkpoint: db.prepare(
+        `INSERT INTO checkpoint (id, seq, at, streams) VALUES (1, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, at = excluded.at, streams = excluded.streams`,
+      ),
+      trimLog: db.prepare('DELETE FROM input_log WHERE seq <= ?'),
+      loadStream: db.prepare('SELECT grp AS "group", stream, resident, last_active AS lastActive, assembler FROM stream_state WHERE grp = ? AND stream = ?'),
+      loadModels: db.prepare('SELECT model, fingerprint, state, filled FROM model_state WHERE stream = ?'),
       // Online evaluation: this model's predictions whose target time is this step
       // get their error; persistence is the target's value at the issue step.
       score: db.prepare(
@@ -138,9 +231,10 @@ export class Store {
       ),
     };
     const s = this.#stmts;
-    this.#commitBatch = db.transaction((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]) => {
+    this.#commitBatch = db.transaction((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[]): CommitResult => {
       const now = this.#now();
       const scored: ScoredRow[] = [];
+      const inserted: boolean[] = [];
       for (const st of steps) {
         const values = JSON.stringify(st.values);
         const filled = st.filled.join(',');
@@ -150,8 +244,17 @@ export class Store {
         }
         scored.push(...(s.score.all({ values, filled, stream: st.stream, model, ts: st.ts }) as ScoredRow[]));
       }
-      for (const p of predictions) s.prediction.run(p.stream, p.model, p.issuedAt, p.horizon, p.target, p.targetTime, p.value, now);
-      return scored;
+      for (const e of events) s.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
+      for (const p of predictions) inserted.push(s.prediction.run(p.stream, p.model, p.issuedAt, p.horizon, p.target, p.targetTime, p.value, now).changes === 1);
+      return { scored, inserted };
+    });
+    this.#writeCheckpoint = db.transaction((seq: number, streams: readonly StreamStateRow[]) => {
+      for (const st of streams) {
+        s.streamState.run(st.group, st.stream, st.resident ? 1 : 0, st.lastActive, st.assembler);
+        for (const m of st.models) s.modelState.run(m.model, st.stream, m.fingerprint, m.state, m.filled);
+      }
+      s.checkpoint.run(seq, this.#now(), streams.length);
+      s.trimLog.run(seq);
     });
   }
 
@@ -178,9 +281,147 @@ export class Store {
    * Commit one model's batch in one transaction: its steps (the actuals), the
    * errors of its earlier predictions for those steps, and its new predictions.
    */
-  commit(model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[]): ScoredRow[] {
+  commit(model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[] = []): CommitResult {
     this.#database();
-    return this.#commitBatch!(model, steps, predictions);
+    return this.#commitBatch!(model, steps, predictions, events);
+  }
+
+  /**
+   * Append an accepted message (or a clock tick) to the input log and return its
+   * position. Runs before the message is acknowledged: once this returns, the
+   * message survives a crash (and, with durability `power`, a power cut).
+   * Throws a transient error when the store cannot write; the caller holds the
+   * message unacknowledged and tries again.
+   */
+  appendInput(kind: 0 | 1, receivedAt: number, topic: string, payload: Buffer): number {
+    this.#database();
+    return Number(this.#stmts!.input.run(kind, receivedAt, topic, payload).lastInsertRowid);
+  }
+
+  /** Up to `limit` log entries after a position, in order (recovery replays them page by page). */
+  inputAfter(seq: number, limit: number): InputRow[] {
+    return this.#database().prepare('SELECT seq, kind, received_at AS receivedAt, topic, payload FROM input_log WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as InputRow[];
+  }
+
+  /** Entries in the input log (logged since the last checkpoint). */
+  inputBacklog(): number {
+    return (this.#database().prepare('SELECT count(*) AS n FROM input_log').get() as { n: number }).n;
+  }
+
+  /** The last checkpoint: the log position every stored state reflects (0: none yet). */
+  checkpointSeq(): number {
+    const row = this.#database().prepare('SELECT seq FROM checkpoint WHERE id = 1').get() as { seq: number } | undefined;
+    return row?.seq ?? 0;
+  }
+
+  /**
+   * Record a checkpoint in one transaction: the given streams' states (changed
+   * or spilled since the last one), the log position they correspond to, and
+   * the log trimmed up to it.
+   */
+  writeCheckpoint(seq: number, streams: readonly StreamStateRow[]): void {
+    this.#database();
+    this.#writeCheckpoint!(seq, streams);
+  }
+
+  /** Streams that were in memory at the last checkpoint, with their model states, in pages. */
+  *residentStreams(page = 5000): IterableIterator<StreamStateRow> {
+    const db = this.#database();
+    const next = db.prepare(
+      `SELECT grp AS "group", stream, last_active AS lastActive, assembler FROM stream_state
+       WHERE resident = 1 AND (grp, stream) > (?, ?) ORDER BY grp, stream LIMIT ?`,
+    );
+    let after: [string, string] = ['', ''];
+    for (;;) {
+      // A page at a time: better-sqlite3 runs no other statement while a cursor is open.
+      const rows = next.all(after[0], after[1], page) as Array<Omit<StreamStateRow, 'models' | 'resident'>>;
+      if (rows.length === 0) return;
+      const models = this.#stmts!.loadModels;
+      for (const r of rows) yield { ...r, resident: true, models: models.all(r.stream) as ModelStateRow[] };
+      const last = rows[rows.length - 1]!;
+      after = [last.group, last.stream];
+    }
+  }
+
+  /** A stream's stored state (spilled after idling, or checkpointed), if any. */
+  loadStream(group: string, stream: string): StreamStateRow | undefined {
+    this.#database();
+    const r = this.#stmts!.loadStream.get(group, stream) as (Omit<StreamStateRow, 'models' | 'resident'> & { resident: number }) | undefined;
+    if (!r) return undefined;
+    return { ...r, resident: r.resident === 1, models: this.#stmts!.loadModels.all(stream) as ModelStateRow[] };
+  }
+
+  /**
+   * Run a write now, or after the writes already waiting. A transient failure
+   * (disk full, locked, I/O) keeps it queued and retries with backoff until it
+   * goes through; any other failure is a bug in the row and is logged and dropped.
+   * `run` must be all-or-nothing (one statement or one transaction).
+   */
+  enqueue(what: string, run: () => void): void {
+    this.#queue.push({ what, run });
+    if (this.#queue.length === 1 && !this.#retryTimer) this.flush();
+  }
+
+  /** True while queued writes wait on a failing store. */
+  get failing(): boolean {
+    return this.#failure !== null;
+  }
+
+  /** The failure writes are waiting on, for logs and readiness. */
+  get failure(): Error | null {
+    return this.#failure;
+  }
+
+  /** Writes waiting to be retried. */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** Run queued writes in order; stops at the first transient failure. Returns true when none are left. */
+  flush(): boolean {
+    while (this.#queue.length > 0) {
+      const job = this.#queue[0]!;
+      try {
+        job.run();
+      } catch (err) {
+        if (isTransientStoreError(err)) {
+          this.#failed(err as Error, job.what);
+          return false;
+        }
+        this.#opts.log.error({ err, write: job.what }, 'store write refused; row dropped');
+      }
+      this.#queue.shift();
+    }
+    if (this.#failure) {
+      this.#opts.log.warn({ after: this.#failure.message }, 'store writable again; queued writes committed');
+      this.#failure = null;
+      this.#retryMs = RETRY_MIN_MS;
+      this.onRecovered?.();
+    }
+    return true;
+  }
+
+  /** Note a transient failure (from the queue or a caller) and schedule a retry. */
+  #failed(err: Error, what: string): void {
+    if (!this.#failure) this.#opts.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, write: what }, 'store cannot write: holding messages unacknowledged and retrying');
+    this.#failure = err;
+    if (this.#retryTimer) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      if (this.#db) this.flush();
+    }, this.#retryMs);
+    this.#retryTimer.unref();
+    this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
+  }
+
+  /** A write outside the queue failed transiently (e.g. the input log): report it the same way. */
+  reportFailure(err: Error, what: string): void {
+    this.#failed(err, what);
+  }
+
+  /** A write outside the queue went through: clears a failure when nothing is queued. */
+  reportSuccess(): void {
+    if (this.#failure && this.#queue.length === 0) this.flush();
   }
 
   /** Whether a write transaction can start now (readiness). */
@@ -193,14 +434,16 @@ export class Store {
     }
   }
 
+  /** Store a dead letter now (throws when the store cannot write). */
   addDeadLetter(row: DeadLetterRow): void {
     this.#database();
-    this.#stmts!.deadLetter.run(row.receivedAt, row.topic, row.reason, row.detail, row.payload, row.payloadBytes, row.stream ?? null);
+    this.#stmts!.deadLetter.run(row.receivedAt, row.topic, row.reason, row.detail, row.payload, row.payloadBytes, row.stream ?? null, row.seq ?? null);
   }
 
+  /** Store an event now (throws when the store cannot write). */
   addEvent(row: EventRow): void {
     this.#database();
-    this.#stmts!.event.run(row.at, row.stream, row.model, row.kind, row.detail);
+    this.#stmts!.event.run(row.at, row.stream, row.model, row.kind, row.detail, row.seq ?? null);
   }
 
   /** Delete rows older than the retention window; returns rows deleted per table. */
@@ -225,7 +468,13 @@ export class Store {
 
   /** Checkpoint the WAL and close. Safe to call twice. */
   stop(): void {
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
     if (!this.#db) return;
+    if (this.#queue.length > 0) {
+      this.flush();
+      if (this.#queue.length > 0) this.#opts.log.error({ queued: this.#queue.length, err: this.#failure?.message }, 'store stopping with writes it could not commit; the input log replays them at the next start');
+    }
     try {
       this.#db.pragma('wal_checkpoint(TRUNCATE)');
     } finally {
@@ -233,6 +482,7 @@ export class Store {
       this.#db = null;
       this.#stmts = null;
       this.#commitBatch = null;
+      this.#writeCheckpoint = null;
     }
   }
 }

@@ -15,6 +15,8 @@ export type DeadLetterReason =
   | 'bad_stream_id'
   | 'late'
   | 'unknown_feature'
+  | 'too_many_samples'
+  | 'stream_limit'
   | 'internal';
 
 /** One decoded reading: every feature the route's models need, at one time. */
@@ -46,6 +48,12 @@ function fieldAt(obj: unknown, path: string): unknown {
   return cur;
 }
 
+/** A short, safe rendering of a payload value for an error message (String() of a parsed object can throw). */
+function show(raw: unknown): string {
+  if (typeof raw === 'string' || typeof raw === 'number' || typeof raw === 'boolean') return String(raw).slice(0, 40);
+  return raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw;
+}
+
 function toNumber(raw: unknown, name: string, strings: boolean): number {
   let n: number;
   if (typeof raw === 'number') n = raw;
@@ -54,7 +62,7 @@ function toNumber(raw: unknown, name: string, strings: boolean): number {
   if (Number.isNaN(n) && typeof raw === 'string' && !/^\s*[+-]?nan\s*$/i.test(raw)) {
     throw new DecodeError('wrong_type', `${name}: "${raw.slice(0, 40)}" is not a number`);
   }
-  if (!Number.isFinite(n)) throw new DecodeError('non_finite', `${name}: ${String(raw).slice(0, 40)} is not finite`);
+  if (!Number.isFinite(n)) throw new DecodeError('non_finite', `${name}: ${show(raw)} is not finite`);
   return n;
 }
 
@@ -69,7 +77,7 @@ function parseTimestamp(raw: unknown, cfg: TimestampConfig): number {
   }
   // Years 1970..9999: catches seconds sent as ms and ms sent as seconds' garbage.
   if (!Number.isFinite(ms) || ms < 0 || ms > 253402300799999) {
-    throw new DecodeError('bad_timestamp', `timestamp "${String(raw).slice(0, 40)}" is not a valid ${cfg.format} time`);
+    throw new DecodeError('bad_timestamp', `timestamp "${show(raw)}" is not a valid ${cfg.format} time`);
   }
   return Math.round(ms);
 }

@@ -3,8 +3,8 @@ import type { InferenceEngine } from '../inference/engine.js';
 import type { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { TopicPattern, fillTemplate } from '../mqtt/topic-pattern.js';
-import type { DeadLetterRow, EventRow } from '../store/store.js';
-import { DecodeError, createDecoder, type DeadLetterReason, type Decoder } from './decoder.js';
+import type { DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
+import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
 import { StepAssembler, type AssembledEvent } from './step-assembler.js';
 
 /** A model as a route uses it. */
@@ -30,6 +30,14 @@ export interface StepContext {
   /** Features forward-filled from an earlier step. */
   readonly filled: readonly string[];
   readonly receivedAt: number;
+  /** Input-log position of the message (or tick) that released the step. */
+  readonly seq: number;
+}
+
+/** A stream held in memory: when it last had data, and whether it changed since the last checkpoint. */
+interface Resident {
+  lastActive: number;
+  dirty: boolean;
 }
 
 /**
@@ -37,8 +45,11 @@ export interface StepContext {
  * features of a stream may arrive on several topics and join into one step.
  */
 interface RouteGroup {
+  /** The models' names joined with '+': the group's name in checkpoints. */
+  readonly key: string;
   readonly models: readonly RouteModel[];
   readonly assembler: StepAssembler;
+  readonly resident: Map<string, Resident>;
 }
 
 export interface CompiledRoute {
@@ -51,9 +62,18 @@ export interface CompiledRoute {
 
 /** Payload kept for a too-large message: enough to see what it was. */
 const TOO_LARGE_KEEP = 1024;
+/** Longest stream id taken (ids become topic levels and primary keys). */
+const MAX_STREAM_ID = 256;
+// C0 and C1 control characters, DEL, and MQTT's wildcards: no place in a stream id that names topics.
+// eslint-disable-next-line no-control-regex
+const BAD_STREAM_CHARS = /[\u0000-\u001f\u007f-\u009f+#]/;
 
 /** Build the routes' runtime form; routes with the same models share an assembler. */
-export function compileRoutes(configs: readonly RouteConfig[], modelsOf: (route: RouteConfig) => readonly RouteModel[]): CompiledRoute[] {
+export function compileRoutes(
+  configs: readonly RouteConfig[],
+  modelsOf: (route: RouteConfig) => readonly RouteModel[],
+  limits: { maxSamplesPerStep?: number } = {},
+): CompiledRoute[] {
   const groups = new Map<string, RouteGroup>();
   return configs.map((cfg, i) => {
     const models = modelsOf(cfg);
@@ -65,7 +85,9 @@ export function compileRoutes(configs: readonly RouteConfig[], modelsOf: (route:
       if (steps.size !== 1) throw new Error(`routes[${i}]: models ${cfg.models.join(', ')} have different step intervals (${[...steps].join(', ')} s)`);
       const r = cfg.resample;
       group = {
+        key,
         models,
+        resident: new Map(),
         assembler: new StepAssembler({
           features,
           stepMs: [...steps][0]! * 1000,
@@ -75,6 +97,7 @@ export function compileRoutes(configs: readonly RouteConfig[], modelsOf: (route:
           wallClock: r.wallClock,
           maxFillSteps: r.maxFillSteps,
           maxGapSteps: r.maxGapSteps,
+          maxSamplesPerStep: limits.maxSamplesPerStep,
         }),
       };
       groups.set(key, group);
@@ -83,34 +106,87 @@ export function compileRoutes(configs: readonly RouteConfig[], modelsOf: (route:
   });
 }
 
+/** Where ingest keeps what it produces besides steps. */
+export interface IngestStore {
+  /** Queue a replay-safe write (rows carry their seq); retried while the store fails. */
+  enqueue(what: string, run: () => void): void;
+  addDeadLetter(row: DeadLetterRow): void;
+  addEvent(row: EventRow): void;
+  /** A stream's spilled or checkpointed state. */
+  loadStream(group: string, stream: string): StreamStateRow | undefined;
+}
+
 export interface IngestOptions {
   routes: readonly CompiledRoute[];
   maxPayloadBytes: number;
-  deadLetter(row: DeadLetterRow): void;
-  event(row: EventRow): void;
+  /** Most streams (per route group) held in memory; a new one beyond is refused. Default: unbounded. */
+  maxStreams?: number;
+  /** Samples more than this ahead of their arrival are refused as bad_timestamp (default 1 h). */
+  maxFutureMs?: number;
+  store: IngestStore;
   /** Counters for metrics. */
   onAccepted?(route: string): void;
   onRejected?(reason: DeadLetterReason): void;
   onGap?(stream: string, models: readonly string[]): void;
+  /** A restored state did not fit its model (the file changed): that stream starts over. */
+  onStateDiscarded?(stream: string, model: string): void;
   log: Logger;
 }
 
+/** A message that passed every check that does not depend on stream state; it may be logged and applied. */
+export interface Admitted {
+  readonly ok: true;
+  readonly route: CompiledRoute;
+  readonly stream: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly sample: Sample;
+  readonly topic: string;
+  readonly payload: Buffer;
+  readonly receivedAt: number;
+}
+
+/** A message refused before it touched any state: its dead letter. */
+export interface Refused {
+  readonly ok: false;
+  readonly reason: DeadLetterReason;
+  readonly row: DeadLetterRow;
+}
+
+/** The streams a checkpoint writes, and which of them leave memory once it is committed. */
+export interface Snapshot {
+  readonly rows: StreamStateRow[];
+  readonly evict: ReadonlyArray<{ group: RouteGroup; stream: string }>;
+  readonly clean: ReadonlyArray<Resident>;
+}
+
 /**
- * Message → samples → assembled steps → one engine step per model. Every
- * failure is caught here, at the stream boundary: logged with its reason,
- * counted, dead-lettered with the payload. Nothing a message contains can
- * throw past `handle`.
+ * Message → samples → assembled steps → one engine step per model, in two
+ * halves around the input log:
+ *
+ * - `admit` does every check that needs no stream state (size, route, stream
+ *   id, decoding, clock skew, the stream limit). A refusal is returned as a
+ *   dead letter for the caller to store before it acknowledges the message.
+ * - `apply` feeds an admitted and logged message to its stream's assembler and
+ *   the engines. It is deterministic given the state and the log, which is what
+ *   lets recovery replay the log after a checkpoint and land on the same state.
+ *
+ * It also owns stream residency: which streams are in memory, which changed
+ * since the last checkpoint, spilling idle ones and restoring them when they
+ * return. Nothing a message contains can throw past `admit` or `apply`.
  */
 export class Ingest {
   readonly #opts: IngestOptions;
   readonly #log: Logger;
   readonly #groups: readonly RouteGroup[];
+  #residents = 0;
   /** Accepted messages per route. */
   readonly accepted = new Map<string, number>();
   /** Dead letters per reason. */
   readonly rejected = new Map<DeadLetterReason, number>();
   /** Steps submitted, skipped (a feature could not be filled) and gaps that reset a stream. */
   readonly steps = { submitted: 0, skipped: 0, gapResets: 0 };
+  /** Streams spilled after idling, and restored on their return. */
+  readonly residency = { evicted: 0, restored: 0 };
 
   constructor(options: IngestOptions) {
     this.#opts = options;
@@ -128,57 +204,202 @@ export class Ingest {
     return this.#groups.reduce((n, g) => n + g.assembler.duplicates, 0);
   }
 
-  handle(topic: string, payload: Buffer, receivedAt: number): void {
-    this.#stream = undefined;
+  /** Streams held in memory, over all route groups. */
+  get residentStreams(): number {
+    return this.#residents;
+  }
+
+  /**
+   * The stateless half: route, stream id, decode and limits. `replay` skips the
+   * stream limit (the message was admitted when it was logged).
+   */
+  admit(topic: string, payload: Buffer, receivedAt: number, replay = false): Admitted | Refused {
+    let stream: string | undefined;
     try {
-      this.#handle(topic, payload, receivedAt);
+      if (payload.length > this.#opts.maxPayloadBytes) {
+        throw new DecodeError('too_large', `payload of ${payload.length} bytes exceeds mqtt.maxPayloadBytes ${this.#opts.maxPayloadBytes}`);
+      }
+      let route: CompiledRoute | undefined;
+      let params: Record<string, string> | null = null;
+      for (const r of this.#opts.routes) {
+        params = r.pattern.match(topic);
+        if (params) {
+          route = r;
+          break;
+        }
+      }
+      if (!route || !params) throw new DecodeError('no_route', `no route matches topic "${topic.slice(0, 200)}"`);
+      const id = fillTemplate(route.stream, { ...params, topic });
+      if (id === '' || /\{[^}]*\}/.test(id)) throw new DecodeError('bad_stream_id', `stream id template "${route.stream}" gave "${id.slice(0, 100)}"`);
+      if (id.length > MAX_STREAM_ID) throw new DecodeError('bad_stream_id', `stream id of ${id.length} characters exceeds ${MAX_STREAM_ID}`);
+      if (BAD_STREAM_CHARS.test(id)) throw new DecodeError('bad_stream_id', `stream id ${JSON.stringify(id.slice(0, 100))} contains a control character or an MQTT wildcard`);
+      stream = id;
+      const sample = route.decoder(payload, receivedAt, params);
+      const maxFuture = this.#opts.maxFutureMs ?? 3_600_000;
+      if (sample.ts > receivedAt + maxFuture) {
+        throw new DecodeError('bad_timestamp', `event time ${new Date(sample.ts).toISOString()} is more than ${maxFuture / 1000} s ahead of its arrival (limits.maxFutureS)`);
+      }
+      const max = this.#opts.maxStreams ?? Infinity;
+      if (!replay && this.#residents >= max && !route.group.resident.has(id)) {
+        throw new DecodeError('stream_limit', `${this.#residents} streams are active, the limit (limits.maxStreams) is ${max}`);
+      }
+      return { ok: true, route, stream: id, params, sample, topic, payload, receivedAt };
     } catch (err) {
       const reason: DeadLetterReason = err instanceof DecodeError ? err.reason : 'internal';
-      this.#reject(topic, payload, receivedAt, reason, (err as Error).message);
+      return { ok: false, reason, row: this.#deadLetter(stream, topic, payload, receivedAt, reason, (err as Error).message) };
     }
   }
 
-  /** The stream of the message being handled, once known (for its dead letter). */
-  #stream: string | undefined;
+  /** Count and log a refusal whose dead letter the caller has stored. */
+  refused(r: Refused): void {
+    this.#count(r.reason);
+    this.#log.warn({ topic: r.row.topic.slice(0, 200), stream: r.row.stream, reason: r.reason, detail: r.row.detail, bytes: r.row.payloadBytes }, 'message dead-lettered');
+  }
 
-  /** Close buckets the clock has passed (routes with `wallClock`); the daemon calls this periodically. */
-  sweep(now: number): void {
+  /** The stateful half: feed an admitted message, logged at `seq`, to its stream. */
+  apply(a: Admitted, seq: number): void {
+    const group = a.route.group;
+    const origin = { route: a.route.name, topic: a.topic, params: a.params, receivedAt: a.receivedAt, seq };
+    const events: AssembledEvent[] = [];
+    try {
+      this.#touch(group, a.stream, a.receivedAt);
+      this.#log.debug({ topic: a.topic, stream: a.stream, ts: a.sample.ts, features: Object.keys(a.sample.values) }, 'sample accepted');
+      for (const [feature, value] of Object.entries(a.sample.values)) events.push(...group.assembler.add(a.stream, feature, a.sample.ts, value));
+      this.accepted.set(a.route.name, (this.accepted.get(a.route.name) ?? 0) + 1);
+      this.#opts.onAccepted?.(a.route.name);
+    } catch (err) {
+      // late, too_many_samples: the message is in the log; its dead letter carries the seq so a replay stores it once.
+      const reason: DeadLetterReason = err instanceof DecodeError ? err.reason : 'internal';
+      const row = { ...this.#deadLetter(a.stream, a.topic, a.payload, a.receivedAt, reason, (err as Error).message), seq };
+      this.#count(reason);
+      this.#log.warn({ topic: a.topic, stream: a.stream, reason, detail: row.detail }, 'sample dead-lettered');
+      this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
+    }
+    // Steps an earlier feature of the message released still go on.
+    try {
+      this.#dispatch(group, events, origin);
+    } catch (err) {
+      this.#log.error({ err, stream: a.stream }, 'could not submit a step');
+    }
+  }
+
+  /** Replay one logged input at recovery. */
+  replay(seq: number, kind: 0 | 1, topic: string, payload: Buffer, receivedAt: number): void {
+    if (kind === 1) {
+      this.sweep(receivedAt, seq);
+      return;
+    }
+    const a = this.admit(topic, payload, receivedAt, true);
+    if (a.ok) {
+      this.apply(a, seq);
+      return;
+    }
+    // Logged when it passed, refused now: the configuration changed across the restart.
+    this.refused(a);
+    const row = { ...a.row, seq };
+    this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
+  }
+
+  /** Whether a wall-clock sweep now would close some step (the caller logs a tick first). */
+  sweepDue(now: number): boolean {
+    return this.#groups.some((g) => g.assembler.due(now));
+  }
+
+  /** Close buckets the clock has passed (routes with `wallClock`); `seq` is the tick's log position. */
+  sweep(now: number, seq: number): void {
     for (const g of this.#groups) {
       try {
-        this.#dispatch(g, g.assembler.sweep(now), { route: '(clock)', topic: '', params: {}, receivedAt: now });
+        const events = g.assembler.sweep(now);
+        for (const e of events) {
+          const r = g.resident.get(e.stream);
+          if (r) r.dirty = true;
+        }
+        this.#dispatch(g, events, { route: '(clock)', topic: '', params: {}, receivedAt: now, seq });
       } catch (err) {
         this.#log.error({ err }, 'clock sweep failed');
       }
     }
   }
 
-  #handle(topic: string, payload: Buffer, receivedAt: number): void {
-    if (payload.length > this.#opts.maxPayloadBytes) {
-      throw new DecodeError('too_large', `payload of ${payload.length} bytes exceeds mqtt.maxPayloadBytes ${this.#opts.maxPayloadBytes}`);
-    }
-    let route: CompiledRoute | undefined;
-    let params: Record<string, string> | null = null;
-    for (const r of this.#opts.routes) {
-      params = r.pattern.match(topic);
-      if (params) {
-        route = r;
-        break;
-      }
-    }
-    if (!route || !params) throw new DecodeError('no_route', `no route matches topic "${topic}"`);
-    const stream = fillTemplate(route.stream, { ...params, topic });
-    if (stream === '' || /\{[^}]*\}/.test(stream)) throw new DecodeError('bad_stream_id', `stream id template "${route.stream}" gave "${stream}"`);
-    this.#stream = stream;
-    const sample = route.decoder(payload, receivedAt, params);
-    this.#log.debug({ topic, stream, ts: sample.ts, features: Object.keys(sample.values) }, 'sample accepted');
-    const events: AssembledEvent[] = [];
-    for (const [feature, value] of Object.entries(sample.values)) events.push(...route.group.assembler.add(stream, feature, sample.ts, value));
-    this.accepted.set(route.name, (this.accepted.get(route.name) ?? 0) + 1);
-    this.#opts.onAccepted?.(route.name);
-    this.#dispatch(route.group, events, { route: route.name, topic, params, receivedAt });
+  /** Put a checkpointed stream back in memory (at start, for streams resident at the checkpoint). */
+  restore(row: StreamStateRow): boolean {
+    const group = this.#groups.find((g) => g.key === row.group);
+    if (!group || group.resident.has(row.stream)) return false;
+    this.#import(group, row);
+    group.resident.set(row.stream, { lastActive: row.lastActive, dirty: false });
+    this.#residents++;
+    return true;
   }
 
-  #dispatch(group: RouteGroup, events: readonly AssembledEvent[], origin: Pick<StepContext, 'route' | 'topic' | 'params' | 'receivedAt'>): void {
+  /**
+   * What a checkpoint must write: every stream changed since the last one, and
+   * the streams idle since `idleBefore` (spilled, then evicted by `checkpointed`).
+   * Call only while the engines are drained.
+   */
+  snapshot(idleBefore: number): Snapshot {
+    const rows: StreamStateRow[] = [];
+    const evict: Array<{ group: RouteGroup; stream: string }> = [];
+    const clean: Resident[] = [];
+    for (const g of this.#groups) {
+      for (const [stream, r] of g.resident) {
+        const idle = r.lastActive < idleBefore;
+        if (!r.dirty && !idle) continue;
+        if (idle) evict.push({ group: g, stream });
+        const assembler = g.assembler.exportStream(stream);
+        if (assembler === undefined) continue;
+        const models = [];
+        for (const m of g.models) {
+          const st = m.engine.exportStream(stream);
+          if (st) models.push({ model: m.name, fingerprint: m.engine.model.fingerprint, state: Buffer.from(st.state.buffer, st.state.byteOffset, st.state.byteLength), filled: st.filled });
+        }
+        rows.push({ group: g.key, stream, resident: !idle, lastActive: r.lastActive, assembler, models });
+        clean.push(r);
+      }
+    }
+    return { rows, evict, clean };
+  }
+
+  /** The snapshot is committed: its streams are clean, the idle ones leave memory. */
+  checkpointed(snap: Snapshot): void {
+    for (const r of snap.clean) r.dirty = false;
+    for (const { group, stream } of snap.evict) {
+      group.assembler.release(stream);
+      for (const m of group.models) m.engine.releaseStream(stream);
+      if (group.resident.delete(stream)) this.#residents--;
+      this.residency.evicted++;
+    }
+  }
+
+  /** Bring a stream into memory (restoring its spilled state) and mark it changed. */
+  #touch(group: RouteGroup, stream: string, at: number): void {
+    let r = group.resident.get(stream);
+    if (!r) {
+      const row = this.#opts.store.loadStream(group.key, stream);
+      if (row) {
+        this.#import(group, row);
+        this.residency.restored++;
+      }
+      r = { lastActive: at, dirty: true };
+      group.resident.set(stream, r);
+      this.#residents++;
+    }
+    r.lastActive = Math.max(r.lastActive, at);
+    r.dirty = true;
+  }
+
+  #import(group: RouteGroup, row: StreamStateRow): void {
+    group.assembler.importStream(row.stream, row.assembler);
+    for (const m of group.models) {
+      const saved = row.models.find((x) => x.model === m.name);
+      if (!saved) continue;
+      const state = new Float32Array(saved.state.buffer.slice(saved.state.byteOffset, saved.state.byteOffset + saved.state.byteLength));
+      if (saved.fingerprint === m.engine.model.fingerprint && m.engine.importStream(row.stream, state, saved.filled)) continue;
+      this.#log.warn({ stream: row.stream, model: m.name }, 'saved state belongs to another version of the model file: the stream starts from zero state');
+      this.#opts.onStateDiscarded?.(row.stream, m.name);
+    }
+  }
+
+  #dispatch(group: RouteGroup, events: readonly AssembledEvent[], origin: Pick<StepContext, 'route' | 'topic' | 'params' | 'receivedAt' | 'seq'>): void {
     const resetNext = new Set<string>();
     for (const e of events) {
       if (e.kind === 'gap') {
@@ -186,11 +407,13 @@ export class Ingest {
         this.#opts.onGap?.(e.stream, group.models.map((m) => m.name));
         resetNext.add(e.stream);
         this.#log.warn({ stream: e.stream, missedSteps: e.steps, at: new Date(e.ts).toISOString() }, 'gap longer than maxGapSteps: stream state reset');
-        this.#opts.event({ at: e.ts, stream: e.stream, model: null, kind: 'gap_reset', detail: `${e.steps} steps without data` });
+        const row: EventRow = { at: e.ts, stream: e.stream, model: null, kind: 'gap_reset', detail: `${e.steps} steps without data`, seq: origin.seq };
+        this.#write('event', () => this.#opts.store.addEvent(row));
       } else if (e.kind === 'skip') {
         this.steps.skipped++;
         this.#log.debug({ stream: e.stream, at: new Date(e.ts).toISOString(), missing: e.missing }, 'step skipped: features missing beyond maxFillSteps');
-        this.#opts.event({ at: e.ts, stream: e.stream, model: null, kind: 'step_skipped', detail: `missing ${e.missing.join(', ')}` });
+        const row: EventRow = { at: e.ts, stream: e.stream, model: null, kind: 'step_skipped', detail: `missing ${e.missing.join(', ')}`, seq: origin.seq };
+        this.#write('event', () => this.#opts.store.addEvent(row));
       } else {
         const context: StepContext = { ...origin, ts: e.ts, values: e.values, filled: e.filled };
         const resetBefore = resetNext.has(e.stream);
@@ -204,22 +427,28 @@ export class Ingest {
     }
   }
 
-  #reject(topic: string, payload: Buffer, receivedAt: number, reason: DeadLetterReason, detail: string): void {
+  #write(what: string, run: () => void): void {
+    try {
+      this.#opts.store.enqueue(what, run);
+    } catch (err) {
+      this.#log.error({ err, write: what }, 'could not queue a store write');
+    }
+  }
+
+  #count(reason: DeadLetterReason): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
     this.#opts.onRejected?.(reason);
-    this.#log.warn({ topic, stream: this.#stream, reason, detail, bytes: payload.length }, 'message dead-lettered');
-    try {
-      this.#opts.deadLetter({
-        stream: this.#stream,
-        receivedAt,
-        topic,
-        reason,
-        detail,
-        payload: reason === 'too_large' ? payload.subarray(0, TOO_LARGE_KEEP) : payload,
-        payloadBytes: payload.length,
-      });
-    } catch (err) {
-      this.#log.error({ err, topic, reason }, 'could not store dead letter');
-    }
+  }
+
+  #deadLetter(stream: string | undefined, topic: string, payload: Buffer, receivedAt: number, reason: DeadLetterReason, detail: string): DeadLetterRow {
+    return {
+      stream,
+      receivedAt,
+      topic,
+      reason,
+      detail,
+      payload: reason === 'too_large' ? payload.subarray(0, TOO_LARGE_KEEP) : payload,
+      payloadBytes: payload.length,
+    };
   }
 }

@@ -19,6 +19,8 @@ export interface AssemblerOptions {
   readonly maxFillSteps: number;
   /** More steps than this without an emitted step reset the stream's state. */
   readonly maxGapSteps: number;
+  /** Most distinct samples one step of one stream takes (bounds the memory a stream can claim); default 10000. */
+  readonly maxSamplesPerStep?: number;
 }
 
 /** What the assembler hands on, in event-time order per stream. */
@@ -48,6 +50,16 @@ interface StreamState {
 }
 
 const RECENT_BUCKETS = 8;
+
+/** A stream's state in a checkpoint: compact arrays, numbers round-trip exactly through JSON. */
+interface StreamSnapshot {
+  n: number;
+  w: number;
+  e: number | null;
+  o: Array<[number, Array<[string, number, number, number, number, number, number]>, string[]]>;
+  r: Array<[number, string[]]>;
+  l: Array<[string, number, number]>;
+}
 
 function aggValue(a: FeatureAgg, how: Aggregation): number {
   switch (how) {
@@ -119,6 +131,10 @@ export class StepAssembler {
       this.duplicates++;
       return [];
     }
+    const cap = this.#o.maxSamplesPerStep ?? 10_000;
+    if (bucket.keys.size >= cap) {
+      throw new DecodeError('too_many_samples', `the step at ${new Date(start).toISOString()} already holds ${cap} samples (limits.maxSamplesPerStep)`);
+    }
     bucket.keys.add(key);
     const a = bucket.aggs.get(feature);
     if (!a) bucket.aggs.set(feature, { n: 1, sum: value, min: value, max: value, last: value, lastTs: ts });
@@ -134,6 +150,62 @@ export class StepAssembler {
     }
     if (ts > s.watermark) s.watermark = ts;
     return this.#drain(stream, s, s.watermark);
+  }
+
+  has(stream: string): boolean {
+    return this.#streams.has(stream);
+  }
+
+  /** Streams held in memory. */
+  get size(): number {
+    return this.#streams.size;
+  }
+
+  /** Forget a stream (evicted after idling; export it first). */
+  release(stream: string): void {
+    this.#streams.delete(stream);
+  }
+
+  /** A stream's assembly state as JSON (for checkpoints); undefined when unknown. */
+  exportStream(stream: string): string | undefined {
+    const s = this.#streams.get(stream);
+    if (!s) return undefined;
+    const keys = (k: Set<string>): string[] => [...k];
+    const snap: StreamSnapshot = {
+      n: s.next,
+      w: s.watermark,
+      e: s.lastEmitted,
+      o: [...s.open].map(([start, b]) => [start, [...b.aggs].map(([f, a]) => [f, a.n, a.sum, a.min, a.max, a.last, a.lastTs]), keys(b.keys)]),
+      r: s.recent.map((r) => [r.start, keys(r.keys)]),
+      l: [...s.lastValue].map(([f, v]) => [f, v.value, v.bucket]),
+    };
+    return JSON.stringify(snap);
+  }
+
+  /** Restore a stream from `exportStream`'s JSON. */
+  importStream(stream: string, json: string): void {
+    const snap = JSON.parse(json) as StreamSnapshot;
+    this.#streams.set(stream, {
+      next: snap.n,
+      watermark: snap.w,
+      lastEmitted: snap.e,
+      open: new Map(
+        snap.o.map(([start, aggs, keys]) => [
+          start,
+          { aggs: new Map(aggs.map(([f, n, sum, min, max, last, lastTs]) => [f, { n, sum, min, max, last, lastTs }])), keys: new Set(keys) },
+        ]),
+      ),
+      recent: snap.r.map(([start, keys]) => ({ start, keys: new Set(keys) })),
+      lastValue: new Map(snap.l.map(([f, value, bucket]) => [f, { value, bucket }])),
+    });
+  }
+
+  /** Whether `sweep(nowMs)` would close a step of some stream (so the tick is worth logging). */
+  due(nowMs: number): boolean {
+    if (!this.#o.wallClock) return false;
+    const span = this.#o.stepMs + this.#o.latenessMs;
+    for (const s of this.#streams.values()) if (s.next + span <= Math.max(s.watermark, nowMs)) return true;
+    return false;
   }
 
   /** Close buckets the wall clock has passed (only with `wallClock`); call periodically. */

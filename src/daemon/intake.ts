@@ -1,0 +1,171 @@
+import type { Logger } from '../log.js';
+import type { Ack, IncomingMessage } from '../mqtt/mqtt-connection.js';
+import type { Store } from '../store/store.js';
+import type { Ingest } from '../streams/ingest.js';
+
+/** Why the intake cannot take a message right now. */
+export type HoldReason = 'queue_full' | 'checkpoint' | 'store';
+
+export interface IntakeOptions {
+  ingest: Ingest;
+  store: Store;
+  /** The pipeline's own reason to hold (full engine queues, a checkpoint running), or null. */
+  busy(): HoldReason | null;
+  onHold?(reason: HoldReason): void;
+  log: Logger;
+}
+
+/** Retry delays for a held message while the store fails. */
+const RETRY_MIN_MS = 50;
+const RETRY_MAX_MS = 2000;
+
+/**
+ * The acknowledgement path. Each message is admitted (stateless checks), then
+ * either its dead letter or the message itself is written to SQLite, and only
+ * then acknowledged; an admitted message is then applied to its stream. One
+ * autocommit insert per message keeps the connection flowing (mqtt.js handles
+ * one packet at a time), while inference batches on its own schedule.
+ *
+ * When the pipeline is busy (engine queues full, a checkpoint running) or the
+ * store cannot write (disk full, locked), the message is held unacknowledged:
+ * mqtt.js then reads nothing more and the broker keeps the rest. `pump()`
+ * retries it when the condition clears; a held message whose connection has
+ * closed is dropped, since the broker redelivers it on the next connection.
+ */
+export class Intake {
+  readonly #opts: IntakeOptions;
+  readonly #log: Logger;
+  #held: { msg: IncomingMessage; ack: Ack; since: number } | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #retryMs = RETRY_MIN_MS;
+  #holdReason: HoldReason | null = null;
+  #stopped = false;
+  /** Log position of the last input applied. */
+  lastSeq = 0;
+
+  constructor(options: IntakeOptions) {
+    this.#opts = options;
+    this.#log = options.log.child({ component: 'intake' });
+  }
+
+  /** Why a message is held right now, or null. */
+  get holding(): HoldReason | null {
+    return this.#held ? this.#holdReason : null;
+  }
+
+  /** The MQTT connection's message handler. Never throws. */
+  offer(msg: IncomingMessage, ack: Ack): void {
+    if (this.#stopped) return; // unacknowledged: the broker keeps it
+    if (this.#held) {
+      // mqtt.js sends the next message only after an ack; a new one means the
+      // held one's connection closed and the broker will redeliver it.
+      this.#held = null;
+    }
+    const reason = this.#take(msg);
+    if (reason === null) {
+      ack();
+      return;
+    }
+    this.#hold(msg, ack, reason);
+  }
+
+  /** Try the held message again (a batch finished, the store recovered, a checkpoint ended). */
+  pump(): void {
+    const held = this.#held;
+    if (!held || this.#stopped) return;
+    if (held.ack.stale) {
+      this.#held = null;
+      this.#clearTimer();
+      return;
+    }
+    const reason = this.#take(held.msg);
+    if (reason !== null) {
+      this.#holdReason = reason;
+      this.#schedule();
+      return;
+    }
+    this.#held = null;
+    this.#clearTimer();
+    this.#retryMs = RETRY_MIN_MS;
+    const heldMs = Date.now() - held.since;
+    if (heldMs > 1000) this.#log.info({ heldMs }, 'intake resumed');
+    held.ack();
+  }
+
+  /**
+   * A wall-clock tick: when it would close a step, log it first so a replay
+   * closes the same steps at the same point. Skipped while holding (the next
+   * tick catches up).
+   */
+  tick(now: number): void {
+    if (this.#stopped || this.#held || this.#opts.busy() !== null || this.#opts.store.queued > 0) return;
+    if (!this.#opts.ingest.sweepDue(now)) return;
+    let seq: number;
+    try {
+      seq = this.#opts.store.appendInput(1, now, '', Buffer.alloc(0));
+      this.#opts.store.reportSuccess();
+    } catch (err) {
+      this.#opts.store.reportFailure(err as Error, 'input log (tick)');
+      return;
+    }
+    this.lastSeq = seq;
+    this.#opts.ingest.sweep(now, seq);
+  }
+
+  /** Stop taking messages; a held one stays with the broker. */
+  stop(): void {
+    this.#stopped = true;
+    this.#held = null;
+    this.#clearTimer();
+  }
+
+  /** Process a message now; returns why it must wait instead, or null when it is safe to acknowledge. */
+  #take(msg: IncomingMessage): HoldReason | null {
+    const { ingest, store } = this.#opts;
+    if (store.queued > 0) return 'store';
+    const busy = this.#opts.busy();
+    if (busy !== null) return busy;
+    const a = ingest.admit(msg.topic, msg.payload, msg.receivedAt);
+    try {
+      if (!a.ok) {
+        store.addDeadLetter(a.row);
+        store.reportSuccess();
+        ingest.refused(a);
+        return null;
+      }
+      const seq = store.appendInput(0, msg.receivedAt, msg.topic, msg.payload);
+      store.reportSuccess();
+      this.lastSeq = seq;
+      ingest.apply(a, seq);
+      return null;
+    } catch (err) {
+      // Nothing was applied: the message waits, unacknowledged, until the store writes again.
+      store.reportFailure(err as Error, a.ok ? 'input log' : 'dead letter');
+      return 'store';
+    }
+  }
+
+  #hold(msg: IncomingMessage, ack: Ack, reason: HoldReason): void {
+    this.#held = { msg, ack, since: Date.now() };
+    this.#holdReason = reason;
+    this.#opts.onHold?.(reason);
+    this.#log.debug({ reason, topic: msg.topic }, 'holding a message unacknowledged');
+    this.#schedule();
+  }
+
+  /** Poll while holding: pipeline conditions clear on their own schedule, store failures back off. */
+  #schedule(): void {
+    if (this.#timer) return;
+    const ms = this.#holdReason === 'store' ? this.#retryMs : 5;
+    if (this.#holdReason === 'store') this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.pump();
+    }, ms);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+}
