@@ -1,37 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
-import { packageRoot } from '../src/paths.js';
 import { tempDir } from './helpers.js';
+import { logged, startChild } from './support/child.js';
 import { TestBroker } from './support/broker.js';
 import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
-
-const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
-
-interface Child { proc: ChildProcess; lines: string[]; stderr: () => string; exit: Promise<number | null> }
-
-function start(args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let buf = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    buf += d.toString();
-    const parts = buf.split('\n');
-    buf = parts.pop()!;
-    lines.push(...parts);
-  });
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
-  return { proc, lines, stderr: () => err, exit };
-}
-
-const logged = (c: Child, msg: string): Record<string, unknown> | undefined =>
-  c.lines.map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return {}; } }).find((l) => l.msg === msg);
 
 describe('the daemon as a child process', () => {
   it('SIGTERM: exits 0 with every accepted message\'s predictions in the database; secrets stay out of the logs', async () => {
@@ -41,7 +17,7 @@ describe('the daemon as a child process', () => {
     const secret = 'hunter2-Secret-Password';
     writeFileSync(path.join(tmp.dir, 'pw'), secret + '\n');
     const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'tidecast-child', passwordFile: path.join(tmp.dir, 'pw') });
-    const child = start(['run', '--config', file], { TIDECAST_LOG__LEVEL: 'debug' });
+    const child = startChild(['run', '--config', file], { TIDECAST_LOG__LEVEL: 'debug' });
     try {
       await waitFor(() => logged(child, 'ready') !== undefined, 15_000, 'the daemon to be ready');
       const msgs = telemetry(20, 25);
@@ -75,7 +51,7 @@ describe('the daemon as a child process', () => {
     const file = path.join(tmp.dir, 'bad.yaml');
     writeFileSync(file, 'mqtt:\n  url: http://nope\nmodels: {}\nroutes: []\nbatching: { maxDelayMs: -1 }\n');
     for (const cmd of ['run', 'check-config']) {
-      const child = start([cmd, '--config', file]);
+      const child = startChild([cmd, '--config', file]);
       assert.equal(await child.exit, 78, `${cmd}: ${child.stderr()}`);
       const err = child.stderr();
       assert.match(err, /TIDECAST_ERR_CONFIG/);

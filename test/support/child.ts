@@ -1,0 +1,72 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { packageRoot } from '../../src/paths.js';
+import { waitFor } from './fixtures.js';
+
+const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
+
+/** tidecast as a child process: its JSON log lines, stderr and exit. */
+export interface Child {
+  readonly proc: ChildProcess;
+  readonly lines: string[];
+  stderr(): string;
+  readonly exit: Promise<number | null>;
+}
+
+/** Run the built CLI (`dist/src/main.js`) with arguments and extra environment. */
+export function startChild(args: string[], env: NodeJS.ProcessEnv = {}): Child {
+  const proc = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let buf = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const parts = buf.split('\n');
+    buf = parts.pop()!;
+    lines.push(...parts);
+  });
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return { proc, lines, stderr: () => err, exit };
+}
+
+/** The first JSON log line with this `msg`. */
+export function logged(c: Child, msg: string): Record<string, unknown> | undefined {
+  for (const l of c.lines) {
+    if (!l.includes(msg)) continue;
+    try {
+      const o = JSON.parse(l) as Record<string, unknown>;
+      if (o.msg === msg) return o;
+    } catch {
+      // not a JSON line
+    }
+  }
+  return undefined;
+}
+
+/** Wait for the daemon's "ready" line; returns its HTTP base URL when it logged one. */
+export async function waitReady(c: Child, timeoutMs = 20_000): Promise<string | undefined> {
+  await waitFor(() => logged(c, 'ready') !== undefined || c.proc.exitCode !== null, timeoutMs, 'the daemon to be ready');
+  if (c.proc.exitCode !== null) throw new Error(`the daemon exited ${c.proc.exitCode}: ${c.stderr()}\n${c.lines.slice(-5).join('\n')}`);
+  return logged(c, 'http endpoint listening')?.url as string | undefined;
+}
+
+/** Resident set size of a process, bytes (Linux /proc). */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** One Prometheus sample from a /metrics text, summed over label sets matching `labels`. */
+export function metric(text: string, name: string, labels = ''): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (!(rest.startsWith(' ') || rest.startsWith('{'))) continue;
+    if (labels && !rest.includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
