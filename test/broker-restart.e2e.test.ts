@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
@@ -9,6 +11,7 @@ import { StepRunner } from '../src/inference/step-runner.js';
 import { silentLogger } from '../src/log.js';
 import { modelPath, tempDir } from './helpers.js';
 import { TestBroker, haveMosquitto } from './support/broker.js';
+import { startChild, waitReady } from './support/child.js';
 import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 
 describe('broker restart', () => {
@@ -56,5 +59,51 @@ describe('broker restart', () => {
     check.close();
     await model.session.release();
     tmp.remove();
+  });
+
+  it('a broker SIGKILLed and restarted mid-stream loses nothing: every message is predicted once', { timeout: 90_000 }, async () => {
+    assert.ok(haveMosquitto, 'this test needs Debian mosquitto');
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir, { saveEveryChange: true });
+    await broker.start();
+    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'tidecast-broker-kill', reconnectPeriodMs: 100 });
+    const child = startChild(['run', '--config', file]);
+    const dbFile = `${tmp.dir}/tidecast.db`;
+    const msgs = telemetry(10, 40).sort((a, b) => a.ts - b.ts);
+    try {
+      await waitReady(child);
+      // The publisher keeps its own session, so mqtt.js resends what the dead broker never acknowledged.
+      const pub = await mqtt.connectAsync(broker.url, { clientId: 'kill-pub', clean: false, reconnectPeriod: 100 });
+      const sent = Promise.all(
+        msgs.map(async (m, i) => {
+          await sleep(i * 5); // spread over about 2 s
+          await pub.publishAsync(m.topic, m.payload, { qos: 1 });
+        }),
+      );
+      await sleep(700);
+      await broker.stop('SIGKILL');
+      await sleep(300);
+      await broker.start();
+      await sent;
+      await pub.endAsync();
+      const count = (sql: string): number => {
+        const db = new Database(dbFile, { readonly: true });
+        try {
+          return (db.prepare(sql).get() as { n: number }).n;
+        } finally {
+          db.close();
+        }
+      };
+      await waitFor(() => count('SELECT count(*) n FROM predictions') >= msgs.length * 6, 30_000, 'every message predicted after the broker came back');
+      child.proc.kill('SIGTERM');
+      assert.equal(await child.exit, 0, child.stderr());
+      assert.equal(count('SELECT count(*) n FROM steps'), msgs.length, 'every message stored once');
+      assert.equal(count('SELECT count(*) n FROM predictions'), msgs.length * 6);
+      assert.ok(child.lines.some((l) => l.includes('"disconnected from broker"')), 'the daemon saw the broker die');
+    } finally {
+      child.proc.kill('SIGKILL');
+      await broker.stop();
+      tmp.remove();
+    }
   });
 });

@@ -119,7 +119,7 @@ export interface IngestStore {
 export interface IngestOptions {
   routes: readonly CompiledRoute[];
   maxPayloadBytes: number;
-  /** Most streams (per route group) held in memory; a new one beyond is refused. Default: unbounded. */
+  /** Most streams held in memory, over all route groups; one beyond (new, or spilled and returning) is refused. Default: unbounded. */
   maxStreams?: number;
   /** Samples more than this ahead of their arrival are refused as bad_timestamp (default 1 h). */
   maxFutureMs?: number;

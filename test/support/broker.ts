@@ -33,8 +33,11 @@ export class TestBroker {
   #aedes: EmbeddedBroker | null = null;
   log = '';
 
-  constructor(dir: string) {
+  readonly #saveEveryChange: boolean;
+
+  constructor(dir: string, options: { saveEveryChange?: boolean } = {}) {
     this.#dir = dir;
+    this.#saveEveryChange = options.saveEveryChange ?? false;
   }
 
   get url(): string {
@@ -60,6 +63,8 @@ export class TestBroker {
         'persistence true',
         `persistence_location ${this.#dir}/`,
         'autosave_interval 1',
+        // Save after every change (slow): a SIGKILLed broker then loses nothing it acknowledged.
+        ...(this.#saveEveryChange ? ['autosave_on_changes true'] : []),
         'max_queued_messages 100000',
         'log_dest stderr',
         'log_type error',
@@ -82,8 +87,8 @@ export class TestBroker {
     throw new Error(`mosquitto did not start on ${this.port}: ${this.log}`);
   }
 
-  /** Stop the broker (SIGTERM: Mosquitto saves its persistence file). */
-  async stop(): Promise<void> {
+  /** Stop the broker (SIGTERM: Mosquitto saves its persistence file; SIGKILL: only what autosave wrote survives). */
+  async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM'): Promise<void> {
     if (this.#aedes) {
       await this.#aedes.stop();
       this.#aedes = null;
@@ -91,7 +96,7 @@ export class TestBroker {
     const proc = this.#proc;
     if (proc && proc.exitCode === null) {
       const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
+      proc.kill(signal);
       await exited;
     }
     this.#proc = null;
