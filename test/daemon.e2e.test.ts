@@ -4,29 +4,13 @@ import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import type { ForecastMessage } from '../src/daemon/forecast-sink.js';
-import { loadModel } from '../src/inference/model.js';
-import { CardScaler } from '../src/inference/scaler.js';
-import { StepRunner } from '../src/inference/step-runner.js';
 import { silentLogger } from '../src/log.js';
-import { modelPath, tempDir } from './helpers.js';
+import { tempDir } from './helpers.js';
 import { TestBroker, haveMosquitto } from './support/broker.js';
-import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { expectedForecasts, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 
 interface PredRow { stream: string; issued_at: number; horizon: number; target: string; target_time: number; value: number }
 
-/** What the engine computes for each stream's sequence run directly, in physical units. */
-async function expectedForecasts(msgs: ReturnType<typeof telemetry>): Promise<Map<string, Float64Array>> {
-  const model = await loadModel(modelPath('weather-lstm'));
-  const runner = new StepRunner(model);
-  const scaler = new CardScaler(model.card!);
-  const want = new Map<string, Float64Array>();
-  for (const m of msgs) {
-    const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
-    want.set(`${m.stream}@${m.ts}`, scaler.unscaleOutput(r!.output!));
-  }
-  await model.session.release();
-  return want;
-}
 
 describe('daemon against a real broker and a real SQLite file', () => {
   const tmp = tempDir();

@@ -3,19 +3,13 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
-import { loadModel } from '../src/inference/model.js';
-import { CardScaler } from '../src/inference/scaler.js';
-import { StepRunner } from '../src/inference/step-runner.js';
 import { silentLogger } from '../src/log.js';
-import { modelPath, tempDir, testModelPath } from './helpers.js';
+import { tempDir, testModelPath } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { metric, rssBytes, startChild, waitReady } from './support/child.js';
-import { telemetry, waitFor } from './support/fixtures.js';
-
-type Telemetry = ReturnType<typeof telemetry>;
+import { expectedForecasts, publishAll, telemetry, waitFor } from './support/fixtures.js';
 
 const DAY_S = 86_400;
 const EPOCH_S = Date.UTC(2015, 0, 1) / 1000;
@@ -60,32 +54,9 @@ const WEATHER = {
     resample: { emit: complete, wallClock: false }`,
 };
 
-/** What weather-lstm computes for each stream's sequence run directly, in physical units. */
-async function expectedForecasts(msgs: Telemetry): Promise<Map<string, Float64Array>> {
-  const model = await loadModel(modelPath('weather-lstm'));
-  const runner = new StepRunner(model);
-  const scaler = new CardScaler(model.card!);
-  const want = new Map<string, Float64Array>();
-  for (const m of msgs) {
-    const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
-    want.set(`${m.stream}@${m.ts}`, scaler.unscaleOutput(r!.output!));
-  }
-  await model.session.release();
-  return want;
-}
 
 const count = (db: Database.Database, sql: string, ...args: unknown[]): number => (db.prepare(sql).get(...args) as { n: number }).n;
 
-async function publishAll(url: string, clientId: string, msgs: ReadonlyArray<{ topic: string; payload: string }>, window = Infinity): Promise<void> {
-  const pub = await mqtt.connectAsync(url, { clientId });
-  try {
-    for (let i = 0; i < msgs.length; i += window) {
-      await Promise.all(msgs.slice(i, i + window).map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
-    }
-  } finally {
-    await pub.endAsync();
-  }
-}
 
 describe('reliability: exploding state, idle spill and stream floods end to end', () => {
   it('a stream whose state explodes gets a state_reset event and starts over from zero; nothing non-finite is stored; other streams are untouched', async () => {

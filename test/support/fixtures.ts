@@ -3,6 +3,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
 import { readWeather } from '../../src/demo/weather-data.js';
+import { loadModel } from '../../src/inference/model.js';
+import { CardScaler } from '../../src/inference/scaler.js';
+import { StepRunner } from '../../src/inference/step-runner.js';
+import { modelPath } from '../helpers.js';
 
 /** A daemon config for tests: JSON telemetry on sensors/<site>/<device>/telemetry, weather-lstm. */
 export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number; homeAssistant?: boolean; statsIntervalS?: number } = {}): string {
@@ -86,4 +90,30 @@ export async function retained(url: string, filter: string, waitMs = 300): Promi
   await sleep(waitMs);
   await c.endAsync();
   return got;
+}
+
+/** What weather-lstm computes for each stream's sequence run directly, in physical units, keyed `stream@ts`. */
+export async function expectedForecasts(msgs: ReadonlyArray<{ stream: string; ts: number; raw: number[] }>): Promise<Map<string, Float64Array>> {
+  const model = await loadModel(modelPath('weather-lstm'));
+  const runner = new StepRunner(model);
+  const scaler = new CardScaler(model.card!);
+  const want = new Map<string, Float64Array>();
+  for (const m of msgs) {
+    const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
+    want.set(`${m.stream}@${m.ts}`, scaler.unscaleOutput(r!.output!));
+  }
+  await model.session.release();
+  return want;
+}
+
+/** Publish at QoS 1 from a fresh client, `window` messages in flight at a time. */
+export async function publishAll(url: string, clientId: string, msgs: ReadonlyArray<{ topic: string; payload: string | Buffer }>, window = Infinity): Promise<void> {
+  const pub = await mqtt.connectAsync(url, { clientId });
+  try {
+    for (let i = 0; i < msgs.length; i += window) {
+      await Promise.all(msgs.slice(i, i + window).map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
+    }
+  } finally {
+    await pub.endAsync();
+  }
 }
