@@ -17,14 +17,14 @@ import { telemetry, waitFor } from './support/fixtures.js';
  * uninterrupted run on the same input: same rows, values within 1e-5, no
  * duplicates, no gaps, every input stored.
  *
- * `npm test` runs a short form; `npm run test:chaos` (TIDECAST_CHAOS=long)
+ * `npm test` runs a short form; `npm run test:chaos` (CHAOS=long)
  * runs more streams, more messages and more kills.
  */
-const LONG = process.env.TIDECAST_CHAOS === 'long';
+const LONG = process.env.CHAOS === 'long';
 const STREAMS = LONG ? 40 : 12;
 const STEPS = LONG ? 250 : 100;
 const KILLS = LONG ? 15 : 5;
-const SEED = Number(process.env.TIDECAST_CHAOS_SEED ?? 20261127);
+const SEED = Number(process.env.CHAOS_SEED ?? 20261127);
 
 function writeConfig(dir: string, name: string, url: string): string {
   const file = path.join(dir, `${name}.yaml`);

@@ -128,4 +128,26 @@ describe('ingest admission', () => {
     const big = ingest.admit('x', Buffer.alloc(5000), 1);
     assert.deepEqual(big.ok ? null : [big.reason, big.row.payload.length, big.row.payloadBytes], ['too_large', 1024, 5000]);
   });
+
+  it('refuses stream ids with control characters, wildcards or excessive length (aedes or a bridge may pass such topics on)', async () => {
+    const { Ingest, compileRoutes } = await import('../src/streams/ingest.js');
+    const store = { enqueue: () => undefined, addDeadLetter: () => undefined, addEvent: () => undefined, loadStream: () => undefined };
+    const route = {
+      topic: 'fuzz/+id/data',
+      stream: 'fuzz/{id}',
+      models: ['m'],
+      decoder: { type: 'json' as const },
+      resample: { aggregate: {}, latenessMs: 0, emit: 'complete' as const, wallClock: false, maxFillSteps: 0, maxGapSteps: 0 },
+    };
+    // Admission never reaches the engine or scaler: a route model needs only its features and step here.
+    const model = { name: 'm', features: ['x'], stepSeconds: 60, engine: null as never, scaler: null as never };
+    const ingest = new Ingest({ routes: compileRoutes([route], () => [model]), maxPayloadBytes: 1000, store, log: silentLogger });
+    const payload = Buffer.from('{"x": 1}');
+    for (const id of ['a\u0001b', 'tab\there', 'del\u007f', 'c1\u0085', 'plus+', 'hash#', 'x'.repeat(257)]) {
+      const a = ingest.admit(`fuzz/${id}/data`, payload, 1);
+      assert.equal(a.ok ? 'accepted' : a.reason, 'bad_stream_id', JSON.stringify(id.slice(0, 20)));
+    }
+    const ok = ingest.admit('fuzz/ünïcode-☃/data', payload, 1);
+    assert.equal(ok.ok && ok.stream, 'fuzz/ünïcode-☃');
+  });
 });

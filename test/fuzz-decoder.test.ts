@@ -5,8 +5,8 @@ import { DecodeError, createDecoder } from '../src/streams/decoder.js';
 import type { DeadLetterReason, Decoder, Sample } from '../src/streams/decoder.js';
 import { CSV_COLUMNS, FEATURES, hostilePayload, hostileSamples, hostileTopicLevel, publishableTopicLevel, validPayload } from './support/hostile.js';
 
-/** Fixed so a failure reproduces; TIDECAST_FUZZ_SEED tries another. */
-const SEED = Number(process.env['TIDECAST_FUZZ_SEED'] ?? 0x7ec0de);
+/** Fixed so a failure reproduces; FUZZ_SEED tries another. */
+const SEED = Number(process.env['FUZZ_SEED'] ?? 0x7ec0de);
 /** Payloads per decoder: five decoders make 100,000. */
 const RUNS = 20_000;
 const ARRIVAL = Date.UTC(2015, 0, 1);

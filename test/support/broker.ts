@@ -65,7 +65,7 @@ export class TestBroker {
         'autosave_interval 1',
         // Save after every change (slow): a SIGKILLed broker then loses nothing it acknowledged.
         ...(this.#saveEveryChange ? ['autosave_on_changes true'] : []),
-        'max_queued_messages 100000',
+        'max_queued_messages 1000000',
         'log_dest stderr',
         'log_type error',
         'log_type warning',
