@@ -196,6 +196,36 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
     }
   });
 
+  it('a full engine queue holds acknowledgements (backpressure) instead of growing, and loses nothing', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    let daemon: Daemon | null = null;
+    try {
+      await broker.start();
+      // One queued step per model at most: every burst must wait for inference at the broker.
+      const file = writeConfig(tmp.dir, broker.url, 'tidecast-backpressure', { ...WEATHER, extra: 'limits: { maxQueuedSteps: 1 }' });
+      daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
+      await daemon.start();
+      const d = daemon;
+      const db = d.store!.db;
+      const msgs = telemetry(8, 25).sort((a, b) => a.ts - b.ts);
+      let deepest = 0;
+      const probe = setInterval(() => (deepest = Math.max(deepest, d.stats().queueDepth)), 1);
+      await publishAll(broker.url, 'bp-pub', msgs);
+      await waitFor(() => count(db, 'SELECT count(*) n FROM predictions') === msgs.length * 6, 20_000, 'every message predicted');
+      clearInterval(probe);
+      const text = await d.metrics.text();
+      assert.ok(metric(text, 'tidecast_backpressure_total', 'reason="queue_full"') >= 1, 'the intake held messages because the queue was full');
+      assert.ok(deepest <= 2, `the queue never grew past the limit (deepest seen ${deepest})`);
+      assert.equal(count(db, 'SELECT count(*) n FROM steps'), msgs.length);
+      assert.equal(count(db, 'SELECT count(*) n FROM dead_letters'), 0);
+    } finally {
+      await daemon?.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
   it('a flood of new streams beyond limits.maxStreams is dead-lettered as stream_limit with memory bounded; SIGTERM exits 0', async () => {
     const tmp = tempDir();
     const broker = new TestBroker(tmp.dir);
