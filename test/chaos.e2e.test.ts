@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,7 +7,7 @@ import mqtt from 'mqtt';
 import { prng, tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { startChild, waitReady, type Child } from './support/child.js';
-import { telemetry, waitFor } from './support/fixtures.js';
+import { telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
 
 /**
  * The kill test: a publisher sends K QoS 1 messages over M streams while the
@@ -25,35 +24,9 @@ const STREAMS = LONG ? 40 : 12;
 const STEPS = LONG ? 250 : 100;
 const KILLS = LONG ? 15 : 5;
 const SEED = Number(process.env.CHAOS_SEED ?? 20261127);
+/** Frequent checkpoints, so kills land between them and restarts replay the log. */
+const CHECKPOINTS = 'durability: { checkpointIntervalS: 0.25 }';
 
-function writeConfig(dir: string, name: string, url: string): string {
-  const file = path.join(dir, `${name}.yaml`);
-  writeFileSync(
-    file,
-    `
-log: { level: info }
-mqtt: { url: ${url}, clientId: ${name}, reconnectPeriodMs: 100 }
-models:
-  weather-lstm: {}
-routes:
-  - name: stations
-    topic: sensors/+site/+device/telemetry
-    stream: "{site}/{device}"
-    models: [weather-lstm]
-    decoder:
-      type: json
-      timestamp: { field: ts, format: epoch_s }
-      features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind }
-    resample: { emit: complete, wallClock: false }
-batching: { maxBatch: 64, maxDelayMs: 2 }
-store: { path: ${path.join(dir, `${name}.db`)}, retentionDays: 36500 }
-durability: { checkpointIntervalS: 0.25 }
-publish: { enabled: false }
-http: { enabled: false }
-`,
-  );
-  return file;
-}
 
 interface Pred { stream: string; model: string; issued_at: number; horizon: number; target: string; value: number }
 
@@ -108,7 +81,7 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
       const expected = msgs.length * 6;
 
       // Reference: one uninterrupted run.
-      const refFile = writeConfig(tmp.dir, 'reference', broker.url);
+      const refFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'reference', name: 'reference', http: false, extra: CHECKPOINTS });
       const ref = startChild(['run', '--config', refFile]);
       children.push(ref);
       await waitReady(ref);
@@ -118,7 +91,7 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
       assert.equal(await ref.exit, 0, ref.stderr());
 
       // Chaos: the same input while the daemon is killed and restarted.
-      const chaosFile = writeConfig(tmp.dir, 'chaos', broker.url);
+      const chaosFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'chaos', name: 'chaos', http: false, extra: CHECKPOINTS });
       const chaosDb = path.join(tmp.dir, 'chaos.db');
       const rand = prng(SEED);
       let child = startChild(['run', '--config', chaosFile]);

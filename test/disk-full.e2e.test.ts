@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -10,7 +9,7 @@ import { Store } from '../src/store/store.js';
 import { tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { logged, metric, startChild, waitReady } from './support/child.js';
-import { telemetry, waitFor } from './support/fixtures.js';
+import { telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
 
 const MiB = 1024 * 1024;
 
@@ -48,25 +47,7 @@ describe('disk full', () => {
     db.close();
     const capMiB = bytes / MiB + 0.25; // room for a couple of hundred messages, not for 600
 
-    const file = path.join(tmp.dir, 'tidecast.yaml');
-    writeFileSync(
-      file,
-      `
-mqtt: { url: ${broker.url}, clientId: tidecast-full, reconnectPeriodMs: 100 }
-models: { weather-lstm: {} }
-routes:
-  - topic: sensors/+site/+device/telemetry
-    stream: "{site}/{device}"
-    models: [weather-lstm]
-    decoder: { type: json, timestamp: { field: ts, format: epoch_s }, features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind } }
-    resample: { emit: complete, wallClock: false }
-batching: { maxBatch: 64, maxDelayMs: 2 }
-store: { path: ${dbFile}, retentionDays: 36500, maxSizeMiB: ${capMiB} }
-durability: { checkpointIntervalS: 1 }
-publish: { enabled: false }
-http: { port: 0 }
-`,
-    );
+    const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-full', store: `maxSizeMiB: ${capMiB}`, extra: 'durability: { checkpointIntervalS: 1 }' });
     const child = startChild(['run', '--config', file]);
     try {
       const http = await waitReady(child);

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,7 +6,7 @@ import Database from 'better-sqlite3';
 import { tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { metric, rssBytes, startChild, waitReady } from './support/child.js';
-import { expectedForecasts, publishAll, telemetry, waitFor } from './support/fixtures.js';
+import { STATIONS_ROUTE, expectedForecasts, publishAll, telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
 import { hostileSamples } from './support/hostile.js';
 
 const HOSTILE = Number(process.env.HOSTILE_COUNT ?? 100_000);
@@ -32,32 +31,18 @@ describe('hostile input, live', () => {
     const broker = new TestBroker(tmp.dir);
     await broker.start();
     const dbFile = path.join(tmp.dir, 'tidecast.db');
-    const file = path.join(tmp.dir, 'tidecast.yaml');
-    writeFileSync(
-      file,
-      `
-mqtt: { url: ${broker.url}, clientId: tidecast-hostile, maxPayloadBytes: 65536 }
-models: { weather-lstm: {} }
-routes:
-  - name: stations
-    topic: sensors/+site/+device/telemetry
-    stream: "{site}/{device}"
-    models: [weather-lstm]
-    decoder: { type: json, timestamp: { field: ts, format: epoch_s }, features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind } }
-    resample: { emit: complete, wallClock: false }
+    const file = writeDaemonConfig(tmp.dir, {
+      url: broker.url,
+      clientId: 'tidecast-hostile',
+      routes: `${STATIONS_ROUTE}
   - name: fuzz
     topic: fuzz/+id/data
     stream: "fuzz/{id}"
     models: [weather-lstm]
     decoder: { type: json, timestamp: { field: ts, format: epoch_ms } }
-    resample: { emit: complete, wallClock: false }
-limits: { maxStreams: 5000 }
-batching: { maxBatch: 256, maxDelayMs: 2 }
-store: { path: ${dbFile}, retentionDays: 36500 }
-publish: { enabled: false }
-http: { port: 0 }
-`,
-    );
+    resample: { emit: complete, wallClock: false }`,
+      extra: 'limits: { maxStreams: 5000 }',
+    });
     // Mosquitto disconnects a client that publishes a topic with wildcards, NUL, C0/C1 control characters or
     // broken UTF-8, so those never reach a daemon behind it (test/daemon.e2e.test.ts feeds them to admit()
     // directly); the rest of each hostile level (long, unicode, empty, '$') goes through as it is.

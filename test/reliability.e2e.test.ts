@@ -9,51 +9,11 @@ import { silentLogger } from '../src/log.js';
 import { tempDir, testModelPath } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { metric, rssBytes, startChild, waitReady } from './support/child.js';
-import { expectedForecasts, publishAll, telemetry, waitFor } from './support/fixtures.js';
+import { expectedForecasts, publishAll, telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
 
 const DAY_S = 86_400;
 const EPOCH_S = Date.UTC(2015, 0, 1) / 1000;
 const MiB = 1024 * 1024;
-
-/** A daemon config like writeTestConfig's, with the models, routes and extra sections given as YAML. */
-function writeConfig(dir: string, brokerUrl: string, clientId: string, sections: { models: string; routes: string; extra?: string }): string {
-  const file = path.join(dir, 'tidecast.yaml');
-  writeFileSync(
-    file,
-    `
-log: { level: info }
-mqtt:
-  url: ${brokerUrl}
-  clientId: ${clientId}
-  reconnectPeriodMs: 200
-models:
-${sections.models}
-routes:
-${sections.routes}
-batching: { maxBatch: 64, maxDelayMs: 2 }
-store: { path: ${path.join(dir, 'tidecast.db')}, retentionDays: 36500 }
-publish: { enabled: false }
-http: { port: 0 }
-${sections.extra ?? ''}
-`,
-  );
-  return file;
-}
-
-/** The shipped weather-lstm on JSON telemetry (sensors/<site>/<device>/telemetry), as in writeTestConfig. */
-const WEATHER = {
-  models: '  weather-lstm: {}',
-  routes: `  - name: stations
-    topic: sensors/+site/+device/telemetry
-    stream: "{site}/{device}"
-    models: [weather-lstm]
-    decoder:
-      type: json
-      timestamp: { field: ts, format: epoch_s }
-      features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind }
-    resample: { emit: complete, wallClock: false }`,
-};
-
 
 const count = (db: Database.Database, sql: string, ...args: unknown[]): number => (db.prepare(sql).get(...args) as { n: number }).n;
 
@@ -80,7 +40,9 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
           outputLayout: 'horizon-major',
         }),
       );
-      const file = writeConfig(tmp.dir, broker.url, 'tidecast-nan', {
+      const file = writeDaemonConfig(tmp.dir, {
+        url: broker.url,
+        clientId: 'tidecast-nan',
         models: `  nan-accumulator:\n    path: ${testModelPath('nan-accumulator.onnx')}\n    card: ${card}`,
         routes: `  - name: acc
     topic: acc/+id
@@ -152,7 +114,7 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
     let daemon: Daemon | null = null;
     try {
       await broker.start();
-      const file = writeConfig(tmp.dir, broker.url, 'tidecast-spill', { ...WEATHER, extra: 'limits: { idleTtlS: 0.5 }\ndurability: { checkpointIntervalS: 0.2 }' });
+      const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-spill', extra: 'limits: { idleTtlS: 0.5 }\ndurability: { checkpointIntervalS: 0.2 }' });
       daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
       await daemon.start();
       const d = daemon;
@@ -203,7 +165,7 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
     try {
       await broker.start();
       // One queued step per model at most: every burst must wait for inference at the broker.
-      const file = writeConfig(tmp.dir, broker.url, 'tidecast-backpressure', { ...WEATHER, extra: 'limits: { maxQueuedSteps: 1 }' });
+      const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-backpressure', extra: 'limits: { maxQueuedSteps: 1 }' });
       daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
       await daemon.start();
       const d = daemon;
@@ -232,7 +194,7 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
     await broker.start();
     const MAX = 1000;
     const TOTAL = 10_000;
-    const file = writeConfig(tmp.dir, broker.url, 'tidecast-flood', { ...WEATHER, extra: `limits: { maxStreams: ${MAX} }` });
+    const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-flood', extra: `limits: { maxStreams: ${MAX} }` });
     const child = startChild(['run', '--config', file]);
     try {
       const url = await waitReady(child);

@@ -24,15 +24,7 @@ ${extra.passwordFile ? `  username: tidecast\n  passwordFile: ${extra.passwordFi
 models:
   weather-lstm: {}
 routes:
-  - name: stations
-    topic: sensors/+site/+device/telemetry
-    stream: "{site}/{device}"
-    models: [weather-lstm]
-    decoder:
-      type: json
-      timestamp: { field: ts, format: epoch_s }
-      features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind }
-    resample: { emit: complete, wallClock: false }
+${STATIONS_ROUTE}
   - name: csv
     topic: csv/+station
     stream: "csv/{station}"
@@ -47,6 +39,56 @@ store: { path: ${path.join(dir, 'tidecast.db')}, retentionDays: 36500 }
 publish: { enabled: true, topic: "forecast/{model}/{site}/{device}", qos: 1 }
 http: { port: 0 }
 ${extra.homeAssistant ? 'homeAssistant: { discovery: true }\n' : ''}${extra.statsIntervalS ? `stats: { intervalS: ${extra.statsIntervalS} }\n` : ''}`,
+  );
+  return file;
+}
+
+/** writeTestConfig's JSON telemetry route (sensors/<site>/<device>/telemetry → weather-lstm), as YAML list items. */
+export const STATIONS_ROUTE = `  - name: stations
+    topic: sensors/+site/+device/telemetry
+    stream: "{site}/{device}"
+    models: [weather-lstm]
+    decoder:
+      type: json
+      timestamp: { field: ts, format: epoch_s }
+      features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind }
+    resample: { emit: complete, wallClock: false }`;
+
+export interface DaemonConfigOptions {
+  url: string;
+  clientId: string;
+  /** File and database base name (default tidecast). */
+  name?: string;
+  /** YAML under `models:` (default weather-lstm) and under `routes:` (default STATIONS_ROUTE). */
+  models?: string;
+  routes?: string;
+  /** Extra keys inside `store:`, e.g. `maxSizeMiB: 3`. */
+  store?: string;
+  /** Serve HTTP on a free port (default) or not at all. */
+  http?: boolean;
+  /** Further top-level sections, e.g. `limits: { maxStreams: 10 }`. */
+  extra?: string;
+}
+
+/** A daemon config for reliability tests: publishing off, HTTP on a free port, the given sections. */
+export function writeDaemonConfig(dir: string, o: DaemonConfigOptions): string {
+  const name = o.name ?? 'tidecast';
+  const file = path.join(dir, `${name}.yaml`);
+  writeFileSync(
+    file,
+    `
+log: { level: info }
+mqtt: { url: ${o.url}, clientId: ${o.clientId}, reconnectPeriodMs: 100 }
+models:
+${o.models ?? '  weather-lstm: {}'}
+routes:
+${o.routes ?? STATIONS_ROUTE}
+batching: { maxBatch: 64, maxDelayMs: 2 }
+store: { path: ${path.join(dir, `${name}.db`)}, retentionDays: 36500${o.store ? `, ${o.store}` : ''} }
+publish: { enabled: false }
+http: ${o.http === false ? '{ enabled: false }' : '{ port: 0 }'}
+${o.extra ?? ''}
+`,
   );
   return file;
 }
