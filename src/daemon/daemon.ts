@@ -303,8 +303,9 @@ export class Daemon {
   }
 
   /**
-   * Crash recovery: bring back the streams that were in memory at the last
-   * checkpoint, replay every input logged after it (predictions already stored
+   * Crash recovery: bring back the wall-clock routes' streams that were in
+   * memory at the last checkpoint (the others load on their next message,
+   * from the same checkpoint), replay every input logged after it (predictions already stored
    * are recomputed and skipped, not duplicated), then checkpoint, so the log
    * starts empty.
    */
@@ -317,7 +318,7 @@ export class Daemon {
     this.#checkpointSeq = from;
     intake.lastSeq = from;
     let restored = 0;
-    for (const row of store.residentStreams()) if (ingest.restore(row)) restored++;
+    for (const row of store.residentStreams(ingest.eagerGroups)) if (ingest.restore(row)) restored++;
     let replayed = 0;
     const max = this.#opts.loaded.config.limits.maxQueuedSteps;
     for (let page = store.inputAfter(from, 1000); page.length > 0; page = store.inputAfter(intake.lastSeq, 1000)) {

@@ -95,8 +95,9 @@ export class ForecastSink {
       messages.push({ msg, ctx, first });
     }
     const store = this.#opts.store;
+    const horizonsMs = card.horizons.map((h) => h * stepMs);
     store.enqueue(`batch of ${model.name}`, () => {
-      const { scored, inserted } = store.commit(model.name, steps, rows, resets);
+      const { scored, inserted } = store.commit(model.name, steps, rows, resets, horizonsMs);
       this.#committed(model, card, messages, scored, inserted);
     });
     if (messages.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: messages.length }, 'batch had steps without forecast');

@@ -140,10 +140,12 @@ export class Store {
   readonly #now: () => number;
   #db: Database.Database | null = null;
   #stmts: Record<
-    'step' | 'stream' | 'prediction' | 'deadLetter' | 'event' | 'score' | 'input' | 'streamState' | 'modelState' | 'checkpoint' | 'trimLog' | 'loadStream' | 'loadModels',
+    'step' | 'stream' | 'prediction' | 'deadLetter' | 'event' | 'input' | 'streamState' | 'modelState' | 'checkpoint' | 'trimLog' | 'loadStream' | 'loadModels',
     Stmt
   > | null = null;
-  #commitBatch: ((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[]) => CommitResult) | null = null;
+  #commitBatch: ((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[], horizonsMs: readonly number[]) => CommitResult) | null = null;
+  /** Scoring statements by the horizons (ms) they look back over: the issue times are constants in the SQL. */
+  readonly #scoreByOffsets = new Map<string, Stmt>();
   #writeCheckpoint: ((seq: number, streams: readonly StreamStateRow[]) => void) | null = null;
   /** Writes waiting after a transient failure, run in order. */
   readonly #queue: Array<{ what: string; run: () => void }> = [];
@@ -216,22 +218,12 @@ export class Store {
       loadStream: db.prepare('SELECT grp AS "group", stream, resident, last_active AS lastActive, assembler FROM stream_state WHERE grp = ? AND stream = ?'),
       loadModels: db.prepare('SELECT model, fingerprint, state, filled FROM model_state WHERE stream = ?'),
       // Online evaluation: this model's predictions whose target time is this step
-      // get their error; persistence is the target's value at the issue step.
-      score: db.prepare(
-        `INSERT INTO forecast_errors (stream, model, issued_at, horizon, target, target_time, predicted, actual, persistence)
-         SELECT p.stream, p.model, p.issued_at, p.horizon, p.target, p.target_time, p.value,
-                json_extract(@values, '$."' || p.target || '"'), json_extract(s.values_json, '$."' || p.target || '"')
-         FROM predictions p JOIN steps s ON s.stream = p.stream AND s.ts = p.issued_at
-         WHERE p.stream = @stream AND p.model = @model AND p.target_time = @ts
-           AND json_extract(@values, '$."' || p.target || '"') IS NOT NULL
-           AND json_extract(s.values_json, '$."' || p.target || '"') IS NOT NULL
-           AND instr(',' || @filled || ',', ',' || p.target || ',') = 0
-         ON CONFLICT DO NOTHING
-         RETURNING model, horizon, target, predicted, actual, persistence`,
-      ),
+      // (issued one horizon before it: primary-key lookups) get their error;
+      // persistence is the target's value at the issue step.
     };
     const s = this.#stmts;
-    this.#commitBatch = db.transaction((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[]): CommitResult => {
+    this.#commitBatch = db.transaction((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[], horizonsMs: readonly number[]): CommitResult => {
+      const score = horizonsMs.length > 0 ? this.#scoreStatement(db, horizonsMs) : null;
       const now = this.#now();
       const scored: ScoredRow[] = [];
       const inserted: boolean[] = [];
@@ -242,7 +234,7 @@ export class Store {
         if (s.step.run(st.stream, st.ts, st.receivedAt, st.topic, values, filled).changes === 1) {
           s.stream.run(st.stream, st.route, st.receivedAt, st.receivedAt);
         }
-        scored.push(...(s.score.all({ values, filled, stream: st.stream, model, ts: st.ts }) as ScoredRow[]));
+        if (score) scored.push(...(score.all({ values, filled, stream: st.stream, model, ts: st.ts }) as ScoredRow[]));
       }
       for (const e of events) s.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
       for (const p of predictions) inserted.push(s.prediction.run(p.stream, p.model, p.issuedAt, p.horizon, p.target, p.targetTime, p.value, now).changes === 1);
@@ -256,6 +248,34 @@ export class Store {
       s.checkpoint.run(seq, this.#now(), streams.length);
       s.trimLog.run(seq);
     });
+  }
+
+  /**
+   * Online evaluation: the model's predictions whose target time is this step
+   * (issued one horizon before it, so primary-key lookups) get their error;
+   * persistence is the target's value at the issue step. Forward-filled actuals
+   * are not scored.
+   */
+  #scoreStatement(db: Database.Database, horizonsMs: readonly number[]): Stmt {
+    const key = horizonsMs.join(',');
+    let stmt = this.#scoreByOffsets.get(key);
+    if (!stmt) {
+      const issued = horizonsMs.map((h) => `@ts - ${Math.trunc(h)}`).join(', ');
+      stmt = db.prepare(
+        `INSERT INTO forecast_errors (stream, model, issued_at, horizon, target, target_time, predicted, actual, persistence)
+         SELECT p.stream, p.model, p.issued_at, p.horizon, p.target, p.target_time, p.value,
+                json_extract(@values, '$."' || p.target || '"'), json_extract(s.values_json, '$."' || p.target || '"')
+         FROM predictions p JOIN steps s ON s.stream = p.stream AND s.ts = p.issued_at
+         WHERE p.stream = @stream AND p.model = @model AND p.issued_at IN (${issued}) AND p.target_time = @ts
+           AND json_extract(@values, '$."' || p.target || '"') IS NOT NULL
+           AND json_extract(s.values_json, '$."' || p.target || '"') IS NOT NULL
+           AND instr(',' || @filled || ',', ',' || p.target || ',') = 0
+         ON CONFLICT DO NOTHING
+         RETURNING model, horizon, target, predicted, actual, persistence`,
+      );
+      this.#scoreByOffsets.set(key, stmt);
+    }
+    return stmt;
   }
 
   #migrate(db: Database.Database): void {
@@ -281,9 +301,11 @@ export class Store {
    * Commit one model's batch in one transaction: its steps (the actuals), the
    * errors of its earlier predictions for those steps, and its new predictions.
    */
-  commit(model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[] = []): CommitResult {
+  commit(model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[] = [], horizonsMs?: readonly number[]): CommitResult {
     this.#database();
-    return this.#commitBatch!(model, steps, predictions, events);
+    // Scoring looks a step's forecasts up by issue time: the model's horizons, in ms (by default the ones in this batch).
+    const offsets = horizonsMs ?? [...new Set(predictions.map((p) => p.targetTime - p.issuedAt))];
+    return this.#commitBatch!(model, steps, predictions, events, offsets);
   }
 
   /**
@@ -324,22 +346,38 @@ export class Store {
     this.#writeCheckpoint!(seq, streams);
   }
 
-  /** Streams that were in memory at the last checkpoint, with their model states, in pages. */
-  *residentStreams(page = 5000): IterableIterator<StreamStateRow> {
+  /** Streams of these route groups that were in memory at the last checkpoint, with their model states, in pages. */
+  *residentStreams(groups: readonly string[], page = 5000): IterableIterator<StreamStateRow> {
+    if (groups.length === 0) return;
     const db = this.#database();
+    // One joined query per page (bench/recovery: a query per stream cost half the restore time).
     const next = db.prepare(
-      `SELECT grp AS "group", stream, last_active AS lastActive, assembler FROM stream_state
-       WHERE resident = 1 AND (grp, stream) > (?, ?) ORDER BY grp, stream LIMIT ?`,
+      `SELECT s.grp AS "group", s.stream, s.last_active AS lastActive, s.assembler, m.model, m.fingerprint, m.state, m.filled
+       FROM stream_state s LEFT JOIN model_state m ON m.stream = s.stream
+       WHERE s.resident = 1 AND s.grp IN (SELECT value FROM json_each(?)) AND (s.grp, s.stream) > (?, ?)
+       ORDER BY s.grp, s.stream LIMIT ?`,
     );
+    type Joined = Omit<StreamStateRow, 'models' | 'resident'> & { model: string | null; fingerprint: string; state: Buffer; filled: number };
     let after: [string, string] = ['', ''];
     for (;;) {
       // A page at a time: better-sqlite3 runs no other statement while a cursor is open.
-      const rows = next.all(after[0], after[1], page) as Array<Omit<StreamStateRow, 'models' | 'resident'>>;
+      const rows = next.all(JSON.stringify(groups), after[0], after[1], page) as Joined[];
       if (rows.length === 0) return;
-      const models = this.#stmts!.loadModels;
-      for (const r of rows) yield { ...r, resident: true, models: models.all(r.stream) as ModelStateRow[] };
+      // A full page may end inside a stream's models: leave that stream to the next page.
       const last = rows[rows.length - 1]!;
-      after = [last.group, last.stream];
+      const complete = rows.length < page ? rows : rows.filter((r) => r.group !== last.group || r.stream !== last.stream);
+      const take = complete.length > 0 ? complete : rows; // one stream with more models than a page: take it whole
+      let cur: StreamStateRow | null = null;
+      for (const r of take) {
+        if (!cur || cur.group !== r.group || cur.stream !== r.stream) {
+          if (cur) yield cur;
+          cur = { group: r.group, stream: r.stream, resident: true, lastActive: r.lastActive, assembler: r.assembler, models: [] };
+        }
+        if (r.model !== null) (cur.models as ModelStateRow[]).push({ model: r.model, fingerprint: r.fingerprint, state: r.state, filled: r.filled });
+      }
+      if (cur) yield cur;
+      const end = take[take.length - 1]!;
+      after = [end.group, end.stream];
     }
   }
 
@@ -452,7 +490,10 @@ export class Store {
     const cutoff = this.#now() - this.#opts.retentionDays * 86_400_000;
     const deleted: Record<string, number> = {};
     db.transaction(() => {
-      deleted.predictions = db.prepare('DELETE FROM predictions WHERE issued_at < ?').run(cutoff).changes;
+      // Stream by stream, on predictions_by_stream_time (predictions has no index on time alone: one B-tree less per row written).
+      const byStream = db.prepare('DELETE FROM predictions WHERE stream = ? AND issued_at < ?');
+      deleted.predictions = 0;
+      for (const id of db.prepare('SELECT id FROM streams').pluck().all() as string[]) deleted.predictions += byStream.run(id, cutoff).changes;
       deleted.forecast_errors = db.prepare('DELETE FROM forecast_errors WHERE target_time < ?').run(cutoff).changes;
       deleted.steps = db.prepare('DELETE FROM steps WHERE ts < ?').run(cutoff).changes;
       deleted.events = db.prepare('DELETE FROM events WHERE at < ?').run(cutoff).changes;
@@ -483,6 +524,7 @@ export class Store {
       this.#stmts = null;
       this.#commitBatch = null;
       this.#writeCheckpoint = null;
+      this.#scoreByOffsets.clear();
     }
   }
 }

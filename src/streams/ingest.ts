@@ -321,6 +321,15 @@ export class Ingest {
     }
   }
 
+  /**
+   * Route groups whose streams must be in memory from the start: a wall-clock
+   * tick closes steps of every stream it knows, so a replay must know the same
+   * streams. Other streams come back from the store on their next message.
+   */
+  get eagerGroups(): string[] {
+    return this.#groups.filter((g) => g.assembler.wallClock).map((g) => g.key);
+  }
+
   /** Put a checkpointed stream back in memory (at start, for streams resident at the checkpoint). */
   restore(row: StreamStateRow): boolean {
     const group = this.#groups.find((g) => g.key === row.group);

@@ -156,6 +156,11 @@ export class StepAssembler {
     return this.#streams.has(stream);
   }
 
+  /** Whether the clock closes steps (`wallClock`). */
+  get wallClock(): boolean {
+    return this.#o.wallClock;
+  }
+
   /** Streams held in memory. */
   get size(): number {
     return this.#streams.size;

@@ -34,10 +34,13 @@ export class TestBroker {
   log = '';
 
   readonly #saveEveryChange: boolean;
+  readonly #persistence: boolean;
 
-  constructor(dir: string, options: { saveEveryChange?: boolean } = {}) {
+  /** `persistence: false` (benches): no autosave pauses; sessions do not survive a broker restart. */
+  constructor(dir: string, options: { saveEveryChange?: boolean; persistence?: boolean } = {}) {
     this.#dir = dir;
     this.#saveEveryChange = options.saveEveryChange ?? false;
+    this.#persistence = options.persistence ?? true;
   }
 
   get url(): string {
@@ -60,7 +63,7 @@ export class TestBroker {
         // Started as root, mosquitto drops to user "mosquitto", which cannot write
         // the test's private temp dir: stay the user running the tests.
         `user ${userInfo().username}`,
-        'persistence true',
+        `persistence ${this.#persistence}`,
         `persistence_location ${this.#dir}/`,
         'autosave_interval 1',
         // Save after every change (slow): a SIGKILLed broker then loses nothing it acknowledged.

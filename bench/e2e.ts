@@ -1,0 +1,223 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import mqtt from 'mqtt';
+import { packageRoot } from '../src/paths.js';
+import { BenchBroker, benchMessage, endSession, percentile, startDaemon, waitCount, writeBenchConfig } from './support.js';
+
+const STREAMS = 10_000;
+
+export interface ThroughputResult {
+  qos: 0 | 1;
+  messages: number;
+  tidecast_msgs_per_s: number;
+  bare_msgs_per_s: number;
+  ratio: number;
+  /** Messages the bare subscriber / tidecast got through (QoS 0 may drop under load). */
+  bare_received: number;
+  tidecast_processed: number;
+}
+
+export interface LatencyPoint {
+  load: number;
+  rate_per_s: number;
+  messages: number;
+  committed_ms: { p50: number; p99: number; p999: number };
+  received_ms: { p50: number; p99: number; p999: number };
+}
+
+export interface E2eBenchResult {
+  scenario: 'e2e';
+  streams: number;
+  throughput: ThroughputResult[];
+  /** Latency at fractions of the measured QoS 1 rate; `half` is the 0.5 point. */
+  latency: LatencyPoint[];
+  half: LatencyPoint | null;
+}
+
+/** Run the publisher process; resolves when it reports "start" (with the time) and when it is done. */
+function publisher(args: object): { started: Promise<number>; done: Promise<{ sent: number; seconds: number }> } {
+  const proc = spawn(process.execPath, [path.join(packageRoot, 'dist', 'bench', 'publisher.js'), JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let onStart: (t: number) => void = () => undefined;
+  const started = new Promise<number>((r) => (onStart = r));
+  const done = new Promise<{ sent: number; seconds: number }>((resolve, reject) => {
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('start\n')) onStart(performance.now());
+    });
+    proc.once('exit', (code) => {
+      const last = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as { sent: number; seconds: number });
+      else reject(new Error(`publisher exited ${code}: ${out}`));
+    });
+  });
+  return { started, done };
+}
+
+/** A subscriber that only counts: the ceiling of what the broker and this machine deliver. */
+async function bare(url: string, qos: 0 | 1, count: number): Promise<{ perS: number; received: number }> {
+  const sub = await mqtt.connectAsync(url, { clientId: `bare-${qos}`, clean: true });
+  let received = 0;
+  sub.on('message', () => received++);
+  await sub.subscribeAsync('sensors/+/+/telemetry', { qos });
+  const pub = publisher({ url, qos, streams: STREAMS, count, window: 500 });
+  const t0 = await pub.started;
+  const { n, at } = await waitCount(() => received, count, 3000, 5);
+  await pub.done;
+  await sub.endAsync();
+  return { perS: n / ((at - t0) / 1000), received: n };
+}
+
+/** tidecast as a child process: messages fully processed (forecast committed) per second. */
+async function tidecast(dir: string, url: string, qos: 0 | 1, count: number): Promise<{ perS: number; processed: number }> {
+  const daemon = await startDaemon(writeBenchConfig(dir, url, { name: `tidecast-q${qos}` }));
+  try {
+    // tidecast subscribes at QoS 1; the publisher's QoS sets what the broker delivers (the minimum of the two).
+    const pub = publisher({ url, qos, streams: STREAMS, count, window: 500 });
+    const t0 = await pub.started;
+    const { n, at } = await waitCount(daemon.committed, count, 5000, 50);
+    await pub.done;
+    return { perS: n / ((at - t0) / 1000), processed: n };
+  } finally {
+    await daemon.stop();
+    await endSession(url, `tidecast-q${qos}`);
+  }
+}
+
+/** One latency point: publish paced at `rate`, time to commit (from the database) and to the forecast coming back. */
+async function latencyAt(dir: string, url: string, rate: number, seconds: number, index: number): Promise<LatencyPoint & { load: number }> {
+  const name = `latency-${index}`;
+  const daemon = await startDaemon(writeBenchConfig(dir, url, { name, publish: true }));
+  const count = Math.max(200, Math.round(rate * seconds));
+  const sent = new Map<string, number>();
+  const back: number[] = [];
+  try {
+    const sub = await mqtt.connectAsync(url, { clientId: `${name}-listen`, clean: true });
+    sub.on('message', (_t, p) => {
+      const f = JSON.parse(p.toString()) as { stream: string; issued_at: string };
+      const s = sent.get(`${f.stream}@${Date.parse(f.issued_at)}`);
+      if (s !== undefined) back.push(performance.timeOrigin + performance.now() - s);
+    });
+    await sub.subscribeAsync('forecast/#', { qos: 1 });
+    const pub = await mqtt.connectAsync(url, { clientId: `${name}-pub`, clean: true });
+    const started = performance.now();
+    for (let k = 0; k < count; ) {
+      const due = Math.min(count, Math.floor(((performance.now() - started) / 1000) * rate) + 1);
+      for (; k < due; k++) {
+        const at = performance.timeOrigin + performance.now();
+        const m = benchMessage(k, STREAMS, at);
+        sent.set(`${m.stream}@${m.tsMs}`, at);
+        void pub.publishAsync(m.topic, m.payload, { qos: 1 });
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await waitCount(() => back.length, count, 5000, 20);
+    await pub.endAsync();
+    await sub.endAsync();
+  } finally {
+    await daemon.stop();
+    await endSession(url, name);
+  }
+  const db = new Database(path.join(dir, `${name}.db`), { readonly: true });
+  const rows = db.prepare("SELECT stream, issued_at, created_at FROM predictions WHERE horizon = 1 AND target = 'temp_max'").all() as Array<{ stream: string; issued_at: number; created_at: number }>;
+  db.close();
+  const committed = rows.map((r) => r.created_at - sent.get(`${r.stream}@${r.issued_at}`)!).filter(Number.isFinite).sort((a, b) => a - b);
+  back.sort((a, b) => a - b);
+  const pct = (xs: number[]): LatencyPoint['committed_ms'] => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), p999: round(percentile(xs, 99.9)) });
+  return { load: 0, rate_per_s: Math.round(rate), messages: count, committed_ms: pct(committed), received_ms: pct(back) };
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100;
+
+export async function e2eBench(opts: { messages?: number; latencySeconds?: number } = {}): Promise<E2eBenchResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tidecast-bench-e2e-'));
+  const broker = new BenchBroker(dir);
+  await broker.start();
+  const count = opts.messages ?? 100_000;
+  try {
+    const throughput: ThroughputResult[] = [];
+    for (const qos of [0, 1] as const) {
+      const b = await bare(broker.url, qos, count);
+      const t = await tidecast(dir, broker.url, qos, count);
+      throughput.push({
+        qos,
+        messages: count,
+        tidecast_msgs_per_s: Math.round(t.perS),
+        bare_msgs_per_s: Math.round(b.perS),
+        ratio: round(t.perS / b.perS),
+        bare_received: b.received,
+        tidecast_processed: t.processed,
+      });
+    }
+    const max = throughput[1]!.tidecast_msgs_per_s;
+    const latency: LatencyPoint[] = [];
+    for (const [i, load] of [0.1, 0.25, 0.5, 0.75, 0.9].entries()) {
+      const p = await latencyAt(dir, broker.url, max * load, opts.latencySeconds ?? 5, i);
+      latency.push({ ...p, load });
+    }
+    return { scenario: 'e2e', streams: STREAMS, throughput, latency, half: latency.find((p) => p.load === 0.5) ?? null };
+  } finally {
+    await broker.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function e2eTable(r: E2eBenchResult): string {
+  const lines = [
+    `e2e: ${r.streams} streams of weather-lstm through Mosquitto, tidecast (a child process, forecasts committed) vs a bare mqtt.js subscriber that only counts`,
+    '',
+    '| QoS | messages | bare msgs/s | tidecast msgs/s | ratio |',
+    '|---|---:|---:|---:|---:|',
+    ...r.throughput.map((t) => `| ${t.qos}${t.qos === 1 ? ' (durable ack)' : ''} | ${t.messages} | ${t.bare_msgs_per_s} | ${t.tidecast_msgs_per_s} | ${t.ratio} |`),
+    '',
+    'latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms)',
+    '',
+    '| load | msgs/s | committed p50 | p99 | p99.9 | received p50 | p99 | p99.9 |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...r.latency.map((p) => `| ${p.load} | ${p.rate_per_s} | ${p.committed_ms.p50} | ${p.committed_ms.p99} | ${p.committed_ms.p999} | ${p.received_ms.p50} | ${p.received_ms.p99} | ${p.received_ms.p999} |`),
+  ];
+  return lines.join('\n');
+}
+
+/** Latency against load as a small standalone SVG (p50 and p99, committed and received back). */
+export function latencySvg(r: E2eBenchResult): string {
+  const W = 640, H = 360, L = 60, R = 20, T = 30, B = 50;
+  const xs = r.latency.map((p) => p.rate_per_s);
+  const series = [
+    { name: 'committed p50', color: '#1f77b4', dash: '', get: (p: LatencyPoint) => p.committed_ms.p50 },
+    { name: 'committed p99', color: '#1f77b4', dash: '6 4', get: (p: LatencyPoint) => p.committed_ms.p99 },
+    { name: 'received p50', color: '#d62728', dash: '', get: (p: LatencyPoint) => p.received_ms.p50 },
+    { name: 'received p99', color: '#d62728', dash: '6 4', get: (p: LatencyPoint) => p.received_ms.p99 },
+  ];
+  const ymax = Math.max(1, ...r.latency.flatMap((p) => series.map((s) => s.get(p))).filter(Number.isFinite)) * 1.1;
+  const xmax = Math.max(1, ...xs) * 1.05;
+  const x = (v: number): number => L + (v / xmax) * (W - L - R);
+  const y = (v: number): number => H - B - (v / ymax) * (H - T - B);
+  const ticks = (max: number): number[] => {
+    const step = 10 ** Math.floor(Math.log10(max / 4));
+    const nice = [1, 2, 5, 10].map((m) => m * step).find((s) => max / s <= 6) ?? step * 10;
+    return Array.from({ length: Math.floor(max / nice) + 1 }, (_, i) => i * nice);
+  };
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">tidecast latency against load (QoS 1, ${r.streams} streams, weather-lstm)</text>`,
+    ...ticks(ymax).map((v) => `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v}</text>`),
+    ...ticks(xmax).map((v) => `<text x="${x(v)}" y="${H - B + 16}" text-anchor="middle">${v}</text>`),
+    `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/>`,
+    `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">offered load, messages/s</text>`,
+    `<text x="16" y="${(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(T + H - B) / 2})">latency, ms</text>`,
+  ];
+  series.forEach((s, i) => {
+    const pts = r.latency.map((p) => `${x(p.rate_per_s).toFixed(1)},${y(s.get(p)).toFixed(1)}`).join(' ');
+    parts.push(`<polyline points="${pts}" fill="none" stroke="${s.color}" stroke-width="2" stroke-dasharray="${s.dash}"/>`);
+    for (const p of r.latency) parts.push(`<circle cx="${x(p.rate_per_s).toFixed(1)}" cy="${y(s.get(p)).toFixed(1)}" r="3" fill="${s.color}"/>`);
+    const ly = T + 10 + i * 16;
+    parts.push(`<line x1="${L + 12}" x2="${L + 40}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2" stroke-dasharray="${s.dash}"/><text x="${L + 46}" y="${ly + 4}">${s.name}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n') + '\n';
+}
