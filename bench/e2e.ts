@@ -8,6 +8,8 @@ import { packageRoot } from '../src/paths.js';
 import { BenchBroker, benchMessage, endSession, percentile, startDaemon, waitCount, writeBenchConfig } from './support.js';
 
 const STREAMS = 10_000;
+/** Leading part of each latency run left out of its percentiles (reported as its maximum). */
+const WARMUP_MS = 1000;
 
 export interface ThroughputResult {
   qos: 0 | 1;
@@ -26,6 +28,8 @@ export interface LatencyPoint {
   messages: number;
   committed_ms: { p50: number; p99: number; p999: number };
   received_ms: { p50: number; p99: number; p999: number };
+  /** Worst publish → committed of the messages sent in the first second after "ready" (left out of the percentiles). */
+  warmup_max_committed_ms: number;
 }
 
 export interface E2eBenchResult {
@@ -93,13 +97,13 @@ async function latencyAt(dir: string, url: string, rate: number, seconds: number
   const daemon = await startDaemon(writeBenchConfig(dir, url, { name, publish: true }));
   const count = Math.max(200, Math.round(rate * seconds));
   const sent = new Map<string, number>();
-  const back: number[] = [];
+  const back: Array<{ sentAt: number; ms: number }> = [];
   try {
     const sub = await mqtt.connectAsync(url, { clientId: `${name}-listen`, clean: true });
     sub.on('message', (_t, p) => {
       const f = JSON.parse(p.toString()) as { stream: string; issued_at: string };
       const s = sent.get(`${f.stream}@${Date.parse(f.issued_at)}`);
-      if (s !== undefined) back.push(performance.timeOrigin + performance.now() - s);
+      if (s !== undefined) back.push({ sentAt: s, ms: performance.timeOrigin + performance.now() - s });
     });
     await sub.subscribeAsync('forecast/#', { qos: 1 });
     const pub = await mqtt.connectAsync(url, { clientId: `${name}-pub`, clean: true });
@@ -124,10 +128,16 @@ async function latencyAt(dir: string, url: string, rate: number, seconds: number
   const db = new Database(path.join(dir, `${name}.db`), { readonly: true });
   const rows = db.prepare("SELECT stream, issued_at, created_at FROM predictions WHERE horizon = 1 AND target = 'temp_max'").all() as Array<{ stream: string; issued_at: number; created_at: number }>;
   db.close();
-  const committed = rows.map((r) => r.created_at - sent.get(`${r.stream}@${r.issued_at}`)!).filter(Number.isFinite).sort((a, b) => a - b);
-  back.sort((a, b) => a - b);
+  // Percentiles over the steady state: messages published in the first second after "ready"
+  // meet a cold process (JIT, first onnxruntime runs per batch size); their worst case is reported apart.
+  const t0 = Math.min(...sent.values());
+  const warm = (at: number): boolean => at - t0 >= WARMUP_MS;
+  const committedAll = rows.map((r) => ({ at: sent.get(`${r.stream}@${r.issued_at}`)!, ms: r.created_at - sent.get(`${r.stream}@${r.issued_at}`)! })).filter((x) => Number.isFinite(x.ms));
+  const committed = committedAll.filter((x) => warm(x.at)).map((x) => x.ms).sort((a, b) => a - b);
+  const warmupMax = Math.max(0, ...committedAll.filter((x) => !warm(x.at)).map((x) => x.ms));
+  const received = back.filter((x) => warm(x.sentAt)).map((x) => x.ms).sort((a, b) => a - b);
   const pct = (xs: number[]): LatencyPoint['committed_ms'] => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), p999: round(percentile(xs, 99.9)) });
-  return { load: 0, rate_per_s: Math.round(rate), messages: count, committed_ms: pct(committed), received_ms: pct(back) };
+  return { load: 0, rate_per_s: Math.round(rate), messages: count, committed_ms: pct(committed), received_ms: pct(received), warmup_max_committed_ms: round(warmupMax) };
 }
 
 const round = (x: number): number => Math.round(x * 100) / 100;
@@ -155,7 +165,7 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
     const max = throughput[1]!.tidecast_msgs_per_s;
     const latency: LatencyPoint[] = [];
     for (const [i, load] of [0.1, 0.25, 0.5, 0.75, 0.9].entries()) {
-      const p = await latencyAt(dir, broker.url, max * load, opts.latencySeconds ?? 5, i);
+      const p = await latencyAt(dir, broker.url, max * load, opts.latencySeconds ?? 8, i);
       latency.push({ ...p, load });
     }
     return { scenario: 'e2e', streams: STREAMS, throughput, latency, half: latency.find((p) => p.load === 0.5) ?? null };
@@ -173,11 +183,11 @@ export function e2eTable(r: E2eBenchResult): string {
     '|---|---:|---:|---:|---:|',
     ...r.throughput.map((t) => `| ${t.qos}${t.qos === 1 ? ' (durable ack)' : ''} | ${t.messages} | ${t.bare_msgs_per_s} | ${t.tidecast_msgs_per_s} | ${t.ratio} |`),
     '',
-    'latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms)',
+    'latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms), after a 1 s warm-up',
     '',
-    '| load | msgs/s | committed p50 | p99 | p99.9 | received p50 | p99 | p99.9 |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...r.latency.map((p) => `| ${p.load} | ${p.rate_per_s} | ${p.committed_ms.p50} | ${p.committed_ms.p99} | ${p.committed_ms.p999} | ${p.received_ms.p50} | ${p.received_ms.p99} | ${p.received_ms.p999} |`),
+    '| load | msgs/s | committed p50 | p99 | p99.9 | received p50 | p99 | p99.9 | warm-up max |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...r.latency.map((p) => `| ${p.load} | ${p.rate_per_s} | ${p.committed_ms.p50} | ${p.committed_ms.p99} | ${p.committed_ms.p999} | ${p.received_ms.p50} | ${p.received_ms.p99} | ${p.received_ms.p999} | ${p.warmup_max_committed_ms} |`),
   ];
   return lines.join('\n');
 }
@@ -204,7 +214,7 @@ export function latencySvg(r: E2eBenchResult): string {
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">tidecast latency against load (QoS 1, ${r.streams} streams, weather-lstm)</text>`,
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">tidecast latency against load (QoS 1, ${r.streams} streams, weather-lstm, after 1 s warm-up)</text>`,
     ...ticks(ymax).map((v) => `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v}</text>`),
     ...ticks(xmax).map((v) => `<text x="${x(v)}" y="${H - B + 16}" text-anchor="middle">${v}</text>`),
     `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/>`,

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MIGRATIONS } from './migrations.js';
@@ -155,6 +156,7 @@ export class Store {
   #failure: Error | null = null;
   /** Called when queued writes have all gone through after a failure. */
   onRecovered: (() => void) | null = null;
+  #checkpointer: Worker | null = null;
 
   constructor(options: StoreOptions) {
     this.#opts = options;
@@ -177,6 +179,15 @@ export class Store {
       db.pragma('cache_size = -32768');
       db.pragma('foreign_keys = ON');
       this.#migrate(db);
+      if (file !== ':memory:') {
+        // WAL checkpoints run in a worker thread on its own connection (wal-checkpointer.ts).
+        db.pragma('wal_autocheckpoint = 0');
+        const worker = new Worker(new URL('./wal-checkpointer.js', import.meta.url), { workerData: { file, intervalMs: 1000 } });
+        worker.on('message', (m: { error?: string }) => this.#opts.log.warn({ err: m.error }, 'WAL checkpoint failed; retrying'));
+        worker.on('error', (err) => this.#opts.log.error({ err }, 'WAL checkpointer stopped'));
+        worker.unref();
+        this.#checkpointer = worker;
+      }
       if (this.#opts.maxSizeMiB) {
         const pageSize = db.pragma('page_size', { simple: true }) as number;
         db.pragma(`max_page_count = ${Math.max(1, Math.floor((this.#opts.maxSizeMiB * 1024 * 1024) / pageSize))}`);
@@ -509,6 +520,8 @@ export class Store {
 
   /** Checkpoint the WAL and close. Safe to call twice. */
   stop(): void {
+    this.#checkpointer?.postMessage('stop');
+    this.#checkpointer = null;
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
     if (!this.#db) return;
