@@ -1,5 +1,5 @@
 /**
- * Benchmarks: `npm run bench -- <engine|e2e|memory|recovery|api|all> [--json] [--seconds S]`.
+ * Benchmarks: `npm run bench -- <engine|e2e|memory|recovery|store|api|all> [--json] [--seconds S]`.
  * Prints a readable table; with --json, one JSON object per scenario per line;
  * with --save FILE, the table and the JSON lines appended to FILE.
  * Each scenario measures its alternatives side by side in the same run.
@@ -13,6 +13,7 @@ import { packageRoot } from '../src/paths.js';
 import { e2eBench, e2eTable, latencySvg } from './e2e.js';
 import { engineBench, engineTable } from './engine.js';
 import { memoryBench, memoryTable, recoveryBench, recoveryTable } from './memory.js';
+import { storeBench, storeTable } from './store.js';
 
 const SCENARIOS = {
   engine: async (seconds: number) => {
@@ -33,6 +34,10 @@ const SCENARIOS = {
   recovery: async () => {
     const r = await recoveryBench();
     return { json: r, table: recoveryTable(r) };
+  },
+  store: async () => {
+    const r = storeBench();
+    return { json: r, table: storeTable(r) };
   },
   api: async () => {
     const r = await apiBench();
