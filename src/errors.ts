@@ -7,6 +7,8 @@ export const ErrorCodes = {
   MODEL_NOT_FOUND: 'TIDECAST_ERR_MODEL_NOT_FOUND',
   /** onnxruntime could not parse or load the model file. */
   MODEL_CORRUPT: 'TIDECAST_ERR_MODEL_CORRUPT',
+  /** No configured execution provider could run the model, or a strict model's first choice failed (exit code 69). */
+  PROVIDER: 'TIDECAST_ERR_PROVIDER',
   /** The model card is missing required fields or is not valid JSON. */
   CARD_INVALID: 'TIDECAST_ERR_CARD_INVALID',
   /** The model's inputs/outputs cannot be mapped to data input, output and states. */

@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import type { LoadedModel } from './inference/model.js';
+import { knownProviders } from './inference/providers.js';
 
 /** What `tidecast inspect --json` prints: stable keys for scripts. */
 export interface InspectReport {
@@ -17,6 +18,10 @@ export interface InspectReport {
   stateBytesPerStream: number;
   featureCount: number;
   outputSize: number | null;
+  /** The execution provider the session got, the ones that failed before it, and what this build offers. */
+  provider: string;
+  providerFailures: Array<{ provider: string; reason: string }>;
+  knownProviders: Array<{ name: string; bundled: boolean }>;
   card: null | {
     path: string;
     features: string[];
@@ -54,6 +59,9 @@ export function inspectReport(model: LoadedModel): InspectReport {
     stateBytesPerStream: sig.states.reduce((n, s) => n + s.perStream * 4, 0),
     featureCount: sig.featureCount,
     outputSize: sig.outputSize,
+    provider: model.provider,
+    providerFailures: model.providerFailures.map((f) => ({ ...f })),
+    knownProviders: knownProviders(),
     card: card && {
       path: model.cardPath!,
       features: card.features.map((f) => (f.unit ? `${f.name} (${f.unit})` : f.name)),
@@ -85,6 +93,10 @@ export function formatInspect(r: InspectReport): string {
   const width = Math.max(...[...r.inputs, ...r.outputs].map((t) => `${t.name} ${shape(t.shape)}`.length));
   r.inputs.forEach((t, i) => row(i === 0 ? 'inputs' : '', `${`${t.name} ${shape(t.shape)}`.padEnd(width)}  ${t.role}`));
   r.outputs.forEach((t, i) => row(i === 0 ? 'outputs' : '', `${`${t.name} ${shape(t.shape)}`.padEnd(width)}  ${t.role}`));
+  row('provider', `${r.provider}${r.providerFailures.length > 0 ? ` (fell back: ${r.providerFailures.map((f) => `${f.provider}: ${f.reason}`).join('; ')})` : ''}`);
+  const bundled = r.knownProviders.filter((p) => p.bundled).map((p) => p.name);
+  const extra = r.knownProviders.filter((p) => !p.bundled).map((p) => p.name);
+  row('', `bundled: ${bundled.join(', ')}${extra.length > 0 ? `; after installing their libraries: ${extra.join(', ')}` : ''}`);
   row('state', r.statePairs.length === 0 ? 'none' : `${r.statePairs.map((p) => `${p.input} -> ${p.output}`).join(', ')}; ${r.stateBytesPerStream} bytes per stream`);
   if (!r.card) {
     row('card', 'none (signature detected from the graph; add name.card.json for scaling, units and horizons)');

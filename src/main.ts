@@ -25,6 +25,7 @@ import { packageRoot } from './paths.js';
 
 const EXIT_USAGE = 64;
 const EXIT_MODEL = 65;
+const EXIT_UNAVAILABLE = 69;
 const EXIT_STORE = 74;
 const EXIT_CONFIG = 78;
 const EXIT_SECOND_SIGNAL = 130;
@@ -37,7 +38,8 @@ Usage:
       /etc/tidecast/tidecast.yaml, ./config/tidecast.yaml.
   tidecast check-config [--config FILE]
       Validate the configuration and load its models without starting;
-      exit 78 if the configuration is invalid, 65 if a model is refused.
+      exit 78 if the configuration is invalid, 65 if a model is refused,
+      69 if a model with strictProviders cannot use its first provider.
   tidecast demo [--url mqtt://HOST:PORT] [--duration S] [--db PATH] [--rate DAYS_PER_S] [--from DATE]
       Replay Seattle and New York daily weather as two MQTT sensor streams
       through the daemon (embedded broker unless --url) and show actual vs forecast.
@@ -48,8 +50,9 @@ Usage:
   tidecast query --accuracy [--db PATH | --config FILE] [--stream ID] [--window N] [--json]
       Rolling online MAE, RMSE, bias and skill against persistence per stream,
       model, horizon and target, over the latest N scored forecasts (default 100).
-  tidecast inspect <model.onnx> [--card FILE | --no-card] [--json]
-      Show a model's inputs, outputs, state pairs, layout, mode and card.
+  tidecast inspect <model.onnx> [--card FILE | --no-card] [--providers LIST [--strict-providers]] [--json]
+      Show a model's inputs, outputs, state pairs, layout, mode and card; with
+      --providers cuda,cpu, which execution provider it gets and why others failed.
   tidecast --version | --help
 `;
 
@@ -129,14 +132,17 @@ async function checkConfig(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
   const file = findConfigFile(values.config, process.env, process.cwd());
   const { config, overrides } = loadConfig(file, process.env);
+  const used: string[] = [];
   for (const [name, m] of Object.entries(config.models)) {
-    const model = await loadModel(m.path!, { card: m.card });
+    const model = await loadModel(m.path!, { card: m.card, providers: m.providers, strictProviders: m.strictProviders });
     await model.session.release();
     if (!model.card) throw new ConfigError(file, [`models.${name}: ${m.path} has no model card; the daemon needs one`]);
+    const fell = model.providerFailures.map((f) => `${f.provider} unavailable: ${f.reason}`);
+    used.push(`${name} on ${model.provider}${fell.length > 0 ? ` (${fell.join('; ')})` : ''}`);
   }
   out(`ok: ${file}`);
   out(`  broker ${config.mqtt.url} as ${config.mqtt.clientId}; store ${config.store.path}`);
-  out(`  models ${Object.keys(config.models).join(', ')}; routes ${config.routes.map((r) => `${r.topic} -> ${r.models.join('+')}`).join('; ')}`);
+  out(`  models ${used.join(', ')}; routes ${config.routes.map((r) => `${r.topic} -> ${r.models.join('+')}`).join('; ')}`);
   if (overrides.length > 0) out(`  environment overrides: ${overrides.join(', ')}`);
   return 0;
 }
@@ -252,13 +258,20 @@ async function inspect(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { json: { type: 'boolean' }, card: { type: 'string' }, 'no-card': { type: 'boolean' } },
+    options: {
+      json: { type: 'boolean' },
+      card: { type: 'string' },
+      'no-card': { type: 'boolean' },
+      providers: { type: 'string' },
+      'strict-providers': { type: 'boolean' },
+    },
   });
   if (positionals.length !== 1) {
-    err('usage: tidecast inspect <model.onnx> [--card FILE | --no-card] [--json]');
+    err('usage: tidecast inspect <model.onnx> [--card FILE | --no-card] [--providers LIST [--strict-providers]] [--json]');
     return EXIT_USAGE;
   }
-  const model = await loadModel(positionals[0]!, { card: values['no-card'] ? null : values.card });
+  const providers = values.providers?.split(',').map((p) => p.trim()).filter((p) => p !== '');
+  const model = await loadModel(positionals[0]!, { card: values['no-card'] ? null : values.card, providers, strictProviders: values['strict-providers'] });
   const report = inspectReport(model);
   out(values.json ? JSON.stringify(report, null, 2) : formatInspect(report));
   await model.session.release();
@@ -297,7 +310,12 @@ async function main(argv: string[]): Promise<number> {
 
 function exitCodeFor(e: unknown): number {
   if (e instanceof ConfigError) return EXIT_CONFIG;
-  if (e instanceof TidecastError) return e.code === ErrorCodes.STORE ? EXIT_STORE : e.code === ErrorCodes.CONFIG ? EXIT_CONFIG : EXIT_MODEL;
+  if (e instanceof TidecastError) {
+    if (e.code === ErrorCodes.STORE) return EXIT_STORE;
+    if (e.code === ErrorCodes.CONFIG) return EXIT_CONFIG;
+    if (e.code === ErrorCodes.PROVIDER) return EXIT_UNAVAILABLE;
+    return EXIT_MODEL;
+  }
   if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return EXIT_USAGE;
   return 1;
 }

@@ -30,10 +30,14 @@ export interface RouteConfig {
   readonly resample: ResampleConfig;
 }
 
+export type ProviderConfig = string | { readonly name: string; readonly deviceId?: number };
+
 export interface ModelConfig {
   readonly path?: string;
   readonly card?: string;
   readonly threads: number;
+  readonly providers: readonly ProviderConfig[];
+  readonly strictProviders: boolean;
 }
 
 export interface TidecastConfig {

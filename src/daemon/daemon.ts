@@ -164,7 +164,7 @@ export class Daemon {
     const problems: string[] = [];
     for (const name of new Set(cfg.routes.flatMap((r) => r.models))) {
       const m = cfg.models[name]!;
-      const model = await loadModel(m.path!, { card: m.card, intraOpThreads: m.threads });
+      const model = await loadModel(m.path!, { card: m.card, intraOpThreads: m.threads, providers: m.providers, strictProviders: m.strictProviders, log });
       if (!model.card) {
         problems.push(`models.${name}: ${m.path} has no model card; the daemon needs one for features, scaling, targets and horizons`);
         await model.session.release();
@@ -187,7 +187,7 @@ export class Daemon {
       const scaler = new CardScaler(model.card);
       scalers.set(model.name, scaler);
       routeModels.set(name, { name: model.name, engine, scaler, features: model.card.features.map((f) => f.name), stepSeconds: model.card.stepSeconds });
-      log.info({ model: model.name, path: model.path, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');
+      log.info({ model: model.name, path: model.path, provider: model.provider, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');
     }
     cfg.routes.forEach((r, i) => {
       if (r.decoder.type !== 'json' || !r.decoder.features) return;

@@ -4,6 +4,8 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { cardOutputSize, defaultCardPath, readCard, type ModelCard } from './card.js';
+import type { Logger } from '../log.js';
+import { createSession, type ProviderFailure, type ProviderSpec } from './providers.js';
 import { detectSignature, type ModelSignature, type TensorInfo } from './signature.js';
 
 /** How to load a model. */
@@ -12,8 +14,12 @@ export interface LoadModelOptions {
   card?: string | null;
   /** Threads onnxruntime may use inside one run (default 1: the daemon shares a small box). */
   intraOpThreads?: number;
-  /** onnxruntime execution providers, in order (default ['cpu']). */
-  executionProviders?: string[];
+  /** Execution providers in order of preference (default ['cpu']); each is tried until one works. */
+  providers?: readonly ProviderSpec[];
+  /** A failed first-choice provider is fatal (TIDECAST_ERR_PROVIDER) instead of falling back. */
+  strictProviders?: boolean;
+  /** Where provider fallbacks are logged. */
+  log?: Logger;
   /** Force windowed mode with this window, e.g. to run a stateful model the naive way. */
   window?: number;
 }
@@ -33,6 +39,8 @@ export interface LoadedModel {
   readonly outputs: readonly TensorInfo[];
   /** The execution provider the session runs on. */
   readonly provider: string;
+  /** Providers tried before it, and why each failed. */
+  readonly providerFailures: readonly ProviderFailure[];
   /** sha256 of the model file (first 16 hex digits): a checkpointed state is only restored into the same graph. */
   readonly fingerprint: string;
 }
@@ -84,17 +92,14 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   }
   const card = cardPath === null ? null : readCard(cardPath);
 
-  let session: ort.InferenceSession;
-  try {
-    session = await ort.InferenceSession.create(abs, {
-      executionProviders: options.executionProviders ?? ['cpu'],
-      intraOpNumThreads: options.intraOpThreads ?? 1,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-    });
-  } catch (err) {
-    throw new TidecastError(ErrorCodes.MODEL_CORRUPT, `onnxruntime cannot load ${abs}: ${(err as Error).message}`, { cause: err });
-  }
+  const created = await createSession(abs, {
+    providers: options.providers,
+    strict: options.strictProviders,
+    intraOpThreads: options.intraOpThreads,
+    log: options.log,
+    model: card?.name ?? path.basename(abs).replace(/\.onnx$/i, ''),
+  });
+  const session = created.session;
   try {
     const inputs = tensorInfos(session.inputMetadata);
     const outputs = tensorInfos(session.outputMetadata);
@@ -114,9 +119,10 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
       );
     }
     const name = card?.name ?? path.basename(abs).replace(/\.onnx$/i, '');
-    const provider = (options.executionProviders ?? ['cpu'])[0] ?? 'cpu';
+    const provider = created.provider;
+    const providerFailures = created.failures;
     const fingerprint = createHash('sha256').update(readFileSync(abs)).digest('hex').slice(0, 16);
-    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, provider, fingerprint, ...resolveMode(signature, card, options.window, abs) };
+    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, provider, providerFailures, fingerprint, ...resolveMode(signature, card, options.window, abs) };
   } catch (err) {
     await session.release();
     throw err;
