@@ -89,7 +89,8 @@ async function run(args: string[]): Promise<number> {
   const stop = onStopSignal();
   const notifier = new SystemdNotifier(process.env, log);
   const daemon = new Daemon({ loaded, log });
-  // SIGHUP re-reads the configuration and applies what can change live: the log level.
+  // SIGHUP re-reads the configuration and applies what can change live: the log
+  // level; and it reloads every model file (a changed one is swapped in between batches).
   const onHangup = (): void => {
     try {
       const level = loadConfig(file, process.env).config.log.level;
@@ -98,6 +99,7 @@ async function run(args: string[]): Promise<number> {
     } catch (e) {
       log.error({ problems: e instanceof ConfigError ? e.problems : [(e as Error).message] }, 'configuration reload failed; keeping the running settings');
     }
+    void daemon.reloadModels('SIGHUP');
   };
   process.on('SIGHUP', onHangup);
   let watchdog: NodeJS.Timeout | null = null;

@@ -1,7 +1,8 @@
+import { unwatchFile, watchFile } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { ConfigError } from '../config/load-config.js';
 import { InferenceEngine } from '../inference/engine.js';
-import { loadModel } from '../inference/model.js';
+import { loadModel, type LoadedModel } from '../inference/model.js';
 import { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
@@ -59,9 +60,14 @@ export class Daemon {
   #sink: ForecastSink | null = null;
   #checkpointTimer: NodeJS.Timeout | null = null;
   #checkpointing: Promise<boolean> | null = null;
+  #reloading: Promise<void> | null = null;
+  #swapping = false;
+  readonly #watched: string[] = [];
+  #reloadTimer: NodeJS.Timeout | null = null;
   #checkpointSeq = 0;
   #recovery = { restoredStreams: 0, replayedInputs: 0, ms: 0 };
   #restoredReported = 0;
+  readonly #scalers = new Map<string, CardScaler>();
   #pruneTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #statsTimer: NodeJS.Timeout | null = null;
@@ -145,7 +151,7 @@ export class Daemon {
     this.#store = store;
     log.info({ path: cfg.store.path }, 'store open');
 
-    const scalers = new Map<string, CardScaler>();
+    const scalers = this.#scalers;
     const publisher = { publish: (t: string, p: string, q: 0 | 1 | 2, r: boolean): void => this.#mqtt?.publish(t, p, q, r) };
     this.#sink = new ForecastSink({
       store,
@@ -262,6 +268,18 @@ export class Daemon {
         this.#mqtt?.publish(cfg.stats.topic, JSON.stringify({ at: new Date().toISOString(), ...this.stats() }), 0, true);
       }, cfg.stats.intervalS * 1000).unref();
     }
+    // A changed model file or card is picked up without a restart (debounced: a copy takes a moment).
+    for (const name of this.#engines.keys()) {
+      const e = this.#engines.get(name)!;
+      for (const f of [e.model.path, e.model.cardPath].filter((x): x is string => x !== null)) {
+        watchFile(f, { interval: 1000 }, (cur, prev) => {
+          if (cur.mtimeMs === prev.mtimeMs && cur.size === prev.size) return;
+          if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
+          this.#reloadTimer = setTimeout(() => void this.reloadModels('file changed'), 500);
+        });
+        this.#watched.push(f);
+      }
+    }
     this.#ready = true;
     log.info({ routes: routes.length, models: [...this.#engines.keys()] }, 'ready');
   }
@@ -292,6 +310,7 @@ export class Daemon {
 
   /** The pipeline's reason to hold the next message, or null. */
   #busy(): HoldReason | null {
+    if (this.#swapping) return 'reload';
     if (this.#checkpointing) return 'checkpoint';
     const max = this.#opts.loaded.config.limits.maxQueuedSteps;
     for (const e of this.#engines.values()) if (e.queueDepth >= max) return 'queue_full';
@@ -334,6 +353,82 @@ export class Daemon {
     this.#recovery = { restoredStreams: restored, replayedInputs: replayed, ms: Math.round(performance.now() - started) };
     if (replayed > 0 || restored > 0) this.#log.info({ checkpointSeq: from, ...this.#recovery }, 'recovered from checkpoint');
     if (replayed > 0) await this.checkpoint();
+  }
+
+  /**
+   * Hot reload (SIGHUP, or a watched model file or card changed): load each
+   * model file again and, where it changed, swap it in between batches: new
+   * messages are held, the engines finish what is queued, then the next batch
+   * runs on the new session. Streams keep their state when the new graph's
+   * state has the same shape, and start over (logged, an event per model)
+   * when it does not. A file that fails to load, or whose features or step
+   * differ, leaves the running model in place and says why.
+   */
+  reloadModels(reason = 'SIGHUP'): Promise<void> {
+    this.#reloading ??= this.#reload(reason).finally(() => {
+      this.#reloading = null;
+      this.#intake?.pump();
+    });
+    return this.#reloading;
+  }
+
+  async #reload(reason: string): Promise<void> {
+    const cfg = this.#opts.loaded.config;
+    const log = this.#log;
+    const store = this.#store;
+    if (!store || this.#stopping) return;
+    for (const [name, engine] of this.#engines) {
+      const m = cfg.models[name]!;
+      const current = engine.model;
+      let next;
+      try {
+        next = await loadModel(m.path!, { card: m.card, intraOpThreads: m.threads, providers: m.providers, strictProviders: m.strictProviders, log });
+      } catch (err) {
+        this.metrics.reload(current.name, 'failed');
+        log.error({ model: current.name, reason, err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, 'model reload failed; the running model stays');
+        store.enqueue('event', () => store.addEvent({ at: this.#now(), stream: null, model: current.name, kind: 'model_reload_failed', detail: (err as Error).message.slice(0, 500) }));
+        continue;
+      }
+      if (next.fingerprint === current.fingerprint && JSON.stringify(next.card) === JSON.stringify(current.card)) {
+        await next.session.release();
+        continue;
+      }
+      const refuse = this.#incompatible(current, next);
+      if (refuse) {
+        await next.session.release();
+        this.metrics.reload(current.name, 'failed');
+        log.error({ model: current.name, reason, refused: refuse }, 'model reload refused; the running model stays (restart to change this)');
+        store.enqueue('event', () => store.addEvent({ at: this.#now(), stream: null, model: current.name, kind: 'model_reload_failed', detail: refuse }));
+        continue;
+      }
+      this.#swapping = true;
+      try {
+        await this.#drainEngines();
+        store.flush();
+        const { stateKept, streams } = await engine.replaceModel(next);
+        this.#scalers.get(current.name)?.use(next.card!);
+        if (stateKept) {
+          // Spilled streams' saved state fits the new file too.
+          store.enqueue('model state', () => store.db.prepare('UPDATE model_state SET fingerprint = ? WHERE model = ? AND fingerprint = ?').run(next.fingerprint, current.name, current.fingerprint));
+        }
+        this.metrics.reload(current.name, stateKept ? 'kept_state' : 'reset_state');
+        const detail = stateKept ? `${streams} streams kept their state` : `${streams} streams start over: the new graph's state has another shape`;
+        store.enqueue('event', () => store.addEvent({ at: this.#now(), stream: null, model: current.name, kind: stateKept ? 'model_reloaded' : 'model_reloaded_state_reset', detail }));
+        (stateKept ? log.info.bind(log) : log.warn.bind(log))({ model: current.name, reason, path: next.path, fingerprint: next.fingerprint, provider: next.provider, stateKept, streams }, 'model reloaded');
+      } finally {
+        this.#swapping = false;
+      }
+    }
+  }
+
+  /** Why a reloaded model cannot replace the running one in place, or null. */
+  #incompatible(current: LoadedModel, next: LoadedModel): string | null {
+    if (!next.card) return `${next.path} has no model card`;
+    if (next.name !== current.name) return `the new card names the model "${next.name}", the running one is "${current.name}"`;
+    const names = (c: LoadedModel): string => c.card!.features.map((f) => f.name).join(',');
+    if (names(next) !== names(current)) return `the new card's features (${names(next)}) differ from the running model's (${names(current)})`;
+    if (next.card.stepSeconds !== current.card!.stepSeconds) return `the new card's step (${next.card.stepSeconds} s) differs from the running model's (${current.card!.stepSeconds} s)`;
+    return null;
   }
 
   /**
@@ -393,6 +488,8 @@ export class Daemon {
     log.info('stopping: no new messages, draining');
     this.#mqtt?.pause();
     this.#intake?.stop();
+    for (const f of this.#watched) unwatchFile(f);
+    if (this.#reloadTimer) clearTimeout(this.#reloadTimer);
     if (this.#checkpointTimer) clearInterval(this.#checkpointTimer);
     if (this.#pruneTimer) clearInterval(this.#pruneTimer);
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);

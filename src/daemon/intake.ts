@@ -4,7 +4,7 @@ import type { Store } from '../store/store.js';
 import type { Ingest } from '../streams/ingest.js';
 
 /** Why the intake cannot take a message right now. */
-export type HoldReason = 'queue_full' | 'checkpoint' | 'store';
+export type HoldReason = 'queue_full' | 'checkpoint' | 'reload' | 'store';
 
 export interface IntakeOptions {
   ingest: Ingest;

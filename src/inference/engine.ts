@@ -33,15 +33,15 @@ export interface EngineStats {
  * stream, results arrive at `onResults` batch by batch.
  */
 export class InferenceEngine {
-  readonly model: LoadedModel;
-  readonly runner: StepRunner;
+  #model: LoadedModel;
+  #runner: StepRunner;
   readonly stats: EngineStats = { steps: 0, batches: 0, resets: 0, failedBatches: 0 };
   readonly #batcher: MicroBatcher<StepRequest>;
   #closed: Promise<void> | null = null;
 
   constructor(model: LoadedModel, options: EngineOptions) {
-    this.model = model;
-    this.runner = new StepRunner(model);
+    this.#model = model;
+    this.#runner = new StepRunner(model);
     const onError = options.onError ?? (() => undefined);
     const log = (options.log ?? silentLogger).child({ component: 'engine', model: model.name });
     this.#batcher = new MicroBatcher<StepRequest>({
@@ -60,7 +60,7 @@ export class InferenceEngine {
           this.stats.resets++;
           log.warn({ stream: r.streamId, reason: r.reason }, 'non-finite model output: stream state reset, step not stored');
         }
-        options.onResults(results, model);
+        options.onResults(results, this.#model);
       },
       onError: (err, batch) => {
         this.stats.failedBatches++;
@@ -120,6 +120,44 @@ export class InferenceEngine {
     this.runner.releaseStream(streamId);
   }
 
+  /** The model the engine runs now (a hot reload replaces it). */
+  get model(): LoadedModel {
+    return this.#model;
+  }
+
+  /** Per-stream state and the batch runner of the current model. */
+  get runner(): StepRunner {
+    return this.#runner;
+  }
+
+  /**
+   * Hot reload: run the next batches on `next`. Call while drained (no batch
+   * running, nothing queued). Each stream keeps its state when the two graphs'
+   * state has the same size per stream; otherwise every stream starts over.
+   * Returns whether state was kept. The old session is released.
+   */
+  async replaceModel(next: LoadedModel): Promise<{ stateKept: boolean; streams: number }> {
+    if (this.#batcher.busy || this.#batcher.pending > 0) throw new Error('replaceModel needs a drained engine');
+    const old = this.#runner;
+    const runner = new StepRunner(next);
+    const sameShape =
+      old.streamStateSize === runner.streamStateSize &&
+      next.mode === this.#model.mode &&
+      next.signature.states.map((s) => s.perStream).join(',') === this.#model.signature.states.map((s) => s.perStream).join(',');
+    const ids = old.streamIds();
+    if (sameShape) {
+      for (const id of ids) {
+        const st = old.exportStream(id);
+        if (st) runner.importStream(id, st.state, st.filled);
+      }
+    }
+    const previous = this.#model;
+    this.#model = next;
+    this.#runner = runner;
+    await previous.session.release();
+    return { stateKept: sameShape, streams: ids.length };
+  }
+
   /** Run everything queued; resolves when all results have been delivered. */
   drain(): Promise<void> {
     return this.#batcher.drain();
@@ -134,7 +172,7 @@ export class InferenceEngine {
     const drained = Number.isFinite(drainMs)
       ? Promise.race([this.#batcher.drain(), new Promise<void>((r) => setTimeout(r, drainMs).unref())])
       : this.#batcher.drain();
-    this.#closed ??= drained.then(() => this.model.session.release());
+    this.#closed ??= drained.then(() => this.#model.session.release());
     return this.#closed;
   }
 

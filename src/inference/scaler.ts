@@ -5,13 +5,18 @@ import type { ModelCard } from './card.js';
  * Without a scaler in the card, values pass through unchanged.
  */
 export class CardScaler {
-  readonly #fMean: Float64Array;
-  readonly #fStd: Float64Array;
-  readonly #tMean: Float64Array;
-  readonly #tStd: Float64Array;
-  readonly #targets: number;
+  #fMean!: Float64Array;
+  #fStd!: Float64Array;
+  #tMean!: Float64Array;
+  #tStd!: Float64Array;
+  #targets!: number;
 
   constructor(card: ModelCard) {
+    this.use(card);
+  }
+
+  /** Take another card's scaling (a hot-reloaded model). */
+  use(card: ModelCard): void {
     const f = card.features.length;
     const t = card.targets.length;
     this.#targets = t;

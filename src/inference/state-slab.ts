@@ -30,6 +30,10 @@ export class StateSlab {
     return this.#slots.has(streamId);
   }
 
+  streamIds(): string[] {
+    return [...this.#slots.keys()];
+  }
+
   /** The slot of a stream, allocating a zeroed one on first use. */
   slotOf(streamId: string): number {
     let slot = this.#slots.get(streamId);

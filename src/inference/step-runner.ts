@@ -83,6 +83,11 @@ export class StepRunner {
     return w && { state: w.data, filled: w.filled };
   }
 
+  /** The streams holding state or a window. */
+  streamIds(): string[] {
+    return this.slab?.streamIds() ?? this.windows?.streamIds() ?? [];
+  }
+
   /** Size in floats of one stream's state (or window): a stored state of another size belongs to another graph. */
   get streamStateSize(): number {
     return this.slab?.slotSize ?? (this.windows ? this.windows.window * this.windows.features : 0);

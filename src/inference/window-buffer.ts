@@ -52,6 +52,10 @@ export class WindowBuffer {
     return this.#slab.has(streamId);
   }
 
+  streamIds(): string[] {
+    return this.#slab.streamIds();
+  }
+
   /** A copy of the stream's window and how many steps it holds (for checkpoints). */
   read(streamId: string): { data: Float32Array; filled: number } | undefined {
     const data = this.#slab.read(streamId);

@@ -56,6 +56,7 @@ export class Metrics {
   readonly #checkpoints: Histogram;
   readonly #residency: Counter<'action'>;
   readonly #replayed: Counter;
+  readonly #reloads: Counter<'model' | 'outcome'>;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
 
   constructor(source: MetricsSource) {
@@ -84,12 +85,13 @@ export class Metrics {
       name: 'tidecast_broker_connected', help: '1 while connected to the MQTT broker', registers: [r],
       collect() { this.set(source.brokerConnected() ? 1 : 0); },
     });
-    this.#holds = new Counter({ name: 'tidecast_backpressure_total', help: 'Times a message was held unacknowledged: queue_full, checkpoint, store (disk full, locked, I/O)', labelNames: ['reason'], registers: [r] });
-    for (const reason of ['queue_full', 'checkpoint', 'store']) this.#holds.inc({ reason }, 0);
+    this.#holds = new Counter({ name: 'tidecast_backpressure_total', help: 'Times a message was held unacknowledged: queue_full, checkpoint, reload (a model swap), store (disk full, locked, I/O)', labelNames: ['reason'], registers: [r] });
+    for (const reason of ['queue_full', 'checkpoint', 'reload', 'store']) this.#holds.inc({ reason }, 0);
     this.#checkpoints = new Histogram({ name: 'tidecast_checkpoint_seconds', help: 'Time of one checkpoint (drain, snapshot, commit)', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r] });
     this.#residency = new Counter({ name: 'tidecast_streams_spilled_total', help: 'Idle streams spilled to SQLite and evicted (evicted), and brought back (restored)', labelNames: ['action'], registers: [r] });
     this.#residency.inc({ action: 'evicted' }, 0);
     this.#residency.inc({ action: 'restored' }, 0);
+    this.#reloads = new Counter({ name: 'tidecast_model_reloads_total', help: 'Hot reloads of a model file: kept_state, reset_state (the new graph\'s state differs), failed (the old model keeps running)', labelNames: ['model', 'outcome'], registers: [r] });
     this.#replayed = new Counter({ name: 'tidecast_replayed_inputs_total', help: 'Input-log entries replayed at start (recovery after a crash)', registers: [r] });
     new Gauge({
       name: 'tidecast_holding', help: '1 while a message is held unacknowledged (backpressure)', registers: [r],
@@ -161,7 +163,7 @@ export class Metrics {
     }
   }
 
-  held(reason: 'queue_full' | 'checkpoint' | 'store'): void {
+  held(reason: 'queue_full' | 'checkpoint' | 'reload' | 'store'): void {
     this.#holds.inc({ reason });
   }
 
@@ -171,6 +173,10 @@ export class Metrics {
 
   residency(action: 'evicted' | 'restored', n = 1): void {
     if (n > 0) this.#residency.inc({ action }, n);
+  }
+
+  reload(model: string, outcome: 'kept_state' | 'reset_state' | 'failed'): void {
+    this.#reloads.inc({ model, outcome });
   }
 
   replayed(n: number): void {

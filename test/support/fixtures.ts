@@ -134,9 +134,9 @@ export async function retained(url: string, filter: string, waitMs = 300): Promi
   return got;
 }
 
-/** What weather-lstm computes for each stream's sequence run directly, in physical units, keyed `stream@ts`. */
-export async function expectedForecasts(msgs: ReadonlyArray<{ stream: string; ts: number; raw: number[] }>): Promise<Map<string, Float64Array>> {
-  const model = await loadModel(modelPath('weather-lstm'));
+/** What a shipped model (weather-lstm by default) computes for each stream's sequence run directly, in physical units, keyed `stream@ts`. */
+export async function expectedForecasts(msgs: ReadonlyArray<{ stream: string; ts: number; raw: number[] }>, name = 'weather-lstm'): Promise<Map<string, Float64Array>> {
+  const model = await loadModel(modelPath(name));
   const runner = new StepRunner(model);
   const scaler = new CardScaler(model.card!);
   const want = new Map<string, Float64Array>();

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../src/config/load-config.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import { silentLogger } from '../src/log.js';
+import { rollingAccuracy } from '../src/store/accuracy.js';
+import { tempDir } from './helpers.js';
+import { TestBroker } from './support/broker.js';
+import { STATIONS_ROUTE, expectedForecasts, publishAll, telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
+
+/**
+ * Challengers: one route runs the LSTM and the GRU on the same streams. Each
+ * keeps its own per-stream state (its forecasts equal that model run alone),
+ * and predictions and online accuracy are stored side by side per model, so a
+ * user can compare them before switching.
+ */
+describe('challenger models', () => {
+  it('a route with two models: each keeps its own state, forecasts and accuracy side by side', { timeout: 60_000 }, async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const file = writeDaemonConfig(tmp.dir, {
+      url: broker.url,
+      clientId: 'tidecast-challenger',
+      models: '  weather-lstm: {}\n  weather-gru: {}',
+      routes: STATIONS_ROUTE.replace('models: [weather-lstm]', 'models: [weather-lstm, weather-gru]'),
+    });
+    const daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
+    await daemon.start();
+    try {
+      const db = daemon.store!.db;
+      const msgs = telemetry(3, 30).sort((a, b) => a.ts - b.ts);
+      await publishAll(broker.url, 'challenger-pub', msgs);
+      const per = (model: string): number => (db.prepare('SELECT count(*) n FROM predictions WHERE model = ?').get(model) as { n: number }).n;
+      await waitFor(() => per('weather-lstm') === msgs.length * 6 && per('weather-gru') === msgs.length * 6, 15_000, 'both models\u2019 forecasts');
+      assert.equal((db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n, msgs.length, 'a step shared by both models is stored once');
+
+      for (const model of ['weather-lstm', 'weather-gru']) {
+        const want = await expectedForecasts(msgs, model);
+        const rows = db.prepare("SELECT stream, issued_at, value FROM predictions WHERE model = ? AND horizon = 1 AND target = 'temp_max'").all(model) as Array<{ stream: string; issued_at: number; value: number }>;
+        let worst = 0;
+        for (const r of rows) worst = Math.max(worst, Math.abs(r.value - want.get(`${r.stream}@${r.issued_at}`)![0]!));
+        assert.ok(worst < 1e-4, `${model}: equal to the model run alone (max diff ${worst})`);
+      }
+      const lstm = await expectedForecasts(msgs, 'weather-lstm');
+      const gru = await expectedForecasts(msgs, 'weather-gru');
+      const k = `${msgs[40]!.stream}@${msgs[40]!.ts}`;
+      assert.ok(Math.abs(lstm.get(k)![0]! - gru.get(k)![0]!) > 1e-3, 'the two models really differ, so the check above can tell them apart');
+
+      const acc = rollingAccuracy(db, { window: 100 });
+      for (const model of ['weather-lstm', 'weather-gru']) {
+        const rows = acc.filter((r) => r.model === model && r.horizon === 1 && r.target === 'temp_max');
+        assert.equal(rows.length, 3, `${model}: online accuracy per stream`);
+        for (const r of rows) assert.ok(r.n >= 25 && Number.isFinite(r.mae) && Number.isFinite(r.persistenceMae), `${model} ${r.stream}: ${JSON.stringify(r)}`);
+      }
+    } finally {
+      await daemon.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+});
