@@ -114,10 +114,37 @@ def batch1_lstm():
     )
 
 
+def keras_style_lstm():
+    """A plain ONNX LSTM operator under Keras/tf2onnx-style names, with a many-to-one
+    [batch, horizons] head: input_1 [seq, batch, 4] time-major, states input_2/input_3
+    [1, batch, 8] <-> lstm_h/lstm_c, output dense [batch, 3]. The two states share a
+    shape and their names pair with nothing, so it needs an explicit signature."""
+    rng = np.random.RandomState(11)
+    H, F, K = 8, 4, 3
+    W = rng.uniform(-0.4, 0.4, (1, 4 * H, F)).astype(np.float32)
+    R = rng.uniform(-0.4, 0.4, (1, 4 * H, H)).astype(np.float32)
+    B = rng.uniform(-0.1, 0.1, (1, 8 * H)).astype(np.float32)
+    D = rng.uniform(-0.5, 0.5, (H, K)).astype(np.float32)
+    nodes = [
+        helper.make_node("LSTM", ["input_1", "W", "R", "B", "", "input_2", "input_3"], ["Y", "lstm_h", "lstm_c"], hidden_size=H),
+        helper.make_node("Squeeze", ["lstm_h", "axes0"], ["last"]),
+        helper.make_node("MatMul", ["last", "D"], ["dense"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "keras_style_lstm",
+        [f32("input_1", ["seq", "batch", F]), f32("input_2", [1, "batch", H]), f32("input_3", [1, "batch", H])],
+        [f32("dense", ["batch", K]), f32("lstm_h", [1, "batch", H]), f32("lstm_c", [1, "batch", H])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"), numpy_helper.from_array(B, "B"),
+         numpy_helper.from_array(D, "D"), numpy_helper.from_array(np.array([0], dtype=np.int64), "axes0")],
+    )
+    save(graph, "keras-style-lstm.onnx")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     nan_accumulator()
     gru_time_major()
     unpaired_state()
     batch1_lstm()
+    keras_style_lstm()
     print("test models written to", os.path.relpath(OUT))

@@ -136,7 +136,7 @@ async function checkConfig(args: string[]): Promise<number> {
   const { config, overrides } = loadConfig(file, process.env);
   const used: string[] = [];
   for (const [name, m] of Object.entries(config.models)) {
-    const model = await loadModel(m.path!, { card: m.card, providers: m.providers, strictProviders: m.strictProviders });
+    const model = await loadModel(m.path!, { card: m.card, providers: m.providers, strictProviders: m.strictProviders, signature: m.signature });
     await model.session.release();
     if (!model.card) throw new ConfigError(file, [`models.${name}: ${m.path} has no model card; the daemon needs one`]);
     const fell = model.providerFailures.map((f) => `${f.provider} unavailable: ${f.reason}`);

@@ -38,6 +38,12 @@ export interface ModelConfig {
   readonly threads: number;
   readonly providers: readonly ProviderConfig[];
   readonly strictProviders: boolean;
+  readonly signature?: {
+    readonly input?: string;
+    readonly output?: string;
+    readonly layout?: 'batch-first' | 'time-major';
+    readonly states?: ReadonlyArray<{ readonly input: string; readonly output: string }>;
+  };
 }
 
 export interface TidecastConfig {

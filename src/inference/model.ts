@@ -6,7 +6,7 @@ import { ErrorCodes, TidecastError } from '../errors.js';
 import { cardOutputSize, defaultCardPath, readCard, type ModelCard } from './card.js';
 import type { Logger } from '../log.js';
 import { createSession, type ProviderFailure, type ProviderSpec } from './providers.js';
-import { detectSignature, type ModelSignature, type TensorInfo } from './signature.js';
+import { detectSignature, type ModelSignature, type SignatureHint, type TensorInfo } from './signature.js';
 
 /** How to load a model. */
 export interface LoadModelOptions {
@@ -20,6 +20,8 @@ export interface LoadModelOptions {
   strictProviders?: boolean;
   /** Where provider fallbacks are logged. */
   log?: Logger;
+  /** How the graph's inputs and outputs map to features, forecast and states; overrides the card's `signature`. */
+  signature?: SignatureHint;
   /** Force windowed mode with this window, e.g. to run a stateful model the naive way. */
   window?: number;
 }
@@ -103,7 +105,8 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
   try {
     const inputs = tensorInfos(session.inputMetadata);
     const outputs = tensorInfos(session.outputMetadata);
-    const signature = detectSignature(inputs, outputs, card?.signature);
+    const hint = card?.signature || options.signature ? { ...card?.signature, ...options.signature } : undefined;
+    const signature = detectSignature(inputs, outputs, hint);
     if (card && card.features.length !== signature.featureCount) {
       throw new TidecastError(
         ErrorCodes.FEATURE_COUNT,

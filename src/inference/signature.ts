@@ -76,8 +76,8 @@ const fmt = (t: TensorInfo): string => `${t.name} [${t.shape.join(', ')}]`;
 function signatureError(message: string): TidecastError {
   return new TidecastError(
     ErrorCodes.SIGNATURE,
-    `${message}. Map it explicitly in the model card: signature.input, signature.output, ` +
-      'signature.layout ("batch-first" | "time-major") and signature.states [{input, output}]',
+    `${message}. Map it explicitly under models.NAME.signature in tidecast.yaml (or signature in the model card): ` +
+      'input, output, layout ("batch-first" | "time-major") and states [{input, output}]',
   );
 }
 
@@ -128,7 +128,7 @@ function pairStates(
           ErrorCodes.STATE_UNPAIRED,
           `state input ${fmt(input)} pairs by name with ${fmt(output)}, but their shapes differ: ` +
             'the output cannot be fed back as the next step\'s state. If another output carries it, ' +
-            'pair them in the model card: signature.states [{input, output}]',
+            'pair them under models.NAME.signature.states [{input, output}] in tidecast.yaml (or signature.states in the model card)',
         );
       }
       used.add(output.name);
@@ -145,7 +145,7 @@ function pairStates(
         ErrorCodes.STATE_UNPAIRED,
         `state input ${fmt(input)} has ${candidates.length === 0 ? 'no' : 'more than one'} output of the same shape ` +
           `to carry it to the next step (outputs: ${outputs.map(fmt).join('; ')}). ` +
-          'Pair it in the model card: signature.states [{input, output}]',
+          'Pair it under models.NAME.signature.states [{input, output}] in tidecast.yaml (or signature.states in the model card)',
       );
     }
     used.add(candidates[0]!.name);
