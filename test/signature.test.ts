@@ -85,7 +85,7 @@ describe('signature detection', () => {
     await m.session.release();
   });
 
-  it('Keras-style rank-2 states pair by shape; an ambiguous layout names the card keys', () => {
+  it('Keras-style rank-2 states pair by shape; an ambiguous layout names the config and card keys', () => {
     const sig = detectSignature(
       [{ name: 'x', shape: ['N', 'T', 5] }, { name: 'h', shape: ['N', 16] }],
       [{ name: 'y', shape: ['N', 'T', 2] }, { name: 'h_next', shape: ['N', 16] }],
@@ -94,7 +94,7 @@ describe('signature detection', () => {
     assert.equal(sig.layout, 'batch-first');
     assert.throws(
       () => detectSignature([{ name: 'input', shape: ['d0', 'd1', 3] }], [{ name: 'output', shape: ['d0', 'd1', 1] }]),
-      (err: Error & { code?: string }) => err.code === ErrorCodes.SIGNATURE && /signature\.layout/.test(err.message),
+      (err: Error & { code?: string }) => err.code === ErrorCodes.SIGNATURE && /models\.NAME\.signature in tidecast\.yaml .*layout/.test(err.message),
     );
     const pinned = detectSignature([{ name: 'input', shape: ['d0', 'd1', 3] }], [{ name: 'output', shape: ['d0', 'd1', 1] }], { layout: 'time-major' });
     assert.equal(pinned.inputBatchAxis, 1);
