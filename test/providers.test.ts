@@ -1,27 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { loadModel } from '../src/inference/model.js';
-import { packageRoot } from '../src/paths.js';
 import { modelPath, tempDir } from './helpers.js';
+import { runCli } from './support/child.js';
 
-const run = promisify(execFile);
-const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
-
-async function tidecast(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { cwd: packageRoot, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const tidecast = runCli;
 
 /** A pino logger whose JSON lines land in an array. */
 function capture(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {

@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import ort from 'onnxruntime-node';
 import { ErrorCodes } from '../src/errors.js';
 import { loadModel } from '../src/inference/model.js';
 import { StepRunner } from '../src/inference/step-runner.js';
-import { packageRoot } from '../src/paths.js';
 import { maxAbsDiff, prng, tempDir, testModelPath } from './helpers.js';
+import { runCli } from './support/child.js';
 
-const run = promisify(execFile);
 const KERAS = testModelPath('keras-style-lstm.onnx');
 const MAPPING = { states: [{ input: 'input_2', output: 'lstm_h' }, { input: 'input_3', output: 'lstm_c' }] };
 
@@ -74,14 +71,11 @@ store: { path: ${path.join(tmp.dir, 'x.db')} }
         );
         return file;
       };
-      const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
-      const refused = await run(process.execPath, [bin, 'check-config', '--config', config(false)]).then(
-        () => ({ code: 0, stderr: '' }),
-        (e: { code: number; stderr: string }) => e,
-      );
+      const refused = await runCli('check-config', '--config', config(false));
       assert.equal(refused.code, 65);
       assert.match(refused.stderr, /models\.NAME\.signature/);
-      const ok = await run(process.execPath, [bin, 'check-config', '--config', config(true)]);
+      const ok = await runCli('check-config', '--config', config(true));
+      assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stdout, /^ok: /);
     } finally {
       tmp.remove();
