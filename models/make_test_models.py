@@ -140,6 +140,31 @@ def keras_style_lstm():
     save(graph, "keras-style-lstm.onnx")
 
 
+def flat_horizons_gru():
+    """A GRU whose head emits every horizon x target of the last step at once:
+    x [batch, time, 3] batch-first, h0 [1, batch, 4] <-> hn, y [batch, 1, 6]."""
+    rng = np.random.RandomState(13)
+    H, F, K = 4, 3, 6
+    W = rng.uniform(-0.5, 0.5, (1, 3 * H, F)).astype(np.float32)
+    R = rng.uniform(-0.5, 0.5, (1, 3 * H, H)).astype(np.float32)
+    B = rng.uniform(-0.1, 0.1, (1, 6 * H)).astype(np.float32)
+    D = rng.uniform(-0.5, 0.5, (H, K)).astype(np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["xt", "W", "R", "B", "", "h0"], ["Y", "hn"], hidden_size=H, linear_before_reset=1),
+        helper.make_node("Transpose", ["hn"], ["last"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["last", "D"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "flat_horizons_gru",
+        [f32("x", ["batch", "time", F]), f32("h0", [1, "batch", H])],
+        [f32("y", ["batch", 1, K]), f32("hn", [1, "batch", H])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"), numpy_helper.from_array(B, "B"),
+         numpy_helper.from_array(D, "D")],
+    )
+    save(graph, "flat-horizons-gru.onnx")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     nan_accumulator()
@@ -147,4 +172,5 @@ if __name__ == "__main__":
     unpaired_state()
     batch1_lstm()
     keras_style_lstm()
+    flat_horizons_gru()
     print("test models written to", os.path.relpath(OUT))

@@ -82,3 +82,28 @@ store: { path: ${path.join(tmp.dir, 'x.db')} }
     }
   });
 });
+
+/**
+ * flat-horizons-gru.onnx: a head that emits every horizon × target of the last
+ * step at once, as [batch, 1, H·targets] (here 3 horizons × 2 targets). It
+ * streams like any stateful graph: the step-by-step output after T steps equals
+ * the whole sequence's.
+ */
+describe('a [batch, 1, horizons × targets] output', () => {
+  it('is read as 6 values per step, and streaming equals the whole sequence', async () => {
+    const model = await loadModel(testModelPath('flat-horizons-gru.onnx'), { card: null });
+    assert.equal(model.signature.outputSize, 6);
+    assert.equal(model.signature.layout, 'batch-first');
+    const rand = prng(9);
+    const seq = Array.from({ length: 10 }, () => Float32Array.from({ length: 3 }, () => rand() * 2 - 1));
+    const data = new Float32Array(10 * 3);
+    seq.forEach((x, t) => data.set(x, t * 3));
+    const whole = (await model.session.run({ x: new ort.Tensor('float32', data, [1, 10, 3]), h0: new ort.Tensor('float32', new Float32Array(4), [1, 1, 4]) })).y!.data as Float32Array;
+    const runner = new StepRunner(model);
+    let last: Float32Array | null = null;
+    for (const x of seq) last = (await runner.run([{ streamId: 's', input: x }, { streamId: 'other', input: seq[0]! }]))[0]!.output;
+    assert.equal(last!.length, 6);
+    assert.ok(maxAbsDiff(last!, whole) < 1e-5, `streamed ${[...last!]} vs whole ${[...whole]}`);
+    await model.session.release();
+  });
+});
