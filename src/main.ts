@@ -17,7 +17,7 @@ import { ConfigError, findConfigFile, loadConfig } from './config/load-config.js
 import { Daemon } from './daemon/daemon.js';
 import { runMqttDemo } from './demo/mqtt-demo.js';
 import { ErrorCodes, TidecastError } from './errors.js';
-import { loadModel } from './inference/model.js';
+import { loadModel, loadOptionsFor } from './inference/model.js';
 import { formatInspect, inspectReport } from './inspect.js';
 import { createHumanLogger, createLogger, setLogLevel } from './log.js';
 import { SystemdNotifier } from './systemd/notifier.js';
@@ -136,7 +136,7 @@ async function checkConfig(args: string[]): Promise<number> {
   const { config, overrides } = loadConfig(file, process.env);
   const used: string[] = [];
   for (const [name, m] of Object.entries(config.models)) {
-    const model = await loadModel(m.path!, { card: m.card, providers: m.providers, strictProviders: m.strictProviders, signature: m.signature });
+    const model = await loadModel(m.path!, loadOptionsFor(m));
     await model.session.release();
     if (!model.card) throw new ConfigError(file, [`models.${name}: ${m.path} has no model card; the daemon needs one`]);
     const fell = model.providerFailures.map((f) => `${f.provider} unavailable: ${f.reason}`);

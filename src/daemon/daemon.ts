@@ -2,7 +2,7 @@ import { unwatchFile, watchFile } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { ConfigError } from '../config/load-config.js';
 import { InferenceEngine } from '../inference/engine.js';
-import { loadModel, type LoadedModel } from '../inference/model.js';
+import { loadModel, loadOptionsFor, type LoadedModel } from '../inference/model.js';
 import { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
@@ -170,7 +170,7 @@ export class Daemon {
     const problems: string[] = [];
     for (const name of new Set(cfg.routes.flatMap((r) => r.models))) {
       const m = cfg.models[name]!;
-      const model = await loadModel(m.path!, { card: m.card, intraOpThreads: m.threads, providers: m.providers, strictProviders: m.strictProviders, signature: m.signature, log });
+      const model = await loadModel(m.path!, loadOptionsFor(m, log));
       if (!model.card) {
         problems.push(`models.${name}: ${m.path} has no model card; the daemon needs one for features, scaling, targets and horizons`);
         await model.session.release();
@@ -382,7 +382,7 @@ export class Daemon {
       const current = engine.model;
       let next;
       try {
-        next = await loadModel(m.path!, { card: m.card, intraOpThreads: m.threads, providers: m.providers, strictProviders: m.strictProviders, signature: m.signature, log });
+        next = await loadModel(m.path!, loadOptionsFor(m, log));
       } catch (err) {
         this.metrics.reload(current.name, 'failed');
         log.error({ model: current.name, reason, err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, 'model reload failed; the running model stays');

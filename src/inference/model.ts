@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
+import type { ModelConfig } from '../config/config.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { cardOutputSize, defaultCardPath, readCard, type ModelCard } from './card.js';
 import type { Logger } from '../log.js';
@@ -24,6 +25,11 @@ export interface LoadModelOptions {
   signature?: SignatureHint;
   /** Force windowed mode with this window, e.g. to run a stateful model the naive way. */
   window?: number;
+}
+
+/** How a configured model (`models.NAME` in tidecast.yaml) is loaded: the daemon, its hot reload and check-config agree. */
+export function loadOptionsFor(m: ModelConfig, log?: Logger): LoadModelOptions {
+  return { card: m.card, intraOpThreads: m.threads, providers: m.providers, strictProviders: m.strictProviders, signature: m.signature, log };
 }
 
 /** An onnxruntime session with its detected signature, card and run mode. */
