@@ -66,7 +66,6 @@ export class Daemon {
   #reloadTimer: NodeJS.Timeout | null = null;
   #checkpointSeq = 0;
   #recovery = { restoredStreams: 0, replayedInputs: 0, ms: 0 };
-  #restoredReported = 0;
   readonly #scalers = new Map<string, CardScaler>();
   #pruneTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
@@ -218,6 +217,7 @@ export class Daemon {
       onAccepted: (route) => this.metrics.message(route),
       onRejected: (reason) => this.metrics.deadLetter(reason),
       onGap: (_stream, models) => models.forEach((m) => this.metrics.reset(m, 'gap')),
+      onResidency: (action, n) => this.metrics.residency(action, n),
       onStateDiscarded: (stream, model) =>
         store.enqueue('event', () => store.addEvent({ at: this.#now(), stream, model, kind: 'state_discarded', detail: 'saved state belongs to another version of the model file' })),
       log,
@@ -470,9 +470,6 @@ export class Daemon {
     this.#checkpointSeq = seq;
     const seconds = (performance.now() - started) / 1000;
     this.metrics.checkpoint(seconds);
-    this.metrics.residency('evicted', snap.evict.length);
-    this.metrics.residency('restored', ingest.residency.restored - this.#restoredReported);
-    this.#restoredReported = ingest.residency.restored;
     this.#log.debug({ seq, streams: snap.rows.length, evicted: snap.evict.length, ms: Math.round(seconds * 1000) }, 'checkpoint');
     return true;
   }

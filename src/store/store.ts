@@ -119,7 +119,7 @@ export interface CommitResult {
 const TRANSIENT = /^SQLITE_(FULL|BUSY|LOCKED|IOERR|READONLY|CANTOPEN|PROTOCOL|NOMEM)/;
 
 /** True for a store error worth retrying (disk full, locked, I/O). */
-export function isTransientStoreError(err: unknown): boolean {
+function isTransientStoreError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (code === ErrorCodes.STORE_UNAVAILABLE) return true;
   return typeof code === 'string' && TRANSIENT.test(code);
@@ -334,11 +334,6 @@ export class Store {
   /** Up to `limit` log entries after a position, in order (recovery replays them page by page). */
   inputAfter(seq: number, limit: number): InputRow[] {
     return this.#database().prepare('SELECT seq, kind, received_at AS receivedAt, topic, payload FROM input_log WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as InputRow[];
-  }
-
-  /** Entries in the input log (logged since the last checkpoint). */
-  inputBacklog(): number {
-    return (this.#database().prepare('SELECT count(*) AS n FROM input_log').get() as { n: number }).n;
   }
 
   /** The last checkpoint: the log position every stored state reflects (0: none yet). */

@@ -128,6 +128,8 @@ export interface IngestOptions {
   onAccepted?(route: string): void;
   onRejected?(reason: DeadLetterReason): void;
   onGap?(stream: string, models: readonly string[]): void;
+  /** Streams spilled and evicted (at a checkpoint) or restored (on their return), for metrics. */
+  onResidency?(action: 'evicted' | 'restored', streams: number): void;
   /** A restored state did not fit its model (the file changed): that stream starts over. */
   onStateDiscarded?(stream: string, model: string): void;
   log: Logger;
@@ -377,6 +379,7 @@ export class Ingest {
       if (group.resident.delete(stream)) this.#residents--;
       this.residency.evicted++;
     }
+    if (snap.evict.length > 0) this.#opts.onResidency?.('evicted', snap.evict.length);
   }
 
   /** Bring a stream into memory (restoring its spilled state) and mark it changed. */
@@ -387,6 +390,7 @@ export class Ingest {
       if (row) {
         this.#import(group, row);
         this.residency.restored++;
+        this.#opts.onResidency?.('restored', 1);
       }
       r = { lastActive: at, dirty: true };
       group.resident.set(stream, r);

@@ -152,18 +152,9 @@ export class StepAssembler {
     return this.#drain(stream, s, s.watermark);
   }
 
-  has(stream: string): boolean {
-    return this.#streams.has(stream);
-  }
-
   /** Whether the clock closes steps (`wallClock`). */
   get wallClock(): boolean {
     return this.#o.wallClock;
-  }
-
-  /** Streams held in memory. */
-  get size(): number {
-    return this.#streams.size;
   }
 
   /** Forget a stream (evicted after idling; export it first). */
