@@ -32,6 +32,14 @@ def f32(name, dims):
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
 
 
+def rnn_weights(rng, gates, H, F, w=0.5):
+    """W, R, B of a one-direction ONNX RNN operator with `gates` gates, drawn in that order."""
+    W = rng.uniform(-w, w, (1, gates * H, F)).astype(np.float32)
+    R = rng.uniform(-w, w, (1, gates * H, H)).astype(np.float32)
+    B = rng.uniform(-0.1, 0.1, (1, 2 * gates * H)).astype(np.float32)
+    return [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"), numpy_helper.from_array(B, "B")]
+
+
 def nan_accumulator():
     """Stateful: state += step input; output = sqrt(5 - state). Past 5 the output is NaN.
 
@@ -60,17 +68,14 @@ def gru_time_major():
     """A plain ONNX GRU operator: X [seq, batch, 3] time-major, initial_h <-> Y_h."""
     rng = np.random.RandomState(7)
     H, F = 4, 3
-    W = rng.uniform(-0.5, 0.5, (1, 3 * H, F)).astype(np.float32)
-    R = rng.uniform(-0.5, 0.5, (1, 3 * H, H)).astype(np.float32)
-    B = rng.uniform(-0.1, 0.1, (1, 6 * H)).astype(np.float32)
+    weights = rnn_weights(rng, 3, H, F)
     node = helper.make_node("GRU", ["X", "W", "R", "B", "", "initial_h"], ["Y", "Y_h"],
                             hidden_size=H, linear_before_reset=1)
     graph = helper.make_graph(
         [node], "gru_time_major",
         [f32("X", ["seq", "batch", F]), f32("initial_h", [1, "batch", H])],
         [f32("Y", ["seq", 1, "batch", H]), f32("Y_h", [1, "batch", H])],
-        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"),
-         numpy_helper.from_array(B, "B")],
+        weights,
     )
     save(graph, "gru-time-major.onnx")
 
@@ -121,9 +126,7 @@ def keras_style_lstm():
     shape and their names pair with nothing, so it needs an explicit signature."""
     rng = np.random.RandomState(11)
     H, F, K = 8, 4, 3
-    W = rng.uniform(-0.4, 0.4, (1, 4 * H, F)).astype(np.float32)
-    R = rng.uniform(-0.4, 0.4, (1, 4 * H, H)).astype(np.float32)
-    B = rng.uniform(-0.1, 0.1, (1, 8 * H)).astype(np.float32)
+    weights = rnn_weights(rng, 4, H, F, w=0.4)
     D = rng.uniform(-0.5, 0.5, (H, K)).astype(np.float32)
     nodes = [
         helper.make_node("LSTM", ["input_1", "W", "R", "B", "", "input_2", "input_3"], ["Y", "lstm_h", "lstm_c"], hidden_size=H),
@@ -134,8 +137,7 @@ def keras_style_lstm():
         nodes, "keras_style_lstm",
         [f32("input_1", ["seq", "batch", F]), f32("input_2", [1, "batch", H]), f32("input_3", [1, "batch", H])],
         [f32("dense", ["batch", K]), f32("lstm_h", [1, "batch", H]), f32("lstm_c", [1, "batch", H])],
-        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"), numpy_helper.from_array(B, "B"),
-         numpy_helper.from_array(D, "D"), numpy_helper.from_array(np.array([0], dtype=np.int64), "axes0")],
+        weights + [numpy_helper.from_array(D, "D"), numpy_helper.from_array(np.array([0], dtype=np.int64), "axes0")],
     )
     save(graph, "keras-style-lstm.onnx")
 
@@ -145,9 +147,7 @@ def flat_horizons_gru():
     x [batch, time, 3] batch-first, h0 [1, batch, 4] <-> hn, y [batch, 1, 6]."""
     rng = np.random.RandomState(13)
     H, F, K = 4, 3, 6
-    W = rng.uniform(-0.5, 0.5, (1, 3 * H, F)).astype(np.float32)
-    R = rng.uniform(-0.5, 0.5, (1, 3 * H, H)).astype(np.float32)
-    B = rng.uniform(-0.1, 0.1, (1, 6 * H)).astype(np.float32)
+    weights = rnn_weights(rng, 3, H, F)
     D = rng.uniform(-0.5, 0.5, (H, K)).astype(np.float32)
     nodes = [
         helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
@@ -159,8 +159,7 @@ def flat_horizons_gru():
         nodes, "flat_horizons_gru",
         [f32("x", ["batch", "time", F]), f32("h0", [1, "batch", H])],
         [f32("y", ["batch", 1, K]), f32("hn", [1, "batch", H])],
-        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"), numpy_helper.from_array(B, "B"),
-         numpy_helper.from_array(D, "D")],
+        weights + [numpy_helper.from_array(D, "D")],
     )
     save(graph, "flat-horizons-gru.onnx")
 
