@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import mqtt from 'mqtt';
 import { packageRoot } from '../src/paths.js';
+import { publishAll } from '../test/support/fixtures.js';
 import { BenchBroker, benchMessage, endSession, rssBytes, startDaemon, waitCount, writeBenchConfig, type BenchDaemon } from './support.js';
 
 const MiB = 1024 * 1024;
@@ -65,17 +65,9 @@ function point(streams: number, rss: number, grown: number, stateBytes: number):
 
 /** Publish one message to each of streams [from, to) and wait until the daemon has committed them all. */
 async function feed(url: string, daemon: BenchDaemon, from: number, to: number, streams: number): Promise<void> {
-  const pub = await mqtt.connectAsync(url, { clientId: `feed-${from}`, clean: true });
   const base = await daemon.committed();
-  for (let k = from; k < to; k += 500) {
-    const batch = [];
-    for (let j = k; j < Math.min(to, k + 500); j++) {
-      const m = benchMessage(j, streams);
-      batch.push(pub.publishAsync(m.topic, m.payload, { qos: 1 }));
-    }
-    await Promise.all(batch);
-  }
-  await pub.endAsync();
+  const msgs = Array.from({ length: to - from }, (_, i) => benchMessage(from + i, streams));
+  await publishAll(url, `feed-${from}`, msgs, 500);
   const { n } = await waitCount(daemon.committed, base + (to - from), 10_000, 100);
   if (n < base + (to - from)) throw new Error(`the daemon committed ${n - base} of ${to - from}`);
 }

@@ -339,13 +339,13 @@ export class Daemon {
     let restored = 0;
     for (const row of store.residentStreams(ingest.eagerGroups)) if (ingest.restore(row)) restored++;
     let replayed = 0;
-    const max = this.#opts.loaded.config.limits.maxQueuedSteps;
     for (let page = store.inputAfter(from, 1000); page.length > 0; page = store.inputAfter(intake.lastSeq, 1000)) {
       for (const row of page) {
         ingest.replay(row.seq, row.kind, row.topic, row.payload, row.receivedAt);
         intake.lastSeq = row.seq;
         replayed++;
-        if ([...this.#engines.values()].some((e) => e.queueDepth >= max)) await this.#drainEngines();
+        // The same bound as live intake (limits.maxQueuedSteps): let the engines catch up.
+        if (this.#busy() === 'queue_full') await this.#drainEngines();
       }
     }
     await this.#drainEngines();
