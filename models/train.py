@@ -6,11 +6,14 @@ read from node_modules so the data is exactly what npm ships.
 Split by date: fit on 2012-01-01..2014-12-31, report metrics on 2015.
 
 Every model sees 4 features per day (precipitation, temp_max, temp_min, wind),
-standardised with the training-period mean/std, and forecasts temp_max and
-temp_min for the next 1, 2 and 3 days (6 outputs, horizon-major).
+standardised with the training-period mean/std. The forecasters (weather-lstm,
+-gru, -rnn, -brnn) forecast temp_max and temp_min for the next 1, 2 and 3 days
+(6 outputs, horizon-major); the classifier weather-rain gives two logits per
+day, dry or wet (any precipitation) tomorrow.
 
 Run with Debian's interpreter (python3-torch, python3-onnx):
     /usr/bin/python3 models/train.py          # or: npm run models
+    /usr/bin/python3 models/train.py weather-rain   # only the named models
 Deterministic: fixed seeds, one thread, deterministic algorithms; running it
 twice gives byte-identical .onnx, card and fixture files (test/models.test).
 """
@@ -85,12 +88,12 @@ def targets_for(vals):
 class Stateful(nn.Module):
     """Many-to-many forecaster: one forecast vector per input step, state in and out."""
 
-    def __init__(self, kind, hidden, layers):
+    def __init__(self, kind, hidden, layers, outputs=len(HORIZONS) * len(TARGETS)):
         super().__init__()
         cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
         self.kind = kind
         self.rnn = cls(len(FEATURES), hidden, layers, batch_first=True)
-        self.head = nn.Linear(hidden, len(HORIZONS) * len(TARGETS))
+        self.head = nn.Linear(hidden, outputs)
 
     def forward(self, x, h0, c0=None):
         if self.kind == "lstm":
@@ -127,7 +130,22 @@ def zero_state(model, batch):
     return (h, torch.zeros(L, batch, H)) if model.kind == "lstm" else (h,)
 
 
-def train_stateful(model, xs, ys, epochs, chunk=120, warmup=10, batch=16):
+def masked_mse(out, y, warmup):
+    """Squared error over the targets that exist (NaN: past the end), after the warm-up steps."""
+    mask = ~torch.isnan(y)
+    mask[:, :warmup] = False
+    return ((out - torch.nan_to_num(y)) ** 2)[mask].mean()
+
+
+def masked_cross_entropy(logits, y, warmup):
+    """Cross-entropy of class logits [B, T, C] against class indices y [B, T, 1] (NaN: unknown)."""
+    y = y[..., 0]
+    mask = ~torch.isnan(y)
+    mask[:, :warmup] = False
+    return nn.functional.cross_entropy(logits[mask], y[mask].long())
+
+
+def train_stateful(model, xs, ys, epochs, chunk=120, warmup=10, batch=16, loss_fn=masked_mse):
     """Truncated sequences from the training period; loss skips the first warm-up steps."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
@@ -140,9 +158,7 @@ def train_stateful(model, xs, ys, epochs, chunk=120, warmup=10, batch=16):
             x = torch.tensor(np.stack([xs[c][s : s + chunk] for c, s in sel]), dtype=torch.float32)
             y = torch.tensor(np.stack([ys[c][s : s + chunk] for c, s in sel]), dtype=torch.float32)
             out = model(x, *zero_state(model, len(sel)))[0]
-            mask = ~torch.isnan(y)
-            mask[:, :warmup] = False
-            loss = ((out - torch.nan_to_num(y)) ** 2)[mask].mean()
+            loss = loss_fn(out, y, warmup)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -228,17 +244,23 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def main():
-    series = load_series()
+def standardised(series):
+    """Held-out split per city, the training period's feature mean/std, and every city's scaled inputs."""
     cities = list(series)
     split = {c: series[c][0].index(TEST_START) for c in cities}
     train_vals = np.concatenate([series[c][1][: split[c]] for c in cities])
     f_mean, f_std = train_vals.mean(0), train_vals.std(0)
+    xs_all = {c: (series[c][1] - f_mean) / f_std for c in cities}
+    return cities, split, f_mean, f_std, xs_all
+
+
+def main():
+    series = load_series()
+    cities, split, f_mean, f_std, xs_all = standardised(series)
     ti = [FEATURES.index(t) for t in TARGETS]
     t_mean = np.tile(f_mean[ti], len(HORIZONS))
     t_std = np.tile(f_std[ti], len(HORIZONS))
 
-    xs_all = {c: (series[c][1] - f_mean) / f_std for c in cities}
     ys_raw = {c: targets_for(series[c][1]) for c in cities}
     ys_all = {c: (ys_raw[c] - t_mean) / t_std for c in cities}
     # Training targets must not reach into the held-out year.
@@ -387,16 +409,172 @@ def write_metrics_table():
         cells = [f"{test['model'][k]['mae']:.2f} / {test['persistence'][k]['mae']:.2f}"
                  for k in (f"{t}@{h}" for h in HORIZONS for t in TARGETS)]
         rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    replace_between(readme, "metrics-table", rows)
+
+
+def replace_between(readme, marker, rows):
+    """Rewrite the lines between <!-- marker:start --> and <!-- marker:end --> in the file."""
     with open(readme) as f:
         text = f.read()
-    start, end = "<!-- metrics-table:start -->", "<!-- metrics-table:end -->"
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     with open(readme, "w") as f:
         f.write(head + start + "\n" + "\n".join(rows) + "\n" + end + tail)
 
 
+def write_classifier_table():
+    """The classifier's held-out accuracy, Brier score and log loss against its baselines, in models/README.md."""
+    with open(os.path.join(HERE, f"{RAIN['name']}.card.json")) as f:
+        test = json.load(f)["metrics"]["test"]
+    m, p, c = (test[k]["rain@1"] for k in ("model", "persistence", "climatology"))
+    replace_between(os.path.join(HERE, "README.md"), "classifier-table", [
+        "| | accuracy | Brier score | log loss |",
+        "|---|---|---|---|",
+        f"| `{RAIN['name']}` | {m['accuracy']:.3f} | {m['brier']:.3f} | {m['logLoss']:.3f} |",
+        f"| persistence | {p['accuracy']:.3f} | {p['brier']:.3f} | – (certain and sometimes wrong) |",
+        f"| climatology | {c['accuracy']:.3f} | {c['brier']:.3f} | {c['logLoss']:.3f} |",
+    ])
+
+
+# A classification head: will tomorrow be wet (any precipitation) or dry? Same
+# four daily features, one GRU step per day, two logits per step (softmax in
+# tidecast, so the export stays what PyTorch users ship).
+RAIN = dict(name="weather-rain", kind="gru", hidden=16, layers=1, epochs=40)
+RAIN_LABELS = ["dry", "wet"]
+
+
+def wet_tomorrow(vals):
+    """Class index per day: 1 when the next day has precipitation > 0; NaN on the last day."""
+    y = np.full((len(vals), 1), np.nan)
+    y[:-1, 0] = (vals[1:, FEATURES.index("precipitation")] > 0).astype(np.float64)
+    return y
+
+
+def class_metrics(p_wet, actual):
+    """Accuracy (argmax), log loss and Brier score of P(wet) against 0/1 actuals."""
+    p = np.clip(p_wet, 1e-7, 1 - 1e-7)
+    return {
+        "accuracy": round(float(((p_wet > 0.5) == (actual == 1)).mean()), 4),
+        "logLoss": round(float(-(actual * np.log(p) + (1 - actual) * np.log(1 - p)).mean()), 4),
+        "brier": round(float(((p_wet - actual) ** 2).mean()), 4),
+        "n": int(len(actual)),
+    }
+
+
+def train_classifier():
+    series = load_series()
+    cities, split, f_mean, f_std, xs_all = standardised(series)
+    spec = RAIN
+    name = spec["name"]
+    ys_all = {c: wet_tomorrow(series[c][1]) for c in cities}
+    ys_train = []
+    for c in cities:
+        y = ys_all[c][: split[c]].copy()
+        y[split[c] - 1 :] = np.nan  # the last training day's label is a held-out day
+        ys_train.append(y)
+    seed_everything()
+    model = Stateful(spec["kind"], spec["hidden"], spec["layers"], outputs=len(RAIN_LABELS))
+    train_stateful(model, [xs_all[c][: split[c]] for c in cities], ys_train, spec["epochs"], loss_fn=masked_cross_entropy)
+    model.eval()
+
+    # Held out: each city's whole series (state warmed on the training years), scored on 2015 days
+    # whose next day is in 2015. Baselines: "tomorrow like today", and the training period's wet rate.
+    wet_rate = float(np.nanmean(np.concatenate(ys_train)))
+    heldout, p_all, act_all, today_all = {}, [], [], []
+    with torch.no_grad():
+        for c in cities:
+            logits = model(torch.tensor(xs_all[c], dtype=torch.float32).unsqueeze(0), *zero_state(model, 1))[0][0]
+            probs = torch.softmax(logits, dim=-1).numpy().astype(np.float64)
+            s = split[c]
+            heldout[c] = {"dates": series[c][0][s:], "probabilities": [[float(v) for v in r] for r in probs[s:]]}
+            known = ~np.isnan(ys_all[c][s:, 0])
+            p_all.append(probs[s:, 1][known])
+            act_all.append(ys_all[c][s:, 0][known])
+            today_all.append((series[c][1][s:, FEATURES.index("precipitation")] > 0).astype(np.float64)[known])
+    p_wet, actual, today = np.concatenate(p_all), np.concatenate(act_all), np.concatenate(today_all)
+    metrics_test = {
+        "model": {"rain@1": class_metrics(p_wet, actual)},
+        "persistence": {"rain@1": class_metrics(today, actual)},
+        "climatology": {"rain@1": class_metrics(np.full(len(actual), wet_rate), actual)},
+    }
+    with open(os.path.join(HERE, "fixtures", f"{name}.heldout.json"), "w") as f:
+        json.dump({"model": name, "from": TEST_START, "warmupFrom": series[cities[0]][0][0], "labels": RAIN_LABELS,
+                   "streams": heldout}, f, separators=(",", ":"))
+        f.write("\n")
+    path, inputs, outputs = export(model, name, spec["kind"])
+    card = {
+        "$schema": "./model-card.schema.json",
+        "name": name,
+        "description": (
+            f"GRU ({spec['layers']} layer(s), hidden {spec['hidden']}) classifying tomorrow as dry or wet "
+            "(any precipitation) from daily weather: many-to-one, one label with its probability per day."
+        ),
+        "architecture": {"cell": spec["kind"], "layers": spec["layers"], "hidden": spec["hidden"], "bidirectional": False},
+        "mode": "stateful",
+        "window": None,
+        "stepSeconds": STEP_SECONDS,
+        "features": [{"name": f, "unit": UNITS[f]} for f in FEATURES],
+        "targets": [{"name": "rain", "labels": RAIN_LABELS, "scores": "logits",
+                     "description": "wet: precipitation > 0 mm on the target day"}],
+        "horizons": [1],
+        "outputLayout": "horizon-major",
+        "scaler": {"features": {"mean": f_mean.tolist(), "std": f_std.tolist()}},
+        "signature": {
+            "input": "input",
+            "output": "output",
+            "layout": "batch-first",
+            "states": [{"input": i, "output": o} for i, o in zip(inputs[1:], outputs[1:])],
+        },
+        "provenance": {
+            "dataset": "vega-datasets",
+            "file": "data/weather.csv",
+            "streams": cities,
+            "train": {"from": series[cities[0]][0][0], "to": TRAIN_END},
+            "test": {"from": TEST_START, "to": series[cities[0]][0][-1]},
+            "trainer": "models/train.py",
+            "seed": SEED,
+            "torch": torch.__version__,
+            "opset": OPSET,
+            "trainWetRate": round(wet_rate, 4),
+        },
+        "metrics": {"test": metrics_test},
+        "sha256": sha256(path),
+    }
+    with open(os.path.join(HERE, f"{name}.card.json"), "w") as f:
+        json.dump(card, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+    # Reference fixture: the first 60 held-out Seattle days, PyTorch's logits and final state.
+    c, n = "Seattle", 60
+    s = split[c]
+    x_ref = torch.tensor(xs_all[c][s : s + n], dtype=torch.float32).unsqueeze(0)
+    with torch.no_grad():
+        out, *states = model(x_ref, *zero_state(model, 1))
+    fixture = {
+        "model": name,
+        "stream": c,
+        "dates": series[c][0][s : s + n],
+        "raw": [[float(v) for v in r] for r in series[c][1][s : s + n]],
+        "inputs": [f32list(r) for r in x_ref[0].numpy()],
+        "outputs": [f32list(r) for r in out[0].numpy()],
+        "finalStates": {o: f32list(st.numpy()) for o, st in zip(outputs[1:], states)},
+    }
+    with open(os.path.join(HERE, "fixtures", f"{name}.reference.json"), "w") as f:
+        json.dump(fixture, f, separators=(",", ":"))
+        f.write("\n")
+    m = metrics_test
+    print(f"{name}: accuracy {m['model']['rain@1']['accuracy']:.3f} (persistence {m['persistence']['rain@1']['accuracy']:.3f}, "
+          f"climatology {m['climatology']['rain@1']['accuracy']:.3f}), brier {m['model']['rain@1']['brier']:.3f} "
+          f"(persistence {m['persistence']['rain@1']['brier']:.3f}, climatology {m['climatology']['rain@1']['brier']:.3f})")
+
+
 if __name__ == "__main__":
     os.makedirs(os.path.join(HERE, "fixtures"), exist_ok=True)
-    main()
-    write_metrics_table()
+    only = sys.argv[1:]
+    if not only or set(only) & set(SPECS):
+        main()
+        write_metrics_table()
+    if not only or RAIN["name"] in only:
+        train_classifier()
+        write_classifier_table()

@@ -65,7 +65,7 @@ export function inspectReport(model: LoadedModel): InspectReport {
     card: card && {
       path: model.cardPath!,
       features: card.features.map((f) => (f.unit ? `${f.name} (${f.unit})` : f.name)),
-      targets: card.targets.map((t) => (t.unit ? `${t.name} (${t.unit})` : t.name)),
+      targets: card.targets.map((t) => (t.labels ? `${t.name} [${t.labels.join('|')}] (${t.scores ?? 'logits'})` : t.unit ? `${t.name} (${t.unit})` : t.name)),
       horizons: [...card.horizons],
       stepSeconds: card.stepSeconds,
       provenance: card.provenance ?? null,
@@ -76,7 +76,7 @@ export function inspectReport(model: LoadedModel): InspectReport {
 
 const shape = (s: ReadonlyArray<number | string>): string => `[${s.join(', ')}]`;
 
-interface ErrorStats { mae: number; rmse: number }
+interface ErrorStats { mae?: number; rmse?: number; accuracy?: number; brier?: number }
 
 /** The human-readable form of the report. */
 export function formatInspect(r: InspectReport): string {
@@ -112,10 +112,17 @@ export function formatInspect(r: InspectReport): string {
   }
   const test = (c.metrics as { test?: { model: Record<string, ErrorStats>; persistence: Record<string, ErrorStats> } } | null)?.test;
   if (test) {
-    lines.push('test MAE   model / persistence (held-out data)');
+    // Forecasters report MAE; classifiers accuracy and Brier score.
+    const classifier = Object.values(test.model).some((m) => m.accuracy !== undefined);
+    lines.push(classifier ? 'test       accuracy, Brier: model / persistence (held-out data)' : 'test MAE   model / persistence (held-out data)');
+    const num = (x: number | undefined, d: number): string => (x === undefined ? '-' : x.toFixed(d));
     for (const [k, m] of Object.entries(test.model)) {
       const p = test.persistence[k];
-      lines.push(`  ${k.padEnd(14)} ${m.mae.toFixed(2).padStart(6)} / ${p ? p.mae.toFixed(2) : '-'}`);
+      lines.push(
+        classifier
+          ? `  ${k.padEnd(14)} ${num(m.accuracy, 3)} / ${num(p?.accuracy, 3)}   ${num(m.brier, 3)} / ${num(p?.brier, 3)}`
+          : `  ${k.padEnd(14)} ${num(m.mae, 2).padStart(6)} / ${num(p?.mae, 2)}`,
+      );
     }
   }
   return lines.join('\n');

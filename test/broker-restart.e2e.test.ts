@@ -6,6 +6,7 @@ import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import { loadModel } from '../src/inference/model.js';
+import { OutputHead } from '../src/inference/output-head.js';
 import { CardScaler } from '../src/inference/scaler.js';
 import { StepRunner } from '../src/inference/step-runner.js';
 import { silentLogger } from '../src/log.js';
@@ -49,10 +50,11 @@ describe('broker restart', () => {
     const model = await loadModel(modelPath('weather-lstm'));
     const runner = new StepRunner(model);
     const scaler = new CardScaler(model.card!);
+    const head = new OutputHead(model.card!);
     const check = new (await import('better-sqlite3')).default(`${tmp.dir}/tidecast.db`, { readonly: true });
     for (const m of msgs) {
       const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
-      const want = scaler.unscaleOutput(r!.output!)[0]!;
+      const want = head.read(r!.output!)[0]!.value;
       const got = (check.prepare("SELECT value FROM predictions WHERE stream = ? AND issued_at = ? AND horizon = 1 AND target = 'temp_max'").get(m.stream, m.ts) as { value: number }).value;
       assert.ok(Math.abs(got - want) < 1e-4, `step at ${new Date(m.ts).toISOString()}: ${got} vs ${want}`);
     }

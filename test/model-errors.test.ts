@@ -67,13 +67,13 @@ describe('model loading refuses with coded errors', () => {
   it('invalid card: every problem at once as path: message', async () => {
     const m = withEditedCard((c) => {
       c.mode = 'sideways';
-      c.horizons = [0];
+      c.horizons = [-1];
       delete c.stepSeconds;
     });
     await assert.rejects(loadModel(m.file), (err: Error & { code?: string }) => {
       assert.equal(err.code, ErrorCodes.CARD_INVALID);
       assert.match(err.message, /\/mode: must be equal to one of the allowed values/);
-      assert.match(err.message, /\/horizons\/0: must be >= 1/);
+      assert.match(err.message, /\/horizons\/0: must be >= 0/);
       assert.match(err.message, /\/: must have required property 'stepSeconds'/);
       return true;
     });

@@ -120,7 +120,7 @@ describe('operations', () => {
       assert.equal(c.device_class, 'temperature');
       assert.equal(c.availability_topic, 'tidecast/status');
       assert.deepEqual(c.device.identifiers, ['tidecast_site0_dev0']);
-      assert.match(String(c.value_template), /forecast\[0\]\.values\.temp_max/);
+      assert.match(String(c.value_template), /forecast\[0\]\.values\['temp_max'\]/);
       const stats = await retained(broker.url, 'tidecast/stats', 1500);
       const s = JSON.parse(stats.get('tidecast/stats')!) as { messages: number; predictions: number };
       assert.deepEqual([s.messages, s.predictions], [2, 2]);

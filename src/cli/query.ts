@@ -46,5 +46,7 @@ export function formatPredictions(rows: readonly StoredPrediction[]): string {
   const m = Math.max(5, ...rows.map((r) => r.model.length));
   const t = Math.max(6, ...rows.map((r) => r.target.length));
   const head = `${'stream'.padEnd(w)}  ${'model'.padEnd(m)}  ${'issued_at'.padEnd(20)}  h  ${'target'.padEnd(t)}  ${'target_time'.padEnd(20)}  value`;
-  return [head, ...rows.map((r) => `${r.stream.padEnd(w)}  ${r.model.padEnd(m)}  ${iso(r.issuedAt).padEnd(20)}  ${String(r.horizon).padStart(1)}  ${r.target.padEnd(t)}  ${iso(r.targetTime).padEnd(20)}  ${r.value.toFixed(3)}`)].join('\n');
+  // A classification target shows its label and that label's probability.
+  const value = (r: StoredPrediction): string => (r.label == null ? r.value.toFixed(3) : `${r.label} (p=${r.value.toFixed(3)})`);
+  return [head, ...rows.map((r) => `${r.stream.padEnd(w)}  ${r.model.padEnd(m)}  ${iso(r.issuedAt).padEnd(20)}  ${String(r.horizon).padStart(1)}  ${r.target.padEnd(t)}  ${iso(r.targetTime).padEnd(20)}  ${value(r)}`)].join('\n');
 }

@@ -3,6 +3,7 @@ import type { LoadedConfig } from '../config/config.js';
 import { ConfigError } from '../config/load-config.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { loadModel, loadOptionsFor, type LoadedModel } from '../inference/model.js';
+import { OutputHead } from '../inference/output-head.js';
 import { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
@@ -67,6 +68,8 @@ export class Daemon {
   #checkpointSeq = 0;
   #recovery = { restoredStreams: 0, replayedInputs: 0, ms: 0 };
   readonly #scalers = new Map<string, CardScaler>();
+  /** How each model's output is read (values, labels), kept current across hot reloads. */
+  readonly #heads = new Map<string, OutputHead>();
   #pruneTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #statsTimer: NodeJS.Timeout | null = null;
@@ -151,12 +154,13 @@ export class Daemon {
     log.info({ path: cfg.store.path }, 'store open');
 
     const scalers = this.#scalers;
+    const heads = this.#heads;
     const publisher = { publish: (t: string, p: string, q: 0 | 1 | 2, r: boolean): void => this.#mqtt?.publish(t, p, q, r) };
     this.#sink = new ForecastSink({
       store,
       publish: cfg.publish,
       publisher,
-      scalers,
+      heads,
       log,
       metrics: this.metrics,
       discovery: cfg.homeAssistant.discovery
@@ -191,6 +195,7 @@ export class Daemon {
       this.metrics.registerModel(model.name);
       const scaler = new CardScaler(model.card);
       scalers.set(model.name, scaler);
+      heads.set(model.name, new OutputHead(model.card));
       routeModels.set(name, { name: model.name, engine, scaler, features: model.card.features.map((f) => f.name), stepSeconds: model.card.stepSeconds });
       log.info({ model: model.name, path: model.path, provider: model.provider, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');
     }
@@ -407,6 +412,7 @@ export class Daemon {
         store.flush();
         const { stateKept, streams } = await engine.replaceModel(next);
         this.#scalers.get(current.name)?.use(next.card!);
+        this.#heads.get(current.name)?.use(next.card!);
         if (stateKept) {
           // Spilled streams' saved state fits the new file too.
           store.enqueue('model state', () => store.db.prepare('UPDATE model_state SET fingerprint = ? WHERE model = ? AND fingerprint = ?').run(next.fingerprint, current.name, current.fingerprint));

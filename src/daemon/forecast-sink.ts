@@ -1,5 +1,5 @@
 import type { LoadedModel } from '../inference/model.js';
-import type { CardScaler } from '../inference/scaler.js';
+import { OutputReadError, type OutputHead } from '../inference/output-head.js';
 import type { StepResult } from '../inference/step-runner.js';
 import type { Logger } from '../log.js';
 import type { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
@@ -22,14 +22,24 @@ export interface ForecastMessage {
   model: string;
   issued_at: string;
   step_s: number;
-  forecast: Array<{ horizon: number; target_time: string; values: Record<string, number> }>;
+  forecast: ForecastEntry[];
+}
+
+/** One horizon of a forecast: numeric targets under values, classification targets under labels. */
+export interface ForecastEntry {
+  horizon: number;
+  target_time: string;
+  values: Record<string, number>;
+  /** Present when the model has classification targets: the most probable label, its probability, and all of them. */
+  labels?: Record<string, { label: string; probability: number; probabilities: Record<string, number> }>;
 }
 
 export interface ForecastSinkOptions {
   store: Store;
   publish: PublishSettings;
   publisher: { publish(topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean): void } | null;
-  scalers: ReadonlyMap<string, CardScaler>;
+  /** How to read each model's output (kept current across hot reloads). */
+  heads: ReadonlyMap<string, OutputHead>;
   log: Logger;
   metrics?: Metrics;
   discovery?: HomeAssistantDiscovery;
@@ -40,9 +50,11 @@ export interface ForecastSinkOptions {
 
 /**
  * Turns a batch of engine results into stored rows and published messages:
- * de-scales each output, expands it per horizon and target with its target
- * time, commits steps and predictions in one transaction, then publishes.
- * A `reset` result stores its step and a `state_reset` event, no prediction.
+ * reads each output through the model's OutputHead (de-scaled values, or a
+ * label with its probabilities), expands it per horizon and target with its
+ * target time, commits steps and predictions in one transaction, then
+ * publishes. A `reset` result stores its step and a `state_reset` event, no
+ * prediction; so does an output the head cannot read (an `invalid_output` event).
  */
 export class ForecastSink {
   readonly #opts: ForecastSinkOptions;
@@ -63,9 +75,8 @@ export class ForecastSink {
    */
   handle(results: readonly StepResult[], model: LoadedModel): void {
     const card = model.card!;
-    const scaler = this.#opts.scalers.get(model.name)!;
+    const head = this.#opts.heads.get(model.name)!;
     const stepMs = card.stepSeconds * 1000;
-    const T = card.targets.length;
     const steps: StepRow[] = [];
     const rows: PredictionRow[] = [];
     const resets: EventRow[] = [];
@@ -79,19 +90,33 @@ export class ForecastSink {
         continue;
       }
       if (r.status !== 'ok') continue;
-      const out = scaler.unscaleOutput(r.output!);
+      let readings;
+      try {
+        readings = head.read(r.output!);
+      } catch (err) {
+        if (!(err instanceof OutputReadError)) throw err;
+        this.#opts.metrics?.invalidOutput(model.name);
+        resets.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'invalid_output', detail: err.message, seq: ctx.seq });
+        this.#log.warn({ model: model.name, stream: r.streamId, err: err.message }, 'model output not stored: the card does not describe it');
+        continue;
+      }
       const msg: ForecastMessage = { stream: r.streamId, model: model.name, issued_at: new Date(ctx.ts).toISOString(), step_s: card.stepSeconds, forecast: [] };
       const first = rows.length;
-      card.horizons.forEach((horizon, hi) => {
-        const targetTime = ctx.ts + horizon * stepMs;
-        const values: Record<string, number> = {};
-        card.targets.forEach((t, k) => {
-          const value = out[hi * T + k]!;
-          values[t.name] = value;
-          rows.push({ stream: r.streamId, model: model.name, issuedAt: ctx.ts, horizon, target: t.name, targetTime, value });
-        });
-        msg.forecast.push({ horizon, target_time: new Date(targetTime).toISOString(), values });
-      });
+      let entry: ForecastEntry | undefined;
+      for (const x of readings) {
+        const targetTime = ctx.ts + x.horizon * stepMs;
+        if (entry?.horizon !== x.horizon) {
+          entry = { horizon: x.horizon, target_time: new Date(targetTime).toISOString(), values: {}, ...(head.classifies ? { labels: {} } : {}) };
+          msg.forecast.push(entry);
+        }
+        if (x.label === undefined) {
+          entry.values[x.target] = x.value;
+          rows.push({ stream: r.streamId, model: model.name, issuedAt: ctx.ts, horizon: x.horizon, target: x.target, targetTime, value: x.value });
+        } else {
+          entry.labels![x.target] = { label: x.label, probability: x.value, probabilities: { ...x.probabilities! } };
+          rows.push({ stream: r.streamId, model: model.name, issuedAt: ctx.ts, horizon: x.horizon, target: x.target, targetTime, value: x.value, label: x.label, probabilities: JSON.stringify(x.probabilities) });
+        }
+      }
       messages.push({ msg, ctx, first });
     }
     const store = this.#opts.store;
@@ -111,6 +136,9 @@ export class ForecastSink {
       const now = (this.#opts.now ?? Date.now)();
       metrics.committed(model.name, fresh.map(({ ctx }) => (now - ctx.receivedAt) / 1000));
       metrics.scored(scored);
+      for (const { msg } of fresh) {
+        for (const f of msg.forecast) for (const [target, l] of Object.entries(f.labels ?? {})) metrics.labelled(model.name, target, l.label);
+      }
     }
     for (const { msg, ctx } of fresh) {
       if (publish.enabled && publisher) {

@@ -65,7 +65,7 @@ export class DashboardApi {
     // One primary-key seek per stream x loaded model (a GROUP BY over the stream's rows would scan them all).
     const lastIssue = db.prepare('SELECT max(issued_at) AS issuedAt FROM predictions WHERE stream = ? AND model = ?').pluck();
     const loaded = this.#models().map((m) => m.name);
-    const forecast = db.prepare('SELECT horizon, target, target_time AS targetTime, value FROM predictions WHERE stream = ? AND model = ? AND issued_at = ? ORDER BY horizon, target');
+    const forecast = db.prepare('SELECT horizon, target, target_time AS targetTime, value, label FROM predictions WHERE stream = ? AND model = ? AND issued_at = ? ORDER BY horizon, target');
     // The latest 100 scored forecasts of the shortest horizon, per target: an index range each.
     const mae = db.prepare(
       `SELECT avg(abs(predicted - actual)) AS mae, avg(abs(persistence - actual)) AS persistenceMae, count(*) AS n FROM (
@@ -109,17 +109,20 @@ export class DashboardApi {
     // Forecasts issued in the range (and a few steps before it, so its first target times are covered).
     const rows = db
       .prepare(
-        `SELECT model, horizon, target, issued_at AS issuedAt, target_time AS targetTime, value FROM predictions
+        `SELECT model, horizon, target, issued_at AS issuedAt, target_time AS targetTime, value, probabilities FROM predictions
          WHERE stream = ? AND issued_at BETWEEN ? AND ? ORDER BY issued_at DESC LIMIT ?`,
       )
-      .all(stream, from - 7 * DAY, to, limit * 12) as Array<{ model: string; horizon: number; target: string; issuedAt: number; targetTime: number; value: number }>;
-    const forecasts: Record<string, Record<string, Array<{ issuedAt: number; targetTime: number; values: Record<string, number> }>>> = {};
+      .all(stream, from - 7 * DAY, to, limit * 12) as Array<{ model: string; horizon: number; target: string; issuedAt: number; targetTime: number; value: number; probabilities: string | null }>;
+    // A point holds its numeric targets' values, and each classification target's label probabilities.
+    type Point = { issuedAt: number; targetTime: number; values: Record<string, number>; probabilities?: Record<string, Record<string, number>> };
+    const forecasts: Record<string, Record<string, Point[]>> = {};
     for (const r of rows.reverse()) {
       const byH = (forecasts[r.model] ??= {});
       const list = (byH[String(r.horizon)] ??= []);
-      const lastPoint = list[list.length - 1];
-      if (lastPoint && lastPoint.issuedAt === r.issuedAt) lastPoint.values[r.target] = r.value;
-      else list.push({ issuedAt: r.issuedAt, targetTime: r.targetTime, values: { [r.target]: r.value } });
+      let point = list[list.length - 1];
+      if (!point || point.issuedAt !== r.issuedAt) list.push((point = { issuedAt: r.issuedAt, targetTime: r.targetTime, values: {} }));
+      if (r.probabilities === null) point.values[r.target] = r.value;
+      else (point.probabilities ??= {})[r.target] = JSON.parse(r.probabilities) as Record<string, number>;
     }
     const events = db.prepare('SELECT at, model, kind, detail FROM events WHERE stream = ? AND at BETWEEN ? AND ? ORDER BY at DESC LIMIT ?').all(stream, from, to, limit);
     const deadLetters = db.prepare('SELECT received_at AS receivedAt, topic, reason, detail FROM dead_letters WHERE stream = ? ORDER BY received_at DESC LIMIT 100').all(stream);

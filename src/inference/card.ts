@@ -11,6 +11,19 @@ export interface MeanStd {
   readonly std: readonly number[];
 }
 
+/**
+ * One thing a model outputs per horizon. With `labels` it is a classification
+ * head: one output per label, read as logits (softmax applied by tidecast) or
+ * as probabilities; without, one numeric value.
+ */
+export interface CardTarget {
+  readonly name: string;
+  readonly unit?: string;
+  readonly description?: string;
+  readonly labels?: readonly string[];
+  readonly scores?: 'logits' | 'probabilities';
+}
+
 /** A model card: what a forecaster expects and produces (models/model-card.schema.json). */
 export interface ModelCard {
   readonly name: string;
@@ -19,10 +32,11 @@ export interface ModelCard {
   readonly window?: number | null;
   readonly stepSeconds: number;
   readonly features: ReadonlyArray<{ name: string; unit?: string }>;
-  readonly targets: ReadonlyArray<{ name: string; unit?: string }>;
+  readonly targets: readonly CardTarget[];
   readonly horizons: readonly number[];
   readonly outputLayout?: 'horizon-major';
-  readonly scaler?: { features: MeanStd; targets: MeanStd };
+  /** `targets` covers the numeric targets only (not classification targets). */
+  readonly scaler?: { features: MeanStd; targets?: MeanStd };
   readonly signature?: SignatureHint;
   readonly provenance?: Record<string, unknown>;
   readonly metrics?: Record<string, unknown>;
@@ -47,13 +61,19 @@ function crossFieldProblems(card: ModelCard): string[] {
   if (card.mode === 'windowed' && !(typeof card.window === 'number' && card.window >= 1)) {
     problems.push('/window: must be a positive integer when mode is "windowed"');
   }
+  card.targets.forEach((t, i) => {
+    if (t.scores !== undefined && t.labels === undefined) problems.push(`/targets/${i}/scores: only a target with labels (a classification head) has class scores`);
+  });
   if (card.scaler) {
-    for (const key of ['features', 'targets'] as const) {
-      const want = card[key].length;
+    const numeric = numericTargets(card).length;
+    const scaled = [['features', card.scaler.features, card.features.length, 'features'], ['targets', card.scaler.targets, numeric, 'numeric targets']] as const;
+    for (const [key, stats, want, what] of scaled) {
+      if (!stats) {
+        if (want > 0) problems.push(`/scaler/${key}: missing, and the card has ${want} ${what}`);
+        continue;
+      }
       for (const stat of ['mean', 'std'] as const) {
-        if (card.scaler[key][stat].length !== want) {
-          problems.push(`/scaler/${key}/${stat}: has ${card.scaler[key][stat].length} values for ${want} ${key}`);
-        }
+        if (stats[stat].length !== want) problems.push(`/scaler/${key}/${stat}: has ${stats[stat].length} values for ${want} ${what}`);
       }
     }
   }
@@ -92,7 +112,22 @@ export function defaultCardPath(modelPath: string): string {
   return modelPath.replace(/\.onnx$/i, '') + '.card.json';
 }
 
-/** Number of output values per step the card promises (targets × horizons). */
+/** The targets that output one number each (no labels), in card order: the ones `scaler.targets` covers. */
+export function numericTargets(card: ModelCard): CardTarget[] {
+  return card.targets.filter((t) => t.labels === undefined);
+}
+
+/** Output values one target takes per horizon: 1, or one per label. */
+export const targetWidth = (t: CardTarget): number => t.labels?.length ?? 1;
+
+/** Number of output values per step the card promises (horizons × the targets' widths). */
 export function cardOutputSize(card: ModelCard): number {
-  return card.targets.length * card.horizons.length;
+  return card.horizons.length * card.targets.reduce((n, t) => n + targetWidth(t), 0);
+}
+
+/** "2 targets × 3 horizons", or with classification heads "(temp + rain: 2 labels) × 1 horizon": how the output width adds up. */
+export function describeOutputSize(card: ModelCard): string {
+  const h = `${card.horizons.length} horizon${card.horizons.length === 1 ? '' : 's'}`;
+  if (card.targets.every((t) => t.labels === undefined)) return `${card.targets.length} target${card.targets.length === 1 ? '' : 's'} × ${h}`;
+  return `(${card.targets.map((t) => (t.labels ? `${t.name}: ${t.labels.length} labels` : t.name)).join(' + ')}) × ${h}`;
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../config/config.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
-import { cardOutputSize, defaultCardPath, readCard, type ModelCard } from './card.js';
+import { cardOutputSize, defaultCardPath, describeOutputSize, readCard, type ModelCard } from './card.js';
 import type { Logger } from '../log.js';
 import { createSession, type ProviderFailure, type ProviderSpec } from './providers.js';
 import { detectSignature, type ModelSignature, type SignatureHint, type TensorInfo } from './signature.js';
@@ -123,7 +123,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
     if (card && signature.outputSize !== null && signature.outputSize !== cardOutputSize(card)) {
       throw new TidecastError(
         ErrorCodes.OUTPUT_COUNT,
-        `${abs}: the card promises ${card.targets.length} targets × ${card.horizons.length} horizons = ${cardOutputSize(card)} values ` +
+        `${abs}: the card promises ${describeOutputSize(card)} = ${cardOutputSize(card)} values ` +
           `but output "${signature.output}" has ${signature.outputSize} per step`,
       );
     }

@@ -57,6 +57,8 @@ export class Metrics {
   readonly #residency: Counter<'action'>;
   readonly #replayed: Counter;
   readonly #reloads: Counter<'model' | 'outcome'>;
+  readonly #labels: Counter<'model' | 'target' | 'label'>;
+  readonly #invalidOutputs: Counter<'model'>;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
 
   constructor(source: MetricsSource) {
@@ -92,6 +94,8 @@ export class Metrics {
     this.#residency.inc({ action: 'evicted' }, 0);
     this.#residency.inc({ action: 'restored' }, 0);
     this.#reloads = new Counter({ name: 'tidecast_model_reloads_total', help: 'Hot reloads of a model file: kept_state, reset_state (the new graph\'s state differs), failed (the old model keeps running)', labelNames: ['model', 'outcome'], registers: [r] });
+    this.#labels = new Counter({ name: 'tidecast_labels_total', help: 'Committed predictions of classification targets, by most probable label', labelNames: ['model', 'target', 'label'], registers: [r] });
+    this.#invalidOutputs = new Counter({ name: 'tidecast_invalid_outputs_total', help: 'Model outputs not stored because the card does not describe them (class scores declared as probabilities that are not)', labelNames: ['model'], registers: [r] });
     this.#replayed = new Counter({ name: 'tidecast_replayed_inputs_total', help: 'Input-log entries replayed at start (recovery after a crash)', registers: [r] });
     new Gauge({
       name: 'tidecast_holding', help: '1 while a message is held unacknowledged (backpressure)', registers: [r],
@@ -152,6 +156,14 @@ export class Metrics {
 
   reset(model: string, reason: 'non_finite' | 'gap'): void {
     this.#resets.inc({ model, reason });
+  }
+
+  labelled(model: string, target: string, label: string): void {
+    this.#labels.inc({ model, target, label });
+  }
+
+  invalidOutput(model: string): void {
+    this.#invalidOutputs.inc({ model });
   }
 
   scored(rows: ReadonlyArray<{ model: string; horizon: number; target: string; predicted: number; actual: number; persistence: number }>): void {

@@ -14,7 +14,8 @@ const objectId = (s: string): string => s.replace(/[^A-Za-z0-9_-]+/g, '_').repla
  * announces one sensor per target and horizon (retained config messages under
  * `<prefix>/sensor/.../config`), grouped into one device per stream, reading
  * its value from the forecast topic and its availability from tidecast's
- * status topic.
+ * status topic. A classification target becomes an enum sensor: its state is
+ * the most probable label, its attributes the probabilities.
  */
 export class HomeAssistantDiscovery {
   readonly #opts: DiscoveryOptions;
@@ -38,17 +39,29 @@ export class HomeAssistantDiscovery {
     card.horizons.forEach((horizon, hi) => {
       for (const t of card.targets) {
         const id = objectId(`tidecast_${model}_${stream}_${t.name}_h${horizon}`);
+        const entry = `value_json.forecast[${hi}]`;
+        // A classification target is an enum sensor whose state is the label, with the probabilities as attributes.
+        const reading = t.labels
+          ? {
+              value_template: `{{ ${entry}.labels['${t.name}'].label }}`,
+              json_attributes_template: `{{ {'issued_at': value_json.issued_at, 'target_time': ${entry}.target_time, 'probability': ${entry}.labels['${t.name}'].probability, 'probabilities': ${entry}.labels['${t.name}'].probabilities} | tojson }}`,
+              device_class: 'enum',
+              options: [...t.labels],
+            }
+          : {
+              value_template: `{{ ${entry}.values['${t.name}'] | round(2) }}`,
+              json_attributes_template: `{{ {'issued_at': value_json.issued_at, 'target_time': ${entry}.target_time} | tojson }}`,
+              unit_of_measurement: t.unit,
+              ...(t.unit === '°C' ? { device_class: 'temperature' } : {}),
+              state_class: 'measurement',
+            };
         const config = {
-          name: `${t.name} +${horizon} step${horizon > 1 ? 's' : ''} (${model})`,
+          name: `${t.name} ${horizon === 0 ? 'now' : `+${horizon} step${horizon > 1 ? 's' : ''}`} (${model})`,
           unique_id: id,
           object_id: id,
           state_topic: stateTopic,
-          value_template: `{{ value_json.forecast[${hi}].values.${t.name} | round(2) }}`,
           json_attributes_topic: stateTopic,
-          json_attributes_template: `{{ {'issued_at': value_json.issued_at, 'target_time': value_json.forecast[${hi}].target_time} | tojson }}`,
-          unit_of_measurement: t.unit,
-          ...(t.unit === '°C' ? { device_class: 'temperature' } : {}),
-          state_class: 'measurement',
+          ...reading,
           availability_topic: this.#opts.availabilityTopic,
           payload_available: 'online',
           payload_not_available: 'offline',

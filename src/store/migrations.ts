@@ -135,4 +135,11 @@ export const MIGRATIONS: readonly string[] = [
   DROP INDEX predictions_by_target;
   DROP INDEX predictions_by_time;
   `,
+  // 6: classification heads. A prediction of a target with labels stores the most probable
+  // label, its probability in value, and every label's probability as JSON; numeric targets
+  // leave both NULL (and only they are scored against actuals).
+  `
+  ALTER TABLE predictions ADD COLUMN label TEXT;
+  ALTER TABLE predictions ADD COLUMN probabilities TEXT;  -- {"label": probability, ...}
+  `,
 ];

@@ -25,7 +25,11 @@ export interface PredictionRow {
   readonly horizon: number;
   readonly target: string;
   readonly targetTime: number;
+  /** A numeric target's value, or a classification target's probability of `label`. */
   readonly value: number;
+  /** Classification targets: the most probable label and every label's probability (JSON). */
+  readonly label?: string | null;
+  readonly probabilities?: string | null;
 }
 
 export interface DeadLetterRow {
@@ -206,8 +210,8 @@ export class Store {
       // ON CONFLICT (not OR IGNORE): a duplicate key is skipped, but a NULL (NaN)
       // or infinite value still fails the NOT NULL / CHECK constraints loudly.
       prediction: db.prepare(
-        `INSERT INTO predictions (stream, model, issued_at, horizon, target, target_time, value, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        `INSERT INTO predictions (stream, model, issued_at, horizon, target, target_time, value, created_at, label, probabilities)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       ),
       // Rows with a seq come from the data path and are written once however often it is replayed.
       deadLetter: db.prepare('INSERT OR IGNORE INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes, stream, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
@@ -248,7 +252,7 @@ export class Store {
         if (score) scored.push(...(score.all({ values, filled, stream: st.stream, model, ts: st.ts }) as ScoredRow[]));
       }
       for (const e of events) s.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
-      for (const p of predictions) inserted.push(s.prediction.run(p.stream, p.model, p.issuedAt, p.horizon, p.target, p.targetTime, p.value, now).changes === 1);
+      for (const p of predictions) inserted.push(s.prediction.run(p.stream, p.model, p.issuedAt, p.horizon, p.target, p.targetTime, p.value, now, p.label ?? null, p.probabilities ?? null).changes === 1);
       return { scored, inserted };
     });
     this.#writeCheckpoint = db.transaction((seq: number, streams: readonly StreamStateRow[]) => {
@@ -265,7 +269,7 @@ export class Store {
    * Online evaluation: the model's predictions whose target time is this step
    * (issued one horizon before it, so primary-key lookups) get their error;
    * persistence is the target's value at the issue step. Forward-filled actuals
-   * are not scored.
+   * are not scored, nor are classification targets (their labels have no actual to compare with).
    */
   #scoreStatement(db: Database.Database, horizonsMs: readonly number[]): Stmt {
     const key = horizonsMs.join(',');
@@ -277,7 +281,7 @@ export class Store {
          SELECT p.stream, p.model, p.issued_at, p.horizon, p.target, p.target_time, p.value,
                 json_extract(@values, '$."' || p.target || '"'), json_extract(s.values_json, '$."' || p.target || '"')
          FROM predictions p JOIN steps s ON s.stream = p.stream AND s.ts = p.issued_at
-         WHERE p.stream = @stream AND p.model = @model AND p.issued_at IN (${issued}) AND p.target_time = @ts
+         WHERE p.stream = @stream AND p.model = @model AND p.issued_at IN (${issued}) AND p.target_time = @ts AND p.label IS NULL
            AND json_extract(@values, '$."' || p.target || '"') IS NOT NULL
            AND json_extract(s.values_json, '$."' || p.target || '"') IS NOT NULL
            AND instr(',' || @filled || ',', ',' || p.target || ',') = 0
@@ -539,7 +543,7 @@ export class Store {
 
 /** Latest predictions, newest issue time first (uses predictions_by_stream_time when a stream is given). */
 export function latestPredictions(db: Database.Database, opts: { stream?: string; limit: number }): StoredPrediction[] {
-  const cols = `stream, model, issued_at AS issuedAt, horizon, target, target_time AS targetTime, value, created_at AS createdAt`;
+  const cols = `stream, model, issued_at AS issuedAt, horizon, target, target_time AS targetTime, value, label, probabilities, created_at AS createdAt`;
   const rows = opts.stream === undefined
     ? db.prepare(`SELECT ${cols} FROM predictions ORDER BY issued_at DESC, stream, model, horizon, target LIMIT ?`).all(opts.limit)
     : db.prepare(`SELECT ${cols} FROM predictions WHERE stream = ? ORDER BY issued_at DESC, model, horizon, target LIMIT ?`).all(opts.stream, opts.limit);

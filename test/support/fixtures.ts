@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
 import { readWeather } from '../../src/demo/weather-data.js';
 import { loadModel } from '../../src/inference/model.js';
+import { OutputHead } from '../../src/inference/output-head.js';
 import { CardScaler } from '../../src/inference/scaler.js';
 import { StepRunner } from '../../src/inference/step-runner.js';
 import { modelPath } from '../helpers.js';
@@ -134,15 +135,16 @@ export async function retained(url: string, filter: string, waitMs = 300): Promi
   return got;
 }
 
-/** What a shipped model (weather-lstm by default) computes for each stream's sequence run directly, in physical units, keyed `stream@ts`. */
+/** What a shipped model (weather-lstm by default) computes for each stream's sequence run directly, in physical units (horizon-major), keyed `stream@ts`. */
 export async function expectedForecasts(msgs: ReadonlyArray<{ stream: string; ts: number; raw: number[] }>, name = 'weather-lstm'): Promise<Map<string, Float64Array>> {
   const model = await loadModel(modelPath(name));
   const runner = new StepRunner(model);
   const scaler = new CardScaler(model.card!);
+  const head = new OutputHead(model.card!);
   const want = new Map<string, Float64Array>();
   for (const m of msgs) {
     const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
-    want.set(`${m.stream}@${m.ts}`, scaler.unscaleOutput(r!.output!));
+    want.set(`${m.stream}@${m.ts}`, Float64Array.from(head.read(r!.output!), (x) => x.value));
   }
   await model.session.release();
   return want;

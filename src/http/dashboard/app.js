@@ -31,7 +31,7 @@ async function streamList() {
     return `<tr class="stream" data-stream="${esc(s.id)}">
       <td><a href="#/stream/${encodeURIComponent(s.id)}">${esc(s.id)}</a></td>
       <td class="num">${target && s.lastValues ? fmt(s.lastValues[target]) : '–'}</td>
-      <td class="num">${first ? fmt(first.value) : '–'}</td>
+      <td class="num">${first ? (first.label != null ? `${esc(first.label)} <span class="muted">${fmt(first.value, 2)}</span>` : fmt(first.value)) : '–'}</td>
       <td>${target ? esc(target) : ''} ${first ? `<span class="muted">for ${day(first.targetTime)}</span>` : ''}</td>
       <td class="num">${mae ? fmt(mae.mae) : '–'}</td>
       <td>${m ? `<a href="#/model/${encodeURIComponent(m.model)}">${esc(m.model)}</a>` : '–'}${s.models.length > 1 ? ` <span class="muted">+${s.models.length - 1}</span>` : ''}</td>
@@ -45,8 +45,12 @@ async function streamList() {
   view.querySelectorAll('tr.stream').forEach((tr) => tr.addEventListener('click', () => (location.hash = `#/stream/${encodeURIComponent(tr.dataset.stream)}`)));
 }
 
-/** Actuals and each horizon's forecasts aligned on one time axis (seconds), for uPlot. */
-function alignSeries(series, model, target) {
+/**
+ * Actuals and each horizon's forecasts aligned on one time axis (seconds), for
+ * uPlot. A classification target (`label` given) charts the probability of
+ * that label, with no actual line.
+ */
+function alignSeries(series, model, target, label) {
   const byH = series.forecasts[model] ?? {};
   const horizons = Object.keys(byH).map(Number).sort((a, b) => a - b);
   const xs = new Set(series.actuals.map((a) => a.ts));
@@ -54,10 +58,11 @@ function alignSeries(series, model, target) {
   const x = [...xs].sort((a, b) => a - b);
   const index = new Map(x.map((t, i) => [t, i]));
   const actual = new Array(x.length).fill(null);
-  for (const a of series.actuals) actual[index.get(a.ts)] = a.values[target] ?? null;
+  if (!label) for (const a of series.actuals) actual[index.get(a.ts)] = a.values[target] ?? null;
+  const read = label ? (f) => f.probabilities?.[target]?.[label] ?? null : (f) => f.values[target] ?? null;
   const lines = horizons.map((h) => {
     const ys = new Array(x.length).fill(null);
-    for (const f of byH[h]) if (index.has(f.targetTime)) ys[index.get(f.targetTime)] = f.values[target] ?? null;
+    for (const f of byH[h]) if (index.has(f.targetTime)) ys[index.get(f.targetTime)] = read(f);
     return { h, ys };
   });
   return { x: x.map((t) => t / 1000), actual, lines };
@@ -65,17 +70,17 @@ function alignSeries(series, model, target) {
 
 const COLORS = ['#1f6feb', '#e8590c', '#2f9e44', '#9c36b5', '#0b7285'];
 
-function drawChart(el, aligned, target, events) {
+function drawChart(el, aligned, target, events, label) {
   const marks = events.filter((e) => e.kind === 'state_reset' || e.kind === 'gap_reset').map((e) => e.at / 1000);
   const opts = {
     width: Math.min(1150, el.clientWidth || 1000),
     height: 360,
     series: [
       {},
-      { label: `actual ${target}`, stroke: '#1d2330', width: 2, spanGaps: false },
-      ...aligned.lines.map((l, i) => ({ label: `forecast +${l.h}`, stroke: COLORS[i % COLORS.length], width: 1.5, dash: i === 0 ? [] : [6, 4] })),
+      { label: label ? 'actual' : `actual ${target}`, stroke: '#1d2330', width: 2, spanGaps: false },
+      ...aligned.lines.map((l, i) => ({ label: `${label ? `P(${label})` : 'forecast'} +${l.h}`, stroke: COLORS[i % COLORS.length], width: 1.5, dash: i === 0 ? [] : [6, 4] })),
     ],
-    axes: [{}, { label: target }],
+    axes: [{}, { label: label ? `${target}: P(${label})` : target }],
     hooks: {
       draw: [(u) => {
         const ctx = u.ctx;
@@ -129,7 +134,10 @@ async function streamView(id) {
   }
   view.querySelector('#model').innerHTML = modelNames.map((m) => `<option ${m === state.model ? 'selected' : ''}>${esc(m)}</option>`).join('');
   view.querySelector('#target').innerHTML = targets.map((t) => `<option ${t === state.target ? 'selected' : ''}>${esc(t)}</option>`).join('');
-  if (state.model && state.target) drawChart(view.querySelector('#chart'), alignSeries(series, state.model, state.target), state.target, series.events);
+  // A classification target charts the probability of its last label (e.g. "anomaly", "wet").
+  const labels = card?.targets.find((t) => t.name === state.target)?.labels;
+  const label = labels ? labels[labels.length - 1] : undefined;
+  if (state.model && state.target) drawChart(view.querySelector('#chart'), alignSeries(series, state.model, state.target, label), state.target, series.events, label);
   else view.querySelector('#chart').innerHTML = '<p class="muted">no forecasts yet</p>';
   view.querySelector('#accuracy').innerHTML = `<table><thead><tr><th>model</th><th>horizon</th><th>target</th><th>n</th><th>MAE</th><th>RMSE</th><th>bias</th><th>persistence MAE</th><th>skill</th></tr></thead><tbody>${
     acc.map((a) => `<tr><td>${esc(a.model)}</td><td class="num">${a.horizon}</td><td>${esc(a.target)}</td><td class="num">${a.n}</td><td class="num">${fmt(a.mae)}</td><td class="num">${fmt(a.rmse)}</td><td class="num">${fmt(a.bias)}</td><td class="num">${fmt(a.persistenceMae)}</td><td class="num ${a.skill < 0 ? 'bad' : ''}">${fmt(a.skill, 3)}</td></tr>`).join('')
@@ -147,10 +155,13 @@ async function modelsView(name) {
   const list = name ? models.filter((m) => m.name === name) : models;
   view.innerHTML = `<h1>${name ? `Model ${esc(name)}` : 'Models'}</h1>` + list.map((m) => {
     const test = m.card?.metrics?.test;
-    const rows = test ? Object.entries(test.model).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v.mae)}</td><td class="num">${fmt(test.persistence[k]?.mae)}</td><td class="num">${fmt(v.rmse)}</td><td class="num">${fmt(test.persistence[k]?.rmse)}</td></tr>`).join('') : '';
+    // Forecasters report MAE and RMSE; classifiers accuracy and Brier score.
+    const classifier = test && Object.values(test.model).some((v) => v.accuracy !== undefined);
+    const [a, b, names, d] = classifier ? ['accuracy', 'brier', ['accuracy', 'Brier'], 3] : ['mae', 'rmse', ['MAE', 'RMSE'], 2];
+    const rows = test ? Object.entries(test.model).map(([k, v]) => `<tr><td>${esc(k)}</td><td class="num">${fmt(v[a], d)}</td><td class="num">${fmt(test.persistence[k]?.[a], d)}</td><td class="num">${fmt(v[b], d)}</td><td class="num">${fmt(test.persistence[k]?.[b], d)}</td></tr>`).join('') : '';
     return `<h2>${esc(m.name)} <span class="muted">${esc(m.mode)} · ${esc(m.provider)}</span></h2>
       <p class="muted">${esc(m.card?.description ?? m.path)}</p>
-      ${rows ? `<table><thead><tr><th>target@horizon</th><th>test MAE</th><th>persistence MAE</th><th>test RMSE</th><th>persistence RMSE</th></tr></thead><tbody>${rows}</tbody></table>` : ''}
+      ${rows ? `<table><thead><tr><th>target@horizon</th><th>test ${names[0]}</th><th>persistence ${names[0]}</th><th>test ${names[1]}</th><th>persistence ${names[1]}</th></tr></thead><tbody>${rows}</tbody></table>` : ''}
       <h2>Card</h2><pre>${esc(JSON.stringify(m.card, null, 2))}</pre>`;
   }).join('');
 }
