@@ -181,6 +181,7 @@ async function demo(args: string[]): Promise<number> {
     out('');
     out(`summary: ${s.messages} messages, ${s.predictions} forecasts, ${s.streams} streams, ${s.deadLetters} dead letters, ${s.daysShown} days shown`);
     if (s.scored > 0) out(`live 1-day temp_max MAE over ${s.scored} forecasts: model ${s.maeModel.toFixed(2)} °C, persistence ${s.maePersistence.toFixed(2)} °C`);
+    if (s.rainScored > 0) out(`live dry/wet tomorrow over ${s.rainScored} calls: ${s.rainHits} right, accuracy ${(s.rainHits / s.rainScored).toFixed(3)}`);
     out(`database: ${s.db}  (tidecast query --db ${s.db})`);
   } finally {
     stop.dispose();

@@ -52,7 +52,7 @@ describe('tidecast demo', () => {
     const rows = stdout.split('\n').filter((l) => /^2015-\d\d-\d\d {2}(seattle|new-york) /.test(l));
     assert.equal(rows.length, 730, 'both streams, every day of 2015');
     assert.match(stdout, /broker mqtt:\/\/127\.0\.0\.1:\d+ \(embedded\)/);
-    assert.match(stdout, /summary: 2922 messages, 2922 forecasts, 2 streams, 0 dead letters, 365 days shown/);
+    assert.match(stdout, /summary: 2922 messages, 5844 forecasts, 2 streams, 0 dead letters, 365 days shown/);
     const m = /over (\d+) forecasts: model (\d+\.\d+) °C, persistence (\d+\.\d+) °C/.exec(stdout);
     assert.ok(m, 'live MAE line');
     // The held-out MAE PyTorch measured at training time (the card), reproduced
@@ -61,6 +61,15 @@ describe('tidecast demo', () => {
     const test = (card.metrics as { test: { model: Record<string, { mae: number }>; persistence: Record<string, { mae: number }> } }).test;
     assert.ok(Math.abs(Number(m[2]) - test.model['temp_max@1']!.mae) < 0.03, `live ${m[2]} vs card ${test.model['temp_max@1']!.mae}`);
     assert.ok(Math.abs(Number(m[3]) - test.persistence['temp_max@1']!.mae) < 0.03, `persistence ${m[3]}`);
+    // The classifier's live calls, scored the same way, against the held-out accuracy in its card
+    // (the demo also scores the call issued on 2014-12-31: 730 calls to the card's 728).
+    const rain = /live dry\/wet tomorrow over (\d+) calls: (\d+) right, accuracy (\d\.\d+)/.exec(stdout);
+    assert.ok(rain, 'live classifier line');
+    assert.equal(Number(rain[1]), 730);
+    const rainCard = readCard(defaultCardPath(modelPath('weather-rain')));
+    const cardAccuracy = (rainCard.metrics as { test: { model: Record<string, { accuracy: number }> } }).test.model['rain@1']!.accuracy;
+    assert.ok(Math.abs(Number(rain[3]) - cardAccuracy) < 0.005, `live accuracy ${rain[3]} vs card ${cardAccuracy}`);
+    assert.ok(rows.every((l) => /(dry|wet) [✓✗] \/ (dry|wet) \(0\.\d\d\)$/.test(l)), 'each live row shows the call for today and the next one');
 
     const q = await tidecast('query', '--db', db, '--stream', 'seattle', '--limit', '6', '--json');
     assert.equal(q.code, 0, q.stderr);

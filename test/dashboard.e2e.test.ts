@@ -56,9 +56,19 @@ describe('dashboard in a real browser', () => {
       await page.screenshot({ path: shot, fullPage: true });
       assert.ok(statSync(shot).size > 10_000, 'a screenshot with content');
 
+      // The classifier: its chart is the probability of its last label, "wet", with no actual line.
+      await page.selectOption('#model', 'weather-rain');
+      await page.waitForFunction("document.querySelector('#chart .u-legend')?.innerText.includes('P(wet) +1')", undefined, { timeout: 15_000 });
+      assert.equal(Number(await page.getAttribute('#chart', 'data-actual-points')), 0);
+      assert.ok(Number(await page.getAttribute('#chart', 'data-forecast-points')) > 30, 'P(wet) drawn per day');
+      await page.screenshot({ path: path.join(artifacts, 'dashboard-classifier.png'), fullPage: true });
+
       await page.goto(`${url}#/model/weather-lstm`);
       await page.waitForSelector('pre', { timeout: 10_000 });
       assert.match(await page.locator('main').innerText(), /persistence MAE/);
+      await page.goto(`${url}#/model/weather-rain`);
+      await page.waitForFunction("document.querySelector('main')?.innerText.includes('test accuracy')", undefined, { timeout: 10_000 });
+      assert.match(await page.locator('main').innerText(), /rain@1\s+0\.\d{3}\s+0\.\d{3}/);
       assert.deepEqual(failed, [], 'every asset is served locally');
     } finally {
       await browser.close();

@@ -39,6 +39,9 @@ export interface DemoSummary {
   scored: number;
   maeModel: number;
   maePersistence: number;
+  /** weather-rain's label issued the day before, against the day's precipitation. */
+  rainScored: number;
+  rainHits: number;
 }
 
 const slug = (city: string): string => city.toLowerCase().replace(/[^a-z0-9]+/g, '-');
@@ -53,8 +56,8 @@ export function weatherPayload(day: WeatherDay): string {
 /**
  * `tidecast demo`: the real daemon (config/demo.yaml) subscribed to a broker,
  * fed Seattle and New York daily weather as two stations publishing JSON over
- * MQTT; it prints actual against forecast per stream as the forecasts are
- * committed to SQLite.
+ * MQTT; it prints actual against forecast per stream, and the classifier's
+ * dry/wet call, as they are committed to SQLite.
  */
 export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
   let broker: EmbeddedBroker | null = null;
@@ -73,8 +76,9 @@ export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
   };
   const loaded: LoadedConfig = { ...base, config };
 
-  // Forecasts by stream and issue date, filled as the daemon commits them.
+  // Forecasts (weather-lstm) and classifications (weather-rain) by stream and issue date, filled as the daemon commits them.
   const forecasts = new Map<string, ForecastMessage>();
+  const classified = new Map<string, ForecastMessage>();
   const waiters = new Map<string, () => void>();
   const key = (stream: string, date: string): string => `${stream} ${date}`;
   const daemon = new Daemon({
@@ -82,8 +86,8 @@ export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
     log: opts.log,
     onForecast: (f) => {
       const k = key(f.stream, f.issued_at.slice(0, 10));
-      forecasts.set(k, f);
-      waiters.get(k)?.();
+      (f.model === 'weather-rain' ? classified : forecasts).set(k, f);
+      if (forecasts.has(k) && classified.has(k)) waiters.get(k)?.();
     },
   });
   const cities = readWeather();
@@ -94,16 +98,18 @@ export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
   let scored = 0;
   let absModel = 0;
   let absPersist = 0;
+  let rainScored = 0;
+  let rainHits = 0;
   const started = Date.now();
   try {
     await daemon.start();
     opts.write(`tidecast demo: broker ${url}${broker ? ' (embedded)' : ''}, database ${db}`);
     const http = daemon.httpAddress;
     if (http) opts.write(`dashboard: http://${http.host}:${http.port}/  (metrics: http://${http.host}:${http.port}/metrics)`);
-    opts.write(`stations ${names.map((c) => `weather/${slug(c)}/daily`).join(', ')} -> model weather-lstm; days before ${opts.liveFrom} warm the state`);
-    opts.write(`forecasts are published to tidecast/forecast/weather-lstm/<station> and stored in SQLite (tidecast query --db ${db})`);
+    opts.write(`stations ${names.map((c) => `weather/${slug(c)}/daily`).join(', ')} -> models weather-lstm, weather-rain; days before ${opts.liveFrom} warm the state`);
+    opts.write(`forecasts are published to tidecast/forecast/<model>/<station> and stored in SQLite (tidecast query --db ${db})`);
     opts.write('');
-    opts.write(`${'date'.padEnd(10)}  ${'stream'.padEnd(9)} ${'actual'.padStart(6)} ${'fcst'.padStart(5)} ${'err'.padStart(5)}   next 3 days temp_max (°C)`);
+    opts.write(`${'date'.padEnd(10)}  ${'stream'.padEnd(9)} ${'actual'.padStart(6)} ${'fcst'.padStart(5)} ${'err'.padStart(5)}   next 3 days temp_max (°C)   rain today / tomorrow (p)`);
     for (let t = 0; t < days; t++) {
       if (opts.signal?.aborted) break;
       if (opts.durationS > 0 && Date.now() - started > opts.durationS * 1000) break;
@@ -111,7 +117,7 @@ export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
       const live = today[0]!.date >= opts.liveFrom;
       const arrived = today.map((d) => {
         const k = key(slug(d.city), d.date);
-        return forecasts.has(k) ? Promise.resolve() : new Promise<void>((r) => waiters.set(k, r));
+        return forecasts.has(k) && classified.has(k) ? Promise.resolve() : new Promise<void>((r) => waiters.set(k, r));
       });
       for (const d of today) publisher.publish(`weather/${slug(d.city)}/daily`, weatherPayload(d), { qos: 1 });
       if (!live) continue;
@@ -129,7 +135,16 @@ export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
           scored++;
         }
         const ahead = next ? next.forecast.map((f) => fmt(f.values.temp_max!)).join(' ') : '(no forecast)';
-        opts.write(`${d.date}  ${s.padEnd(9)} ${fmt(actual)}  ${prev === undefined ? '    -' : fmt(prev)} ${prev === undefined ? '    -' : fmt(prev - actual)}   ${ahead}`);
+        // The classifier: yesterday's call for today, against today's precipitation, then its call for tomorrow.
+        const wet = d.values[0] > 0;
+        const called = prevDay ? classified.get(key(s, prevDay.date))?.forecast[0]?.labels?.rain : undefined;
+        if (called) {
+          rainScored++;
+          if ((called.label === 'wet') === wet) rainHits++;
+        }
+        const tomorrow = classified.get(key(s, d.date))?.forecast[0]?.labels?.rain;
+        const rain = `${wet ? 'wet' : 'dry'}${called ? ((called.label === 'wet') === wet ? ' ✓' : ' ✗') : '  '} / ${tomorrow ? `${tomorrow.label} (${tomorrow.probability.toFixed(2)})` : '-'}`;
+        opts.write(`${d.date}  ${s.padEnd(9)} ${fmt(actual)}  ${prev === undefined ? '    -' : fmt(prev)} ${prev === undefined ? '    -' : fmt(prev - actual)}   ${ahead.padEnd(26)}${rain}`);
       }
       for (const d of today) waiters.delete(key(slug(d.city), d.date));
       shown++;
@@ -152,5 +167,7 @@ export async function runMqttDemo(opts: DemoOptions): Promise<DemoSummary> {
     scored,
     maeModel: scored ? absModel / scored : NaN,
     maePersistence: scored ? absPersist / scored : NaN,
+    rainScored,
+    rainHits,
   };
 }

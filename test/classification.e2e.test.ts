@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import mqtt from 'mqtt';
+import { loadConfig } from '../src/config/load-config.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import type { ForecastMessage } from '../src/daemon/forecast-sink.js';
+import { weatherPayload } from '../src/demo/mqtt-demo.js';
+import { readWeather } from '../src/demo/weather-data.js';
+import { defaultCardPath, readCard } from '../src/inference/card.js';
+import { silentLogger } from '../src/log.js';
+import { modelsDir } from '../src/paths.js';
+import { modelPath, tempDir } from './helpers.js';
+import { TestBroker } from './support/broker.js';
+import { publishAll, retained, waitFor } from './support/fixtures.js';
+
+/** What models/train.py's classifier gave offline for the held-out year: [P(dry), P(wet)] per day. */
+interface Heldout { from: string; labels: string[]; streams: Record<string, { dates: string[]; probabilities: number[][] }> }
+const heldout = JSON.parse(readFileSync(path.join(modelsDir, 'fixtures', 'weather-rain.heldout.json'), 'utf8')) as Heldout;
+const card = readCard(defaultCardPath(modelPath('weather-rain')));
+const slug = (c: string): string => c.toLowerCase().replace(/[^a-z0-9]+/g, '-');
+
+function writeConfig(dir: string, url: string, models: string): string {
+  const file = path.join(dir, 'tidecast.yaml');
+  writeFileSync(
+    file,
+    `
+mqtt: { url: ${url}, clientId: tidecast-classify }
+models:
+${models}
+routes:
+  - topic: weather/+station/daily
+    stream: "{station}"
+    models: [weather-lstm, weather-rain]
+    decoder: { type: json, timestamp: { field: date, format: iso } }
+    resample: { emit: complete, wallClock: false }
+store: { path: ${path.join(dir, 'tidecast.db')}, retentionDays: 36500 }
+publish: { enabled: true, topic: "tidecast/forecast/{model}/{stream}", qos: 1 }
+homeAssistant: { discovery: true }
+http: { port: 0 }
+`,
+  );
+  return file;
+}
+
+/** Every day of both stations (2012 to 2015: the training years warm the state, as in train.py), one JSON message per day. */
+function dailyMessages(days = Infinity): Array<{ topic: string; payload: string }> {
+  const cities = readWeather();
+  const out: Array<{ topic: string; payload: string }> = [];
+  const n = Math.min(days, ...[...cities.values()].map((d) => d.length));
+  for (let t = 0; t < n; t++) for (const [c, d] of cities) out.push({ topic: `weather/${slug(c)}/daily`, payload: weatherPayload(d[t]!) });
+  return out;
+}
+
+async function metric(daemon: Daemon, line: RegExp): Promise<number[]> {
+  const { host, port } = daemon.httpAddress!;
+  const text = await (await fetch(`http://${host}:${port}/metrics`)).text();
+  return text.split('\n').filter((l) => line.test(l)).map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
+}
+
+interface Row { stream: string; issued_at: number; target_time: number; horizon: number; target: string; value: number; label: string; probabilities: string }
+
+describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () => {
+  it('weather-rain beside weather-lstm: stored and published as label + probability, equal to PyTorch offline, accuracy as the card says', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const daemon = new Daemon({ loaded: loadConfig(writeConfig(tmp.dir, broker.url, '  weather-lstm: {}\n  weather-rain: {}')), log: silentLogger });
+    const published = new Map<string, ForecastMessage>();
+    const sub = await mqtt.connectAsync(broker.url, { clientId: 'classify-sub' });
+    try {
+      await daemon.start();
+      sub.on('message', (_t, p) => {
+        const m = JSON.parse(p.toString()) as ForecastMessage;
+        published.set(`${m.stream}@${m.issued_at.slice(0, 10)}`, m);
+      });
+      await sub.subscribeAsync('tidecast/forecast/weather-rain/#', { qos: 1 });
+      const msgs = dailyMessages();
+      await publishAll(broker.url, 'classify-pub', msgs);
+      const db = daemon.store!.db;
+      const count = (model: string): number => (db.prepare('SELECT count(*) AS n FROM predictions WHERE model = ?').get(model) as { n: number }).n;
+      await waitFor(() => count('weather-rain') === msgs.length && count('weather-lstm') === msgs.length * 6 && published.size === msgs.length, 120_000, 'every day classified, forecast and published');
+
+      // Stored rows: one per day and stream, the most probable label with its probability, equal to the offline run.
+      const rows = db.prepare("SELECT stream, issued_at, target_time, horizon, target, value, label, probabilities FROM predictions WHERE model = 'weather-rain'").all() as Row[];
+      const byKey = new Map(rows.map((r) => [`${r.stream}@${new Date(r.issued_at).toISOString().slice(0, 10)}`, r]));
+      let worst = 0;
+      let compared = 0;
+      for (const [city, { dates, probabilities }] of Object.entries(heldout.streams)) {
+        dates.forEach((date, i) => {
+          const r = byKey.get(`${slug(city)}@${date}`);
+          assert.ok(r, `${city} ${date} classified`);
+          assert.equal(r.target, 'rain');
+          assert.equal(r.horizon, 1);
+          assert.equal(r.target_time - r.issued_at, 86_400_000);
+          const p = JSON.parse(r.probabilities) as Record<string, number>;
+          assert.deepEqual(Object.keys(p), ['dry', 'wet']);
+          const want = probabilities[i]!;
+          worst = Math.max(worst, Math.abs(p.dry! - want[0]!), Math.abs(p.wet! - want[1]!));
+          assert.equal(r.label, p.wet! > p.dry! ? 'wet' : 'dry');
+          assert.equal(r.value, p[r.label]);
+          compared++;
+        });
+      }
+      assert.equal(compared, 2 * 365);
+      assert.ok(worst < 1e-4, `stored probabilities vs PyTorch offline: max diff ${worst}`);
+
+      // The stored labels, scored against the next day's actual precipitation (also stored), give the card's held-out accuracy.
+      const scored = db
+        .prepare(
+          `SELECT count(*) AS n, sum((p.label = 'wet') = (json_extract(s.values_json, '$.precipitation') > 0)) AS hits
+           FROM predictions p JOIN steps s ON s.stream = p.stream AND s.ts = p.target_time
+           WHERE p.model = 'weather-rain' AND p.issued_at >= ?`,
+        )
+        .get(Date.parse(heldout.from)) as { n: number; hits: number };
+      const cardAccuracy = (card.metrics as { test: { model: Record<string, { accuracy: number; n: number }> } }).test.model['rain@1']!;
+      assert.equal(scored.n, cardAccuracy.n);
+      assert.ok(Math.abs(scored.hits / scored.n - cardAccuracy.accuracy) < 1e-3, `accuracy from stored labels ${scored.hits / scored.n} vs card ${cardAccuracy.accuracy}`);
+
+      // Classification targets are not scored as numbers; the forecaster beside it still is.
+      const errors = (model: string): number => (db.prepare('SELECT count(*) AS n FROM forecast_errors WHERE model = ?').get(model) as { n: number }).n;
+      assert.equal(errors('weather-rain'), 0);
+      assert.ok(errors('weather-lstm') > 8000);
+
+      // Published: labels next to (empty) numeric values, the same numbers as stored.
+      const m = published.get('seattle@2015-06-01')!;
+      const stored = byKey.get('seattle@2015-06-01')!;
+      assert.equal(m.forecast.length, 1);
+      assert.deepEqual(m.forecast[0]!.values, {});
+      assert.deepEqual(m.forecast[0]!.labels, { rain: { label: stored.label, probability: stored.value, probabilities: JSON.parse(stored.probabilities) } });
+
+      // Home Assistant: an enum sensor whose state is the label.
+      const configs = await retained(broker.url, 'homeassistant/sensor/#');
+      const ha = JSON.parse(configs.get('homeassistant/sensor/tidecast_weather-rain_seattle_rain_h1/config')!) as Record<string, unknown>;
+      assert.equal(ha.device_class, 'enum');
+      assert.deepEqual(ha.options, ['dry', 'wet']);
+      assert.equal(ha.value_template, "{{ value_json.forecast[0].labels['rain'].label }}");
+      assert.equal(ha.unit_of_measurement, undefined);
+      assert.equal(ha.state_class, undefined);
+
+      // tidecast_labels_total counts each committed label.
+      const wet = (db.prepare("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain' AND label = 'wet'").get() as { n: number }).n;
+      assert.deepEqual(await metric(daemon, /^tidecast_labels_total\{model="weather-rain",target="rain",label="wet"\}/), [wet]);
+      assert.deepEqual(await metric(daemon, /^tidecast_labels_total\{model="weather-rain",target="rain",label="dry"\}/), [msgs.length - wet]);
+    } finally {
+      await sub.endAsync();
+      await daemon.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('a card that calls logits probabilities: nothing stored for that model, an invalid_output event per step and a metric; the other model runs on', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    // Fault injection: the shipped card with one wrong claim.
+    const wrongCard = path.join(tmp.dir, 'weather-rain.card.json');
+    writeFileSync(wrongCard, JSON.stringify({ ...card, targets: [{ ...card.targets[0], scores: 'probabilities' }] }));
+    const daemon = new Daemon({ loaded: loadConfig(writeConfig(tmp.dir, broker.url, `  weather-lstm: {}\n  weather-rain: { card: ${wrongCard} }`)), log: silentLogger });
+    try {
+      await daemon.start();
+      const msgs = dailyMessages(30);
+      await publishAll(broker.url, 'classify-pub', msgs);
+      const db = daemon.store!.db;
+      const events = (): Array<{ stream: string; detail: string }> => db.prepare("SELECT stream, detail FROM events WHERE kind = 'invalid_output' AND model = 'weather-rain'").all() as Array<{ stream: string; detail: string }>;
+      await waitFor(() => events().length === msgs.length && (db.prepare("SELECT count(*) AS n FROM predictions WHERE model = 'weather-lstm'").get() as { n: number }).n === msgs.length * 6, 30_000, 'every step refused for weather-rain, forecast by weather-lstm');
+      // At least some logits fall outside [0, 1] or do not sum to 1: all 60 did here, each with the fix in its detail.
+      for (const e of events()) assert.match(e.detail, /target rain: the card says the class scores are probabilities, .*set "scores": "logits"/);
+      assert.equal((db.prepare("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain'").get() as { n: number }).n, 0);
+      assert.equal((db.prepare('SELECT count(*) AS n FROM steps').get() as { n: number }).n, msgs.length, 'the inputs are kept');
+      assert.deepEqual(await metric(daemon, /^tidecast_invalid_outputs_total\{model="weather-rain"\}/), [msgs.length]);
+    } finally {
+      await daemon.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+});
