@@ -5,6 +5,7 @@ They are not forecasters: each one exercises a signature or failure the engine
 must handle. Built with the onnx helper (and one PyTorch export), seeded, so
 `npm run models` regenerates them byte for byte.
 """
+import json
 import os
 import warnings
 
@@ -164,6 +165,43 @@ def flat_horizons_gru():
     save(graph, "flat-horizons-gru.onnx")
 
 
+def window_anomaly_gru():
+    """A many-to-one classifier over a fixed window, ending in a softmax (probabilities, not logits):
+    x [batch, 8, 3] batch-first -> GRU (no state input: windowed) -> last hidden -> 2 classes -> Softmax,
+    y [batch, 2]. Its card (written beside it) declares labels normal/anomaly with scores "probabilities"."""
+    rng = np.random.RandomState(17)
+    H, F, T, K = 4, 3, 8, 2
+    weights = rnn_weights(rng, 3, H, F)
+    D = rng.uniform(-2, 2, (H, K)).astype(np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+        helper.make_node("GRU", ["xt", "W", "R", "B"], ["Y", "hn"], hidden_size=H, linear_before_reset=1),
+        helper.make_node("Reshape", ["hn", "flat"], ["last"]),
+        helper.make_node("MatMul", ["last", "D"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "window_anomaly_gru",
+        [f32("x", ["batch", T, F])],
+        [f32("y", ["batch", K])],
+        weights + [numpy_helper.from_array(D, "D"), numpy_helper.from_array(np.array([-1, H], dtype=np.int64), "flat")],
+    )
+    save(graph, "window-anomaly-gru.onnx")
+    card = {
+        "name": "window-anomaly-gru",
+        "description": "Test graph: a windowed GRU classifier whose graph ends in a softmax.",
+        "mode": "windowed",
+        "window": T,
+        "stepSeconds": 60,
+        "features": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+        "targets": [{"name": "state", "labels": ["normal", "anomaly"], "scores": "probabilities"}],
+        "horizons": [0],
+    }
+    with open(os.path.join(OUT, "window-anomaly-gru.card.json"), "w") as f:
+        json.dump(card, f, indent=2)
+        f.write("\n")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     nan_accumulator()
@@ -172,4 +210,5 @@ if __name__ == "__main__":
     batch1_lstm()
     keras_style_lstm()
     flat_horizons_gru()
+    window_anomaly_gru()
     print("test models written to", os.path.relpath(OUT))

@@ -239,6 +239,32 @@ def export(model, name, kind, sample_batch=2):
     return path, inputs, outputs
 
 
+def signature(inputs, outputs):
+    """The card's signature: data input and output, then the state pairs in export order."""
+    return {
+        "input": "input",
+        "output": "output",
+        "layout": "batch-first",
+        "states": [{"input": i, "output": o} for i, o in zip(inputs[1:], outputs[1:])],
+    }
+
+
+def provenance(series):
+    """Where a shipped model's data came from and how it was trained."""
+    cities = list(series)
+    return {
+        "dataset": "vega-datasets",
+        "file": "data/weather.csv",
+        "streams": cities,
+        "train": {"from": series[cities[0]][0][0], "to": TRAIN_END},
+        "test": {"from": TEST_START, "to": series[cities[0]][0][-1]},
+        "trainer": "models/train.py",
+        "seed": SEED,
+        "torch": torch.__version__,
+        "opset": OPSET,
+    }
+
+
 def sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -341,23 +367,8 @@ def main():
                 "features": {"mean": f_mean.tolist(), "std": f_std.tolist()},
                 "targets": {"mean": f_mean[ti].tolist(), "std": f_std[ti].tolist()},
             },
-            "signature": {
-                "input": "input",
-                "output": "output",
-                "layout": "batch-first",
-                "states": [{"input": i, "output": o} for i, o in zip(inputs[1:], outputs[1:])],
-            },
-            "provenance": {
-                "dataset": "vega-datasets",
-                "file": "data/weather.csv",
-                "streams": cities,
-                "train": {"from": series[cities[0]][0][0], "to": TRAIN_END},
-                "test": {"from": TEST_START, "to": series[cities[0]][0][-1]},
-                "trainer": "models/train.py",
-                "seed": SEED,
-                "torch": torch.__version__,
-                "opset": OPSET,
-            },
+            "signature": signature(inputs, outputs),
+            "provenance": provenance(series),
             "metrics": {"test": {"model": metrics(pred, act), "persistence": metrics(per, act)}},
             "sha256": sha256(path),
         }
@@ -380,19 +391,24 @@ def main():
                     "outputs": [f32list(r) for r in out[0].numpy()],
                     "finalStates": {o: f32list(st.numpy()) for o, st in zip(outputs[1:], states)},
                 }
-        fixture = {
-            "model": name,
-            "stream": c,
-            "dates": series[c][0][s : s + n],
-            "raw": [[float(v) for v in r] for r in series[c][1][s : s + n]],
-            "inputs": [f32list(r) for r in x_ref[0].numpy()],
-            **fixture_out,
-        }
-        with open(os.path.join(HERE, "fixtures", f"{name}.reference.json"), "w") as f:
-            json.dump(fixture, f, separators=(",", ":"))
-            f.write("\n")
+        write_reference(name, series, c, s, n, x_ref, fixture_out)
         m, p = card["metrics"]["test"]["model"], card["metrics"]["test"]["persistence"]
         print(f"{name}: " + "  ".join(f"{k} mae {m[k]['mae']:.2f} (persistence {p[k]['mae']:.2f})" for k in m))
+
+
+def write_reference(name, series, city, start, n, x_ref, outputs):
+    """fixtures/NAME.reference.json: n days of a city from start, raw and scaled, with PyTorch's outputs."""
+    fixture = {
+        "model": name,
+        "stream": city,
+        "dates": series[city][0][start : start + n],
+        "raw": [[float(v) for v in r] for r in series[city][1][start : start + n]],
+        "inputs": [f32list(r) for r in x_ref[0].numpy()],
+        **outputs,
+    }
+    with open(os.path.join(HERE, "fixtures", f"{name}.reference.json"), "w") as f:
+        json.dump(fixture, f, separators=(",", ":"))
+        f.write("\n")
 
 
 def write_metrics_table():
@@ -520,24 +536,8 @@ def train_classifier():
         "horizons": [1],
         "outputLayout": "horizon-major",
         "scaler": {"features": {"mean": f_mean.tolist(), "std": f_std.tolist()}},
-        "signature": {
-            "input": "input",
-            "output": "output",
-            "layout": "batch-first",
-            "states": [{"input": i, "output": o} for i, o in zip(inputs[1:], outputs[1:])],
-        },
-        "provenance": {
-            "dataset": "vega-datasets",
-            "file": "data/weather.csv",
-            "streams": cities,
-            "train": {"from": series[cities[0]][0][0], "to": TRAIN_END},
-            "test": {"from": TEST_START, "to": series[cities[0]][0][-1]},
-            "trainer": "models/train.py",
-            "seed": SEED,
-            "torch": torch.__version__,
-            "opset": OPSET,
-            "trainWetRate": round(wet_rate, 4),
-        },
+        "signature": signature(inputs, outputs),
+        "provenance": {**provenance(series), "trainWetRate": round(wet_rate, 4)},
         "metrics": {"test": metrics_test},
         "sha256": sha256(path),
     }
@@ -551,18 +551,10 @@ def train_classifier():
     x_ref = torch.tensor(xs_all[c][s : s + n], dtype=torch.float32).unsqueeze(0)
     with torch.no_grad():
         out, *states = model(x_ref, *zero_state(model, 1))
-    fixture = {
-        "model": name,
-        "stream": c,
-        "dates": series[c][0][s : s + n],
-        "raw": [[float(v) for v in r] for r in series[c][1][s : s + n]],
-        "inputs": [f32list(r) for r in x_ref[0].numpy()],
+    write_reference(name, series, c, s, n, x_ref, {
         "outputs": [f32list(r) for r in out[0].numpy()],
         "finalStates": {o: f32list(st.numpy()) for o, st in zip(outputs[1:], states)},
-    }
-    with open(os.path.join(HERE, "fixtures", f"{name}.reference.json"), "w") as f:
-        json.dump(fixture, f, separators=(",", ":"))
-        f.write("\n")
+    })
     m = metrics_test
     print(f"{name}: accuracy {m['model']['rain@1']['accuracy']:.3f} (persistence {m['persistence']['rain@1']['accuracy']:.3f}, "
           f"climatology {m['climatology']['rain@1']['accuracy']:.3f}), brier {m['model']['rain@1']['brier']:.3f} "

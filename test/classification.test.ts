@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import * as ort from 'onnxruntime-node';
 import { ErrorCodes } from '../src/errors.js';
 import { cardOutputSize, defaultCardPath, parseCard, readCard, type ModelCard } from '../src/inference/card.js';
 import { loadModel } from '../src/inference/model.js';
 import { OutputHead, OutputReadError, softmax } from '../src/inference/output-head.js';
 import { CardScaler } from '../src/inference/scaler.js';
 import { StepRunner } from '../src/inference/step-runner.js';
-import { maxAbsDiff, modelPath, readFixture } from './helpers.js';
+import { maxAbsDiff, modelPath, prng, readFixture, testModelPath } from './helpers.js';
 
 const base = {
   name: 'head-test',
@@ -79,6 +80,8 @@ describe('classification heads: cards and output reading', () => {
     assert.match(problems({ targets: [{ name: 't', scores: 'logits' }], horizons: [1] }), /\/targets\/0\/scores: only a target with labels/);
     assert.match(problems({ targets: [{ name: 't', labels: ['only'] }], horizons: [1] }), /\/targets\/0\/labels: must NOT have fewer than 2 items/);
     assert.match(problems({ targets: [{ name: 't', labels: ['a', 'a'] }], horizons: [1] }), /\/targets\/0\/labels: must NOT have duplicate items/);
+    assert.match(problems({ targets: [{ name: 't' }], horizons: [1, 1] }), /\/horizons: must NOT have duplicate items/);
+    assert.match(problems({ targets: [{ name: 't' }, { name: 't', labels: ['a', 'b'] }], horizons: [1] }), /\/targets\/1\/name: "t" is listed twice/);
     const scaler = { features: { mean: [0], std: [1] }, targets: { mean: [0, 0], std: [1, 1] } };
     assert.match(problems({ targets: [{ name: 'v' }, { name: 'c', labels: ['a', 'b'] }], horizons: [1], scaler }), /\/scaler\/targets\/mean: has 2 values for 1 numeric targets/);
     assert.match(problems({ targets: [{ name: 'v' }], horizons: [1], scaler: { features: scaler.features } }), /\/scaler\/targets: missing, and the card has 1 numeric targets/);
@@ -124,6 +127,44 @@ describe('the shipped classifier weather-rain (models/train.py)', () => {
     assert.ok(worst <= 1e-5, `max |engine - torch| over 60 days = ${worst}`);
     const diff = maxAbsDiff(runner.slab!.read(fixture.stream)!, fixture.finalStates!.hn!);
     assert.ok(diff <= 1e-5, `final hn differs by ${diff}`);
+    await model.session.release();
+  });
+});
+
+/**
+ * window-anomaly-gru.onnx (models/make_test_models.py): a many-to-one classifier
+ * over the last 8 steps whose graph ends in a Softmax, with a card declaring
+ * labels normal/anomaly, scores "probabilities", horizon 0 (the step itself).
+ */
+describe('a windowed classifier that outputs probabilities', () => {
+  it('runs once its window is full; each output equals the graph on that window and reads as label + probability', async () => {
+    const model = await loadModel(testModelPath('window-anomaly-gru.onnx'));
+    assert.equal(model.mode, 'windowed');
+    assert.equal(model.window, 8);
+    const head = new OutputHead(model.card!);
+    const runner = new StepRunner(model);
+    const rand = prng(21);
+    const steps = Array.from({ length: 40 }, (_, t) => Float32Array.from({ length: 3 }, () => (t >= 20 && t < 26 ? 3 : 0) + rand() * 2 - 1));
+    const labels = new Set<string>();
+    for (let t = 0; t < steps.length; t++) {
+      const [r] = await runner.run([{ streamId: 'line-1', input: steps[t]! }]);
+      if (t < 7) {
+        assert.equal(r!.status, 'warming', `step ${t}: the window is not full yet`);
+        continue;
+      }
+      assert.equal(r!.status, 'ok');
+      const window = new Float32Array(8 * 3);
+      for (let k = 0; k < 8; k++) window.set(steps[t - 7 + k]!, k * 3);
+      const direct = (await model.session.run({ x: new ort.Tensor('float32', window, [1, 8, 3]) })).y!.data as Float32Array;
+      assert.ok(maxAbsDiff(r!.output!, direct) < 1e-6);
+      const [reading] = head.read(r!.output!);
+      assert.equal(reading!.horizon, 0);
+      assert.ok(Math.abs(reading!.probabilities!.normal! + reading!.probabilities!.anomaly! - 1) < 1e-9);
+      assert.equal(reading!.label, direct[1]! > direct[0]! ? 'anomaly' : 'normal');
+      assert.ok(Math.abs(reading!.value - Math.max(direct[0]!, direct[1]!)) < 1e-6);
+      labels.add(reading!.label!);
+    }
+    assert.deepEqual([...labels].sort(), ['anomaly', 'normal'], 'the shifted stretch flips the label and back');
     await model.session.release();
   });
 });

@@ -61,7 +61,11 @@ function crossFieldProblems(card: ModelCard): string[] {
   if (card.mode === 'windowed' && !(typeof card.window === 'number' && card.window >= 1)) {
     problems.push('/window: must be a positive integer when mode is "windowed"');
   }
+  const seen = new Set<string>();
   card.targets.forEach((t, i) => {
+    // A prediction is keyed by (stream, model, issue time, horizon, target): two targets of one name would collide.
+    if (seen.has(t.name)) problems.push(`/targets/${i}/name: "${t.name}" is listed twice`);
+    seen.add(t.name);
     if (t.scores !== undefined && t.labels === undefined) problems.push(`/targets/${i}/scores: only a target with labels (a classification head) has class scores`);
   });
   if (card.scaler) {
