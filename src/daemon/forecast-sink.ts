@@ -59,6 +59,7 @@ export interface ForecastSinkOptions {
 export class ForecastSink {
   readonly #opts: ForecastSinkOptions;
   readonly #log: Logger;
+  readonly #warnedInvalid = new Set<string>();
   predictions = 0;
 
   constructor(options: ForecastSinkOptions) {
@@ -79,14 +80,14 @@ export class ForecastSink {
     const stepMs = card.stepSeconds * 1000;
     const steps: StepRow[] = [];
     const rows: PredictionRow[] = [];
-    const resets: EventRow[] = [];
+    const events: EventRow[] = [];
     const messages: Array<{ msg: ForecastMessage; ctx: StepContext; first: number }> = [];
     for (const r of results) {
       const ctx = r.context as StepContext;
       steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, topic: ctx.topic, values: ctx.values, filled: ctx.filled });
       if (r.status === 'reset') {
         this.#opts.metrics?.reset(model.name, 'non_finite');
-        resets.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite', seq: ctx.seq });
+        events.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite', seq: ctx.seq });
         continue;
       }
       if (r.status !== 'ok') continue;
@@ -96,8 +97,12 @@ export class ForecastSink {
       } catch (err) {
         if (!(err instanceof OutputReadError)) throw err;
         this.#opts.metrics?.invalidOutput(model.name);
-        resets.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'invalid_output', detail: err.message, seq: ctx.seq });
-        this.#log.warn({ model: model.name, stream: r.streamId, err: err.message }, 'model output not stored: the card does not describe it');
+        events.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'invalid_output', detail: err.message, seq: ctx.seq });
+        // Every such step has its event and metric; the log says it once per model.
+        if (!this.#warnedInvalid.has(model.name)) {
+          this.#warnedInvalid.add(model.name);
+          this.#log.warn({ model: model.name, stream: r.streamId, err: err.message }, 'model output not stored: the card does not describe it (each such step is an invalid_output event)');
+        }
         continue;
       }
       const msg: ForecastMessage = { stream: r.streamId, model: model.name, issued_at: new Date(ctx.ts).toISOString(), step_s: card.stepSeconds, forecast: [] };
@@ -122,7 +127,7 @@ export class ForecastSink {
     const store = this.#opts.store;
     const horizonsMs = card.horizons.map((h) => h * stepMs);
     store.enqueue(`batch of ${model.name}`, () => {
-      const { scored, inserted } = store.commit(model.name, steps, rows, resets, horizonsMs);
+      const { scored, inserted } = store.commit(model.name, steps, rows, events, horizonsMs);
       this.#committed(model, card, messages, scored, inserted);
     });
     if (messages.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: messages.length }, 'batch had steps without forecast');
