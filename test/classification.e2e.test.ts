@@ -9,9 +9,13 @@ import type { ForecastMessage } from '../src/daemon/forecast-sink.js';
 import { weatherPayload } from '../src/demo/mqtt-demo.js';
 import { readWeather } from '../src/demo/weather-data.js';
 import { defaultCardPath, readCard } from '../src/inference/card.js';
+import { loadModel } from '../src/inference/model.js';
+import { softmax } from '../src/inference/output-head.js';
+import { CardScaler } from '../src/inference/scaler.js';
+import { StepRunner } from '../src/inference/step-runner.js';
 import { silentLogger } from '../src/log.js';
 import { modelsDir } from '../src/paths.js';
-import { modelPath, tempDir } from './helpers.js';
+import { maxAbsDiff, modelPath, tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { publishAll, retained, waitFor } from './support/fixtures.js';
 
@@ -146,6 +150,58 @@ describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () 
       assert.deepEqual(await metric(daemon, /^tidecast_labels_total\{model="weather-rain",target="rain",label="dry"\}/), [msgs.length - wet]);
     } finally {
       await sub.endAsync();
+      await daemon.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('a hot-reloaded card with new label names: later rows and the Home Assistant options use them, state kept', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const cardFile = path.join(tmp.dir, 'weather-rain.card.json');
+    writeFileSync(cardFile, JSON.stringify(card));
+    const daemon = new Daemon({ loaded: loadConfig(writeConfig(tmp.dir, broker.url, `  weather-lstm: {}\n  weather-rain: { card: ${cardFile} }`)), log: silentLogger });
+    try {
+      await daemon.start();
+      const msgs = dailyMessages(40);
+      const db = daemon.store!.db;
+      const labels = (from: number): string[] => (db.prepare("SELECT DISTINCT label FROM predictions WHERE model = 'weather-rain' AND issued_at >= ? ORDER BY label").pluck().all(from) as string[]);
+      const rows = (): number => (db.prepare("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain'").get() as { n: number }).n;
+      await publishAll(broker.url, 'classify-pub', msgs.slice(0, 40));
+      await waitFor(() => rows() === 40, 20_000, 'the first 20 days classified');
+      const ha = async (): Promise<{ options: string[]; value_template: string }> =>
+        JSON.parse((await retained(broker.url, 'homeassistant/sensor/#')).get('homeassistant/sensor/tidecast_weather-rain_seattle_rain_h1/config')!) as { options: string[]; value_template: string };
+      assert.deepEqual((await ha()).options, ['dry', 'wet']);
+
+      // Same graph, same width, new names for the two classes.
+      writeFileSync(cardFile, JSON.stringify({ ...card, targets: [{ ...card.targets[0], labels: ['no_rain', 'rain'] }] }));
+      await waitFor(() => (db.prepare("SELECT count(*) AS n FROM events WHERE kind = 'model_reloaded' AND model = 'weather-rain'").get() as { n: number }).n === 1, 20_000, 'the reload');
+      await publishAll(broker.url, 'classify-pub', msgs.slice(40));
+      await waitFor(() => rows() === 80, 20_000, 'the next 20 days classified');
+      const second = Date.parse(JSON.parse(msgs[40]!.payload).date as string);
+      assert.deepEqual(labels(second), ['no_rain', 'rain']);
+      const before = db.prepare("SELECT DISTINCT label FROM predictions WHERE model = 'weather-rain' AND issued_at < ?").pluck().all(second) as string[];
+      assert.ok(before.length > 0 && before.every((l) => l === 'dry' || l === 'wet'), `rows before the reload keep their labels: ${before}`);
+      assert.deepEqual((await ha()).options, ['no_rain', 'rain'], 're-announced with the new options');
+
+      // The state was kept: every stored distribution equals one uninterrupted run of the same 40 days through the engine.
+      const model = await loadModel(modelPath('weather-rain'));
+      const runner = new StepRunner(model);
+      const scaler = new CardScaler(model.card!);
+      const stored = new Map((db.prepare("SELECT stream, issued_at, probabilities FROM predictions WHERE model = 'weather-rain'").all() as Array<{ stream: string; issued_at: number; probabilities: string }>)
+        .map((r) => [`${r.stream}@${r.issued_at}`, Object.values(JSON.parse(r.probabilities) as Record<string, number>)]));
+      let worst = 0;
+      for (const m of msgs) {
+        const d = JSON.parse(m.payload) as { date: string; precipitation: number; temp_max: number; temp_min: number; wind: number };
+        const stream = m.topic.split('/')[1]!;
+        const [r] = await runner.run([{ streamId: stream, input: scaler.scaleFeatures([d.precipitation, d.temp_max, d.temp_min, d.wind]) }]);
+        worst = Math.max(worst, maxAbsDiff(stored.get(`${stream}@${Date.parse(d.date)}`)!, softmax(r!.output!)));
+      }
+      await model.session.release();
+      assert.ok(worst < 1e-4, `probabilities vs an uninterrupted run: max diff ${worst}`);
+    } finally {
       await daemon.stop();
       await broker.stop();
       tmp.remove();

@@ -70,6 +70,7 @@ export class Daemon {
   readonly #scalers = new Map<string, CardScaler>();
   /** How each model's output is read (values, labels), kept current across hot reloads. */
   readonly #heads = new Map<string, OutputHead>();
+  #discovery: HomeAssistantDiscovery | undefined;
   #pruneTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #statsTimer: NodeJS.Timeout | null = null;
@@ -156,6 +157,9 @@ export class Daemon {
     const scalers = this.#scalers;
     const heads = this.#heads;
     const publisher = { publish: (t: string, p: string, q: 0 | 1 | 2, r: boolean): void => this.#mqtt?.publish(t, p, q, r) };
+    if (cfg.homeAssistant.discovery) {
+      this.#discovery = new HomeAssistantDiscovery({ prefix: cfg.homeAssistant.prefix, availabilityTopic: cfg.mqtt.availabilityTopic, publish: publisher.publish });
+    }
     this.#sink = new ForecastSink({
       store,
       publish: cfg.publish,
@@ -163,9 +167,7 @@ export class Daemon {
       heads,
       log,
       metrics: this.metrics,
-      discovery: cfg.homeAssistant.discovery
-        ? new HomeAssistantDiscovery({ prefix: cfg.homeAssistant.prefix, availabilityTopic: cfg.mqtt.availabilityTopic, publish: publisher.publish })
-        : undefined,
+      discovery: this.#discovery,
       now: this.#opts.now,
       onForecast: this.#opts.onForecast,
     });
@@ -413,6 +415,7 @@ export class Daemon {
         const { stateKept, streams } = await engine.replaceModel(next);
         this.#scalers.get(current.name)?.use(next.card!);
         this.#heads.get(current.name)?.use(next.card!);
+        this.#discovery?.forget(current.name);
         if (stateKept) {
           // Spilled streams' saved state fits the new file too.
           store.enqueue('model state', () => store.db.prepare('UPDATE model_state SET fingerprint = ? WHERE model = ? AND fingerprint = ?').run(next.fingerprint, current.name, current.fingerprint));

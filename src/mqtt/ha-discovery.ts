@@ -25,6 +25,11 @@ export class HomeAssistantDiscovery {
     this.#opts = options;
   }
 
+  /** Announce a model's entities again on its next forecasts (a hot reload may have changed its card). */
+  forget(model: string): void {
+    for (const key of this.#announced) if (key.startsWith(`${model}\u0000`)) this.#announced.delete(key);
+  }
+
   /** Announce the entities of a stream × model once; later calls are free. */
   announce(stream: string, model: string, card: ModelCard, stateTopic: string): void {
     const key = `${model}\u0000${stream}`;
