@@ -232,9 +232,6 @@ export class Store {
       trimLog: db.prepare('DELETE FROM input_log WHERE seq <= ?'),
       loadStream: db.prepare('SELECT grp AS "group", stream, resident, last_active AS lastActive, assembler FROM stream_state WHERE grp = ? AND stream = ?'),
       loadModels: db.prepare('SELECT model, fingerprint, state, filled FROM model_state WHERE stream = ?'),
-      // Online evaluation: this model's predictions whose target time is this step
-      // (issued one horizon before it: primary-key lookups) get their error;
-      // persistence is the target's value at the issue step.
     };
     const s = this.#stmts;
     this.#commitBatch = db.transaction((model: string, steps: readonly StepRow[], predictions: readonly PredictionRow[], events: readonly EventRow[], horizonsMs: readonly number[]): CommitResult => {
@@ -433,7 +430,7 @@ export class Store {
         job.run();
       } catch (err) {
         if (isTransientStoreError(err)) {
-          this.#failed(err as Error, job.what);
+          this.reportFailure(err as Error, job.what);
           return false;
         }
         this.#opts.log.error({ err, write: job.what }, 'store write refused; row dropped');
@@ -449,8 +446,11 @@ export class Store {
     return true;
   }
 
-  /** Note a transient failure (from the queue or a caller) and schedule a retry. */
-  #failed(err: Error, what: string): void {
+  /**
+   * Note a transient failure and schedule a retry of the queue: from a queued
+   * write, or from a write outside the queue (e.g. the input log).
+   */
+  reportFailure(err: Error, what: string): void {
     if (!this.#failure) this.#opts.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, write: what }, 'store cannot write: holding messages unacknowledged and retrying');
     this.#failure = err;
     if (this.#retryTimer) return;
@@ -460,11 +460,6 @@ export class Store {
     }, this.#retryMs);
     this.#retryTimer.unref();
     this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
-  }
-
-  /** A write outside the queue failed transiently (e.g. the input log): report it the same way. */
-  reportFailure(err: Error, what: string): void {
-    this.#failed(err, what);
   }
 
   /** A write outside the queue went through: clears a failure when nothing is queued. */
