@@ -2,7 +2,8 @@ import { unwatchFile, watchFile } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { ConfigError } from '../config/load-config.js';
 import { InferenceEngine } from '../inference/engine.js';
-import { loadModel, loadOptionsFor, type LoadedModel } from '../inference/model.js';
+import { readCard } from '../inference/card.js';
+import { fingerprintOf, loadModel, loadOptionsFor, type LoadedModel } from '../inference/model.js';
 import { OutputHead } from '../inference/output-head.js';
 import { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
@@ -384,16 +385,23 @@ export class Daemon {
     const log = this.#log;
     const store = this.#store;
     if (!store || this.#stopping) return;
+    // The running model stays: counted, logged and stored as an event.
+    const failed = (model: string, detail: string, logged: Record<string, unknown>, message: string): void => {
+      this.metrics.reload(model, 'failed');
+      log.error({ model, reason, ...logged }, message);
+      store.enqueue('event', () => store.addEvent({ at: this.#now(), stream: null, model, kind: 'model_reload_failed', detail }));
+    };
     for (const [name, engine] of this.#engines) {
       const m = cfg.models[name]!;
       const current = engine.model;
+      // Neither file changed (one change event reloads every model): no new session to build.
+      if (unchanged(current)) continue;
       let next;
       try {
         next = await loadModel(m.path!, loadOptionsFor(m, log));
       } catch (err) {
-        this.metrics.reload(current.name, 'failed');
-        log.error({ model: current.name, reason, err: { message: (err as Error).message, code: (err as { code?: unknown }).code } }, 'model reload failed; the running model stays');
-        store.enqueue('event', () => store.addEvent({ at: this.#now(), stream: null, model: current.name, kind: 'model_reload_failed', detail: (err as Error).message.slice(0, 500) }));
+        const message = (err as Error).message;
+        failed(current.name, message.slice(0, 500), { err: { message, code: (err as { code?: unknown }).code } }, 'model reload failed; the running model stays');
         continue;
       }
       if (next.fingerprint === current.fingerprint && JSON.stringify(next.card) === JSON.stringify(current.card)) {
@@ -403,9 +411,7 @@ export class Daemon {
       const refuse = this.#incompatible(current, next);
       if (refuse) {
         await next.session.release();
-        this.metrics.reload(current.name, 'failed');
-        log.error({ model: current.name, reason, refused: refuse }, 'model reload refused; the running model stays (restart to change this)');
-        store.enqueue('event', () => store.addEvent({ at: this.#now(), stream: null, model: current.name, kind: 'model_reload_failed', detail: refuse }));
+        failed(current.name, refuse, { refused: refuse }, 'model reload refused; the running model stays (restart to change this)');
         continue;
       }
       this.#swapping = true;
@@ -501,7 +507,7 @@ export class Daemon {
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     if (this.#statsTimer) clearInterval(this.#statsTimer);
     this.#ready = false;
-    const drained = Promise.all([...this.#engines.values()].map((e) => e.drain())).then(() => true);
+    const drained = this.#drainEngines().then(() => true);
     const inTime = await Promise.race([drained, new Promise<false>((r) => setTimeout(() => r(false), deadlineMs).unref())]);
     if (!inTime) log.error({ deadlineMs, queued: this.stats().queueDepth }, 'drain deadline passed; stopping with steps still queued (the input log replays them at the next start)');
     else if (this.#store && !(await this.checkpoint())) log.warn('no final checkpoint: the next start replays the input log');
@@ -510,5 +516,14 @@ export class Daemon {
     for (const e of this.#engines.values()) await e.close(inTime ? Infinity : 0);
     this.#store?.stop();
     log.info(this.stats(), 'stopped');
+  }
+}
+
+/** Whether a running model's file and card are as it loaded them (false when either cannot be read: loading says why). */
+function unchanged(model: LoadedModel): boolean {
+  try {
+    return fingerprintOf(model.path) === model.fingerprint && model.cardPath !== null && JSON.stringify(readCard(model.cardPath)) === JSON.stringify(model.card);
+  } catch {
+    return false;
   }
 }

@@ -84,6 +84,11 @@ function resolveMode(sig: ModelSignature, card: ModelCard | null, forcedWindow: 
   return { mode: 'stateful', window: null };
 }
 
+/** A model file's identity: the first 16 hex digits of its sha256. */
+export function fingerprintOf(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex').slice(0, 16);
+}
+
 /**
  * Load an exported ONNX forecaster: create the session, read its card, detect
  * its signature and check the two agree. Every refusal is a coded TidecastError.
@@ -99,13 +104,14 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
     if (options.card !== undefined || existsSync(candidate)) cardPath = path.resolve(candidate);
   }
   const card = cardPath === null ? null : readCard(cardPath);
+  const name = card?.name ?? path.basename(abs).replace(/\.onnx$/i, '');
 
   const created = await createSession(abs, {
     providers: options.providers,
     strict: options.strictProviders,
     intraOpThreads: options.intraOpThreads,
     log: options.log,
-    model: card?.name ?? path.basename(abs).replace(/\.onnx$/i, ''),
+    model: name,
   });
   const session = created.session;
   try {
@@ -127,11 +133,9 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
           `but output "${signature.output}" has ${signature.outputSize} per step`,
       );
     }
-    const name = card?.name ?? path.basename(abs).replace(/\.onnx$/i, '');
     const provider = created.provider;
     const providerFailures = created.failures;
-    const fingerprint = createHash('sha256').update(readFileSync(abs)).digest('hex').slice(0, 16);
-    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, provider, providerFailures, fingerprint, ...resolveMode(signature, card, options.window, abs) };
+    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, provider, providerFailures, fingerprint: fingerprintOf(abs), ...resolveMode(signature, card, options.window, abs) };
   } catch (err) {
     await session.release();
     throw err;
