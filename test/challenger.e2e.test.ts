@@ -6,7 +6,7 @@ import { silentLogger } from '../src/log.js';
 import { rollingAccuracy } from '../src/store/accuracy.js';
 import { tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
-import { STATIONS_ROUTE, expectedForecasts, publishAll, telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
+import { STATIONS_ROUTE, expectedForecasts, forecastKey, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig, type StoredValue } from './support/fixtures.js';
 
 /**
  * Challengers: one route runs the LSTM and the GRU on the same streams. Each
@@ -37,15 +37,14 @@ describe('challenger models', () => {
 
       for (const model of ['weather-lstm', 'weather-gru']) {
         const want = await expectedForecasts(msgs, model);
-        const rows = db.prepare("SELECT stream, issued_at, value FROM predictions WHERE model = ? AND horizon = 1 AND target = 'temp_max'").all(model) as Array<{ stream: string; issued_at: number; value: number }>;
-        let worst = 0;
-        for (const r of rows) worst = Math.max(worst, Math.abs(r.value - want.get(`${r.stream}@${r.issued_at}`)![0]!));
+        const rows = db.prepare("SELECT stream, issued_at, horizon, target, value FROM predictions WHERE model = ? AND horizon = 1 AND target = 'temp_max'").all(model) as StoredValue[];
+        const worst = worstVsExpected(rows, want);
         assert.ok(worst < 1e-4, `${model}: equal to the model run alone (max diff ${worst})`);
       }
       const lstm = await expectedForecasts(msgs, 'weather-lstm');
       const gru = await expectedForecasts(msgs, 'weather-gru');
-      const k = `${msgs[40]!.stream}@${msgs[40]!.ts}`;
-      assert.ok(Math.abs(lstm.get(k)![0]! - gru.get(k)![0]!) > 1e-3, 'the two models really differ, so the check above can tell them apart');
+      const k = forecastKey(msgs[40]!.stream, msgs[40]!.ts, 1, 'temp_max');
+      assert.ok(Math.abs(lstm.get(k)! - gru.get(k)!) > 1e-3, 'the two models really differ, so the check above can tell them apart');
 
       const acc = rollingAccuracy(db, { window: 100 });
       for (const model of ['weather-lstm', 'weather-gru']) {

@@ -9,7 +9,7 @@ import { silentLogger } from '../src/log.js';
 import { tempDir, testModelPath } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { metric, rssBytes, startChild, waitReady } from './support/child.js';
-import { expectedForecasts, publishAll, telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
+import { expectedForecasts, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig } from './support/fixtures.js';
 
 const DAY_S = 86_400;
 const EPOCH_S = Date.UTC(2015, 0, 1) / 1000;
@@ -142,13 +142,7 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
       const want = await expectedForecasts(msgs);
       const rows = db.prepare('SELECT stream, issued_at, horizon, target, value FROM predictions').all() as Array<{ stream: string; issued_at: number; horizon: number; target: string; value: number }>;
       assert.equal(rows.length, S * N * 6);
-      let worst = 0;
-      for (const r of rows) {
-        const out = want.get(`${r.stream}@${r.issued_at}`);
-        assert.ok(out, `unexpected prediction ${r.stream}@${r.issued_at}`);
-        const j = (r.horizon - 1) * 2 + (r.target === 'temp_max' ? 0 : 1);
-        worst = Math.max(worst, Math.abs(out[j]! - r.value));
-      }
+      const worst = worstVsExpected(rows, want);
       assert.ok(worst < 1e-4, `stored vs one uninterrupted run: max diff ${worst}`);
       assert.equal(count(db, "SELECT count(*) n FROM events WHERE kind IN ('state_reset', 'gap_reset', 'state_discarded')"), 0, 'no stream started over');
     } finally {

@@ -7,7 +7,7 @@ import { Daemon } from '../src/daemon/daemon.js';
 import { silentLogger } from '../src/log.js';
 import { modelPath, tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
-import { expectedForecasts, publishAll, telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
+import { expectedForecasts, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig, type StoredValue } from './support/fixtures.js';
 
 const DAY = 86_400_000;
 const EPOCH = Date.UTC(2015, 0, 1);
@@ -51,9 +51,8 @@ describe('hot reload of a model file', () => {
       await publishAll(broker.url, 'reload-2', days(10, 20));
       await waitFor(() => count('SELECT count(*) n FROM predictions') === 2 * 20 * 6, 10_000, 'days 11-20');
       const want = await expectedForecasts(days(0, 20));
-      const rows = db.prepare("SELECT stream, issued_at, value FROM predictions WHERE horizon = 1 AND target = 'temp_max'").all() as Array<{ stream: string; issued_at: number; value: number }>;
-      let worst = 0;
-      for (const r of rows) worst = Math.max(worst, Math.abs(r.value - want.get(`${r.stream}@${r.issued_at}`)![0]!));
+      const rows = db.prepare("SELECT stream, issued_at, horizon, target, value FROM predictions WHERE horizon = 1 AND target = 'temp_max'").all() as StoredValue[];
+      const worst = worstVsExpected(rows, want);
       assert.ok(worst < 1e-4, `state carried across the swap: 20 steps equal one uninterrupted run (max diff ${worst})`);
 
       // 2. A broken file: the running model stays and says why.

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -135,19 +136,36 @@ export async function retained(url: string, filter: string, waitMs = 300): Promi
   return got;
 }
 
-/** What a shipped model (weather-lstm by default) computes for each stream's sequence run directly, in physical units (horizon-major), keyed `stream@ts`. */
-export async function expectedForecasts(msgs: ReadonlyArray<{ stream: string; ts: number; raw: number[] }>, name = 'weather-lstm'): Promise<Map<string, Float64Array>> {
+/** The key of one forecast value: stream, issue time (ms), horizon and target, as in the predictions table. */
+export const forecastKey = (stream: string, issuedAt: number, horizon: number, target: string): string => `${stream}@${issuedAt}|${horizon}|${target}`;
+
+/** What a shipped model (weather-lstm by default) computes for each stream's sequence run directly, in physical units, keyed by forecastKey. */
+export async function expectedForecasts(msgs: ReadonlyArray<{ stream: string; ts: number; raw: number[] }>, name = 'weather-lstm'): Promise<Map<string, number>> {
   const model = await loadModel(modelPath(name));
   const runner = new StepRunner(model);
   const scaler = new CardScaler(model.card!);
   const head = new OutputHead(model.card!);
-  const want = new Map<string, Float64Array>();
+  const want = new Map<string, number>();
   for (const m of msgs) {
     const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
-    want.set(`${m.stream}@${m.ts}`, Float64Array.from(head.read(r!.output!), (x) => x.value));
+    for (const x of head.read(r!.output!)) want.set(forecastKey(m.stream, m.ts, x.horizon, x.target), x.value);
   }
   await model.session.release();
   return want;
+}
+
+/** A stored prediction as the tests select it. */
+export interface StoredValue { stream: string; issued_at: number; horizon: number; target: string; value: number }
+
+/** Largest |stored - expected| over the given stored predictions; a prediction with no expected value fails the test. */
+export function worstVsExpected(rows: readonly StoredValue[], want: ReadonlyMap<string, number>): number {
+  let worst = 0;
+  for (const r of rows) {
+    const w = want.get(forecastKey(r.stream, r.issued_at, r.horizon, r.target));
+    assert.ok(w !== undefined, `unexpected prediction ${r.stream}@${r.issued_at} +${r.horizon} ${r.target}`);
+    worst = Math.max(worst, Math.abs(w - r.value));
+  }
+  return worst;
 }
 
 /** Publish at QoS 1 from a fresh client, `window` messages in flight at a time. */
