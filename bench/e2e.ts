@@ -16,7 +16,11 @@ export interface ThroughputResult {
   messages: number;
   tidecast_msgs_per_s: number;
   bare_msgs_per_s: number;
+  /** The naive per-message daemon (bench/naive-daemon.ts), same broker, same messages. */
+  naive_msgs_per_s: number;
   ratio: number;
+  /** tidecast / naive. */
+  vs_naive: number;
   /** Messages the bare subscriber / tidecast got through (QoS 0 may drop under load). */
   bare_received: number;
   tidecast_processed: number;
@@ -73,6 +77,34 @@ async function bare(url: string, qos: 0 | 1, count: number): Promise<{ perS: num
   await pub.done;
   await sub.endAsync();
   return { perS: n / ((at - t0) / 1000), received: n };
+}
+
+/** The naive per-message daemon (bench/naive-daemon.ts) as a child process: messages whose predictions are committed per second. */
+async function naive(dir: string, url: string, qos: 0 | 1, count: number): Promise<{ perS: number; processed: number }> {
+  const proc = spawn(process.execPath, [path.join(packageRoot, 'dist', 'bench', 'naive-daemon.js'), JSON.stringify({ url, qos, db: path.join(dir, `naive-q${qos}.db`) })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let processed = 0;
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    const lines = out.split('\n');
+    out = lines.pop()!;
+    for (const l of lines) if (l.startsWith('{')) processed = (JSON.parse(l) as { processed: number }).processed;
+    if (lines.includes('ready')) onReady();
+  });
+  let onReady: () => void = () => undefined;
+  await new Promise<void>((r) => (onReady = r));
+  const exited = new Promise((r) => proc.once('exit', r));
+  try {
+    const pub = publisher({ url, qos, streams: STREAMS, count, window: 500 });
+    const t0 = await pub.started;
+    // Counted in commits of 500: allow for the last partial one.
+    const { n, at } = await waitCount(() => processed, count - 500, 5000, 50);
+    await pub.done;
+    return { perS: n / ((at - t0) / 1000), processed: n };
+  } finally {
+    proc.kill('SIGTERM');
+    await exited;
+  }
 }
 
 /** tidecast as a child process: messages fully processed (forecast committed) per second. */
@@ -151,13 +183,16 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
     const throughput: ThroughputResult[] = [];
     for (const qos of [0, 1] as const) {
       const b = await bare(broker.url, qos, count);
+      const nv = await naive(dir, broker.url, qos, count);
       const t = await tidecast(dir, broker.url, qos, count);
       throughput.push({
         qos,
         messages: count,
         tidecast_msgs_per_s: Math.round(t.perS),
         bare_msgs_per_s: Math.round(b.perS),
+        naive_msgs_per_s: Math.round(nv.perS),
         ratio: round(t.perS / b.perS),
+        vs_naive: round(t.perS / nv.perS),
         bare_received: b.received,
         tidecast_processed: t.processed,
       });
@@ -179,9 +214,9 @@ export function e2eTable(r: E2eBenchResult): string {
   const lines = [
     `e2e: ${r.streams} streams of weather-lstm through Mosquitto, tidecast (a child process, forecasts committed) vs a bare mqtt.js subscriber that only counts`,
     '',
-    '| QoS | messages | bare msgs/s | tidecast msgs/s | ratio |',
-    '|---|---:|---:|---:|---:|',
-    ...r.throughput.map((t) => `| ${t.qos}${t.qos === 1 ? ' (durable ack)' : ''} | ${t.messages} | ${t.bare_msgs_per_s} | ${t.tidecast_msgs_per_s} | ${t.ratio} |`),
+    '| QoS | messages | bare msgs/s | naive script msgs/s | tidecast msgs/s | tidecast / bare | tidecast / naive |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...r.throughput.map((t) => `| ${t.qos}${t.qos === 1 ? ' (durable ack)' : ''} | ${t.messages} | ${t.bare_msgs_per_s} | ${t.naive_msgs_per_s} | ${t.tidecast_msgs_per_s} | ${t.ratio} | ${t.vs_naive} |`),
     '',
     'latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms), after a 1 s warm-up',
     '',
