@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DashboardApi } from '../src/http/dashboard-api.js';
 import { silentLogger } from '../src/log.js';
-import { Store, type PredictionRow, type StepRow } from '../src/store/store.js';
+import { Store, type ForecastLayout, type ForecastRow, type StepRow } from '../src/store/store.js';
 
 export interface ApiBenchResult {
   scenario: 'api';
@@ -18,6 +18,9 @@ const DAY = 86_400_000;
 const STREAMS = 200;
 const STEPS = 834; // 200 streams x 834 steps x 6 predictions = 1,000,800 predictions
 
+const FEATURES = ['precipitation', 'temp_max', 'temp_min', 'wind'];
+const LAYOUT: ForecastLayout = { stepMs: DAY, cells: [1, 2, 3].flatMap((h) => ['temp_max', 'temp_min'].map((t) => [h, t, 0] as const)) };
+
 /**
  * The dashboard API on a database with a million predictions (and their
  * scored errors): every endpoint the page calls, timed in the same run.
@@ -30,18 +33,14 @@ export async function apiBench(): Promise<ApiBenchResult> {
   const start = Date.UTC(2013, 0, 1);
   for (let t = 0; t < STEPS; t++) {
     const steps: StepRow[] = [];
-    const preds: PredictionRow[] = [];
+    const forecasts: ForecastRow[] = [];
     for (let s = 0; s < STREAMS; s++) {
       const ts = start + t * DAY;
       const v = 10 + 8 * Math.sin((t + s) / 20);
-      steps.push({ stream: `site${s % 20}/dev${s}`, route: 'bench', ts, receivedAt: ts, topic: 't', values: { precipitation: 0, temp_max: v, temp_min: v - 6, wind: 3 }, filled: [] });
-      for (const h of [1, 2, 3]) {
-        for (const [k, target] of ['temp_max', 'temp_min'].entries()) {
-          preds.push({ stream: `site${s % 20}/dev${s}`, model: 'weather-lstm', issuedAt: ts, horizon: h, target, targetTime: ts + h * DAY, value: v + h * 0.3 - k * 6 });
-        }
-      }
+      steps.push({ stream: `site${s % 20}/dev${s}`, route: 'bench', ts, receivedAt: ts, features: FEATURES, values: { precipitation: 0, temp_max: v, temp_min: v - 6, wind: 3 }, filled: [] });
+      forecasts.push({ stream: `site${s % 20}/dev${s}`, issuedAt: ts, values: LAYOUT.cells.map(([h, target]) => v + h * 0.3 - (target === 'temp_min' ? 6 : 0)), labels: null });
     }
-    store.commit('weather-lstm', steps, preds);
+    store.commit('weather-lstm', LAYOUT, steps, forecasts);
   }
   const buildS = (performance.now() - t0) / 1000;
   const api = new DashboardApi(() => store.db, () => [{ name: 'weather-lstm', provider: 'cpu', mode: 'stateful', path: '', card: null }]);

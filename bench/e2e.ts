@@ -5,7 +5,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { packageRoot } from '../src/paths.js';
-import { BenchBroker, benchMessage, endSession, percentile, startDaemon, waitCount, writeBenchConfig } from './support.js';
+import { BenchBroker, benchMessage, endSession, percentile, startDaemon, waitCount, writeBenchConfig, type BenchShape } from './support.js';
 
 const STREAMS = 10_000;
 /** Leading part of each latency run left out of its percentiles (reported as its maximum). */
@@ -42,6 +42,8 @@ export interface E2eBenchResult {
   throughput: ThroughputResult[];
   /** Latency at fractions of the measured QoS 1 rate; `half` is the 0.5 point. */
   latency: LatencyPoint[];
+  /** Other shapes of load, QoS 0. */
+  scenarios: ScenarioResult[];
   half: LatencyPoint | null;
 }
 
@@ -66,12 +68,12 @@ function publisher(args: object): { started: Promise<number>; done: Promise<{ se
 }
 
 /** A subscriber that only counts: the ceiling of what the broker and this machine deliver. */
-async function bare(url: string, qos: 0 | 1, count: number): Promise<{ perS: number; received: number }> {
+async function bare(url: string, qos: 0 | 1, count: number, streams = STREAMS, shape: BenchShape = 'telemetry'): Promise<{ perS: number; received: number }> {
   const sub = await mqtt.connectAsync(url, { clientId: `bare-${qos}`, clean: true });
   let received = 0;
   sub.on('message', () => received++);
-  await sub.subscribeAsync('sensors/+/+/telemetry', { qos });
-  const pub = publisher({ url, qos, streams: STREAMS, count, window: 500 });
+  await sub.subscribeAsync(shape === 'features' ? 'sensors/+/+/+' : 'sensors/+/+/telemetry', { qos });
+  const pub = publisher({ url, qos, streams, count, window: 500, shape });
   const t0 = await pub.started;
   const { n, at } = await waitCount(() => received, count, 3000, 5);
   await pub.done;
@@ -108,20 +110,42 @@ async function naive(dir: string, url: string, qos: 0 | 1, count: number): Promi
 }
 
 /** tidecast as a child process: messages fully processed (forecast committed) per second. */
-async function tidecast(dir: string, url: string, qos: 0 | 1, count: number): Promise<{ perS: number; processed: number }> {
-  const daemon = await startDaemon(writeBenchConfig(dir, url, { name: `tidecast-q${qos}` }));
+async function tidecast(dir: string, url: string, qos: 0 | 1, count: number, o: { name?: string; streams?: number; shape?: BenchShape; models?: readonly string[] } = {}): Promise<{ perS: number; processed: number }> {
+  const name = o.name ?? `tidecast-q${qos}`;
+  const models = o.models ?? ['weather-lstm'];
+  const shape = o.shape ?? 'telemetry';
+  const daemon = await startDaemon(writeBenchConfig(dir, url, { name, models, shape }));
+  // Forecasts committed (one per model per step) → messages fully processed.
+  const perForecast = (shape === 'features' ? 4 : 1) / models.length;
   try {
     // tidecast subscribes at QoS 1; the publisher's QoS sets what the broker delivers (the minimum of the two).
-    const pub = publisher({ url, qos, streams: STREAMS, count, window: 500 });
+    const pub = publisher({ url, qos, streams: o.streams ?? STREAMS, count, window: 500, shape });
     const t0 = await pub.started;
-    const { n, at } = await waitCount(daemon.committed, count, 5000, 50);
+    const { n, at } = await waitCount(async () => (await daemon.committed()) * perForecast, count, 5000, 50);
     await pub.done;
     return { perS: n / ((at - t0) / 1000), processed: n };
   } finally {
     await daemon.stop();
-    await endSession(url, `tidecast-q${qos}`);
+    await endSession(url, name);
   }
 }
+
+/** A scenario beside the main one: tidecast and the bare subscriber on the same messages. */
+export interface ScenarioResult {
+  name: string;
+  streams: number;
+  messages: number;
+  qos: 0 | 1;
+  bare_msgs_per_s: number;
+  tidecast_msgs_per_s: number;
+  ratio: number;
+}
+
+const SCENARIOS: ReadonlyArray<{ name: string; streams: number; messages: number; shape: BenchShape; models: readonly string[] }> = [
+  { name: 'challenger: weather-lstm and weather-gru on one route', streams: STREAMS, messages: 100_000, shape: 'telemetry', models: ['weather-lstm', 'weather-gru'] },
+  { name: '4 topics joined into one step (one feature per message)', streams: STREAMS, messages: 200_000, shape: 'features', models: ['weather-lstm'] },
+  { name: '100,000 streams', streams: 100_000, messages: 200_000, shape: 'telemetry', models: ['weather-lstm'] },
+];
 
 /** One latency point: publish paced at `rate`, time to commit (from the database) and to the forecast coming back. */
 async function latencyAt(dir: string, url: string, rate: number, seconds: number, index: number): Promise<LatencyPoint & { load: number }> {
@@ -174,7 +198,7 @@ async function latencyAt(dir: string, url: string, rate: number, seconds: number
 
 const round = (x: number): number => Math.round(x * 100) / 100;
 
-export async function e2eBench(opts: { messages?: number; latencySeconds?: number } = {}): Promise<E2eBenchResult> {
+export async function e2eBench(opts: { messages?: number; latencySeconds?: number; latency?: boolean; scenarios?: boolean } = {}): Promise<E2eBenchResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tidecast-bench-e2e-'));
   const broker = new BenchBroker(dir);
   await broker.start();
@@ -199,11 +223,17 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
     }
     const max = throughput[1]!.tidecast_msgs_per_s;
     const latency: LatencyPoint[] = [];
-    for (const [i, load] of [0.1, 0.25, 0.5, 0.75, 0.9].entries()) {
+    for (const [i, load] of (opts.latency === false ? [] : [0.1, 0.25, 0.5, 0.8, 0.9]).entries()) {
       const p = await latencyAt(dir, broker.url, max * load, opts.latencySeconds ?? 8, i);
       latency.push({ ...p, load });
     }
-    return { scenario: 'e2e', streams: STREAMS, throughput, latency, half: latency.find((p) => p.load === 0.5) ?? null };
+    const scenarios: ScenarioResult[] = [];
+    for (const [i, sc] of (opts.scenarios === false ? [] : SCENARIOS).entries()) {
+      const b = await bare(broker.url, 0, sc.messages, sc.streams, sc.shape);
+      const t = await tidecast(dir, broker.url, 0, sc.messages, { name: `scenario-${i}`, streams: sc.streams, shape: sc.shape, models: sc.models });
+      scenarios.push({ name: sc.name, streams: sc.streams, messages: sc.messages, qos: 0, bare_msgs_per_s: Math.round(b.perS), tidecast_msgs_per_s: Math.round(t.perS), ratio: round(t.perS / b.perS) });
+    }
+    return { scenario: 'e2e', streams: STREAMS, throughput, latency, half: latency.find((p) => p.load === 0.5) ?? null, scenarios };
   } finally {
     await broker.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -224,6 +254,16 @@ export function e2eTable(r: E2eBenchResult): string {
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...r.latency.map((p) => `| ${p.load} | ${p.rate_per_s} | ${p.committed_ms.p50} | ${p.committed_ms.p99} | ${p.committed_ms.p999} | ${p.received_ms.p50} | ${p.received_ms.p99} | ${p.received_ms.p999} | ${p.warmup_max_committed_ms} |`),
   ];
+  if (r.scenarios.length > 0) {
+    lines.push(
+      '',
+      'scenarios, QoS 0, publisher as fast as it can (messages fully processed per second)',
+      '',
+      '| scenario | streams | messages | bare msgs/s | tidecast msgs/s | tidecast / bare |',
+      '|---|---:|---:|---:|---:|---:|',
+      ...r.scenarios.map((c) => `| ${c.name} | ${c.streams} | ${c.messages} | ${c.bare_msgs_per_s} | ${c.tidecast_msgs_per_s} | ${c.ratio} |`),
+    );
+  }
   return lines.join('\n');
 }
 

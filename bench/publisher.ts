@@ -1,16 +1,16 @@
 /**
  * The benches' load generator, run as its own process so that it does not
  * share an event loop with what it measures. Argument: one JSON object
- * { url, qos, streams, count, window, ratePerS? }. Prints "start" when connected
+ * { url, qos, streams, count, window, ratePerS?, shape? }. Prints "start" when connected
  * and about to publish, then one JSON line { sent, seconds } when done.
  * Without ratePerS it publishes as fast as the broker takes it (QoS 1: at most
  * `window` unacknowledged); with it, paced in 10 ms ticks.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
-import { benchMessage } from './support.js';
+import { benchMessage, type BenchShape } from './support.js';
 
-const o = JSON.parse(process.argv[2]!) as { url: string; qos: 0 | 1; streams: number; count: number; window: number; ratePerS?: number; first?: number };
+const o = JSON.parse(process.argv[2]!) as { url: string; qos: 0 | 1; streams: number; count: number; window: number; ratePerS?: number; first?: number; shape?: BenchShape };
 const client = await mqtt.connectAsync(o.url, { clientId: `bench-pub-${process.pid}`, clean: true });
 const first = o.first ?? 0;
 process.stdout.write('start\n');
@@ -23,7 +23,7 @@ if (o.ratePerS) {
     due += perTick;
     const pending: Array<Promise<unknown>> = [];
     for (; sent < Math.min(o.count, Math.floor(due)); sent++) {
-      const m = benchMessage(first + sent, o.streams, performance.timeOrigin + performance.now());
+      const m = benchMessage(first + sent, o.streams, performance.timeOrigin + performance.now(), o.shape);
       pending.push(client.publishAsync(m.topic, m.payload, { qos: o.qos }));
     }
     const next = started + ((sent / o.ratePerS) * 1000);
@@ -34,7 +34,7 @@ if (o.ratePerS) {
   for (; sent < o.count; ) {
     const batch: Array<Promise<unknown>> = [];
     for (let i = 0; i < o.window && sent < o.count; i++, sent++) {
-      const m = benchMessage(first + sent, o.streams);
+      const m = benchMessage(first + sent, o.streams, undefined, o.shape);
       batch.push(client.publishAsync(m.topic, m.payload, { qos: o.qos }));
     }
     await Promise.all(batch);

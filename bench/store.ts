@@ -1,63 +1,73 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ScoreBook, type ScoredRow } from '../src/daemon/score-book.js';
+import { defaultCardPath, readCard } from '../src/inference/card.js';
 import { silentLogger } from '../src/log.js';
-import { Store, type PredictionRow, type StepRow } from '../src/store/store.js';
+import { modelsDir } from '../src/paths.js';
+import { Store, type ForecastLayout, type ForecastRow, type StepRow } from '../src/store/store.js';
 
 export interface StoreBenchResult {
   scenario: 'store';
   streams: number;
-  /** µs per step of Store.commit on day d (d = 0: nothing to score yet; from d = 3: six forecasts scored per step). */
+  /** µs per step of Store.commit on day d: one step_inputs row and one forecasts row (6 cells) per step. */
   commit_us_per_step: number[];
-  /** The same commits without scoring. */
-  commit_no_scoring_us_per_step: number[];
+  /** µs per step of the in-memory scoring (ScoreBook.step): from day 3, six forecasts scored per step. */
+  scoring_us_per_step: number[];
 }
 
 const DAY = 86_400_000;
 const T0 = Date.UTC(2015, 0, 1);
+const FEATURES = ['precipitation', 'temp_max', 'temp_min', 'wind'];
+const LAYOUT: ForecastLayout = { stepMs: DAY, cells: [1, 2, 3].flatMap((h) => ['temp_max', 'temp_min'].map((t) => [h, t, 0] as const)) };
 
-function day(streams: number, d: number): { steps: StepRow[]; preds: PredictionRow[] } {
+function day(streams: number, d: number): { steps: StepRow[]; forecasts: ForecastRow[] } {
   const steps: StepRow[] = [];
-  const preds: PredictionRow[] = [];
+  const forecasts: ForecastRow[] = [];
   for (let j = 0; j < streams; j++) {
     const stream = `g${j % 100}/d${j}`;
     const ts = T0 + d * DAY;
-    steps.push({ stream, route: 'r', ts, receivedAt: ts, topic: `sensors/${stream}/telemetry`, values: { precipitation: 0.1 * j, temp_max: 10 + d, temp_min: 2 + d, wind: 3 }, filled: [] });
-    for (let h = 1; h <= 3; h++) for (const target of ['temp_max', 'temp_min']) preds.push({ stream, model: 'm', issuedAt: ts, horizon: h, target, targetTime: ts + h * DAY, value: 10 + h });
+    steps.push({ stream, route: 'r', ts, receivedAt: ts, features: FEATURES, values: { precipitation: 0.1 * j, temp_max: 10 + d, temp_min: 2 + d, wind: 3 }, filled: [] });
+    forecasts.push({ stream, issuedAt: ts, values: [11, 3, 12, 4, 13, 5], labels: null });
   }
-  return { steps, preds };
+  return { steps, forecasts };
 }
 
-/** Store.commit alone, the daemon's write path: 10,000 streams, batches of 256, five days in a row. */
+/** The daemon's write path: Store.commit, 10,000 streams, batches of 256, five days in a row; and the in-memory scoring beside it. */
 export function storeBench(streams = 10_000, days = 5): StoreBenchResult {
-  const run = (score: boolean): number[] => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'tidecast-bench-store-'));
-    const store = new Store({ path: path.join(dir, 'b.db'), retentionDays: 36500, log: silentLogger });
-    store.start();
-    const out: number[] = [];
-    try {
-      for (let d = 0; d < days; d++) {
-        const { steps, preds } = day(streams, d);
-        const t = performance.now();
-        for (let i = 0; i < streams; i += 256) store.commit('m', steps.slice(i, i + 256), preds.slice(i * 6, (i + 256) * 6), [], score ? [DAY, 2 * DAY, 3 * DAY] : []);
-        out.push(Math.round(((performance.now() - t) * 1000) / streams));
-      }
-    } finally {
-      store.stop();
-      rmSync(dir, { recursive: true, force: true });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tidecast-bench-store-'));
+  const store = new Store({ path: path.join(dir, 'b.db'), retentionDays: 36500, log: silentLogger });
+  store.start();
+  const book = new ScoreBook(readCard(defaultCardPath(path.join(modelsDir, 'weather-lstm.onnx'))));
+  const commit: number[] = [];
+  const scoring: number[] = [];
+  try {
+    for (let d = 0; d < days; d++) {
+      const { steps, forecasts } = day(streams, d);
+      let t = performance.now();
+      for (let i = 0; i < streams; i += 256) store.commit('m', LAYOUT, steps.slice(i, i + 256), forecasts.slice(i, i + 256));
+      commit.push(round(((performance.now() - t) * 1000) / streams));
+      const out: ScoredRow[] = [];
+      t = performance.now();
+      for (let i = 0; i < streams; i++) book.step(steps[i]!.stream, steps[i]!.ts, steps[i]!.values, steps[i]!.filled, forecasts[i]!.values, out);
+      scoring.push(round(((performance.now() - t) * 1000) / streams));
     }
-    return out;
-  };
-  return { scenario: 'store', streams, commit_us_per_step: run(true), commit_no_scoring_us_per_step: run(false) };
+  } finally {
+    store.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { scenario: 'store', streams, commit_us_per_step: commit, scoring_us_per_step: scoring };
 }
+
+const round = (x: number): number => Math.round(x * 10) / 10;
 
 export function storeTable(r: StoreBenchResult): string {
   return [
-    `store: Store.commit, ${r.streams} streams, batches of 256, µs per step (one step row + 6 prediction rows + scoring)`,
+    `store: ${r.streams} streams, batches of 256, µs per step (Store.commit: one step row + one forecast row of 6 cells; scoring in memory)`,
     '',
     `| day | ${r.commit_us_per_step.map((_, d) => d).join(' | ')} |`,
     `|---|${r.commit_us_per_step.map(() => '---:').join('|')}|`,
-    `| with scoring | ${r.commit_us_per_step.join(' | ')} |`,
-    `| without scoring | ${r.commit_no_scoring_us_per_step.join(' | ')} |`,
+    `| Store.commit | ${r.commit_us_per_step.join(' | ')} |`,
+    `| ScoreBook.step | ${r.scoring_us_per_step.join(' | ')} |`,
   ].join('\n');
 }

@@ -20,31 +20,53 @@ export const EPOCH_S = Date.UTC(2015, 0, 1) / 1000;
 /** Real weather rows, cycled to give every stream plausible values. */
 const DAYS = [...readWeather().values()].flat().map((d) => d.values);
 
-/** Message k of a run over `streams` streams: stream k mod streams, its step floor(k / streams). */
-export function benchMessage(k: number, streams: number, sentMs?: number): { topic: string; payload: string; stream: string; tsMs: number } {
-  const s = k % streams;
-  const t = Math.floor(k / streams);
+/** How a bench publishes a step: one telemetry message with every feature, or one message per feature on its own topic (joined into one step by the daemon). */
+export type BenchShape = 'telemetry' | 'features';
+const FEATURE_KEYS = ['precipitation', 'temp_max', 'temp_min', 'wind'] as const;
+
+/**
+ * Message k of a run over `streams` streams. `telemetry`: stream k mod streams,
+ * its step floor(k / streams). `features`: four messages per step (one per
+ * feature), so message k is feature k mod 4 of stream floor(k / 4) mod streams.
+ */
+export function benchMessage(k: number, streams: number, sentMs?: number, shape: BenchShape = 'telemetry'): { topic: string; payload: string; stream: string; tsMs: number } {
+  const per = shape === 'features' ? 4 : 1;
+  const s = Math.floor(k / per) % streams;
+  const t = Math.floor(k / (per * streams));
   const [rain, tmax, tmin, wind] = DAYS[(s * 37 + t) % DAYS.length]!;
   const ts = EPOCH_S + t * 86_400;
+  const stream = `g${s % 100}/d${s}`;
+  if (shape === 'features') {
+    const f = k % 4;
+    return { topic: `sensors/${stream}/${FEATURE_KEYS[f]}`, payload: JSON.stringify({ ts, [FEATURE_KEYS[f]!]: [rain, tmax, tmin, wind][f] }), stream, tsMs: ts * 1000 };
+  }
   const payload = sentMs === undefined ? JSON.stringify({ ts, rain, tmax, tmin, wind }) : JSON.stringify({ ts, rain, tmax, tmin, wind, sent: sentMs });
-  return { topic: `sensors/g${s % 100}/d${s}/telemetry`, payload, stream: `g${s % 100}/d${s}`, tsMs: ts * 1000 };
+  return { topic: `sensors/${stream}/telemetry`, payload, stream, tsMs: ts * 1000 };
 }
 
-/** A daemon config for benches: the shipped LSTM on the bench's telemetry, HTTP on a free port. */
-export function writeBenchConfig(dir: string, url: string, o: { name: string; publish?: boolean; extra?: string }): string {
+/** A daemon config for benches: the shipped LSTM (or the given models) on the bench's messages, HTTP on a free port. */
+export function writeBenchConfig(dir: string, url: string, o: { name: string; publish?: boolean; extra?: string; models?: readonly string[]; shape?: BenchShape }): string {
   const file = path.join(dir, `${o.name}.yaml`);
+  const models = o.models ?? ['weather-lstm'];
+  const route =
+    o.shape === 'features'
+      ? `    topic: sensors/+group/+device/+feature
+    stream: "{group}/{device}"
+    models: [${models.join(', ')}]
+    decoder: { type: json, partial: true, timestamp: { field: ts, format: epoch_s } }`
+      : `    topic: sensors/+group/+device/telemetry
+    stream: "{group}/{device}"
+    models: [${models.join(', ')}]
+    decoder: { type: json, timestamp: { field: ts, format: epoch_s }, features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind } }`;
   writeFileSync(
     file,
     `
 log: { level: info }
 mqtt: { url: ${url}, clientId: ${o.name}, maxPayloadBytes: 4096 }
-models: { weather-lstm: {} }
+models: { ${models.map((m) => `${m}: {}`).join(', ')} }
 routes:
   - name: stations
-    topic: sensors/+group/+device/telemetry
-    stream: "{group}/{device}"
-    models: [weather-lstm]
-    decoder: { type: json, timestamp: { field: ts, format: epoch_s }, features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind } }
+${route}
     resample: { emit: complete, wallClock: false }
 store: { path: ${path.join(dir, `${o.name}.db`)}, retentionDays: 36500 }
 publish: { enabled: ${o.publish === true}, topic: "forecast/{model}/{group}/{device}", qos: 1 }

@@ -14,7 +14,8 @@ import { telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
  * daemon is SIGKILLed at random moments (during start, recovery and steady
  * flow) and restarted. At the end the predictions table must equal that of an
  * uninterrupted run on the same input: same rows, values within 1e-5, no
- * duplicates, no gaps, every input stored.
+ * duplicates, no gaps, every input stored; and every stored forecast has been
+ * published at least once (recovery publishes what it replays).
  *
  * `npm test` runs a short form; `npm run test:chaos` (CHAOS=long)
  * runs more streams, more messages and more kills.
@@ -91,7 +92,15 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
       assert.equal(await ref.exit, 0, ref.stderr());
 
       // Chaos: the same input while the daemon is killed and restarted.
-      const chaosFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'chaos', name: 'chaos', http: false, extra: CHECKPOINTS });
+      const chaosFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'chaos', name: 'chaos', http: false, publish: true, extra: CHECKPOINTS });
+      // A persistent subscriber to the forecasts: the broker keeps them for it across the daemon's kills.
+      const published = new Set<string>();
+      const listener = await mqtt.connectAsync(broker.url, { clientId: 'chaos-listener', clean: false });
+      listener.on('message', (_t, p) => {
+        const f = JSON.parse(p.toString()) as { stream: string; model: string; issued_at: string };
+        published.add(`${f.stream}|${f.model}|${Date.parse(f.issued_at)}`);
+      });
+      await listener.subscribeAsync('forecast/#', { qos: 1 });
       const chaosDb = path.join(tmp.dir, 'chaos.db');
       const rand = prng(SEED);
       let child = startChild(['run', '--config', chaosFile]);
@@ -138,6 +147,9 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
       assert.equal(got.distinctSteps, msgs.length, 'every input is stored as a step');
       assert.equal(got.steps, msgs.length, 'and only once');
       assert.equal(got.deadLetters, 0, 'redeliveries are duplicates, not dead letters');
+      const stored = new Set(got.preds.map((p) => `${p.stream}|${p.model}|${p.issued_at}`));
+      await waitFor(() => [...stored].every((k) => published.has(k)), 10_000, 'every stored forecast published');
+      await listener.endAsync();
     } finally {
       for (const c of children) c.proc.kill('SIGKILL');
       await broker.stop();

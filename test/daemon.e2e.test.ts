@@ -134,7 +134,7 @@ describe('ingest admission', () => {
       resample: { aggregate: {}, latenessMs: 0, emit: 'complete' as const, wallClock: false, maxFillSteps: 0, maxGapSteps: 0 },
     };
     // Admission never reaches the engine or scaler: a route model needs only its features and step here.
-    const model = { name: 'm', features: ['x'], stepSeconds: 60, engine: null as never, scaler: null as never };
+    const model = { name: 'm', features: ['x'], stepSeconds: 60, engine: null as never, scaler: null as never, scores: null as never };
     const ingest = new Ingest({ routes: compileRoutes([route], () => [model]), maxPayloadBytes: 1000, store, log: silentLogger });
     const payload = Buffer.from('{"x": 1}');
     for (const id of ['a\u0001b', 'tab\there', 'del\u007f', 'c1\u0085', 'plus+', 'hash#', 'x'.repeat(257)]) {

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { silentLogger } from '../src/log.js';
-import { Store, latestPredictions } from '../src/store/store.js';
+import { Store, latestPredictions, type ForecastLayout } from '../src/store/store.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { tempDir } from './helpers.js';
 
 const DAY = 86_400_000;
+const LAYOUT: ForecastLayout = { stepMs: DAY, cells: [[1, 'x', 0]] };
+const FEATURES = ['x', 'y'];
 
 describe('SQLite store', () => {
   it('migrates to the latest user_version once, in WAL mode', () => {
@@ -25,35 +28,101 @@ describe('SQLite store', () => {
     tmp.remove();
   });
 
-  it('commits steps and predictions in one batch; a step shared by two models is stored once', () => {
+  it('commits steps and forecasts in one batch, one row each; a step shared by two models is stored once; the views show them as before', () => {
     let now = 10 * DAY;
     const s = new Store({ path: ':memory:', retentionDays: 2, log: silentLogger, now: () => now });
     s.start();
-    const step = { stream: 'a', route: 'r', ts: 9 * DAY, receivedAt: 9 * DAY, topic: 't/a', values: { x: 1 }, filled: [] };
-    const pred = (model: string, issuedAt: number, value: number) => ({ stream: 'a', model, issuedAt, horizon: 1, target: 'x', targetTime: issuedAt + DAY, value });
-    s.commit('m1', [step], [pred('m1', 9 * DAY, 1.5)]);
-    s.commit('m2', [step], [pred('m2', 9 * DAY, 2.5)]);
-    s.commit('m1', [{ ...step, ts: 5 * DAY }], [pred('m1', 5 * DAY, 0.5)]);
-    assert.equal((s.db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n, 2);
-    assert.equal((s.db.prepare('SELECT steps FROM streams').get() as { steps: number }).steps, 2);
-    assert.deepEqual(latestPredictions(s.db, { stream: 'a', limit: 2 }).map((p) => [p.model, p.value]), [['m1', 1.5], ['m2', 2.5]]);
+    const step = { stream: 'a', route: 'r', ts: 9 * DAY, receivedAt: 9 * DAY, features: FEATURES, values: { x: 1, y: 2 }, filled: ['y'] };
+    const fc = (issuedAt: number, value: number) => ({ stream: 'a', issuedAt, values: [value], labels: null });
+    assert.deepEqual(s.commit('m1', LAYOUT, [step], [fc(9 * DAY, 1.5)]), [true]);
+    assert.deepEqual(s.commit('m2', LAYOUT, [step], [fc(9 * DAY, 2.5)]), [true]);
+    assert.deepEqual(s.commit('m1', LAYOUT, [{ ...step, ts: 5 * DAY, filled: [] }], [fc(5 * DAY, 0.5)]), [true]);
+    assert.deepEqual(s.commit('m1', LAYOUT, [], [fc(9 * DAY, 7)]), [false], 'a replayed forecast is not stored twice');
+    assert.equal((s.db.prepare('SELECT count(*) n FROM step_inputs').get() as { n: number }).n, 2);
+    assert.equal((s.db.prepare('SELECT count(*) n FROM forecasts').get() as { n: number }).n, 3);
+    assert.deepEqual(s.db.prepare('SELECT id, route, steps, last_seen FROM streams').all(), [{ id: 'a', route: 'r', steps: 2, last_seen: 9 * DAY }]);
+    assert.deepEqual(s.db.prepare('SELECT stream, ts, values_json, filled FROM steps ORDER BY ts').all(), [
+      { stream: 'a', ts: 5 * DAY, values_json: '{"x":1,"y":2}', filled: '' },
+      { stream: 'a', ts: 9 * DAY, values_json: '{"x":1,"y":2}', filled: 'y' },
+    ]);
+    assert.deepEqual(latestPredictions(s.db, { stream: 'a', limit: 2 }).map((p) => [p.model, p.value, p.targetTime]), [['m1', 1.5, 10 * DAY], ['m2', 2.5, 10 * DAY]]);
+    // forecast_errors joins a forecast with the actual at its target time (m1's day-5 forecast of day 6: no step, no error).
+    s.commit('m1', LAYOUT, [{ ...step, ts: 6 * DAY, filled: [] }], []);
+    assert.deepEqual(s.db.prepare('SELECT model, issued_at, predicted, actual, persistence FROM forecast_errors').all(), [{ model: 'm1', issued_at: 5 * DAY, predicted: 0.5, actual: 1, persistence: 1 }]);
     // The schema refuses a non-finite value even if one slipped past the engine.
-    assert.throws(() => s.commit('m1', [], [pred('m1', 8 * DAY, NaN)]), /NOT NULL/);
-    assert.throws(() => s.commit('m1', [], [pred('m1', 8 * DAY, Infinity)]), /CHECK/);
+    assert.throws(() => s.commit('m1', LAYOUT, [], [fc(8 * DAY, NaN)]), /CHECK/);
+    assert.throws(() => s.commit('m1', LAYOUT, [], [fc(8 * DAY, Infinity)]), /CHECK/);
     now = 10 * DAY;
-    assert.deepEqual(s.prune(), { predictions: 1, forecast_errors: 0, steps: 1, events: 0, dead_letters: 0 });
+    assert.deepEqual(s.prune(), { forecasts: 1, steps: 2, accuracy: 0, events: 0, dead_letters: 0 });
     s.stop();
   });
 
-  it('answers "latest N predictions of a stream" from an index', () => {
+  it('logs QoS 0 inputs in group commits and durable ones at once, with positions in order; a batch commit writes the pending group first', async () => {
     const s = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger });
     s.start();
-    const plan = s.db
-      .prepare('EXPLAIN QUERY PLAN SELECT * FROM predictions WHERE stream = ? ORDER BY issued_at DESC LIMIT 10')
-      .all('a') as Array<{ detail: string }>;
-    const text = plan.map((p) => p.detail).join('; ');
-    assert.match(text, /USING INDEX predictions_by_stream_time/);
-    assert.doesNotMatch(text, /TEMP B-TREE/);
+    const logged = (): number[] => s.db.prepare('SELECT seq FROM input_log ORDER BY seq').pluck().all() as number[];
+    assert.equal(s.appendInput(0, 1, 't', Buffer.from('a'), false), 1);
+    assert.equal(s.appendInput(0, 2, 't', Buffer.from('b'), false), 2);
+    assert.deepEqual(logged(), [], 'QoS 0: waiting for the group commit');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(logged(), [1, 2], 'written within the group interval');
+    s.appendInput(0, 3, 't', Buffer.from('c'), false);
+    assert.equal(s.appendInput(0, 4, 't', Buffer.from('d'), true), 4);
+    assert.deepEqual(logged(), [1, 2, 3, 4], 'a durable input writes the pending group with it');
+    s.appendInput(0, 5, 't', Buffer.from('e'), false);
+    s.commit('m', LAYOUT, [], [{ stream: 'a', issuedAt: 0, values: [1], labels: null }]);
+    assert.deepEqual(logged(), [1, 2, 3, 4, 5], 'a stored forecast never runs ahead of its logged input');
+    s.stop();
+  });
+
+  it('moves a schema-6 database into the compact tables in place', () => {
+    const tmp = tempDir();
+    const file = path.join(tmp.dir, 'v6.db');
+    const old = new Database(file);
+    old.exec('BEGIN');
+    for (let v = 0; v < 6; v++) old.exec(MIGRATIONS[v] as string);
+    old.pragma('user_version = 6');
+    old.exec('COMMIT');
+    old.prepare("INSERT INTO streams VALUES ('s/1', 'r', 1, 2, 2)").run();
+    old.prepare("INSERT INTO steps (stream, ts, received_at, topic, values_json, filled) VALUES ('s/1', ?, 5, 't', '{\"a\":1,\"b\":2}', ''), ('s/1', ?, 6, 't', '{\"a\":3,\"b\":4}', 'b')").run(0, DAY);
+    const ins = old.prepare('INSERT INTO predictions (stream, model, issued_at, horizon, target, target_time, value, created_at, label, probabilities) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)');
+    ins.run('s/1', 'm', 0, 1, 'a', DAY, 2.5, 7, null, null);
+    ins.run('s/1', 'm', 0, 1, 'b', DAY, 3.5, 7, null, null);
+    ins.run('s/1', 'c', 0, 0, 'rain', 0, 0.75, 7, 'wet', '{"dry":0.25,"wet":0.75}');
+    old.prepare("INSERT INTO forecast_errors VALUES ('s/1', 'm', 0, 1, 'a', ?, 2.5, 3, 1)").run(DAY);
+    old.close();
+
+    const s = new Store({ path: file, retentionDays: 36500, log: silentLogger });
+    s.start();
+    const db = s.db;
+    assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    assert.deepEqual(db.prepare('SELECT stream, ts, values_json, filled FROM steps ORDER BY ts').all(), [
+      { stream: 's/1', ts: 0, values_json: '{"a":1,"b":2}', filled: '' },
+      { stream: 's/1', ts: DAY, values_json: '{"a":3,"b":4}', filled: 'b' },
+    ]);
+    assert.deepEqual(db.prepare('SELECT model, issued_at, horizon, target, target_time, value, label, probabilities FROM predictions ORDER BY model, target').all(), [
+      { model: 'c', issued_at: 0, horizon: 0, target: 'rain', target_time: 0, value: 0.75, label: 'wet', probabilities: '{"dry":0.25,"wet":0.75}' },
+      { model: 'm', issued_at: 0, horizon: 1, target: 'a', target_time: DAY, value: 2.5, label: null, probabilities: null },
+      { model: 'm', issued_at: 0, horizon: 1, target: 'b', target_time: DAY, value: 3.5, label: null, probabilities: null },
+    ]);
+    assert.equal((db.prepare('SELECT count(*) n FROM forecasts').get() as { n: number }).n, 2, 'one row per forecast');
+    assert.deepEqual(db.prepare('SELECT predicted, actual, persistence FROM forecast_errors').all(), [{ predicted: 2.5, actual: 3, persistence: 1 }], 'b was forward-filled: not scored');
+    assert.deepEqual(db.prepare('SELECT horizon, target, n, sum_abs, sum_pabs FROM accuracy').all(), [{ horizon: 1, target: 'a', n: 1, sum_abs: 0.5, sum_pabs: 2 }], 'stored errors become accuracy sums');
+    s.stop();
+    tmp.remove();
+  });
+
+  it('answers "latest N forecasts of a stream" and the dashboard\'s lookups along primary keys, without a sort', () => {
+    const s = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger });
+    s.start();
+    const plan = (sql: string): string => (s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>).map((p) => p.detail).join('; ');
+    // The query latestPredictions runs per model.
+    const latest = plan('SELECT issued_at FROM forecasts WHERE sid = 1 AND mid = 1 ORDER BY issued_at DESC LIMIT 10');
+    assert.match(latest, /SEARCH forecasts USING PRIMARY KEY \(sid=\? AND mid=\?\)/);
+    assert.doesNotMatch(latest, /TEMP B-TREE/);
+    const step = plan("SELECT ts, values_json FROM steps WHERE stream = 'a' ORDER BY ts DESC LIMIT 1");
+    assert.match(step, /SEARCH i USING PRIMARY KEY \(sid=\?\)/);
+    assert.doesNotMatch(step, /TEMP B-TREE/);
     s.stop();
   });
 });

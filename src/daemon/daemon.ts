@@ -16,6 +16,7 @@ import { Store } from '../store/store.js';
 import { Ingest, compileRoutes, type RouteModel, type StepContext } from '../streams/ingest.js';
 import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
 import { Intake, type HoldReason } from './intake.js';
+import { ScoreBook } from './score-book.js';
 
 export interface DaemonOptions {
   loaded: LoadedConfig;
@@ -71,6 +72,8 @@ export class Daemon {
   readonly #scalers = new Map<string, CardScaler>();
   /** How each model's output is read (values, labels), kept current across hot reloads. */
   readonly #heads = new Map<string, OutputHead>();
+  /** Each model's open forecasts and error sums, scored in memory. */
+  readonly #scores = new Map<string, ScoreBook>();
   #discovery: HomeAssistantDiscovery | undefined;
   #pruneTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
@@ -80,6 +83,8 @@ export class Daemon {
   #lastBatches = -1;
   readonly metrics: Metrics;
   #stopping: Promise<void> | null = null;
+  /** Publications made before the broker connection started (recovery replay); null once sent. */
+  #deferred: Array<[string, string, 0 | 1 | 2, boolean]> | null = [];
 
   constructor(options: DaemonOptions) {
     this.#opts = options;
@@ -157,7 +162,13 @@ export class Daemon {
 
     const scalers = this.#scalers;
     const heads = this.#heads;
-    const publisher = { publish: (t: string, p: string, q: 0 | 1 | 2, r: boolean): void => this.#mqtt?.publish(t, p, q, r) };
+    // Forecasts that recovery replays are published once the broker connection is up (it starts after recovery).
+    const publisher = {
+      publish: (t: string, p: string, q: 0 | 1 | 2, r: boolean): void => {
+        if (this.#deferred) this.#deferred.push([t, p, q, r]);
+        else this.#mqtt?.publish(t, p, q, r);
+      },
+    };
     if (cfg.homeAssistant.discovery) {
       this.#discovery = new HomeAssistantDiscovery({ prefix: cfg.homeAssistant.prefix, availabilityTopic: cfg.mqtt.availabilityTopic, publish: publisher.publish });
     }
@@ -166,6 +177,7 @@ export class Daemon {
       publish: cfg.publish,
       publisher,
       heads,
+      scores: this.#scores,
       log,
       metrics: this.metrics,
       discovery: this.#discovery,
@@ -199,7 +211,9 @@ export class Daemon {
       const scaler = new CardScaler(model.card);
       scalers.set(model.name, scaler);
       heads.set(model.name, new OutputHead(model.card));
-      routeModels.set(name, { name: model.name, engine, scaler, features: model.card.features.map((f) => f.name), stepSeconds: model.card.stepSeconds });
+      const scores = new ScoreBook(model.card);
+      this.#scores.set(model.name, scores);
+      routeModels.set(name, { name: model.name, engine, scaler, scores, features: model.card.features.map((f) => f.name), stepSeconds: model.card.stepSeconds });
       log.info({ model: model.name, path: model.path, provider: model.provider, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');
     }
     cfg.routes.forEach((r, i) => {
@@ -264,6 +278,7 @@ export class Daemon {
       const api = new DashboardApi(
         () => store.db,
         () => [...this.#engines.values()].map((e) => ({ name: e.model.name, provider: e.model.provider, mode: e.model.mode, path: e.model.path, card: e.model.card })),
+        (stream, model) => this.#scores.get(model)?.deltasOf(stream) ?? [],
       );
       this.#http = new HttpEndpoint({ host: cfg.http.host, port: cfg.http.port, metrics: this.metrics, readiness: () => this.readiness(), api, log: log.child({ component: 'http' }) });
       await this.#http.start();
@@ -271,6 +286,10 @@ export class Daemon {
     }
     log.info({ url: cfg.mqtt.url, filters: ingest.filters }, 'connecting to broker');
     await this.#mqtt.start();
+    const deferred = this.#deferred ?? [];
+    this.#deferred = null;
+    for (const [t, p, q, r] of deferred) this.#mqtt.publish(t, p, q, r);
+    if (deferred.length > 0) log.info({ messages: deferred.length }, 'published what recovery replayed');
     if (cfg.stats.intervalS > 0) {
       this.#statsTimer = setInterval(() => {
         this.#mqtt?.publish(cfg.stats.topic, JSON.stringify({ at: new Date().toISOString(), ...this.stats() }), 0, true);
@@ -347,6 +366,7 @@ export class Daemon {
     let restored = 0;
     for (const row of store.residentStreams(ingest.eagerGroups)) if (ingest.restore(row)) restored++;
     let replayed = 0;
+    this.#sink!.replaying = true;
     for (let page = store.inputAfter(from, 1000); page.length > 0; page = store.inputAfter(intake.lastSeq, 1000)) {
       for (const row of page) {
         ingest.replay(row.seq, row.kind, row.topic, row.payload, row.receivedAt);
@@ -357,6 +377,7 @@ export class Daemon {
       }
     }
     await this.#drainEngines();
+    this.#sink!.replaying = false;
     this.metrics.replayed(replayed);
     this.#recovery = { restoredStreams: restored, replayedInputs: replayed, ms: Math.round(performance.now() - started) };
     if (replayed > 0 || restored > 0) this.#log.info({ checkpointSeq: from, ...this.#recovery }, 'recovered from checkpoint');
@@ -421,6 +442,7 @@ export class Daemon {
         const { stateKept, streams } = await engine.replaceModel(next);
         this.#scalers.get(current.name)?.use(next.card!);
         this.#heads.get(current.name)?.use(next.card!);
+        this.#scores.get(current.name)?.use(next.card!);
         this.#discovery?.forget(current.name);
         if (stateKept) {
           // Spilled streams' saved state fits the new file too.
@@ -475,12 +497,15 @@ export class Daemon {
     const ttl = this.#opts.loaded.config.limits.idleTtlS;
     const snap = ingest.snapshot(ttl > 0 ? this.#now() - ttl * 1000 : -Infinity);
     const seq = intake.lastSeq;
+    const books = [...this.#scores.values()];
+    const accuracy = books.flatMap((b) => b.deltas());
     try {
-      store.writeCheckpoint(seq, snap.rows);
+      store.writeCheckpoint(seq, snap.rows, accuracy);
     } catch (err) {
       this.#log.warn({ err }, 'checkpoint failed; the input log keeps every message since the last one');
       return false;
     }
+    for (const b of books) b.stored();
     ingest.checkpointed(snap);
     this.#checkpointSeq = seq;
     const seconds = (performance.now() - started) / 1000;

@@ -1,13 +1,14 @@
 import type { LoadedModel } from '../inference/model.js';
-import { OutputReadError, type OutputHead } from '../inference/output-head.js';
+import { OutputReadError, type HeadReading, type OutputHead } from '../inference/output-head.js';
 import type { StepResult } from '../inference/step-runner.js';
 import type { Logger } from '../log.js';
 import type { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
 import { fillTemplate } from '../mqtt/topic-pattern.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ModelCard } from '../inference/card.js';
-import type { EventRow, PredictionRow, ScoredRow, StepRow, Store } from '../store/store.js';
+import type { EventRow, ForecastLayout, ForecastRow, StepRow, Store } from '../store/store.js';
 import type { StepContext } from '../streams/ingest.js';
+import type { ScoreBook, ScoredRow } from './score-book.js';
 
 export interface PublishSettings {
   enabled: boolean;
@@ -40,6 +41,8 @@ export interface ForecastSinkOptions {
   publisher: { publish(topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean): void } | null;
   /** How to read each model's output (kept current across hot reloads). */
   heads: ReadonlyMap<string, OutputHead>;
+  /** Each model's open forecasts and error sums (scored in memory). */
+  scores: ReadonlyMap<string, ScoreBook>;
   log: Logger;
   metrics?: Metrics;
   discovery?: HomeAssistantDiscovery;
@@ -61,6 +64,13 @@ export class ForecastSink {
   readonly #log: Logger;
   readonly #warnedInvalid = new Set<string>();
   predictions = 0;
+  /**
+   * Set while recovery replays the input log: every recomputed forecast is
+   * published again, stored before or not, since the crash may have come
+   * between its commit and its publication (at-least-once; consumers key
+   * forecasts by stream, model and issued_at).
+   */
+  replaying = false;
 
   constructor(options: ForecastSinkOptions) {
     this.#opts = options;
@@ -77,81 +87,117 @@ export class ForecastSink {
   handle(results: readonly StepResult[], model: LoadedModel): void {
     const card = model.card!;
     const head = this.#opts.heads.get(model.name)!;
+    const book = this.#opts.scores.get(model.name)!;
     const stepMs = card.stepSeconds * 1000;
     const steps: StepRow[] = [];
-    const rows: PredictionRow[] = [];
+    const forecasts: ForecastRow[] = [];
     const events: EventRow[] = [];
-    const messages: Array<{ msg: ForecastMessage; ctx: StepContext; first: number }> = [];
+    const scored: ScoredRow[] = [];
+    const issued: Issued[] = [];
     for (const r of results) {
       const ctx = r.context as StepContext;
-      steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, topic: ctx.topic, values: ctx.values, filled: ctx.filled });
+      steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, features: ctx.features, values: ctx.values, filled: ctx.filled });
+      let values: number[] | null = null;
       if (r.status === 'reset') {
         this.#opts.metrics?.reset(model.name, 'non_finite');
         events.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite', seq: ctx.seq });
-        continue;
-      }
-      if (r.status !== 'ok') continue;
-      let readings;
-      try {
-        readings = head.read(r.output!);
-      } catch (err) {
-        if (!(err instanceof OutputReadError)) throw err;
-        this.#opts.metrics?.invalidOutput(model.name);
-        events.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'invalid_output', detail: err.message, seq: ctx.seq });
-        // Every such step has its event and metric; the log says it once per model.
-        if (!this.#warnedInvalid.has(model.name)) {
-          this.#warnedInvalid.add(model.name);
-          this.#log.warn({ model: model.name, stream: r.streamId, err: err.message }, 'model output not stored: the card does not describe it (each such step is an invalid_output event)');
-        }
-        continue;
-      }
-      const msg: ForecastMessage = { stream: r.streamId, model: model.name, issued_at: new Date(ctx.ts).toISOString(), step_s: card.stepSeconds, forecast: [] };
-      const first = rows.length;
-      let entry: ForecastEntry | undefined;
-      for (const x of readings) {
-        const targetTime = ctx.ts + x.horizon * stepMs;
-        if (entry?.horizon !== x.horizon) {
-          entry = { horizon: x.horizon, target_time: new Date(targetTime).toISOString(), values: {}, ...(head.classifies ? { labels: {} } : {}) };
-          msg.forecast.push(entry);
-        }
-        if (x.label === undefined) {
-          entry.values[x.target] = x.value;
-          rows.push({ stream: r.streamId, model: model.name, issuedAt: ctx.ts, horizon: x.horizon, target: x.target, targetTime, value: x.value });
-        } else {
-          entry.labels![x.target] = { label: x.label, probability: x.value, probabilities: { ...x.probabilities! } };
-          rows.push({ stream: r.streamId, model: model.name, issuedAt: ctx.ts, horizon: x.horizon, target: x.target, targetTime, value: x.value, label: x.label, probabilities: JSON.stringify(x.probabilities) });
+      } else if (r.status === 'ok') {
+        try {
+          values = this.#forecast(r.streamId, ctx, r.output!, head, forecasts, issued);
+        } catch (err) {
+          if (!(err instanceof OutputReadError)) throw err;
+          this.#opts.metrics?.invalidOutput(model.name);
+          events.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'invalid_output', detail: err.message, seq: ctx.seq });
+          // Every such step has its event and metric; the log says it once per model.
+          if (!this.#warnedInvalid.has(model.name)) {
+            this.#warnedInvalid.add(model.name);
+            this.#log.warn({ model: model.name, stream: r.streamId, err: err.message }, 'model output not stored: the card does not describe it (each such step is an invalid_output event)');
+          }
         }
       }
-      messages.push({ msg, ctx, first });
+      // The step is an actual for the forecasts that target it, whatever became of its own.
+      book.step(r.streamId, ctx.ts, ctx.values, ctx.filled, values, scored);
     }
     const store = this.#opts.store;
-    const horizonsMs = card.horizons.map((h) => h * stepMs);
+    const layout = this.#layout(head, stepMs);
     store.enqueue(`batch of ${model.name}`, () => {
-      const { scored, inserted } = store.commit(model.name, steps, rows, events, horizonsMs);
-      this.#committed(model, card, messages, scored, inserted);
+      const inserted = store.commit(model.name, layout, steps, forecasts, events);
+      this.#committed(model, card, issued, inserted);
     });
-    if (messages.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: messages.length }, 'batch had steps without forecast');
+    this.#opts.metrics?.scored(scored);
+    if (issued.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: issued.length }, 'batch had steps without forecast');
   }
 
-  #committed(model: LoadedModel, card: ModelCard, messages: Array<{ msg: ForecastMessage; ctx: StepContext; first: number }>, scored: ScoredRow[], inserted: boolean[]): void {
-    const fresh = messages.filter((m) => inserted[m.first]);
+  readonly #layouts = new WeakMap<OutputHead, { key: string; layout: ForecastLayout }>();
+
+  /** The head's cells as the store lays them out (a new object only when a reload changed them). */
+  #layout(head: OutputHead, stepMs: number): ForecastLayout {
+    const cells = head.cells.map((c) => [c.horizon, c.target, c.labels ? 1 : 0] as const);
+    const key = JSON.stringify([stepMs, cells]);
+    const known = this.#layouts.get(head);
+    if (known?.key === key) return known.layout;
+    const layout = { stepMs, cells };
+    this.#layouts.set(head, { key, layout });
+    return layout;
+  }
+
+  /** Read one output into its forecast row; returns the cell values (for scoring). */
+  #forecast(stream: string, ctx: StepContext, output: Float32Array, head: OutputHead, rows: ForecastRow[], issued: Issued[]): number[] {
+    const readings = head.read(output);
+    const values: number[] = [];
+    const labels: Array<readonly [string, Readonly<Record<string, number>>] | null> | null = head.classifies ? [] : null;
+    for (const x of readings) {
+      values.push(x.value);
+      if (labels) labels.push(x.label === undefined ? null : [x.label, x.probabilities!]);
+    }
+    rows.push({ stream, issuedAt: ctx.ts, values, labels });
+    issued.push({ stream, ctx, readings });
+    return values;
+  }
+
+  /** The MQTT message of a forecast (built only for those published or listened to). */
+  #message(model: string, stepS: number, f: Issued): ForecastMessage {
+    const msg: ForecastMessage = { stream: f.stream, model, issued_at: new Date(f.ctx.ts).toISOString(), step_s: stepS, forecast: [] };
+    const classifies = f.readings.some((x) => x.label !== undefined);
+    let entry: ForecastEntry | undefined;
+    for (const x of f.readings) {
+      if (entry?.horizon !== x.horizon) {
+        entry = { horizon: x.horizon, target_time: new Date(f.ctx.ts + x.horizon * stepS * 1000).toISOString(), values: {}, ...(classifies ? { labels: {} } : {}) };
+        msg.forecast.push(entry);
+      }
+      if (x.label === undefined) entry.values[x.target] = x.value;
+      else entry.labels![x.target] = { label: x.label, probability: x.value, probabilities: { ...x.probabilities! } };
+    }
+    return msg;
+  }
+
+  #committed(model: LoadedModel, card: ModelCard, issued: readonly Issued[], inserted: boolean[]): void {
+    const fresh = issued.filter((_f, i) => inserted[i]);
     this.predictions += fresh.length;
-    const { publish, publisher, metrics, discovery } = this.#opts;
+    const sent = this.replaying ? issued : fresh;
+    const { publish, publisher, metrics, discovery, onForecast } = this.#opts;
     if (metrics) {
       const now = (this.#opts.now ?? Date.now)();
       metrics.committed(model.name, fresh.map(({ ctx }) => (now - ctx.receivedAt) / 1000));
-      metrics.scored(scored);
-      for (const { msg } of fresh) {
-        for (const f of msg.forecast) for (const [target, l] of Object.entries(f.labels ?? {})) metrics.labelled(model.name, target, l.label);
-      }
+      for (const f of fresh) for (const x of f.readings) if (x.label !== undefined) metrics.labelled(model.name, x.target, x.label);
     }
-    for (const { msg, ctx } of fresh) {
-      if (publish.enabled && publisher) {
-        const topic = fillTemplate(publish.topic, { ...ctx.params, stream: msg.stream, model: msg.model });
+    const publishing = publish.enabled && publisher !== null;
+    if (!publishing && !onForecast) return;
+    for (const f of sent) {
+      const msg = this.#message(model.name, card.stepSeconds, f);
+      if (publishing) {
+        const topic = fillTemplate(publish.topic, { ...f.ctx.params, stream: msg.stream, model: msg.model });
         publisher.publish(topic, JSON.stringify(msg), publish.qos, publish.retain);
         discovery?.announce(msg.stream, msg.model, card, topic);
       }
-      this.#opts.onForecast?.(msg, ctx);
+      onForecast?.(msg, f.ctx);
     }
   }
+}
+
+/** A forecast read from a batch, waiting for its commit. */
+interface Issued {
+  readonly stream: string;
+  readonly ctx: StepContext;
+  readonly readings: readonly HeadReading[];
 }

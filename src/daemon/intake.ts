@@ -133,7 +133,8 @@ export class Intake {
         ingest.refused(a);
         return null;
       }
-      const seq = store.appendInput(0, msg.receivedAt, msg.topic, msg.payload);
+      // QoS 1/2: logged before the PUBACK. QoS 0 has no acknowledgement to hold: group commit.
+      const seq = store.appendInput(0, msg.receivedAt, msg.topic, msg.payload, msg.qos > 0);
       store.reportSuccess();
       this.lastSeq = seq;
       ingest.apply(a, seq);

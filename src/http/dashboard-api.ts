@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { rollingAccuracy } from '../store/accuracy.js';
+import type { AccuracyDelta } from '../store/rows.js';
 
 /** What the API knows about a loaded model besides the database. */
 export interface ApiModel {
@@ -26,9 +27,11 @@ const int = (v: string | null, fallback: number, min: number, max: number): numb
 };
 
 /**
- * The JSON API under /api/ that the dashboard page uses. Every query walks an
- * index (streams PK, steps PK, predictions_by_stream_time, forecast_errors_by_time,
- * events_by_stream, dead_letters_by_stream) and every response is capped.
+ * The JSON API under /api/ that the dashboard page uses. Lookups go by
+ * primary key (stream_ids, step_inputs, forecasts, accuracy) or index
+ * (events_by_stream, dead_letters_by_stream) and every response is capped.
+ * The stream list's online MAE adds the error sums still in memory (scored
+ * since the last checkpoint) to the stored buckets.
  *
  * - GET /api/streams
  * - GET /api/streams/{id}/series?from=MS&to=MS&limit=N
@@ -39,10 +42,12 @@ const int = (v: string | null, fallback: number, min: number, max: number): numb
 export class DashboardApi {
   readonly #db: () => Database.Database;
   readonly #models: () => ApiModel[];
+  readonly #unstored: (stream: string, model: string) => readonly AccuracyDelta[];
 
-  constructor(db: () => Database.Database, models: () => ApiModel[]) {
+  constructor(db: () => Database.Database, models: () => ApiModel[], unstored: (stream: string, model: string) => readonly AccuracyDelta[] = () => []) {
     this.#db = db;
     this.#models = models;
+    this.#unstored = unstored;
   }
 
   handle(path: string, query: URLSearchParams): ApiResponse {
@@ -63,16 +68,26 @@ export class DashboardApi {
     const streams = db.prepare('SELECT id, route, first_seen AS firstSeen, last_seen AS lastSeen, steps FROM streams ORDER BY id LIMIT ?').all(MAX_STREAMS) as Array<{ id: string; route: string; firstSeen: number; lastSeen: number; steps: number }>;
     const lastStep = db.prepare('SELECT ts, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1');
     // One primary-key seek per stream x loaded model (a GROUP BY over the stream's rows would scan them all).
-    const lastIssue = db.prepare('SELECT max(issued_at) AS issuedAt FROM predictions WHERE stream = ? AND model = ?').pluck();
+    const lastIssue = db
+      .prepare('SELECT max(f.issued_at) FROM forecasts f WHERE f.sid = (SELECT sid FROM stream_ids WHERE name = ?) AND f.mid = (SELECT mid FROM model_ids WHERE name = ?)')
+      .pluck();
     const loaded = this.#models().map((m) => m.name);
     const forecast = db.prepare('SELECT horizon, target, target_time AS targetTime, value, label FROM predictions WHERE stream = ? AND model = ? AND issued_at = ? ORDER BY horizon, target');
-    // The latest 100 scored forecasts of the shortest horizon, per target: an index range each.
-    const mae = db.prepare(
-      `SELECT avg(abs(predicted - actual)) AS mae, avg(abs(persistence - actual)) AS persistenceMae, count(*) AS n FROM (
-         SELECT predicted, actual, persistence FROM forecast_errors
-         WHERE stream = ? AND model = ? AND horizon = ? AND target = ? ORDER BY target_time DESC LIMIT 100
-       )`,
+    // Recent error sums of the shortest horizon, per target: the latest buckets (written at checkpoints), newest first.
+    const buckets = db.prepare(
+      `SELECT bucket, n, sum_abs AS sumAbs, sum_pabs AS sumPAbs FROM accuracy
+       WHERE sid = (SELECT sid FROM stream_ids WHERE name = ?) AND mid = (SELECT mid FROM model_ids WHERE name = ?) AND horizon = ? AND target = ?
+       ORDER BY bucket DESC LIMIT 100`,
     );
+    const mae = {
+      get: (stream: string, model: string, horizon: number, target: string) => {
+        const memory = this.#unstored(stream, model).filter((d) => d.horizon === horizon && d.target === target);
+        const stored = (buckets.all(stream, model, horizon, target) as Array<Bucket & { bucket: number }>);
+        // Newest first; a bucket both stored and in memory counts both parts.
+        const all = [...memory.map((d) => ({ bucket: d.bucket, n: d.n, sumAbs: d.sumAbs, sumPAbs: d.sumPAbs })), ...stored].sort((a, b) => b.bucket - a.bucket);
+        return recentMae(all, 100);
+      },
+    };
     const providers = new Map(this.#models().map((m) => [m.name, m.provider]));
     return streams.map((s) => {
       const step = lastStep.get(s.id) as { ts: number; values_json: string } | undefined;
@@ -98,7 +113,7 @@ export class DashboardApi {
   /** A stream's actuals, forecasts (by model and horizon, at their target times), events and dead letters in a time range. */
   series(stream: string, q: URLSearchParams): ApiResponse {
     const db = this.#db();
-    if (db.prepare('SELECT 1 FROM streams WHERE id = ?').get(stream) === undefined) return { status: 404, body: { error: `no stream "${stream}"` } };
+    if (db.prepare('SELECT 1 FROM stream_ids WHERE name = ?').get(stream) === undefined) return { status: 404, body: { error: `no stream "${stream}"` } };
     const limit = int(q.get('limit'), 2000, 1, MAX_POINTS);
     const last = (db.prepare('SELECT max(ts) AS t FROM steps WHERE stream = ?').get(stream) as { t: number | null }).t ?? Date.now();
     const to = int(q.get('to'), last, 0, Number.MAX_SAFE_INTEGER);
@@ -110,7 +125,7 @@ export class DashboardApi {
     const rows = db
       .prepare(
         `SELECT model, horizon, target, issued_at AS issuedAt, target_time AS targetTime, value, probabilities FROM predictions
-         WHERE stream = ? AND issued_at BETWEEN ? AND ? ORDER BY issued_at DESC LIMIT ?`,
+         WHERE stream = ? AND issued_at BETWEEN ? AND ? ORDER BY issued_at DESC, model DESC, horizon DESC, target DESC LIMIT ?`,
       )
       .all(stream, from - 7 * DAY, to, limit * 12) as Array<{ model: string; horizon: number; target: string; issuedAt: number; targetTime: number; value: number; probabilities: string | null }>;
     // A point holds its numeric targets' values, and each classification target's label probabilities.
@@ -135,4 +150,20 @@ export class DashboardApi {
       ? db.prepare('SELECT at, stream, model, kind, detail FROM events ORDER BY id DESC LIMIT ?').all(limit)
       : db.prepare('SELECT at, stream, model, kind, detail FROM events WHERE stream = ? ORDER BY at DESC LIMIT ?').all(stream, limit);
   }
+}
+
+interface Bucket { n: number; sumAbs: number; sumPAbs: number }
+
+/** MAE and persistence MAE over the newest buckets that together hold at least `min` scored forecasts. */
+function recentMae(newestFirst: readonly Bucket[], min: number): { mae: number | null; persistenceMae: number | null; n: number } {
+  let n = 0;
+  let abs = 0;
+  let pabs = 0;
+  for (const b of newestFirst) {
+    n += b.n;
+    abs += b.sumAbs;
+    pabs += b.sumPAbs;
+    if (n >= min) break;
+  }
+  return n === 0 ? { mae: null, persistenceMae: null, n: 0 } : { mae: abs / n, persistenceMae: pabs / n, n };
 }

@@ -68,6 +68,11 @@ export class OutputHead {
     return this.#width;
   }
 
+  /** The cells of the output, horizon-major: what `read` returns, in that order. */
+  get cells(): ReadonlyArray<{ readonly horizon: number; readonly target: string; readonly labels?: readonly string[] }> {
+    return this.#slots;
+  }
+
   /** Whether any target is a classification head. */
   get classifies(): boolean {
     return this.#slots.some((s) => s.labels !== undefined);

@@ -3,6 +3,7 @@ import type { InferenceEngine } from '../inference/engine.js';
 import type { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { TopicPattern, fillTemplate } from '../mqtt/topic-pattern.js';
+import type { ScoreBook } from '../daemon/score-book.js';
 import type { DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
 import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
 import { StepAssembler, type AssembledEvent } from './step-assembler.js';
@@ -12,6 +13,8 @@ export interface RouteModel {
   readonly name: string;
   readonly engine: InferenceEngine;
   readonly scaler: CardScaler;
+  /** The model's open forecasts (checkpointed with its state). */
+  readonly scores: ScoreBook;
   /** Feature names in the model's input order (from its card). */
   readonly features: readonly string[];
   readonly stepSeconds: number;
@@ -25,6 +28,8 @@ export interface StepContext {
   readonly params: Readonly<Record<string, string>>;
   /** Start of the step's bucket: the forecasts' issue time, ms. */
   readonly ts: number;
+  /** The route group's features, in the order the store keeps a step's values. */
+  readonly features: readonly string[];
   /** Every feature's value for the step, physical units (filled ones included). */
   readonly values: Readonly<Record<string, number>>;
   /** Features forward-filled from an earlier step. */
@@ -48,6 +53,8 @@ interface RouteGroup {
   /** The models' names joined with '+': the group's name in checkpoints. */
   readonly key: string;
   readonly models: readonly RouteModel[];
+  /** Every feature of its models, in one order (the same array in every step context). */
+  readonly features: readonly string[];
   readonly assembler: StepAssembler;
   readonly resident: Map<string, Resident>;
 }
@@ -87,6 +94,7 @@ export function compileRoutes(
       group = {
         key,
         models,
+        features,
         resident: new Map(),
         assembler: new StepAssembler({
           features,
@@ -361,7 +369,7 @@ export class Ingest {
         const models = [];
         for (const m of g.models) {
           const st = m.engine.exportStream(stream);
-          if (st) models.push({ model: m.name, fingerprint: m.engine.model.fingerprint, state: Buffer.from(st.state.buffer, st.state.byteOffset, st.state.byteLength), filled: st.filled });
+          if (st) models.push({ model: m.name, fingerprint: m.engine.model.fingerprint, state: Buffer.from(st.state.buffer, st.state.byteOffset, st.state.byteLength), filled: st.filled, pending: m.scores.exportStream(stream) ?? null });
         }
         rows.push({ group: g.key, stream, resident: !idle, lastActive: r.lastActive, assembler, models });
         clean.push(r);
@@ -375,7 +383,10 @@ export class Ingest {
     for (const r of snap.clean) r.dirty = false;
     for (const { group, stream } of snap.evict) {
       group.assembler.release(stream);
-      for (const m of group.models) m.engine.releaseStream(stream);
+      for (const m of group.models) {
+        m.engine.releaseStream(stream);
+        m.scores.release(stream);
+      }
       if (group.resident.delete(stream)) this.#residents--;
       this.residency.evicted++;
     }
@@ -405,6 +416,7 @@ export class Ingest {
     for (const m of group.models) {
       const saved = row.models.find((x) => x.model === m.name);
       if (!saved) continue;
+      m.scores.importStream(row.stream, saved.pending);
       const state = new Float32Array(saved.state.buffer.slice(saved.state.byteOffset, saved.state.byteOffset + saved.state.byteLength));
       if (saved.fingerprint === m.engine.model.fingerprint && m.engine.importStream(row.stream, state, saved.filled)) continue;
       this.#log.warn({ stream: row.stream, model: m.name }, 'saved state belongs to another version of the model file: the stream starts from zero state');
@@ -428,7 +440,7 @@ export class Ingest {
         const row: EventRow = { at: e.ts, stream: e.stream, model: null, kind: 'step_skipped', detail: `missing ${e.missing.join(', ')}`, seq: origin.seq };
         this.#write('event', () => this.#opts.store.addEvent(row));
       } else {
-        const context: StepContext = { ...origin, ts: e.ts, values: e.values, filled: e.filled };
+        const context: StepContext = { ...origin, features: group.features, ts: e.ts, values: e.values, filled: e.filled };
         const resetBefore = resetNext.has(e.stream);
         for (const m of group.models) {
           const raw = m.features.map((f) => e.values[f]!);

@@ -68,6 +68,8 @@ export interface DaemonConfigOptions {
   store?: string;
   /** Serve HTTP on a free port (default) or not at all. */
   http?: boolean;
+  /** Publish forecasts to forecast/{model}/{stream} at QoS 1 (default: off). */
+  publish?: boolean;
   /** Further top-level sections, e.g. `limits: { maxStreams: 10 }`. */
   extra?: string;
 }
@@ -87,7 +89,7 @@ routes:
 ${o.routes ?? STATIONS_ROUTE}
 batching: { maxBatch: 64, maxDelayMs: 2 }
 store: { path: ${path.join(dir, `${name}.db`)}, retentionDays: 36500${o.store ? `, ${o.store}` : ''} }
-publish: { enabled: false }
+publish: ${o.publish ? '{ enabled: true, topic: "forecast/{model}/{stream}", qos: 1 }' : '{ enabled: false }'}
 http: ${o.http === false ? '{ enabled: false }' : '{ port: 0 }'}
 ${o.extra ?? ''}
 `,

@@ -1,0 +1,256 @@
+import { numericTargets, type ModelCard } from '../inference/card.js';
+import { bucketMsFor } from '../store/migrations.js';
+import type { AccuracyDelta } from '../store/rows.js';
+
+/** An earlier forecast scored against the step that just arrived. */
+export interface ScoredRow {
+  readonly model: string;
+  readonly horizon: number;
+  readonly target: string;
+  readonly predicted: number;
+  readonly actual: number;
+  readonly persistence: number;
+}
+
+/** The numeric cells of a forecast that are scored: where each sits in the forecast vector. */
+interface Cell {
+  readonly horizon: number;
+  readonly target: string;
+  /** Index of the target among the numeric targets (its persistence value). */
+  readonly t: number;
+  /** Index in the forecast vector (all cells, classification ones included). */
+  readonly at: number;
+}
+
+/** Per delta cell: n, sum |e|, sum e², sum e, sum |persistence error|, last target time. */
+const SUMS = 6;
+
+/**
+ * Online scoring of one model in memory. Each stream keeps, in one slot of a
+ * Float64Array slab, the forecasts it issued whose horizons are still open (a
+ * ring indexed by issue step) and the errors summed since the last checkpoint
+ * for the current time bucket. When a step arrives, the forecasts that target
+ * it are scored against its values (forward-filled actuals are not scored;
+ * persistence is the target's value at the issue step), as the store's SQL did
+ * before schema 7. A stream's open forecasts are checkpointed with its model
+ * state, and the summed errors are written to the `accuracy` table by the same
+ * checkpoint, so a replay after a crash scores each step exactly once.
+ */
+export class ScoreBook {
+  readonly model: string;
+  #cells: Cell[] = [];
+  #targets: string[] = [];
+  #horizons: number[] = [];
+  #stepMs = 0;
+  #bucketMs = 0;
+  /** Ring slots: max horizon; each [issuedAt, persistence × targets, predicted × cells]. */
+  #ring = 0;
+  #entry = 0;
+  #slotSize = 0;
+  #key = '';
+  #data = new Float64Array(0);
+  #capacity = 0;
+  #next = 0;
+  readonly #free: number[] = [];
+  readonly #slots = new Map<string, number>();
+  /** Deltas of buckets that closed since the last checkpoint, by stream. */
+  #closed = new Map<string, AccuracyDelta[]>();
+  /** Slots whose current bucket has sums. */
+  readonly #dirty = new Set<string>();
+
+  constructor(card: ModelCard) {
+    this.model = card.name;
+    this.use(card);
+  }
+
+  /** Take a (hot-reloaded) card's layout; when it changes, open forecasts are dropped and sums kept as closed deltas. */
+  use(card: ModelCard): void {
+    const numeric = numericTargets(card);
+    const cells: Cell[] = [];
+    let at = 0;
+    for (const horizon of card.horizons) {
+      for (const target of card.targets) {
+        const t = numeric.indexOf(target);
+        if (t >= 0 && horizon > 0) cells.push({ horizon, target: target.name, t, at });
+        at++;
+      }
+    }
+    const key = JSON.stringify([card.stepSeconds, card.horizons, cells]);
+    if (key === this.#key) return;
+    if (this.#key !== '') {
+      for (const stream of [...this.#dirty]) this.#close(stream, this.#slots.get(stream)!);
+      this.#dirty.clear();
+      this.#slots.clear();
+      this.#free.length = 0;
+      this.#next = 0;
+    }
+    this.#key = key;
+    this.#cells = cells;
+    this.#targets = numeric.map((t) => t.name);
+    this.#horizons = [...new Set(cells.map((c) => c.horizon))];
+    this.#stepMs = card.stepSeconds * 1000;
+    this.#bucketMs = bucketMsFor(this.#stepMs);
+    this.#ring = cells.length > 0 ? Math.max(...this.#horizons) : 0;
+    this.#entry = 1 + this.#targets.length + cells.length;
+    this.#slotSize = this.#ring * this.#entry + 1 + cells.length * SUMS;
+    this.#capacity = 64;
+    this.#data = new Float64Array(this.#capacity * this.#slotSize);
+  }
+
+  /** Streams with a slot. */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  /**
+   * Score the open forecasts that target this step (adding to `out`), then
+   * remember the forecast issued at it (null: the step gave none).
+   */
+  step(stream: string, ts: number, values: Readonly<Record<string, number>>, filled: readonly string[], forecast: ArrayLike<number> | null, out: ScoredRow[]): void {
+    if (this.#cells.length === 0) return;
+    const slot = this.#slotOf(stream);
+    const d = this.#data;
+    const base = slot * this.#slotSize;
+    const step = this.#stepMs;
+    const sums = base + this.#ring * this.#entry;
+    const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
+    for (const h of this.#horizons) {
+      const issued = ts - h * step;
+      const e = base + this.#ringIndex(issued) * this.#entry;
+      if (d[e] !== issued) continue;
+      for (let c = 0; c < this.#cells.length; c++) {
+        const cell = this.#cells[c]!;
+        if (cell.horizon !== h) continue;
+        const actual = values[cell.target];
+        const persistence = d[e + 1 + cell.t]!;
+        if (actual === undefined || Number.isNaN(persistence) || filled.includes(cell.target)) continue;
+        const predicted = d[e + 1 + this.#targets.length + c]!;
+        if (d[sums] !== bucket) {
+          if (this.#dirty.has(stream)) this.#close(stream, slot);
+          d[sums] = bucket;
+        }
+        const s = sums + 1 + c * SUMS;
+        const err = predicted - actual;
+        d[s] = d[s]! + 1;
+        d[s + 1] = d[s + 1]! + Math.abs(err);
+        d[s + 2] = d[s + 2]! + err * err;
+        d[s + 3] = d[s + 3]! + err;
+        d[s + 4] = d[s + 4]! + Math.abs(persistence - actual);
+        d[s + 5] = Math.max(d[s + 5]!, ts);
+        this.#dirty.add(stream);
+        out.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
+      }
+    }
+    if (!forecast) return;
+    const e = base + this.#ringIndex(ts) * this.#entry;
+    d[e] = ts;
+    for (let t = 0; t < this.#targets.length; t++) d[e + 1 + t] = values[this.#targets[t]!] ?? NaN;
+    for (let c = 0; c < this.#cells.length; c++) d[e + 1 + this.#targets.length + c] = forecast[this.#cells[c]!.at]!;
+  }
+
+  /** The summed errors not yet stored: closed buckets and every stream's current one. Reset by `stored`. */
+  deltas(): AccuracyDelta[] {
+    const out = [...this.#closed.values()].flat();
+    for (const stream of this.#dirty) out.push(...this.#deltasOf(stream, this.#slots.get(stream)!));
+    return out;
+  }
+
+  /** One stream's sums not yet stored (closed buckets and the current one): what the dashboard adds to the stored ones. */
+  deltasOf(stream: string): AccuracyDelta[] {
+    const out = [...(this.#closed.get(stream) ?? [])];
+    const slot = this.#slots.get(stream);
+    if (slot !== undefined && this.#dirty.has(stream)) out.push(...this.#deltasOf(stream, slot));
+    return out;
+  }
+
+  /** The deltas returned by `deltas()` were committed: start the sums over. */
+  stored(): void {
+    this.#closed = new Map();
+    for (const stream of this.#dirty) this.#resetSums(this.#slots.get(stream)!);
+    this.#dirty.clear();
+  }
+
+  /** A stream's open forecasts for a checkpoint (undefined: none kept). */
+  exportStream(stream: string): Buffer | undefined {
+    const slot = this.#slots.get(stream);
+    if (slot === undefined || this.#ring === 0) return undefined;
+    const base = slot * this.#slotSize;
+    const copy = this.#data.slice(base, base + this.#ring * this.#entry);
+    return Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
+  }
+
+  /** Restore a stream's open forecasts; ignored when they were saved under another layout. */
+  importStream(stream: string, saved: Buffer | null | undefined): void {
+    if (!saved || saved.byteLength !== this.#ring * this.#entry * 8) return;
+    const base = this.#slotOf(stream) * this.#slotSize;
+    const ring = new Float64Array(saved.buffer.slice(saved.byteOffset, saved.byteOffset + saved.byteLength));
+    this.#data.set(ring, base);
+  }
+
+  /** Forget a stream (evicted: its deltas move to the closed list first). */
+  release(stream: string): void {
+    const slot = this.#slots.get(stream);
+    if (slot === undefined) return;
+    if (this.#dirty.delete(stream)) this.#keep(stream, this.#deltasOf(stream, slot));
+    this.#data.fill(0, slot * this.#slotSize, (slot + 1) * this.#slotSize);
+    this.#slots.delete(stream);
+    this.#free.push(slot);
+  }
+
+  #keep(stream: string, deltas: AccuracyDelta[]): void {
+    if (deltas.length === 0) return;
+    const list = this.#closed.get(stream);
+    if (list) list.push(...deltas);
+    else this.#closed.set(stream, deltas);
+  }
+
+  #ringIndex(issued: number): number {
+    const k = Math.floor(issued / this.#stepMs) % this.#ring;
+    return k < 0 ? k + this.#ring : k;
+  }
+
+  #slotOf(stream: string): number {
+    let slot = this.#slots.get(stream);
+    if (slot !== undefined) return slot;
+    slot = this.#free.pop();
+    if (slot === undefined) {
+      if (this.#next === this.#capacity) {
+        this.#capacity *= 2;
+        const grown = new Float64Array(this.#capacity * this.#slotSize);
+        grown.set(this.#data);
+        this.#data = grown;
+      }
+      slot = this.#next++;
+    }
+    const base = slot * this.#slotSize;
+    // Issue times start as NaN: no forecast is open.
+    for (let r = 0; r < this.#ring; r++) this.#data[base + r * this.#entry] = NaN;
+    this.#resetSums(slot);
+    this.#slots.set(stream, slot);
+    return slot;
+  }
+
+  #resetSums(slot: number): void {
+    const sums = slot * this.#slotSize + this.#ring * this.#entry;
+    this.#data.fill(0, sums + 1, sums + 1 + this.#cells.length * SUMS);
+  }
+
+  #deltasOf(stream: string, slot: number): AccuracyDelta[] {
+    const d = this.#data;
+    const sums = slot * this.#slotSize + this.#ring * this.#entry;
+    const out: AccuracyDelta[] = [];
+    this.#cells.forEach((cell, c) => {
+      const s = sums + 1 + c * SUMS;
+      if (d[s] === 0) return;
+      out.push({ stream, model: this.model, horizon: cell.horizon, target: cell.target, bucket: d[sums]!, n: d[s]!, sumAbs: d[s + 1]!, sumSq: d[s + 2]!, sumErr: d[s + 3]!, sumPAbs: d[s + 4]!, lastTargetTime: d[s + 5]! });
+    });
+    return out;
+  }
+
+  /** The current bucket is over: keep its sums as closed deltas and start over. */
+  #close(stream: string, slot: number): void {
+    this.#keep(stream, this.#deltasOf(stream, slot));
+    this.#resetSums(slot);
+    this.#dirty.delete(stream);
+  }
+}

@@ -1,0 +1,121 @@
+import type Database from 'better-sqlite3';
+
+/** How a model's forecast vector reads: one cell per horizon × target, in output order. */
+export interface ForecastLayout {
+  readonly stepMs: number;
+  /** [horizon, target, 1 for a classification target else 0]. */
+  readonly cells: ReadonlyArray<readonly [number, string, 0 | 1]>;
+}
+
+/**
+ * Integer ids for the names the hot tables would otherwise repeat in every
+ * row: streams, models, feature sets and forecast layouts. Ids are handed out
+ * in memory; a new name's row is written by the next batch transaction
+ * (`writeNew`, then `saved` once it commits), so a rolled-back batch writes it
+ * again on its retry.
+ */
+export class Ids {
+  readonly #streams = new Map<string, number>();
+  readonly #models = new Map<string, number>();
+  readonly #featureSets = new Map<readonly string[], number>();
+  readonly #featureKeys = new Map<string, number>();
+  readonly #layouts = new Map<string, number>();
+  readonly #layoutOf = new WeakMap<ForecastLayout, string>();
+  #unsaved: Array<[Database.Statement, unknown[]]> = [];
+  #nextSid: number;
+  readonly #findStream: Database.Statement;
+  readonly #stmts: Record<'stream' | 'model' | 'featureSet' | 'layout', Database.Statement>;
+
+  constructor(db: Database.Database) {
+    this.#findStream = db.prepare('SELECT sid FROM stream_ids WHERE name = ?').pluck();
+    this.#nextSid = ((db.prepare('SELECT max(sid) FROM stream_ids').pluck().get() as number | null) ?? 0) + 1;
+    for (const r of db.prepare('SELECT mid, name FROM model_ids').all() as Array<{ mid: number; name: string }>) this.#models.set(r.name, r.mid);
+    for (const r of db.prepare('SELECT fsid, names FROM feature_sets').all() as Array<{ fsid: number; names: string }>) this.#featureKeys.set(r.names, r.fsid);
+    for (const r of db.prepare('SELECT lid, mid, step_ms, cells FROM forecast_layouts').all() as Array<{ lid: number; mid: number; step_ms: number; cells: string }>) {
+      this.#layouts.set(`${r.mid}|${r.step_ms}|${r.cells}`, r.lid);
+    }
+    this.#stmts = {
+      stream: db.prepare('INSERT OR IGNORE INTO stream_ids (sid, name, route, first_seen) VALUES (?, ?, ?, ?)'),
+      model: db.prepare('INSERT OR IGNORE INTO model_ids (mid, name) VALUES (?, ?)'),
+      featureSet: db.prepare('INSERT OR IGNORE INTO feature_sets (fsid, names) VALUES (?, ?)'),
+      layout: db.prepare('INSERT OR IGNORE INTO forecast_layouts (lid, mid, step_ms, cells) VALUES (?, ?, ?, ?)'),
+    };
+  }
+
+  /** A stream's id (looked up once, then cached); a new stream is registered with its route and first arrival. */
+  stream(name: string, route: string, at: number): number {
+    let sid = this.#streams.get(name);
+    if (sid !== undefined) return sid;
+    sid = this.#findStream.get(name) as number | undefined;
+    if (sid === undefined) {
+      sid = this.#nextSid++;
+      this.#unsaved.push([this.#stmts.stream, [sid, name, route, at]]);
+    }
+    this.#streams.set(name, sid);
+    return sid;
+  }
+
+  /** A known stream's id, without registering one (undefined: never stored). */
+  knownStream(name: string): number | undefined {
+    return this.#streams.get(name) ?? (this.#findStream.get(name) as number | undefined);
+  }
+
+  /** Forget a stream's cached id (it left memory; the row stays). */
+  forgetStream(name: string): void {
+    this.#streams.delete(name);
+  }
+
+  model(name: string): number {
+    let mid = this.#models.get(name);
+    if (mid === undefined) {
+      mid = Math.max(0, ...this.#models.values()) + 1;
+      this.#models.set(name, mid);
+      this.#unsaved.push([this.#stmts.model, [mid, name]]);
+    }
+    return mid;
+  }
+
+  /** A feature set's id; the array's identity is cached (a route group passes the same one every time). */
+  featureSet(names: readonly string[]): number {
+    let fsid = this.#featureSets.get(names);
+    if (fsid !== undefined) return fsid;
+    const key = JSON.stringify(names);
+    fsid = this.#featureKeys.get(key);
+    if (fsid === undefined) {
+      fsid = Math.max(0, ...this.#featureKeys.values()) + 1;
+      this.#featureKeys.set(key, fsid);
+      this.#unsaved.push([this.#stmts.featureSet, [fsid, key]]);
+    }
+    this.#featureSets.set(names, fsid);
+    return fsid;
+  }
+
+  /** A model's forecast layout id (a hot reload may bring another layout: a new id, old rows keep theirs). */
+  layout(model: string, layout: ForecastLayout): number {
+    const mid = this.model(model);
+    let cells = this.#layoutOf.get(layout);
+    if (cells === undefined) {
+      cells = JSON.stringify(layout.cells);
+      this.#layoutOf.set(layout, cells);
+    }
+    const key = `${mid}|${layout.stepMs}|${cells}`;
+    let lid = this.#layouts.get(key);
+    if (lid === undefined) {
+      lid = Math.max(0, ...this.#layouts.values()) + 1;
+      this.#layouts.set(key, lid);
+      this.#unsaved.push([this.#stmts.layout, [lid, mid, layout.stepMs, cells]]);
+    }
+    return lid;
+  }
+
+  /** Inside a transaction: write the rows of ids handed out since the last commit; returns how many. */
+  writeNew(): number {
+    for (const [stmt, args] of this.#unsaved) stmt.run(...args);
+    return this.#unsaved.length;
+  }
+
+  /** The transaction that called `writeNew` committed. */
+  saved(n: number): void {
+    if (n > 0) this.#unsaved = this.#unsaved.slice(n);
+  }
+}

@@ -1,0 +1,96 @@
+/** The rows the store writes and reads, shared by the data path and the readers. */
+
+/** A step a model consumed: the actuals, in physical units. */
+export interface StepRow {
+  readonly stream: string;
+  readonly route: string;
+  readonly ts: number;
+  readonly receivedAt: number;
+  /** The route group's features: `values` is stored in this order (the same array every time). */
+  readonly features: readonly string[];
+  readonly values: Readonly<Record<string, number>>;
+  /** Features forward-filled from an earlier step (not scored as actuals). */
+  readonly filled: readonly string[];
+}
+
+/** One forecast: every cell of the model's layout, for one stream and issue step. */
+export interface ForecastRow {
+  readonly stream: string;
+  readonly issuedAt: number;
+  /** One value per layout cell (a classification cell: the probability of its label). */
+  readonly values: readonly number[];
+  /** Classification models: per cell, null or [label, every label's probability]. */
+  readonly labels: ReadonlyArray<readonly [string, Readonly<Record<string, number>>] | null> | null;
+}
+
+export interface DeadLetterRow {
+  /** The stream, when the topic matched a route and gave one. */
+  readonly stream?: string;
+  readonly receivedAt: number;
+  readonly topic: string;
+  readonly reason: string;
+  readonly detail: string;
+  readonly payload: Buffer;
+  readonly payloadBytes: number;
+  /** Log position of the message, for rows written from the replayable data path. */
+  readonly seq?: number;
+}
+
+export interface EventRow {
+  readonly at: number;
+  readonly stream: string | null;
+  readonly model: string | null;
+  readonly kind: string;
+  readonly detail: string;
+  /** Log position of the message that caused it (data-path events); null for others. */
+  readonly seq?: number | null;
+}
+
+/** One model's state of a stream, as checkpointed. */
+export interface ModelStateRow {
+  readonly model: string;
+  readonly fingerprint: string;
+  readonly state: Buffer;
+  readonly filled: number;
+  /** Forecasts still waiting for their actuals (the score book's ring), when any. */
+  readonly pending?: Buffer | null;
+}
+
+/** A stream's checkpointed state: its step assembly and each model's state. */
+export interface StreamStateRow {
+  readonly group: string;
+  readonly stream: string;
+  readonly resident: boolean;
+  readonly lastActive: number;
+  readonly assembler: string;
+  readonly models: readonly ModelStateRow[];
+}
+
+/** A prediction as `tidecast query` shows it (a row of the `predictions` view). */
+export interface StoredPrediction {
+  readonly stream: string;
+  readonly model: string;
+  readonly issuedAt: number;
+  readonly horizon: number;
+  readonly target: string;
+  readonly targetTime: number;
+  readonly value: number;
+  readonly label: string | null;
+  readonly probabilities: string | null;
+  readonly createdAt: number;
+}
+
+/** Summed errors of one stream × model × horizon × target over one time bucket, not yet stored. */
+export interface AccuracyDelta {
+  readonly stream: string;
+  readonly model: string;
+  readonly horizon: number;
+  readonly target: string;
+  readonly bucket: number;
+  readonly n: number;
+  readonly sumAbs: number;
+  readonly sumSq: number;
+  readonly sumErr: number;
+  readonly sumPAbs: number;
+  readonly lastTargetTime: number;
+}
