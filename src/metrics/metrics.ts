@@ -137,8 +137,14 @@ export class Metrics {
   }
 
   message(route: string): void {
-    this.#messages.inc({ route });
+    let c = this.#byRoute.get(route);
+    if (!c) this.#byRoute.set(route, (c = this.#messages.labels({ route })));
+    c.inc();
   }
+
+  /** Per-label children, looked up once (these two run per message and per forecast). */
+  readonly #byRoute = new Map<string, { inc(): void }>();
+  readonly #endToEndOf = new Map<string, { observe(v: number): void }>();
 
   deadLetter(reason: string): void {
     this.#deadLetters.inc({ reason });
@@ -151,7 +157,9 @@ export class Metrics {
 
   committed(model: string, endToEndSeconds: readonly number[]): void {
     this.#predictions.inc({ model }, endToEndSeconds.length);
-    for (const s of endToEndSeconds) this.#endToEnd.observe({ model }, s);
+    let h = this.#endToEndOf.get(model);
+    if (!h) this.#endToEndOf.set(model, (h = this.#endToEnd.labels({ model })));
+    for (const s of endToEndSeconds) h.observe(s);
   }
 
   reset(model: string, reason: 'non_finite' | 'gap'): void {

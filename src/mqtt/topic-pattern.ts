@@ -58,5 +58,26 @@ export class TopicPattern {
 
 /** Fill `{name}` placeholders; unknown names are left as they are. */
 export function fillTemplate(template: string, values: Readonly<Record<string, string>>): string {
-  return template.replace(/\{([^}]*)\}/g, (whole, name: string) => values[name] ?? whole);
+  return compileTemplate(template)(values);
+}
+
+/**
+ * A template compiled once into its literal parts and names, for the data
+ * path (a stream id per message): no regular expression per call. A given
+ * `topic` fills `{topic}` (over a wildcard of that name).
+ */
+export function compileTemplate(template: string): (values: Readonly<Record<string, string>>, topic?: string) => string {
+  const parts: Array<{ text: string } | { name: string; whole: string }> = [];
+  let last = 0;
+  for (const m of template.matchAll(/\{([^}]*)\}/g)) {
+    if (m.index! > last) parts.push({ text: template.slice(last, m.index) });
+    parts.push({ name: m[1]!, whole: m[0] });
+    last = m.index! + m[0].length;
+  }
+  if (last < template.length) parts.push({ text: template.slice(last) });
+  return (values, topic) => {
+    let out = '';
+    for (const p of parts) out += 'text' in p ? p.text : topic !== undefined && p.name === 'topic' ? topic : (values[p.name] ?? p.whole);
+    return out;
+  };
 }

@@ -119,7 +119,7 @@ export class Store {
       for (const st of steps) {
         const sid = ids.stream(st.stream, st.route, st.receivedAt);
         // A step shared by several models of a route is stored once.
-        s.step.run(sid, st.ts, st.receivedAt, ids.featureSet(st.features), JSON.stringify(st.features.map((f) => st.values[f])), filledMask(st));
+        s.step.run(sid, st.ts, st.receivedAt, ids.featureSet(st.features), inputsJson(st), filledMask(st));
       }
       for (const e of events) s.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
       for (const f of forecasts) {
@@ -354,6 +354,13 @@ export class Store {
       this.#writeCheckpoint = null;
     }
   }
+}
+
+/** The step's values as a JSON array in feature order (finite numbers: the decoder refuses others). */
+function inputsJson(st: StepRow): string {
+  let out = '[';
+  for (let i = 0; i < st.features.length; i++) out += (i > 0 ? ',' : '') + JSON.stringify(st.values[st.features[i]!] ?? null);
+  return out + ']';
 }
 
 /** Bit i set: the step's feature i (in `features` order) was forward-filled (exact for the first 53 features). */

@@ -39,9 +39,10 @@ export class DecodeError extends TidecastError {
 /** Turns a payload into a sample; `params` are the topic's named wildcards. */
 export type Decoder = (payload: Buffer, arrivalMs: number, params?: Readonly<Record<string, string>>) => Sample;
 
-function fieldAt(obj: unknown, path: string): unknown {
+/** The value at a dotted path, given split into its keys. */
+function fieldAt(obj: unknown, keys: readonly string[]): unknown {
   let cur: unknown = obj;
-  for (const key of path.split('.')) {
+  for (const key of keys) {
     if (cur === null || typeof cur !== 'object') return undefined;
     cur = (cur as Record<string, unknown>)[key];
   }
@@ -86,8 +87,9 @@ function parseTimestamp(raw: unknown, cfg: TimestampConfig): number {
 export function createDecoder(cfg: DecoderConfig, features: readonly string[]): Decoder {
   switch (cfg.type) {
     case 'json': {
-      const paths = features.map((f) => [f, cfg.features?.[f] ?? f] as const);
+      const paths = features.map((f) => [f, cfg.features?.[f] ?? f, (cfg.features?.[f] ?? f).split('.')] as const);
       const ts = cfg.timestamp;
+      const tsKeys = ts?.field.split('.') ?? [];
       return (payload, arrivalMs) => {
         let doc: unknown;
         try {
@@ -98,8 +100,8 @@ export function createDecoder(cfg: DecoderConfig, features: readonly string[]): 
         if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new DecodeError('wrong_type', 'payload must be a JSON object');
         const values: Record<string, number> = {};
         let found = 0;
-        for (const [feature, p] of paths) {
-          const raw = fieldAt(doc, p);
+        for (const [feature, p, keys] of paths) {
+          const raw = fieldAt(doc, keys);
           if (raw === undefined) {
             if (cfg.partial) continue;
             throw new DecodeError('missing_field', `field "${p}" (feature ${feature}) is missing`);
@@ -108,7 +110,7 @@ export function createDecoder(cfg: DecoderConfig, features: readonly string[]): 
           found++;
         }
         if (found === 0) throw new DecodeError('missing_field', `none of the fields ${paths.map(([, p]) => p).join(', ')} is present`);
-        return { ts: ts ? parseTimestamp(fieldAt(doc, ts.field), ts) : arrivalMs, values };
+        return { ts: ts ? parseTimestamp(fieldAt(doc, tsKeys), ts) : arrivalMs, values };
       };
     }
     case 'number': {

@@ -2,7 +2,7 @@ import type { RouteConfig } from '../config/config.js';
 import type { InferenceEngine } from '../inference/engine.js';
 import type { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
-import { TopicPattern, fillTemplate } from '../mqtt/topic-pattern.js';
+import { TopicPattern, compileTemplate } from '../mqtt/topic-pattern.js';
 import type { ScoreBook } from '../daemon/score-book.js';
 import type { DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
 import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
@@ -63,6 +63,8 @@ export interface CompiledRoute {
   readonly name: string;
   readonly pattern: TopicPattern;
   readonly stream: string;
+  /** `stream` compiled: the stream id from the topic's named wildcards (and `topic`). */
+  readonly streamId: (values: Readonly<Record<string, string>>, topic: string) => string;
   readonly decoder: Decoder;
   readonly group: RouteGroup;
 }
@@ -110,7 +112,7 @@ export function compileRoutes(
       };
       groups.set(key, group);
     }
-    return { name: cfg.name ?? `route${i}`, pattern: new TopicPattern(cfg.topic), stream: cfg.stream, decoder: createDecoder(cfg.decoder, features), group };
+    return { name: cfg.name ?? `route${i}`, pattern: new TopicPattern(cfg.topic), stream: cfg.stream, streamId: compileTemplate(cfg.stream), decoder: createDecoder(cfg.decoder, features), group };
   });
 }
 
@@ -239,7 +241,7 @@ export class Ingest {
         }
       }
       if (!route || !params) throw new DecodeError('no_route', `no route matches topic "${topic.slice(0, 200)}"`);
-      const id = fillTemplate(route.stream, { ...params, topic });
+      const id = route.streamId(params, topic);
       if (id === '' || /\{[^}]*\}/.test(id)) throw new DecodeError('bad_stream_id', `stream id template "${route.stream}" gave "${id.slice(0, 100)}"`);
       if (id.length > MAX_STREAM_ID) throw new DecodeError('bad_stream_id', `stream id of ${id.length} characters exceeds ${MAX_STREAM_ID}`);
       if (BAD_STREAM_CHARS.test(id)) throw new DecodeError('bad_stream_id', `stream id ${JSON.stringify(id.slice(0, 100))} contains a control character or an MQTT wildcard`);
@@ -273,8 +275,12 @@ export class Ingest {
     const events: AssembledEvent[] = [];
     try {
       this.#touch(group, a.stream, a.receivedAt);
-      this.#log.debug({ topic: a.topic, stream: a.stream, ts: a.sample.ts, features: Object.keys(a.sample.values) }, 'sample accepted');
-      for (const [feature, value] of Object.entries(a.sample.values)) events.push(...group.assembler.add(a.stream, feature, a.sample.ts, value));
+      if (this.#log.isLevelEnabled('debug')) this.#log.debug({ topic: a.topic, stream: a.stream, ts: a.sample.ts, features: Object.keys(a.sample.values) }, 'sample accepted');
+      const values = a.sample.values;
+      for (const feature in values) {
+        const released = group.assembler.add(a.stream, feature, a.sample.ts, values[feature]!);
+        for (const e of released) events.push(e);
+      }
       this.accepted.set(a.route.name, (this.accepted.get(a.route.name) ?? 0) + 1);
       this.#opts.onAccepted?.(a.route.name);
     } catch (err) {
