@@ -9,7 +9,7 @@ import { BenchBroker, benchMessage, endSession, percentile, startDaemon, waitCou
 
 const STREAMS = 10_000;
 /** Leading part of each latency run left out of its percentiles (reported as its maximum). */
-const WARMUP_MS = 1000;
+const WARMUP_S = 3;
 
 export interface ThroughputResult {
   qos: 0 | 1;
@@ -32,7 +32,7 @@ export interface LatencyPoint {
   messages: number;
   committed_ms: { p50: number; p99: number; p999: number };
   received_ms: { p50: number; p99: number; p999: number };
-  /** Worst publish → committed of the messages sent in the first second after "ready" (left out of the percentiles). */
+  /** Worst publish → committed of the warm-up messages (the first WARMUP_S seconds, left out of the percentiles). */
   warmup_max_committed_ms: number;
 }
 
@@ -40,7 +40,9 @@ export interface E2eBenchResult {
   scenario: 'e2e';
   streams: number;
   throughput: ThroughputResult[];
-  /** Latency at fractions of the measured QoS 1 rate; `half` is the 0.5 point. */
+  /** QoS 1 msgs/s with forecasts published back: the rate the latency loads are fractions of. */
+  latency_base_msgs_per_s: number;
+  /** Latency at fractions of latency_base_msgs_per_s; `half` is the 0.5 point. */
   latency: LatencyPoint[];
   /** Other shapes of load, QoS 0. */
   scenarios: ScenarioResult[];
@@ -110,11 +112,11 @@ async function naive(dir: string, url: string, qos: 0 | 1, count: number): Promi
 }
 
 /** tidecast as a child process: messages fully processed (forecast committed) per second. */
-async function tidecast(dir: string, url: string, qos: 0 | 1, count: number, o: { name?: string; streams?: number; shape?: BenchShape; models?: readonly string[] } = {}): Promise<{ perS: number; processed: number }> {
+async function tidecast(dir: string, url: string, qos: 0 | 1, count: number, o: { name?: string; streams?: number; shape?: BenchShape; models?: readonly string[]; publish?: boolean } = {}): Promise<{ perS: number; processed: number }> {
   const name = o.name ?? `tidecast-q${qos}`;
   const models = o.models ?? ['weather-lstm'];
   const shape = o.shape ?? 'telemetry';
-  const daemon = await startDaemon(writeBenchConfig(dir, url, { name, models, shape }));
+  const daemon = await startDaemon(writeBenchConfig(dir, url, { name, models, shape, publish: o.publish }));
   // Forecasts committed (one per model per step) → messages fully processed.
   const perForecast = (shape === 'features' ? 4 : 1) / models.length;
   try {
@@ -147,34 +149,43 @@ const SCENARIOS: ReadonlyArray<{ name: string; streams: number; messages: number
   { name: '100,000 streams', streams: 100_000, messages: 200_000, shape: 'telemetry', models: ['weather-lstm'] },
 ];
 
-/** One latency point: publish paced at `rate`, time to commit (from the database) and to the forecast coming back. */
+/**
+ * One latency point: publish paced at `rate` (QoS 1, forecasts published
+ * back), time to commit (from the database) and to the forecast coming back.
+ * The first WARMUP_S seconds at the same rate touch every stream once and
+ * warm the process (JIT, onnxruntime's first runs at each batch size, every
+ * stream's first allocation); the percentiles are over the `seconds` after
+ * them, the warm-up's worst case is reported apart.
+ */
 async function latencyAt(dir: string, url: string, rate: number, seconds: number, index: number): Promise<LatencyPoint & { load: number }> {
   const name = `latency-${index}`;
   const daemon = await startDaemon(writeBenchConfig(dir, url, { name, publish: true }));
+  const warm = Math.round(rate * WARMUP_S);
   const count = Math.max(200, Math.round(rate * seconds));
-  const sent = new Map<string, number>();
-  const back: Array<{ sentAt: number; ms: number }> = [];
+  const total = warm + count;
+  const sent = new Map<string, { at: number; warm: boolean }>();
+  const back: Array<{ warm: boolean; ms: number }> = [];
   try {
     const sub = await mqtt.connectAsync(url, { clientId: `${name}-listen`, clean: true });
     sub.on('message', (_t, p) => {
       const f = JSON.parse(p.toString()) as { stream: string; issued_at: string };
       const s = sent.get(`${f.stream}@${Date.parse(f.issued_at)}`);
-      if (s !== undefined) back.push({ sentAt: s, ms: performance.timeOrigin + performance.now() - s });
+      if (s !== undefined) back.push({ warm: s.warm, ms: performance.timeOrigin + performance.now() - s.at });
     });
     await sub.subscribeAsync('forecast/#', { qos: 1 });
     const pub = await mqtt.connectAsync(url, { clientId: `${name}-pub`, clean: true });
     const started = performance.now();
-    for (let k = 0; k < count; ) {
-      const due = Math.min(count, Math.floor(((performance.now() - started) / 1000) * rate) + 1);
+    for (let k = 0; k < total; ) {
+      const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate) + 1);
       for (; k < due; k++) {
         const at = performance.timeOrigin + performance.now();
         const m = benchMessage(k, STREAMS, at);
-        sent.set(`${m.stream}@${m.tsMs}`, at);
+        sent.set(`${m.stream}@${m.tsMs}`, { at, warm: k < warm });
         void pub.publishAsync(m.topic, m.payload, { qos: 1 });
       }
       await new Promise((r) => setTimeout(r, 2));
     }
-    await waitCount(() => back.length, count, 5000, 20);
+    await waitCount(() => back.length, total, 5000, 20);
     await pub.endAsync();
     await sub.endAsync();
   } finally {
@@ -182,16 +193,15 @@ async function latencyAt(dir: string, url: string, rate: number, seconds: number
     await endSession(url, name);
   }
   const db = new Database(path.join(dir, `${name}.db`), { readonly: true });
-  const rows = db.prepare("SELECT stream, issued_at, created_at FROM predictions WHERE horizon = 1 AND target = 'temp_max'").all() as Array<{ stream: string; issued_at: number; created_at: number }>;
+  const rows = db.prepare('SELECT s.name AS stream, f.issued_at, f.created_at FROM forecasts f JOIN stream_ids s ON s.sid = f.sid').all() as Array<{ stream: string; issued_at: number; created_at: number }>;
   db.close();
-  // Percentiles over the steady state: messages published in the first second after "ready"
-  // meet a cold process (JIT, first onnxruntime runs per batch size); their worst case is reported apart.
-  const t0 = Math.min(...sent.values());
-  const warm = (at: number): boolean => at - t0 >= WARMUP_MS;
-  const committedAll = rows.map((r) => ({ at: sent.get(`${r.stream}@${r.issued_at}`)!, ms: r.created_at - sent.get(`${r.stream}@${r.issued_at}`)! })).filter((x) => Number.isFinite(x.ms));
-  const committed = committedAll.filter((x) => warm(x.at)).map((x) => x.ms).sort((a, b) => a - b);
-  const warmupMax = Math.max(0, ...committedAll.filter((x) => !warm(x.at)).map((x) => x.ms));
-  const received = back.filter((x) => warm(x.sentAt)).map((x) => x.ms).sort((a, b) => a - b);
+  const committedAll = rows.flatMap((r) => {
+    const s = sent.get(`${r.stream}@${r.issued_at}`);
+    return s ? [{ warm: s.warm, ms: r.created_at - s.at }] : [];
+  });
+  const committed = committedAll.filter((x) => !x.warm).map((x) => x.ms).sort((a, b) => a - b);
+  const warmupMax = Math.max(0, ...committedAll.filter((x) => x.warm).map((x) => x.ms));
+  const received = back.filter((x) => !x.warm).map((x) => x.ms).sort((a, b) => a - b);
   const pct = (xs: number[]): LatencyPoint['committed_ms'] => ({ p50: round(percentile(xs, 50)), p99: round(percentile(xs, 99)), p999: round(percentile(xs, 99.9)) });
   return { load: 0, rate_per_s: Math.round(rate), messages: count, committed_ms: pct(committed), received_ms: pct(received), warmup_max_committed_ms: round(warmupMax) };
 }
@@ -221,7 +231,8 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
         tidecast_processed: t.processed,
       });
     }
-    const max = throughput[1]!.tidecast_msgs_per_s;
+    // The latency runs publish every forecast back: their 100% is tidecast's QoS 1 rate with publishing on.
+    const max = opts.latency === false ? 0 : Math.round((await tidecast(dir, broker.url, 1, count, { name: 'tidecast-q1-publish', publish: true })).perS);
     const latency: LatencyPoint[] = [];
     for (const [i, load] of (opts.latency === false ? [] : [0.1, 0.25, 0.5, 0.8, 0.9]).entries()) {
       const p = await latencyAt(dir, broker.url, max * load, opts.latencySeconds ?? 8, i);
@@ -233,7 +244,7 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
       const t = await tidecast(dir, broker.url, 0, sc.messages, { name: `scenario-${i}`, streams: sc.streams, shape: sc.shape, models: sc.models });
       scenarios.push({ name: sc.name, streams: sc.streams, messages: sc.messages, qos: 0, bare_msgs_per_s: Math.round(b.perS), tidecast_msgs_per_s: Math.round(t.perS), ratio: round(t.perS / b.perS) });
     }
-    return { scenario: 'e2e', streams: STREAMS, throughput, latency, half: latency.find((p) => p.load === 0.5) ?? null, scenarios };
+    return { scenario: 'e2e', streams: STREAMS, throughput, latency_base_msgs_per_s: max, latency, half: latency.find((p) => p.load === 0.5) ?? null, scenarios };
   } finally {
     await broker.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -248,7 +259,7 @@ export function e2eTable(r: E2eBenchResult): string {
     '|---|---:|---:|---:|---:|---:|---:|',
     ...r.throughput.map((t) => `| ${t.qos}${t.qos === 1 ? ' (durable ack)' : ''} | ${t.messages} | ${t.bare_msgs_per_s} | ${t.naive_msgs_per_s} | ${t.tidecast_msgs_per_s} | ${t.ratio} | ${t.vs_naive} |`),
     '',
-    'latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms), after a 1 s warm-up',
+    `latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms), after a ${WARMUP_S} s warm-up at the same rate; load is a fraction of ${r.latency_base_msgs_per_s} msgs/s, tidecast's QoS 1 rate with forecasts published`,
     '',
     '| load | msgs/s | committed p50 | p99 | p99.9 | received p50 | p99 | p99.9 | warm-up max |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -289,7 +300,7 @@ export function latencySvg(r: E2eBenchResult): string {
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
-    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">tidecast latency against load (QoS 1, ${r.streams} streams, weather-lstm, after 1 s warm-up)</text>`,
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">tidecast latency against load (QoS 1, ${r.streams} streams, weather-lstm, after ${WARMUP_S} s warm-up)</text>`,
     ...ticks(ymax).map((v) => `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/><text x="${L - 6}" y="${y(v) + 4}" text-anchor="end">${v}</text>`),
     ...ticks(xmax).map((v) => `<text x="${x(v)}" y="${H - B + 16}" text-anchor="middle">${v}</text>`),
     `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="black"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="black"/>`,

@@ -49,6 +49,12 @@ export class Store {
   #commitBatch: ((mid: number, lid: number, steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[]) => boolean[]) | null = null;
   #writeCheckpoint: ((seq: number, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[]) => void) | null = null;
   readonly #queue: WriteQueue;
+  /**
+   * Whether stream_state may hold a stream that is not in memory: rows from
+   * before this start, or a stream spilled since. While false (a fresh
+   * database), a new stream needs no lookup.
+   */
+  #statesStored = true;
 
   constructor(options: StoreOptions) {
     this.#opts = options;
@@ -131,6 +137,7 @@ export class Store {
       commit(mid, lid, steps, forecasts, events);
       return inserted;
     };
+    this.#statesStored = db.prepare('SELECT 1 FROM stream_state LIMIT 1').get() !== undefined;
     this.#writeCheckpoint = transaction((seq: number, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[]) => {
       for (const st of streams) {
         s.streamState.run(st.group, st.stream, st.resident ? 1 : 0, st.lastActive, st.assembler);
@@ -199,6 +206,7 @@ export class Store {
   writeCheckpoint(seq: number, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[] = []): void {
     this.#database();
     this.#writeCheckpoint!(seq, streams, accuracy);
+    if (streams.some((st) => !st.resident)) this.#statesStored = true;
   }
 
   /** Streams of these route groups that were in memory at the last checkpoint, with their model states, in pages. */
@@ -239,6 +247,7 @@ export class Store {
   /** A stream's stored state (spilled after idling, or checkpointed), if any. */
   loadStream(group: string, stream: string): StreamStateRow | undefined {
     this.#database();
+    if (!this.#statesStored) return undefined;
     const r = this.#stmts!.loadStream.get(group, stream) as (Omit<StreamStateRow, 'models' | 'resident'> & { resident: number }) | undefined;
     if (!r) return undefined;
     return { ...r, resident: r.resident === 1, models: this.#stmts!.loadModels.all(stream) as ModelStateRow[] };

@@ -69,6 +69,9 @@ export interface CompiledRoute {
   readonly group: RouteGroup;
 }
 
+/** Submit option of a step that follows a gap. */
+const RESET = { resetBefore: true } as const;
+
 /** Payload kept for a too-large message: enough to see what it was. */
 const TOO_LARGE_KEEP = 1024;
 /** Longest stream id taken (ids become topic levels and primary keys). */
@@ -191,6 +194,8 @@ export class Ingest {
   readonly #log: Logger;
   readonly #groups: readonly RouteGroup[];
   #residents = 0;
+  /** Scratch for one step's physical values. */
+  #raw = new Float64Array(8);
   /** Accepted messages per route. */
   readonly accepted = new Map<string, number>();
   /** Dead letters per reason. */
@@ -431,28 +436,29 @@ export class Ingest {
   }
 
   #dispatch(group: RouteGroup, events: readonly AssembledEvent[], origin: Pick<StepContext, 'route' | 'topic' | 'params' | 'receivedAt' | 'seq'>): void {
-    const resetNext = new Set<string>();
+    let resetNext: Set<string> | null = null;
     for (const e of events) {
       if (e.kind === 'gap') {
         this.steps.gapResets++;
         this.#opts.onGap?.(e.stream, group.models.map((m) => m.name));
-        resetNext.add(e.stream);
+        (resetNext ??= new Set()).add(e.stream);
         this.#log.warn({ stream: e.stream, missedSteps: e.steps, at: new Date(e.ts).toISOString() }, 'gap longer than maxGapSteps: stream state reset');
         const row: EventRow = { at: e.ts, stream: e.stream, model: null, kind: 'gap_reset', detail: `${e.steps} steps without data`, seq: origin.seq };
         this.#write('event', () => this.#opts.store.addEvent(row));
       } else if (e.kind === 'skip') {
         this.steps.skipped++;
-        this.#log.debug({ stream: e.stream, at: new Date(e.ts).toISOString(), missing: e.missing }, 'step skipped: features missing beyond maxFillSteps');
+        if (this.#log.isLevelEnabled('debug')) this.#log.debug({ stream: e.stream, at: new Date(e.ts).toISOString(), missing: e.missing }, 'step skipped: features missing beyond maxFillSteps');
         const row: EventRow = { at: e.ts, stream: e.stream, model: null, kind: 'step_skipped', detail: `missing ${e.missing.join(', ')}`, seq: origin.seq };
         this.#write('event', () => this.#opts.store.addEvent(row));
       } else {
-        const context: StepContext = { ...origin, features: group.features, ts: e.ts, values: e.values, filled: e.filled };
-        const resetBefore = resetNext.has(e.stream);
+        const context: StepContext = { route: origin.route, topic: origin.topic, params: origin.params, receivedAt: origin.receivedAt, seq: origin.seq, features: group.features, ts: e.ts, values: e.values, filled: e.filled };
+        const resetBefore = resetNext?.delete(e.stream) ?? false;
         for (const m of group.models) {
-          const raw = m.features.map((f) => e.values[f]!);
-          m.engine.submit(e.stream, m.scaler.scaleFeatures(raw), context, { resetBefore });
+          // Physical values in float64, scaled, then float32 for the engine (which keeps the array until its batch runs).
+          const raw = (this.#raw.length >= m.features.length ? this.#raw : (this.#raw = new Float64Array(m.features.length))).subarray(0, m.features.length);
+          for (let i = 0; i < raw.length; i++) raw[i] = e.values[m.features[i]!]!;
+          m.engine.submit(e.stream, m.scaler.scaleFeatures(raw), context, resetBefore ? RESET : undefined);
         }
-        resetNext.delete(e.stream);
         this.steps.submitted++;
       }
     }

@@ -29,52 +29,51 @@ export type AssembledEvent =
   | { kind: 'skip'; stream: string; ts: number; missing: string[] }
   | { kind: 'gap'; stream: string; ts: number; steps: number };
 
-interface FeatureAgg { n: number; sum: number; min: number; max: number; last: number; lastTs: number }
+/** Per feature of an open bucket: samples, sum, min, max, last value and its event time. */
+const AGG = 6;
+const N = 0;
+const SUM = 1;
+const MIN = 2;
+const MAX = 3;
+const LAST = 4;
+const LAST_TS = 5;
 
+/** An open bucket: its start, each feature's aggregate, and the sample keys when a feature has more than one sample. */
 interface Bucket {
-  readonly aggs: Map<string, FeatureAgg>;
-  readonly keys: Set<string>;
+  readonly start: number;
+  /** Features × AGG. A feature with one sample is its own key (feature, LAST_TS). */
+  readonly agg: Float64Array;
+  /** Distinct samples taken. */
+  count: number;
+  /** Keys `${feature index}@${ts}` of the features with two or more samples (rare: created on demand). */
+  multi: Set<string> | null;
 }
 
-interface StreamState {
-  /** Start of the next bucket to emit; buckets before it are closed. */
-  next: number;
-  /** Largest event time seen. */
-  watermark: number;
-  readonly open: Map<number, Bucket>;
-  /** Sample keys of recently closed buckets: a repeat is a duplicate, not a late sample. */
-  readonly recent: Array<{ start: number; keys: Set<string> }>;
-  readonly lastValue: Map<string, { value: number; bucket: number }>;
-  /** Start of the last bucket emitted as a step (null before the first). */
-  lastEmitted: number | null;
-}
-
+/** How many closed buckets a stream remembers the sample keys of: a repeat is a duplicate, not a late sample. */
 const RECENT_BUCKETS = 8;
 
-/** A stream's state in a checkpoint: compact arrays, numbers round-trip exactly through JSON. */
-interface StreamSnapshot {
-  n: number;
-  w: number;
-  e: number | null;
-  o: Array<[number, Array<[string, number, number, number, number, number, number]>, string[]]>;
-  r: Array<[number, string[]]>;
-  l: Array<[string, number, number]>;
+/**
+ * One stream. `f` holds, back to back: the next bucket to emit, the
+ * watermark, the last emitted bucket (NaN: none), each feature's last value
+ * and its bucket (NaN: none), and a ring of the last RECENT_BUCKETS closed
+ * buckets (start, then per feature the event time of its only sample; NaN for
+ * none, -Infinity for several, whose keys are in `recentMulti`).
+ */
+interface StreamState {
+  readonly f: Float64Array;
+  /** Open buckets, by start (usually none or one). */
+  open: Bucket[];
+  recentHead: number;
+  recentMulti: Array<Set<string> | null> | null;
 }
 
-function aggValue(a: FeatureAgg, how: Aggregation): number {
-  switch (how) {
-    case 'mean':
-      return a.sum / a.n;
-    case 'sum':
-      return a.sum;
-    case 'min':
-      return a.min;
-    case 'max':
-      return a.max;
-    case 'last':
-      return a.last;
-  }
-}
+const NEXT = 0;
+const WATERMARK = 1;
+const EMITTED = 2;
+const FIXED = 3;
+
+/** The shared result of a sample that releases nothing (callers only read it). */
+const NOTHING: AssembledEvent[] = [];
 
 /**
  * Resamples each stream's samples (one feature, one event time each) into one
@@ -91,12 +90,30 @@ function aggValue(a: FeatureAgg, how: Aggregation): number {
 export class StepAssembler {
   readonly #o: AssemblerOptions;
   readonly #streams = new Map<string, StreamState>();
+  readonly #features: readonly string[];
+  readonly #index = new Map<string, number>();
+  readonly #how: readonly Aggregation[];
+  /** Offsets in a stream's `f`. */
+  readonly #lastValue: number;
+  readonly #lastBucket: number;
+  readonly #recent: number;
+  readonly #recentSize: number;
+  /** Aggregate arrays of closed buckets, reused by new ones. */
+  readonly #pool: Float64Array[] = [];
   /** Samples ignored as repeats. */
   duplicates = 0;
 
   constructor(options: AssemblerOptions) {
     if (!(options.stepMs > 0)) throw new RangeError('stepMs must be positive');
     this.#o = options;
+    this.#features = [...options.features];
+    this.#features.forEach((f, i) => this.#index.set(f, i));
+    this.#how = this.#features.map((f) => options.aggregate(f));
+    const F = this.#features.length;
+    this.#lastValue = FIXED;
+    this.#lastBucket = FIXED + F;
+    this.#recent = FIXED + 2 * F;
+    this.#recentSize = 1 + F;
   }
 
   bucketOf(ts: number): number {
@@ -108,48 +125,67 @@ export class StepAssembler {
    * Throws DecodeError('late') for a sample whose bucket has closed.
    */
   add(stream: string, feature: string, ts: number, value: number): AssembledEvent[] {
+    const fi = this.#index.get(feature);
+    if (fi === undefined) throw new DecodeError('unknown_feature', `"${feature}" is not a feature of the route's models (${this.#features.join(', ')})`);
     const start = this.bucketOf(ts);
     let s = this.#streams.get(stream);
     if (!s) {
-      s = { next: start, watermark: ts, open: new Map(), recent: [], lastValue: new Map(), lastEmitted: null };
+      s = this.#newStream(start, ts);
       this.#streams.set(stream, s);
     }
-    const key = `${feature}@${ts}`;
-    if (start < s.next) {
-      if (s.recent.some((r) => r.start === start && r.keys.has(key))) {
+    const f = s.f;
+    if (start < f[NEXT]!) {
+      if (this.#recentHas(s, start, fi, ts)) {
         this.duplicates++;
-        return [];
+        return NOTHING;
       }
-      throw new DecodeError('late', `${feature} at ${new Date(ts).toISOString()} is for a closed step (the stream is at ${new Date(s.next).toISOString()}, lateness ${this.#o.latenessMs} ms)`);
+      throw new DecodeError('late', `${feature} at ${new Date(ts).toISOString()} is for a closed step (the stream is at ${new Date(f[NEXT]!).toISOString()}, lateness ${this.#o.latenessMs} ms)`);
     }
-    let bucket = s.open.get(start);
+    let bucket: Bucket | undefined;
+    let at = 0;
+    for (; at < s.open.length; at++) {
+      const b = s.open[at]!;
+      if (b.start === start) bucket = b;
+      if (b.start >= start) break;
+    }
     if (!bucket) {
-      bucket = { aggs: new Map(), keys: new Set() };
-      s.open.set(start, bucket);
+      bucket = { start, agg: this.#pool.pop()?.fill(0) ?? new Float64Array(this.#features.length * AGG), count: 0, multi: null };
+      s.open.splice(at, 0, bucket);
     }
-    if (bucket.keys.has(key)) {
+    const a = bucket.agg;
+    const o = fi * AGG;
+    const n = a[o + N]!;
+    if (n === 1 ? a[o + LAST_TS] === ts : n > 1 && bucket.multi!.has(`${fi}@${ts}`)) {
       this.duplicates++;
-      return [];
+      return NOTHING;
     }
     const cap = this.#o.maxSamplesPerStep ?? 10_000;
-    if (bucket.keys.size >= cap) {
+    if (bucket.count >= cap) {
       throw new DecodeError('too_many_samples', `the step at ${new Date(start).toISOString()} already holds ${cap} samples (limits.maxSamplesPerStep)`);
     }
-    bucket.keys.add(key);
-    const a = bucket.aggs.get(feature);
-    if (!a) bucket.aggs.set(feature, { n: 1, sum: value, min: value, max: value, last: value, lastTs: ts });
-    else {
-      a.n++;
-      a.sum += value;
-      a.min = Math.min(a.min, value);
-      a.max = Math.max(a.max, value);
-      if (ts >= a.lastTs) {
-        a.last = value;
-        a.lastTs = ts;
+    bucket.count++;
+    if (n === 0) {
+      a[o + N] = 1;
+      a[o + SUM] = value;
+      a[o + MIN] = value;
+      a[o + MAX] = value;
+      a[o + LAST] = value;
+      a[o + LAST_TS] = ts;
+    } else {
+      const multi = (bucket.multi ??= new Set());
+      if (n === 1) multi.add(`${fi}@${a[o + LAST_TS]}`);
+      multi.add(`${fi}@${ts}`);
+      a[o + N] = n + 1;
+      a[o + SUM] = a[o + SUM]! + value;
+      if (value < a[o + MIN]!) a[o + MIN] = value;
+      if (value > a[o + MAX]!) a[o + MAX] = value;
+      if (ts >= a[o + LAST_TS]!) {
+        a[o + LAST] = value;
+        a[o + LAST_TS] = ts;
       }
     }
-    if (ts > s.watermark) s.watermark = ts;
-    return this.#drain(stream, s, s.watermark);
+    if (ts > f[WATERMARK]!) f[WATERMARK] = ts;
+    return this.#drain(stream, s, f[WATERMARK]!);
   }
 
   /** Whether the clock closes steps (`wallClock`). */
@@ -159,6 +195,9 @@ export class StepAssembler {
 
   /** Forget a stream (evicted after idling; export it first). */
   release(stream: string): void {
+    const s = this.#streams.get(stream);
+    if (!s) return;
+    for (const b of s.open) this.#pool.push(b.agg);
     this.#streams.delete(stream);
   }
 
@@ -166,41 +205,92 @@ export class StepAssembler {
   exportStream(stream: string): string | undefined {
     const s = this.#streams.get(stream);
     if (!s) return undefined;
-    const keys = (k: Set<string>): string[] => [...k];
+    const F = this.#features;
+    const f = s.f;
+    const keysOf = (b: Bucket): string[] => {
+      const out: string[] = [];
+      F.forEach((name, fi) => {
+        const n = b.agg[fi * AGG + N]!;
+        if (n === 1) out.push(`${name}@${b.agg[fi * AGG + LAST_TS]}`);
+        else if (n > 1) for (const k of b.multi!) if (k.startsWith(`${fi}@`)) out.push(`${name}@${k.slice(k.indexOf('@') + 1)}`);
+      });
+      return out;
+    };
+    const recent: Array<[number, string[]]> = [];
+    for (let k = 0; k < RECENT_BUCKETS; k++) {
+      // Oldest first, as they were closed.
+      const r = (s.recentHead + k) % RECENT_BUCKETS;
+      const base = this.#recent + r * this.#recentSize;
+      if (Number.isNaN(f[base]!)) continue;
+      const keys: string[] = [];
+      F.forEach((name, fi) => {
+        const t = f[base + 1 + fi]!;
+        if (t === -Infinity) {
+          for (const key of s.recentMulti?.[r] ?? []) if (key.startsWith(`${fi}@`)) keys.push(`${name}@${key.slice(key.indexOf('@') + 1)}`);
+        } else if (!Number.isNaN(t)) keys.push(`${name}@${t}`);
+      });
+      recent.push([f[base]!, keys]);
+    }
     const snap: StreamSnapshot = {
-      n: s.next,
-      w: s.watermark,
-      e: s.lastEmitted,
-      o: [...s.open].map(([start, b]) => [start, [...b.aggs].map(([f, a]) => [f, a.n, a.sum, a.min, a.max, a.last, a.lastTs]), keys(b.keys)]),
-      r: s.recent.map((r) => [r.start, keys(r.keys)]),
-      l: [...s.lastValue].map(([f, v]) => [f, v.value, v.bucket]),
+      n: f[NEXT]!,
+      w: f[WATERMARK]!,
+      e: Number.isNaN(f[EMITTED]!) ? null : f[EMITTED]!,
+      o: s.open.map((b) => [
+        b.start,
+        F.flatMap((name, fi): Array<[string, number, number, number, number, number, number]> => {
+          const a = b.agg.subarray(fi * AGG, fi * AGG + AGG);
+          return a[N]! > 0 ? [[name, a[N]!, a[SUM]!, a[MIN]!, a[MAX]!, a[LAST]!, a[LAST_TS]!]] : [];
+        }),
+        keysOf(b),
+      ]),
+      r: recent,
+      l: F.flatMap((name, fi): Array<[string, number, number]> => (Number.isNaN(f[this.#lastBucket + fi]!) ? [] : [[name, f[this.#lastValue + fi]!, f[this.#lastBucket + fi]!]])),
     };
     return JSON.stringify(snap);
   }
 
-  /** Restore a stream from `exportStream`'s JSON. */
+  /** Restore a stream from `exportStream`'s JSON (also the JSON of earlier versions: the format is the same). */
   importStream(stream: string, json: string): void {
     const snap = JSON.parse(json) as StreamSnapshot;
-    this.#streams.set(stream, {
-      next: snap.n,
-      watermark: snap.w,
-      lastEmitted: snap.e,
-      open: new Map(
-        snap.o.map(([start, aggs, keys]) => [
-          start,
-          { aggs: new Map(aggs.map(([f, n, sum, min, max, last, lastTs]) => [f, { n, sum, min, max, last, lastTs }])), keys: new Set(keys) },
-        ]),
-      ),
-      recent: snap.r.map(([start, keys]) => ({ start, keys: new Set(keys) })),
-      lastValue: new Map(snap.l.map(([f, value, bucket]) => [f, { value, bucket }])),
-    });
+    const s = this.#newStream(snap.n, snap.w);
+    const f = s.f;
+    f[EMITTED] = snap.e ?? NaN;
+    const split = (key: string): [number, number] | null => {
+      const at = key.lastIndexOf('@');
+      const fi = this.#index.get(key.slice(0, at));
+      return fi === undefined ? null : [fi, Number(key.slice(at + 1))];
+    };
+    for (const [start, aggs, keys] of snap.o) {
+      const b: Bucket = { start, agg: new Float64Array(this.#features.length * AGG), count: keys.length, multi: null };
+      for (const [name, n, sum, min, max, last, lastTs] of aggs) {
+        const fi = this.#index.get(name);
+        if (fi !== undefined) b.agg.set([n, sum, min, max, last, lastTs], fi * AGG);
+      }
+      for (const key of keys) {
+        const k = split(key);
+        if (k && b.agg[k[0] * AGG + N]! > 1) (b.multi ??= new Set()).add(`${k[0]}@${k[1]}`);
+      }
+      s.open.push(b);
+    }
+    s.open.sort((x, y) => x.start - y.start);
+    for (const [start, keys] of snap.r.slice(-RECENT_BUCKETS)) {
+      const parsed = keys.map(split).filter((k): k is [number, number] => k !== null);
+      this.#remember(s, start, (fi) => parsed.filter((k) => k[0] === fi).map((k) => k[1]));
+    }
+    for (const [name, value, bucket] of snap.l) {
+      const fi = this.#index.get(name);
+      if (fi === undefined) continue;
+      f[this.#lastValue + fi] = value;
+      f[this.#lastBucket + fi] = bucket;
+    }
+    this.#streams.set(stream, s);
   }
 
   /** Whether `sweep(nowMs)` would close a step of some stream (so the tick is worth logging). */
   due(nowMs: number): boolean {
     if (!this.#o.wallClock) return false;
     const span = this.#o.stepMs + this.#o.latenessMs;
-    for (const s of this.#streams.values()) if (s.next + span <= Math.max(s.watermark, nowMs)) return true;
+    for (const s of this.#streams.values()) if (s.f[NEXT]! + span <= Math.max(s.f[WATERMARK]!, nowMs)) return true;
     return false;
   }
 
@@ -208,78 +298,159 @@ export class StepAssembler {
   sweep(nowMs: number): AssembledEvent[] {
     if (!this.#o.wallClock) return [];
     const out: AssembledEvent[] = [];
-    for (const [stream, s] of this.#streams) out.push(...this.#drain(stream, s, Math.max(s.watermark, nowMs)));
+    for (const [stream, s] of this.#streams) for (const e of this.#drain(stream, s, Math.max(s.f[WATERMARK]!, nowMs))) out.push(e);
     return out;
   }
 
+  #newStream(next: number, watermark: number): StreamState {
+    const f = new Float64Array(this.#recent + RECENT_BUCKETS * this.#recentSize).fill(NaN);
+    f[NEXT] = next;
+    f[WATERMARK] = watermark;
+    return { f, open: [], recentHead: 0, recentMulti: null };
+  }
+
+  /** Record a closed bucket's sample keys in the stream's ring (`times(fi)`: the event times of feature fi's samples). */
+  #remember(s: StreamState, start: number, times: (fi: number) => readonly number[]): void {
+    const r = s.recentHead;
+    s.recentHead = (r + 1) % RECENT_BUCKETS;
+    const base = this.#recent + r * this.#recentSize;
+    const f = s.f;
+    f[base] = start;
+    let multi: Set<string> | null = null;
+    for (let fi = 0; fi < this.#features.length; fi++) {
+      const t = times(fi);
+      if (t.length === 0) f[base + 1 + fi] = NaN;
+      else if (t.length === 1) f[base + 1 + fi] = t[0]!;
+      else {
+        f[base + 1 + fi] = -Infinity;
+        multi ??= new Set();
+        for (const x of t) multi.add(`${fi}@${x}`);
+      }
+    }
+    if (multi || s.recentMulti) (s.recentMulti ??= new Array<Set<string> | null>(RECENT_BUCKETS).fill(null))[r] = multi;
+  }
+
+  /** Whether a closed bucket still remembered took this sample. */
+  #recentHas(s: StreamState, start: number, fi: number, ts: number): boolean {
+    const f = s.f;
+    for (let r = 0; r < RECENT_BUCKETS; r++) {
+      const base = this.#recent + r * this.#recentSize;
+      if (f[base] !== start) continue;
+      const t = f[base + 1 + fi]!;
+      if (t === ts) return true;
+      return t === -Infinity && (s.recentMulti?.[r]?.has(`${fi}@${ts}`) ?? false);
+    }
+    return false;
+  }
+
   #complete(b: Bucket | undefined): boolean {
-    return b !== undefined && this.#o.features.every((f) => b.aggs.has(f));
+    if (!b) return false;
+    for (let fi = 0; fi < this.#features.length; fi++) if (b.agg[fi * AGG + N] === 0) return false;
+    return true;
+  }
+
+  #value(a: Float64Array, fi: number): number {
+    const o = fi * AGG;
+    switch (this.#how[fi]!) {
+      case 'mean':
+        return a[o + SUM]! / a[o + N]!;
+      case 'sum':
+        return a[o + SUM]!;
+      case 'min':
+        return a[o + MIN]!;
+      case 'max':
+        return a[o + MAX]!;
+      case 'last':
+        return a[o + LAST]!;
+    }
   }
 
   /** Emit, in order, every bucket that is closed by `limit` (or complete, in complete mode). */
   #drain(stream: string, s: StreamState, limit: number): AssembledEvent[] {
     const { stepMs, latenessMs } = this.#o;
-    const out: AssembledEvent[] = [];
+    const f = s.f;
+    let out = NOTHING;
     for (;;) {
-      const b = s.next;
-      const bucket = s.open.get(b);
+      const b = f[NEXT]!;
+      const bucket = s.open.length > 0 && s.open[0]!.start === b ? s.open[0] : undefined;
       const closed = b + stepMs + latenessMs <= limit;
       if (!closed && !(this.#o.emit === 'complete' && this.#complete(bucket))) break;
+      if (out === NOTHING) out = [];
       if (!bucket) {
         // A closed step without samples: forward-fill it while every feature's last
         // value is recent enough; otherwise jump to the next step that has samples
         // (or as far as `limit` closes). The gap check on the next emitted step
         // decides whether the stream starts over.
-        const fill = this.#fillFrom(s, b, new Map());
+        const fill = this.#fillFrom(s, b, null);
         if (fill) {
           this.#emit(stream, s, b, fill.values, fill.filled, out);
-          s.next = b + stepMs;
+          f[NEXT] = b + stepMs;
         } else {
-          const nextOpen = Math.min(...[...s.open.keys()].filter((k) => k > b));
+          const nextOpen = s.open.find((x) => x.start > b)?.start ?? Infinity;
           const firstOpenByLimit = this.bucketOf(limit - latenessMs - stepMs) + stepMs;
-          s.next = Math.max(b + stepMs, Math.min(nextOpen, firstOpenByLimit));
+          f[NEXT] = Math.max(b + stepMs, Math.min(nextOpen, firstOpenByLimit));
         }
         continue;
       }
-      const aggs = bucket.aggs;
-      const present = new Map<string, number>();
-      for (const [f, a] of aggs) present.set(f, aggValue(a, this.#o.aggregate(f)));
-      const fill = this.#fillFrom(s, b, present);
+      const fill = this.#fillFrom(s, b, bucket.agg);
       if (fill) this.#emit(stream, s, b, fill.values, fill.filled, out);
-      else out.push({ kind: 'skip', stream, ts: b, missing: this.#o.features.filter((f) => !present.has(f)) });
-      for (const [f, v] of present) s.lastValue.set(f, { value: v, bucket: b });
-      s.recent.push({ start: b, keys: bucket.keys });
-      if (s.recent.length > RECENT_BUCKETS) s.recent.shift();
-      s.open.delete(b);
-      s.next = b + stepMs;
+      else out.push({ kind: 'skip', stream, ts: b, missing: this.#features.filter((_, fi) => bucket.agg[fi * AGG + N] === 0) });
+      const a = bucket.agg;
+      for (let fi = 0; fi < this.#features.length; fi++) {
+        if (a[fi * AGG + N] === 0) continue;
+        f[this.#lastValue + fi] = this.#value(a, fi);
+        f[this.#lastBucket + fi] = b;
+      }
+      this.#remember(s, b, (fi) => {
+        const n = a[fi * AGG + N]!;
+        if (n === 0) return [];
+        if (n === 1) return [a[fi * AGG + LAST_TS]!];
+        const prefix = `${fi}@`;
+        return [...bucket.multi!].filter((k) => k.startsWith(prefix)).map((k) => Number(k.slice(prefix.length)));
+      });
+      s.open.shift();
+      this.#pool.push(a);
+      f[NEXT] = b + stepMs;
     }
     return out;
   }
 
   /** The step's values with missing features forward-filled, or null when one cannot be filled. */
-  #fillFrom(s: StreamState, b: number, present: Map<string, number>): { values: Record<string, number>; filled: string[] } | null {
+  #fillFrom(s: StreamState, b: number, agg: Float64Array | null): { values: Record<string, number>; filled: string[] } | null {
     const values: Record<string, number> = {};
-    const filled: string[] = [];
-    for (const f of this.#o.features) {
-      const v = present.get(f);
-      if (v !== undefined) {
-        values[f] = v;
+    let filled: string[] | null = null;
+    const f = s.f;
+    for (let fi = 0; fi < this.#features.length; fi++) {
+      const name = this.#features[fi]!;
+      if (agg && agg[fi * AGG + N]! > 0) {
+        values[name] = this.#value(agg, fi);
         continue;
       }
-      const last = s.lastValue.get(f);
-      if (!last || (b - last.bucket) / this.#o.stepMs > this.#o.maxFillSteps) return null;
-      values[f] = last.value;
-      filled.push(f);
+      const bucket = f[this.#lastBucket + fi]!;
+      if (Number.isNaN(bucket) || (b - bucket) / this.#o.stepMs > this.#o.maxFillSteps) return null;
+      values[name] = f[this.#lastValue + fi]!;
+      (filled ??= []).push(name);
     }
-    return { values, filled };
+    return { values, filled: filled ?? [] };
   }
 
   #emit(stream: string, s: StreamState, b: number, values: Record<string, number>, filled: string[], out: AssembledEvent[]): void {
-    if (s.lastEmitted !== null) {
-      const missed = (b - s.lastEmitted) / this.#o.stepMs - 1;
+    const last = s.f[EMITTED]!;
+    if (!Number.isNaN(last)) {
+      const missed = (b - last) / this.#o.stepMs - 1;
       if (missed > this.#o.maxGapSteps) out.push({ kind: 'gap', stream, ts: b, steps: missed });
     }
-    s.lastEmitted = b;
+    s.f[EMITTED] = b;
     out.push({ kind: 'step', stream, ts: b, values, filled });
   }
+}
+
+/** A stream's state in a checkpoint: compact arrays, numbers round-trip exactly through JSON. */
+interface StreamSnapshot {
+  n: number;
+  w: number;
+  e: number | null;
+  o: Array<[number, Array<[string, number, number, number, number, number, number]>, string[]]>;
+  r: Array<[number, string[]]>;
+  l: Array<[string, number, number]>;
 }
