@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
-import { prng, tempDir } from './helpers.js';
+import { defaultCardPath } from '../src/inference/card.js';
+import { modelPath, prng, tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { logged, startChild, waitReady, type Child } from './support/child.js';
-import { telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
+import { STATIONS_ROUTE, telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
 
 /**
  * The kill test: a publisher sends K QoS 1 messages over M streams while the
@@ -70,19 +72,29 @@ async function publishAll(url: string, msgs: ReturnType<typeof telemetry>, sprea
   await pub.endAsync();
 }
 
-describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${STEPS} messages, ${KILLS} SIGKILLs)`, () => {
-  it('a daemon killed at random moments ends with exactly the predictions of an uninterrupted run', { timeout: LONG ? 600_000 : 180_000 }, async () => {
+/** How a variant of the kill test configures the daemon and shapes its input. */
+interface Variant {
+  /** YAML under `models:` and `routes:` (default: writeDaemonConfig's). */
+  models?(dir: string): string;
+  routes?: string;
+  messages(): ReturnType<typeof telemetry>;
+  /** Wall-clock routes restore their streams at start: at least one restart must have. */
+  eager?: boolean;
+}
+
+async function killTest(variant: Variant): Promise<void> {
     const tmp = tempDir();
     const broker = new TestBroker(tmp.dir);
     await broker.start();
     const children: Child[] = [];
     try {
       // Interleave the streams, each in its own order, as live sensors would.
-      const msgs = telemetry(STREAMS, STEPS).sort((a, b) => a.ts - b.ts);
+      const msgs = variant.messages().sort((a, b) => a.ts - b.ts);
+      const shape = { models: variant.models?.(tmp.dir), routes: variant.routes };
       const expected = msgs.length * 6;
 
       // Reference: one uninterrupted run.
-      const refFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'reference', name: 'reference', http: false, extra: CHECKPOINTS });
+      const refFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'reference', name: 'reference', http: false, extra: CHECKPOINTS, ...shape });
       const ref = startChild(['run', '--config', refFile]);
       children.push(ref);
       await waitReady(ref);
@@ -92,7 +104,7 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
       assert.equal(await ref.exit, 0, ref.stderr());
 
       // Chaos: the same input while the daemon is killed and restarted.
-      const chaosFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'chaos', name: 'chaos', http: false, publish: true, extra: CHECKPOINTS });
+      const chaosFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'chaos', name: 'chaos', http: false, publish: true, extra: CHECKPOINTS, ...shape });
       // A persistent subscriber to the forecasts: the broker keeps them for it across the daemon's kills.
       const published = new Set<string>();
       const listener = await mqtt.connectAsync(broker.url, { clientId: 'chaos-listener', clean: false });
@@ -131,6 +143,10 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
       assert.ok(killedAt.some((n) => n > 0 && n < expected), `at least one kill landed mid-stream (predictions at each kill: ${killedAt.join(', ')})`);
       const replays = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.replayedInputs ?? 0));
       assert.ok(replays.some((n) => n > 0), `at least one restart replayed the input log (inputs replayed per start: ${replays.join(', ')})`);
+      if (variant.eager) {
+        const restored = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.restoredStreams ?? 0));
+        assert.ok(restored.some((n) => n > 0), `at least one restart restored streams up front (per start: ${restored.join(', ')})`);
+      }
 
       const want = readDb(path.join(tmp.dir, 'reference.db'));
       const got = readDb(chaosDb);
@@ -155,5 +171,33 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
       await broker.stop();
       tmp.remove();
     }
-  });
+}
+
+describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${STEPS} messages, ${KILLS} SIGKILLs)`, () => {
+  it('a daemon killed at random moments ends with exactly the predictions of an uninterrupted run', { timeout: LONG ? 600_000 : 180_000 }, () =>
+    killTest({ messages: () => telemetry(STREAMS, STEPS) }));
+
+  // A wall-clock route restores its streams up front at every start and logs clock ticks: the same promise holds.
+  // One-second steps (weather-lstm under a card that says so) with event times of the last minutes, and a lateness
+  // that keeps the clock from closing a step before its message arrives, so the run is deterministic.
+  it('the same on a wall-clock route', { timeout: LONG ? 600_000 : 180_000 }, () =>
+    killTest({
+      models: (dir) => {
+        const card = JSON.parse(readFileSync(defaultCardPath(modelPath('weather-lstm')), 'utf8')) as Record<string, unknown>;
+        const file = path.join(dir, 'weather-lstm-1s.card.json');
+        writeFileSync(file, JSON.stringify({ ...card, stepSeconds: 1 }));
+        return `  weather-lstm: { path: ${modelPath('weather-lstm')}, card: ${file} }`;
+      },
+      eager: true,
+      routes: STATIONS_ROUTE.replace('resample: { emit: complete, wallClock: false }', 'resample: { emit: complete, wallClock: true, latenessMs: 600000 }'),
+      messages: () => {
+        const base = Math.floor(Date.now() / 1000) - STEPS - 5;
+        return telemetry(STREAMS, STEPS).map((m) => {
+          const t = Math.round((m.ts - Date.UTC(2015, 0, 1)) / 86_400_000);
+          const body = JSON.parse(m.payload) as Record<string, number>;
+          return { ...m, ts: (base + t) * 1000, payload: JSON.stringify({ ...body, ts: base + t }) };
+        });
+      },
+    }));
 });
+
