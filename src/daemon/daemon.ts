@@ -211,7 +211,7 @@ export class Daemon {
       const scaler = new CardScaler(model.card);
       scalers.set(model.name, scaler);
       heads.set(model.name, new OutputHead(model.card));
-      const scores = new ScoreBook(model.card);
+      const scores = new ScoreBook(model.card, (horizon, target) => this.metrics.rollingErrors(model.name, horizon, target));
       this.#scores.set(model.name, scores);
       routeModels.set(name, { name: model.name, engine, scaler, scores, features: model.card.features.map((f) => f.name), stepSeconds: model.card.stepSeconds });
       log.info({ model: model.name, path: model.path, provider: model.provider, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');

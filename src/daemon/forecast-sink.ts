@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { ModelCard } from '../inference/card.js';
 import type { EventRow, ForecastLayout, ForecastRow, StepRow, Store } from '../store/store.js';
 import type { StepContext } from '../streams/ingest.js';
-import type { ScoreBook, ScoredRow } from './score-book.js';
+import type { ScoreBook } from './score-book.js';
 
 export interface PublishSettings {
   enabled: boolean;
@@ -92,7 +92,6 @@ export class ForecastSink {
     const steps: StepRow[] = [];
     const forecasts: ForecastRow[] = [];
     const events: EventRow[] = [];
-    const scored: ScoredRow[] = [];
     const issued: Issued[] = [];
     for (const r of results) {
       const ctx = r.context as StepContext;
@@ -116,7 +115,7 @@ export class ForecastSink {
         }
       }
       // The step is an actual for the forecasts that target it, whatever became of its own.
-      book.step(r.streamId, ctx.ts, ctx.values, ctx.filled, values, scored);
+      book.step(r.streamId, ctx.ts, ctx.values, ctx.filled, values);
     }
     const store = this.#opts.store;
     const layout = this.#layout(head, stepMs);
@@ -124,7 +123,6 @@ export class ForecastSink {
       const inserted = store.commit(model.name, layout, steps, forecasts, events);
       this.#committed(model, card, issued, inserted);
     });
-    this.#opts.metrics?.scored(scored);
     if (issued.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: issued.length }, 'batch had steps without forecast');
   }
 

@@ -22,6 +22,9 @@ interface Cell {
   readonly at: number;
 }
 
+/** Where each scored error also goes (the metrics' rolling window of a model × horizon × target). */
+export type ScoreTracker = (horizon: number, target: string) => { add(err: number, persistenceErr: number): void };
+
 /** Per delta cell: n, sum |e|, sum e², sum e, sum |persistence error|, last target time. */
 const SUMS = 6;
 
@@ -39,6 +42,11 @@ const SUMS = 6;
 export class ScoreBook {
   readonly model: string;
   #cells: Cell[] = [];
+  /** Per cell, its tracker (when the book has one). */
+  #trackers: Array<{ add(err: number, persistenceErr: number): void }> = [];
+  /** Per horizon of #horizons, the indexes of its cells. */
+  #byHorizon: number[][] = [];
+  readonly #track: ScoreTracker | undefined;
   #targets: string[] = [];
   #horizons: number[] = [];
   #stepMs = 0;
@@ -58,8 +66,9 @@ export class ScoreBook {
   /** Slots whose current bucket has sums. */
   readonly #dirty = new Set<string>();
 
-  constructor(card: ModelCard) {
+  constructor(card: ModelCard, track?: ScoreTracker) {
     this.model = card.name;
+    this.#track = track;
     this.use(card);
   }
 
@@ -86,8 +95,10 @@ export class ScoreBook {
     }
     this.#key = key;
     this.#cells = cells;
+    this.#trackers = this.#track ? cells.map((c) => this.#track!(c.horizon, c.target)) : [];
     this.#targets = numeric.map((t) => t.name);
     this.#horizons = [...new Set(cells.map((c) => c.horizon))];
+    this.#byHorizon = this.#horizons.map((h) => cells.flatMap((c, i) => (c.horizon === h ? [i] : [])));
     this.#stepMs = card.stepSeconds * 1000;
     this.#bucketMs = bucketMsFor(this.#stepMs);
     this.#ring = cells.length > 0 ? Math.max(...this.#horizons) : 0;
@@ -106,7 +117,7 @@ export class ScoreBook {
    * Score the open forecasts that target this step (adding to `out`), then
    * remember the forecast issued at it (null: the step gave none).
    */
-  step(stream: string, ts: number, values: Readonly<Record<string, number>>, filled: readonly string[], forecast: ArrayLike<number> | null, out: ScoredRow[]): void {
+  step(stream: string, ts: number, values: Readonly<Record<string, number>>, filled: readonly string[], forecast: ArrayLike<number> | null, out?: ScoredRow[]): void {
     if (this.#cells.length === 0) return;
     const slot = this.#slotOf(stream);
     const d = this.#data;
@@ -114,13 +125,13 @@ export class ScoreBook {
     const step = this.#stepMs;
     const sums = base + this.#ring * this.#entry;
     const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
-    for (const h of this.#horizons) {
+    for (let k = 0; k < this.#horizons.length; k++) {
+      const h = this.#horizons[k]!;
       const issued = ts - h * step;
       const e = base + this.#ringIndex(issued) * this.#entry;
       if (d[e] !== issued) continue;
-      for (let c = 0; c < this.#cells.length; c++) {
+      for (const c of this.#byHorizon[k]!) {
         const cell = this.#cells[c]!;
-        if (cell.horizon !== h) continue;
         const actual = values[cell.target];
         const persistence = d[e + 1 + cell.t]!;
         if (actual === undefined || Number.isNaN(persistence) || filled.includes(cell.target)) continue;
@@ -138,7 +149,8 @@ export class ScoreBook {
         d[s + 4] = d[s + 4]! + Math.abs(persistence - actual);
         d[s + 5] = Math.max(d[s + 5]!, ts);
         this.#dirty.add(stream);
-        out.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
+        this.#trackers[c]?.add(err, persistence - actual);
+        out?.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
       }
     }
     if (!forecast) return;

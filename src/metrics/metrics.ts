@@ -174,13 +174,12 @@ export class Metrics {
     this.#invalidOutputs.inc({ model });
   }
 
-  scored(rows: ReadonlyArray<{ model: string; horizon: number; target: string; predicted: number; actual: number; persistence: number }>): void {
-    for (const r of rows) {
-      const key = `${r.model}|${r.horizon}|${r.target}`;
-      let a = this.#accuracy.get(key);
-      if (!a) this.#accuracy.set(key, (a = { model: r.model, horizon: r.horizon, target: r.target, errors: new RollingErrors() }));
-      a.errors.add(r.predicted - r.actual, r.persistence - r.actual);
-    }
+  /** The rolling window of one model × horizon × target: a score book adds each error it scores (no row object per error). */
+  rollingErrors(model: string, horizon: number, target: string): { add(err: number, persistenceErr: number): void } {
+    const key = `${model}|${horizon}|${target}`;
+    let a = this.#accuracy.get(key);
+    if (!a) this.#accuracy.set(key, (a = { model, horizon, target, errors: new RollingErrors() }));
+    return a.errors;
   }
 
   held(reason: 'queue_full' | 'checkpoint' | 'reload' | 'store'): void {

@@ -23,12 +23,15 @@ export class Ids {
   readonly #layoutOf = new WeakMap<ForecastLayout, string>();
   #unsaved: Array<[Database.Statement, unknown[]]> = [];
   #nextSid: number;
+  /** False while stream_ids was empty at start: a name not cached is then new, no lookup needed. */
+  readonly #storedStreams: boolean;
   readonly #findStream: Database.Statement;
   readonly #stmts: Record<'stream' | 'model' | 'featureSet' | 'layout', Database.Statement>;
 
   constructor(db: Database.Database) {
     this.#findStream = db.prepare('SELECT sid FROM stream_ids WHERE name = ?').pluck();
     this.#nextSid = ((db.prepare('SELECT max(sid) FROM stream_ids').pluck().get() as number | null) ?? 0) + 1;
+    this.#storedStreams = this.#nextSid > 1;
     for (const r of db.prepare('SELECT mid, name FROM model_ids').all() as Array<{ mid: number; name: string }>) this.#models.set(r.name, r.mid);
     for (const r of db.prepare('SELECT fsid, names FROM feature_sets').all() as Array<{ fsid: number; names: string }>) this.#featureKeys.set(r.names, r.fsid);
     for (const r of db.prepare('SELECT lid, mid, step_ms, cells FROM forecast_layouts').all() as Array<{ lid: number; mid: number; step_ms: number; cells: string }>) {
@@ -46,7 +49,7 @@ export class Ids {
   stream(name: string, route: string, at: number): number {
     let sid = this.#streams.get(name);
     if (sid !== undefined) return sid;
-    sid = this.#findStream.get(name) as number | undefined;
+    sid = this.#storedStreams ? (this.#findStream.get(name) as number | undefined) : undefined;
     if (sid === undefined) {
       sid = this.#nextSid++;
       this.#unsaved.push([this.#stmts.stream, [sid, name, route, at]]);
