@@ -1,5 +1,5 @@
 import type { LoadedModel } from '../inference/model.js';
-import { OutputReadError, type HeadReading, type OutputHead } from '../inference/output-head.js';
+import { OutputReadError, type OutputHead } from '../inference/output-head.js';
 import type { StepResult } from '../inference/step-runner.js';
 import type { Logger } from '../log.js';
 import type { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
@@ -141,31 +141,26 @@ export class ForecastSink {
 
   /** Read one output into its forecast row; returns the cell values (for scoring). */
   #forecast(stream: string, ctx: StepContext, output: Float32Array, head: OutputHead, rows: ForecastRow[], issued: Issued[]): number[] {
-    const readings = head.read(output);
-    const values: number[] = [];
-    const labels: Array<readonly [string, Readonly<Record<string, number>>] | null> | null = head.classifies ? [] : null;
-    for (const x of readings) {
-      values.push(x.value);
-      if (labels) labels.push(x.label === undefined ? null : [x.label, x.probabilities!]);
-    }
+    const cells = head.cells;
+    const { values, labels } = head.readValues(output);
     rows.push({ stream, issuedAt: ctx.ts, values, labels });
-    issued.push({ stream, ctx, readings });
+    issued.push({ stream, ctx, cells, values, labels });
     return values;
   }
 
   /** The MQTT message of a forecast (built only for those published or listened to). */
   #message(model: string, stepS: number, f: Issued): ForecastMessage {
     const msg: ForecastMessage = { stream: f.stream, model, issued_at: new Date(f.ctx.ts).toISOString(), step_s: stepS, forecast: [] };
-    const classifies = f.readings.some((x) => x.label !== undefined);
     let entry: ForecastEntry | undefined;
-    for (const x of f.readings) {
-      if (entry?.horizon !== x.horizon) {
-        entry = { horizon: x.horizon, target_time: new Date(f.ctx.ts + x.horizon * stepS * 1000).toISOString(), values: {}, ...(classifies ? { labels: {} } : {}) };
+    f.cells.forEach((cell, k) => {
+      if (entry?.horizon !== cell.horizon) {
+        entry = { horizon: cell.horizon, target_time: new Date(f.ctx.ts + cell.horizon * stepS * 1000).toISOString(), values: {}, ...(f.labels ? { labels: {} } : {}) };
         msg.forecast.push(entry);
       }
-      if (x.label === undefined) entry.values[x.target] = x.value;
-      else entry.labels![x.target] = { label: x.label, probability: x.value, probabilities: { ...x.probabilities! } };
-    }
+      const l = f.labels?.[k];
+      if (!l) entry.values[cell.target] = f.values[k]!;
+      else entry.labels![cell.target] = { label: l[0], probability: f.values[k]!, probabilities: { ...l[1] } };
+    });
     return msg;
   }
 
@@ -177,7 +172,7 @@ export class ForecastSink {
     if (metrics) {
       const now = (this.#opts.now ?? Date.now)();
       metrics.committed(model.name, fresh.map(({ ctx }) => (now - ctx.receivedAt) / 1000));
-      for (const f of fresh) for (const x of f.readings) if (x.label !== undefined) metrics.labelled(model.name, x.target, x.label);
+      for (const f of fresh) f.labels?.forEach((l, k) => l && metrics.labelled(model.name, f.cells[k]!.target, l[0]));
     }
     const publishing = publish.enabled && publisher !== null;
     if (!publishing && !onForecast) return;
@@ -197,5 +192,8 @@ export class ForecastSink {
 interface Issued {
   readonly stream: string;
   readonly ctx: StepContext;
-  readonly readings: readonly HeadReading[];
+  /** The head's cells when it was read (a hot reload may bring other ones later). */
+  readonly cells: OutputHead['cells'];
+  readonly values: readonly number[];
+  readonly labels: ReadonlyArray<readonly [string, Readonly<Record<string, number>>] | null> | null;
 }

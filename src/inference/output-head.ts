@@ -78,6 +78,40 @@ export class OutputHead {
     return this.#slots.some((s) => s.labels !== undefined);
   }
 
+  /**
+   * The data path's read: one number per cell in `cells` order (a numeric
+   * target's value in physical units, a classification target's label
+   * probability) and, for a classifier, per cell null or [label, every
+   * label's probability]. No object per cell for a numeric head.
+   */
+  readValues(output: ArrayLike<number>): { values: number[]; labels: Array<readonly [string, Readonly<Record<string, number>>] | null> | null } {
+    const slots = this.#slots;
+    const values = new Array<number>(slots.length);
+    let labels: Array<readonly [string, Readonly<Record<string, number>>] | null> | null = null;
+    for (let k = 0; k < slots.length; k++) {
+      const s = slots[k]!;
+      if (!s.labels) {
+        values[k] = output[s.offset]! * s.std + s.mean;
+        continue;
+      }
+      labels ??= new Array(slots.length).fill(null);
+      const r = this.#classify(s, output);
+      values[k] = r.value;
+      labels[k] = [r.label!, r.probabilities!];
+    }
+    return { values, labels };
+  }
+
+  #classify(s: Slot, output: ArrayLike<number>): HeadReading {
+    const labels = s.labels!;
+    const p = s.logits ? softmax(output, s.offset, labels.length) : checkedProbabilities(output, s.offset, labels.length, s.target);
+    let best = 0;
+    for (let i = 1; i < p.length; i++) if (p[i]! > p[best]!) best = i;
+    const probabilities: Record<string, number> = {};
+    labels.forEach((label, i) => (probabilities[label] = p[i]!));
+    return { horizon: s.horizon, target: s.target, value: p[best]!, label: labels[best]!, probabilities };
+  }
+
   /** Every target at every horizon, horizon-major. Throws OutputReadError for probabilities that are not. */
   read(output: ArrayLike<number>): HeadReading[] {
     const out: HeadReading[] = [];
@@ -86,12 +120,7 @@ export class OutputHead {
         out.push({ horizon: s.horizon, target: s.target, value: output[s.offset]! * s.std + s.mean });
         continue;
       }
-      const p = s.logits ? softmax(output, s.offset, s.labels.length) : checkedProbabilities(output, s.offset, s.labels.length, s.target);
-      let best = 0;
-      for (let i = 1; i < p.length; i++) if (p[i]! > p[best]!) best = i;
-      const probabilities: Record<string, number> = {};
-      s.labels.forEach((label, i) => (probabilities[label] = p[i]!));
-      out.push({ horizon: s.horizon, target: s.target, value: p[best]!, label: s.labels[best]!, probabilities });
+      out.push(this.#classify(s, output));
     }
     return out;
   }
