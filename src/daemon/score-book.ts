@@ -1,5 +1,5 @@
 import { numericTargets, type ModelCard } from '../inference/card.js';
-import { bucketMsFor } from '../store/migrations.js';
+import { bucketMsFor } from '../store/schema-7.js';
 import type { AccuracyDelta } from '../store/rows.js';
 
 /** An earlier forecast scored against the step that just arrived. */
