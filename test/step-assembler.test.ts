@@ -133,4 +133,26 @@ describe('StepAssembler', () => {
     assert.equal(asm.duplicates, 2);
     assert.deepEqual(steps(asm.add('s', 'a', 2 * H, 1)), [[1, { a: 3, b: 1 }]], 'the open sums carry on; b forward-filled');
   });
+
+  it('checkpoints a stream with one sample per feature and step in binary, and refuses it for other features', () => {
+    const a = new StepAssembler(opts({ emit: 'complete', latenessMs: H }));
+    for (let t = 0; t < 12; t++) for (const f of ['a', 'b']) if (t % 5 !== 3 || f === 'a') a.add('s', f, t * H + 60_000, t);
+    a.add('s', 'a', 12 * H, 99); // an open bucket at the checkpoint
+    const saved = a.exportStream('s');
+    assert.ok(Buffer.isBuffer(saved), 'binary');
+    const b = new StepAssembler(opts({ emit: 'complete', latenessMs: H }));
+    b.importStream('s', saved);
+    for (const [f, t, v] of [['b', 12 * H, 5], ['a', 11 * H + 60_000, 11], ['a', 2 * H, 1], ['b', 13 * H, 6], ['a', 13 * H, 7]] as const) {
+      const outcome = (asm: StepAssembler): unknown => {
+        try {
+          return asm.add('s', f, t, v);
+        } catch (e) {
+          return (e as DecodeError).reason;
+        }
+      };
+      assert.deepEqual(outcome(b), outcome(a), `${f}@${t / H}h`);
+    }
+    assert.equal(b.duplicates, 1, 'the redelivered sample of step 11 is recognised after the import');
+    assert.throws(() => new StepAssembler(opts({ features: ['a', 'c'] })).importStream('s', saved), /other features/);
+  });
 });

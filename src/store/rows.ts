@@ -62,7 +62,8 @@ export interface StreamStateRow {
   readonly stream: string;
   readonly resident: boolean;
   readonly lastActive: number;
-  readonly assembler: string;
+  /** The step assembly: binary, or JSON (streams with several samples of a feature in one step, and checkpoints of earlier versions). */
+  readonly assembler: string | Buffer;
   readonly models: readonly ModelStateRow[];
 }
 

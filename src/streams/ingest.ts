@@ -423,7 +423,12 @@ export class Ingest {
   }
 
   #import(group: RouteGroup, row: StreamStateRow): void {
-    group.assembler.importStream(row.stream, row.assembler);
+    try {
+      group.assembler.importStream(row.stream, row.assembler);
+    } catch (err) {
+      // The route's features changed across the restart: the stream's steps start over (its model state still loads).
+      this.#log.warn({ stream: row.stream, err: (err as Error).message }, 'saved step assembly does not fit the route: the stream starts a new step');
+    }
     for (const m of group.models) {
       const saved = row.models.find((x) => x.model === m.name);
       if (!saved) continue;

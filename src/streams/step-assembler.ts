@@ -72,6 +72,16 @@ const WATERMARK = 1;
 const EMITTED = 2;
 const FIXED = 3;
 
+/** Version of the binary checkpoint layout. */
+const BINARY_VERSION = 1;
+
+/** FNV-1a, 32 bits: exact in a float64. */
+function hash(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
 /** The shared result of a sample that releases nothing (callers only read it). */
 const NOTHING: AssembledEvent[] = [];
 
@@ -91,6 +101,8 @@ export class StepAssembler {
   readonly #o: AssemblerOptions;
   readonly #streams = new Map<string, StreamState>();
   readonly #features: readonly string[];
+  /** Tells a binary checkpoint made for these features (names and order) from one made for others. */
+  readonly #featureHash: number;
   readonly #index = new Map<string, number>();
   readonly #how: readonly Aggregation[];
   /** Offsets in a stream's `f`. */
@@ -108,6 +120,7 @@ export class StepAssembler {
     this.#o = options;
     this.#features = [...options.features];
     this.#features.forEach((f, i) => this.#index.set(f, i));
+    this.#featureHash = hash(this.#features.join('\u0000'));
     this.#how = this.#features.map((f) => options.aggregate(f));
     const F = this.#features.length;
     this.#lastValue = FIXED;
@@ -201,10 +214,50 @@ export class StepAssembler {
     this.#streams.delete(stream);
   }
 
-  /** A stream's assembly state as JSON (for checkpoints); undefined when unknown. */
-  exportStream(stream: string): string | undefined {
+  /**
+   * A stream's assembly state for a checkpoint; undefined when unknown. Binary
+   * (a copy of its arrays, a few µs) unless a step holds several samples of
+   * one feature, whose keys only the JSON form carries.
+   */
+  exportStream(stream: string): string | Buffer | undefined {
     const s = this.#streams.get(stream);
     if (!s) return undefined;
+    if (s.recentMulti === null && s.open.every((b) => b.multi === null)) return this.#exportBinary(s);
+    return this.#exportJson(s);
+  }
+
+  /** [BINARY_VERSION, feature-set hash, open buckets, ring head], `f`, then per open bucket [start, count, aggregates]. */
+  #exportBinary(s: StreamState): Buffer {
+    const per = 2 + this.#features.length * AGG;
+    const out = new Float64Array(4 + s.f.length + s.open.length * per);
+    out.set([BINARY_VERSION, this.#featureHash, s.open.length, s.recentHead]);
+    out.set(s.f, 4);
+    s.open.forEach((b, k) => {
+      const at = 4 + s.f.length + k * per;
+      out[at] = b.start;
+      out[at + 1] = b.count;
+      out.set(b.agg, at + 2);
+    });
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  }
+
+  #importBinary(stream: string, saved: Buffer): void {
+    const v = new Float64Array(saved.buffer.slice(saved.byteOffset, saved.byteOffset + saved.byteLength));
+    if (v[0] !== BINARY_VERSION || v[1] !== this.#featureHash) {
+      throw new Error(`the saved step assembly of ${stream} was made for other features (${this.#features.join(', ')} now)`);
+    }
+    const s = this.#newStream(0, 0);
+    s.f.set(v.subarray(4, 4 + s.f.length));
+    s.recentHead = v[3]!;
+    const per = 2 + this.#features.length * AGG;
+    for (let k = 0; k < v[2]!; k++) {
+      const at = 4 + s.f.length + k * per;
+      s.open.push({ start: v[at]!, count: v[at + 1]!, agg: v.slice(at + 2, at + per), multi: null });
+    }
+    this.#streams.set(stream, s);
+  }
+
+  #exportJson(s: StreamState): string {
     const F = this.#features;
     const f = s.f;
     const keysOf = (b: Bucket): string[] => {
@@ -249,9 +302,13 @@ export class StepAssembler {
     return JSON.stringify(snap);
   }
 
-  /** Restore a stream from `exportStream`'s JSON (also the JSON of earlier versions: the format is the same). */
-  importStream(stream: string, json: string): void {
-    const snap = JSON.parse(json) as StreamSnapshot;
+  /**
+   * Restore a stream from `exportStream` (binary, or JSON, also the JSON of
+   * earlier versions). Throws when a binary state was saved for other features.
+   */
+  importStream(stream: string, saved: string | Buffer): void {
+    if (typeof saved !== 'string') return this.#importBinary(stream, saved);
+    const snap = JSON.parse(saved) as StreamSnapshot;
     const s = this.#newStream(snap.n, snap.w);
     const f = s.f;
     f[EMITTED] = snap.e ?? NaN;
