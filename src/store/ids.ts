@@ -58,16 +58,6 @@ export class Ids {
     return sid;
   }
 
-  /** A known stream's id, without registering one (undefined: never stored). */
-  knownStream(name: string): number | undefined {
-    return this.#streams.get(name) ?? (this.#findStream.get(name) as number | undefined);
-  }
-
-  /** Forget a stream's cached id (it left memory; the row stays). */
-  forgetStream(name: string): void {
-    this.#streams.delete(name);
-  }
-
   model(name: string): number {
     let mid = this.#models.get(name);
     if (mid === undefined) {
