@@ -126,16 +126,12 @@ export class ForecastSink {
     if (issued.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: issued.length }, 'batch had steps without forecast');
   }
 
-  readonly #layouts = new WeakMap<OutputHead, { key: string; layout: ForecastLayout }>();
+  /** Store layouts by the head's cells array, which OutputHead.use replaces when a reload brings other cells. */
+  readonly #layouts = new WeakMap<OutputHead['cells'], ForecastLayout>();
 
-  /** The head's cells as the store lays them out (a new object only when a reload changed them). */
   #layout(head: OutputHead, stepMs: number): ForecastLayout {
-    const cells = head.cells.map((c) => [c.horizon, c.target, c.labels ? 1 : 0] as const);
-    const key = JSON.stringify([stepMs, cells]);
-    const known = this.#layouts.get(head);
-    if (known?.key === key) return known.layout;
-    const layout = { stepMs, cells };
-    this.#layouts.set(head, { key, layout });
+    let layout = this.#layouts.get(head.cells);
+    if (!layout) this.#layouts.set(head.cells, (layout = { stepMs, cells: head.cells.map((c) => [c.horizon, c.target, c.labels ? 1 : 0] as const) }));
     return layout;
   }
 

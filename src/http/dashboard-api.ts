@@ -79,14 +79,11 @@ export class DashboardApi {
        WHERE sid = (SELECT sid FROM stream_ids WHERE name = ?) AND mid = (SELECT mid FROM model_ids WHERE name = ?) AND horizon = ? AND target = ?
        ORDER BY bucket DESC LIMIT 100`,
     );
-    const mae = {
-      get: (stream: string, model: string, horizon: number, target: string) => {
-        const memory = this.#unstored(stream, model).filter((d) => d.horizon === horizon && d.target === target);
-        const stored = (buckets.all(stream, model, horizon, target) as Array<Bucket & { bucket: number }>);
-        // Newest first; a bucket both stored and in memory counts both parts.
-        const all = [...memory.map((d) => ({ bucket: d.bucket, n: d.n, sumAbs: d.sumAbs, sumPAbs: d.sumPAbs })), ...stored].sort((a, b) => b.bucket - a.bucket);
-        return recentMae(all, 100);
-      },
+    const mae = (stream: string, model: string, horizon: number, target: string): ReturnType<typeof recentMae> => {
+      const memory = this.#unstored(stream, model).filter((d) => d.horizon === horizon && d.target === target);
+      const stored = buckets.all(stream, model, horizon, target) as Bucket[];
+      // Newest first; a bucket both stored and in memory counts both parts.
+      return recentMae([...memory, ...stored].sort((a, b) => b.bucket - a.bucket), 100);
     };
     const providers = new Map(this.#models().map((m) => [m.name, m.provider]));
     return streams.map((s) => {
@@ -102,7 +99,7 @@ export class DashboardApi {
           issuedAt,
           forecast: rows,
           mae: targets
-            .map((target) => ({ target, horizon: h, ...(mae.get(s.id, model, h, target) as { mae: number | null; persistenceMae: number | null; n: number }) }))
+            .map((target) => ({ target, horizon: h, ...mae(s.id, model, h, target) }))
             .filter((m) => m.n > 0),
         };
       });
@@ -152,7 +149,7 @@ export class DashboardApi {
   }
 }
 
-interface Bucket { n: number; sumAbs: number; sumPAbs: number }
+interface Bucket { bucket: number; n: number; sumAbs: number; sumPAbs: number }
 
 /** MAE and persistence MAE over the newest buckets that together hold at least `min` scored forecasts. */
 function recentMae(newestFirst: readonly Bucket[], min: number): { mae: number | null; persistenceMae: number | null; n: number } {

@@ -60,6 +60,9 @@ export class Metrics {
   readonly #labels: Counter<'model' | 'target' | 'label'>;
   readonly #invalidOutputs: Counter<'model'>;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
+  /** Per-label children, looked up once (these two run per message and per forecast). */
+  readonly #byRoute = new Map<string, { inc(): void }>();
+  readonly #endToEndOf = new Map<string, { observe(v: number): void }>();
 
   constructor(source: MetricsSource) {
     const r = this.registry;
@@ -141,10 +144,6 @@ export class Metrics {
     if (!c) this.#byRoute.set(route, (c = this.#messages.labels({ route })));
     c.inc();
   }
-
-  /** Per-label children, looked up once (these two run per message and per forecast). */
-  readonly #byRoute = new Map<string, { inc(): void }>();
-  readonly #endToEndOf = new Map<string, { observe(v: number): void }>();
 
   deadLetter(reason: string): void {
     this.#deadLetters.inc({ reason });

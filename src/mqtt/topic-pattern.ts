@@ -56,9 +56,14 @@ export class TopicPattern {
   }
 }
 
+/** Templates compiled so far (they come from the configuration: a handful). */
+const compiled = new Map<string, ReturnType<typeof compileTemplate>>();
+
 /** Fill `{name}` placeholders; unknown names are left as they are. */
 export function fillTemplate(template: string, values: Readonly<Record<string, string>>): string {
-  return compileTemplate(template)(values);
+  let fill = compiled.get(template);
+  if (!fill) compiled.set(template, (fill = compileTemplate(template)));
+  return fill(values);
 }
 
 /**

@@ -45,9 +45,7 @@ export class InputLog {
     this.#db = db;
     this.#opts = { groupMs: 5, groupMax: 1000, ...options };
     this.#insert = db.prepare('INSERT INTO input_log (seq, kind, received_at, topic, payload) VALUES (?, ?, ?, ?, ?)');
-    this.#writeMany = db.transaction((rows: readonly InputRow[]) => {
-      for (const r of rows) this.#insert.run(r.seq, r.kind, r.receivedAt, r.topic, r.payload);
-    });
+    this.#writeMany = db.transaction((rows: readonly InputRow[]) => this.#insertAll(rows));
     // Positions are never reused, even after a trim: continue after the highest ever handed out.
     const logged = db.prepare('SELECT max(seq) FROM input_log').pluck().get() as number | null;
     const sequence = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'input_log'").pluck().get() as number | undefined;
@@ -101,8 +99,12 @@ export class InputLog {
    * (a rollback leaves them pending for the next try).
    */
   writePending(): number {
-    for (const r of this.#pending) this.#insert.run(r.seq, r.kind, r.receivedAt, r.topic, r.payload);
+    this.#insertAll(this.#pending);
     return this.#pending.length;
+  }
+
+  #insertAll(rows: readonly InputRow[]): void {
+    for (const r of rows) this.#insert.run(r.seq, r.kind, r.receivedAt, r.topic, r.payload);
   }
 
   /** The transaction that called `writePending` committed. */

@@ -194,8 +194,6 @@ export class Ingest {
   readonly #log: Logger;
   readonly #groups: readonly RouteGroup[];
   #residents = 0;
-  /** Scratch for one step's physical values. */
-  #raw = new Float64Array(8);
   /** Accepted messages per route. */
   readonly accepted = new Map<string, number>();
   /** Dead letters per reason. */
@@ -458,12 +456,7 @@ export class Ingest {
       } else {
         const context: StepContext = { route: origin.route, topic: origin.topic, params: origin.params, receivedAt: origin.receivedAt, seq: origin.seq, features: group.features, ts: e.ts, values: e.values, filled: e.filled };
         const resetBefore = resetNext?.delete(e.stream) ?? false;
-        for (const m of group.models) {
-          // Physical values in float64, scaled, then float32 for the engine (which keeps the array until its batch runs).
-          const raw = (this.#raw.length >= m.features.length ? this.#raw : (this.#raw = new Float64Array(m.features.length))).subarray(0, m.features.length);
-          for (let i = 0; i < raw.length; i++) raw[i] = e.values[m.features[i]!]!;
-          m.engine.submit(e.stream, m.scaler.scaleFeatures(raw), context, resetBefore ? RESET : undefined);
-        }
+        for (const m of group.models) m.engine.submit(e.stream, m.scaler.scaleNamed(e.values, m.features), context, resetBefore ? RESET : undefined);
         this.steps.submitted++;
       }
     }
