@@ -45,10 +45,10 @@ export async function apiBench(): Promise<ApiBenchResult> {
       steps.push({ stream: `site${s % 20}/dev${s}`, route: 'bench', ts, receivedAt: ts, features: FEATURES, values: { precipitation: 0, temp_max: v, temp_min: v - 6, wind: 3 }, filled: [] });
       forecasts.push({ stream: `site${s % 20}/dev${s}`, issuedAt: ts, values: LAYOUT.cells.map(([h, target]) => v + h * 0.3 - (target === 'temp_min' ? 6 : 0)), labels: null });
     }
-    store.commit('weather-lstm', LAYOUT, steps, forecasts);
+    await store.commit('weather-lstm', LAYOUT, steps, forecasts);
     for (let i = 0; i < steps.length; i++) book.step(steps[i]!.stream, steps[i]!.ts, steps[i]!.values, [], forecasts[i]!.values);
     if (t % 100 === 99 || t === STEPS - 1) {
-      store.writeCheckpoint(0, [], book.deltas());
+      await store.writeCheckpoint(0, [], book.take());
       book.stored();
     }
   }
@@ -76,7 +76,7 @@ export async function apiBench(): Promise<ApiBenchResult> {
     ms[name] = { p50: times[7]!, max: times[14]!, bytes };
   }
   const predictions = (store.db.prepare('SELECT count(*) n FROM predictions').get() as { n: number }).n;
-  store.stop();
+  await store.stop();
   rmSync(dir, { recursive: true, force: true });
   return { scenario: 'api', predictions, streams: STREAMS, build_s: buildS, ms };
 }

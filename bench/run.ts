@@ -36,7 +36,7 @@ const SCENARIOS = {
     return { json: r, table: recoveryTable(r) };
   },
   store: async () => {
-    const r = storeBench();
+    const r = await storeBench();
     return { json: r, table: storeTable(r) };
   },
   api: async () => {

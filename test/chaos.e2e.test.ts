@@ -80,7 +80,15 @@ interface Variant {
   messages(): ReturnType<typeof telemetry>;
   /** Wall-clock routes restore their streams at start: at least one restart must have. */
   eager?: boolean;
+  /**
+   * Kill in flow only while the writer thread holds a checkpoint transaction
+   * open (fault injection: TIDECAST_FAULT_CHECKPOINT_HOLD_MS makes it wait
+   * there and say so).
+   */
+  inCheckpoint?: boolean;
 }
+
+const HOLDING = 'fault injection: holding a checkpoint transaction open';
 
 async function killTest(variant: Variant): Promise<void> {
     const tmp = tempDir();
@@ -115,14 +123,23 @@ async function killTest(variant: Variant): Promise<void> {
       await listener.subscribeAsync('forecast/#', { qos: 1 });
       const chaosDb = path.join(tmp.dir, 'chaos.db');
       const rand = prng(SEED);
-      let child = startChild(['run', '--config', chaosFile]);
+      const env = variant.inCheckpoint ? { TIDECAST_FAULT_CHECKPOINT_HOLD_MS: '1500' } : {};
+      let child = startChild(['run', '--config', chaosFile], env);
       children.push(child);
       await waitReady(child); // the persistent session exists before the first message
       const publishing = publishAll(broker.url, msgs, LONG ? 20_000 : 6_000);
       const killedAt: number[] = [];
+      let inCheckpoint = 0;
       for (let k = 0; k < KILLS; k++) {
         if (k % 2 === 1) {
           await sleep(rand() * 600); // during start-up or recovery
+        } else if (variant.inCheckpoint) {
+          // In flow, with a checkpoint transaction open in the writer thread.
+          await waitReady(child, 30_000);
+          const c = child;
+          await waitFor(() => logged(c, HOLDING) !== undefined, 30_000, 'a checkpoint transaction held open');
+          await sleep(rand() * 500);
+          inCheckpoint++;
         } else {
           // In flow: ready, taking messages, with inputs logged since the last checkpoint.
           await waitReady(child, 30_000);
@@ -132,7 +149,7 @@ async function killTest(variant: Variant): Promise<void> {
         child.proc.kill('SIGKILL');
         await child.exit;
         if (rand() < 0.5) await sleep(rand() * 400); // messages pile up at the broker meanwhile
-        child = startChild(['run', '--config', chaosFile]);
+        child = startChild(['run', '--config', chaosFile], env);
         children.push(child);
       }
       await publishing;
@@ -141,6 +158,7 @@ async function killTest(variant: Variant): Promise<void> {
       child.proc.kill('SIGTERM');
       assert.equal(await child.exit, 0, child.stderr());
       assert.ok(killedAt.some((n) => n > 0 && n < expected), `at least one kill landed mid-stream (predictions at each kill: ${killedAt.join(', ')})`);
+      if (variant.inCheckpoint) assert.ok(inCheckpoint >= 2, `kills inside a checkpoint transaction: ${inCheckpoint}`);
       const replays = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.replayedInputs ?? 0));
       assert.ok(replays.some((n) => n > 0), `at least one restart replayed the input log (inputs replayed per start: ${replays.join(', ')})`);
       if (variant.eager) {
@@ -176,6 +194,11 @@ async function killTest(variant: Variant): Promise<void> {
 describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${STEPS} messages, ${KILLS} SIGKILLs)`, () => {
   it('a daemon killed at random moments ends with exactly the predictions of an uninterrupted run', { timeout: LONG ? 600_000 : 180_000 }, () =>
     killTest({ messages: () => telemetry(STREAMS, STEPS) }));
+
+  // SIGKILL while the writer thread is inside a checkpoint transaction: the checkpoint is not there
+  // at the next start, the previous one is, and the log (trimmed only after a commit) replays from it.
+  it('the same when killed inside a checkpoint transaction of the writer thread', { timeout: LONG ? 600_000 : 180_000 }, () =>
+    killTest({ messages: () => telemetry(STREAMS, STEPS), inCheckpoint: true }));
 
   // A wall-clock route restores its streams up front at every start and logs clock ticks: the same promise holds.
   // One-second steps (weather-lstm under a card that says so) with event times of the last minutes, and a lateness

@@ -37,7 +37,7 @@ describe('disk full', () => {
     // The schema, then 3 MiB of ballast that the test deletes later to "free the disk".
     const store = new Store({ path: dbFile, retentionDays: 36500, log: silentLogger });
     store.start();
-    store.stop();
+    await store.stop();
     const db = new Database(dbFile);
     db.exec('CREATE TABLE ballast (b BLOB)');
     const ins = db.prepare('INSERT INTO ballast VALUES (?)');

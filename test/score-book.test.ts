@@ -49,8 +49,14 @@ describe('ScoreBook (online scoring in memory)', () => {
     }
     assert.equal(new Set(h1.map((a) => a.bucket)).size, 2, 'days 1..9 fall in two 7-day buckets');
     assert.deepEqual(book.deltasOf('s'), deltas, 'one stream: its own deltas are all of them');
+    assert.deepEqual(book.take(), deltas, 'a checkpoint takes them all');
+    assert.deepEqual(book.deltas(), [], 'taken: the sums start over');
+    assert.deepEqual(book.deltasOf('s'), deltas, 'in flight: the dashboard still counts them');
+    book.unstored();
+    assert.deepEqual(book.take(), deltas, 'a failed checkpoint gives them back to the next one');
     book.stored();
     assert.deepEqual(book.deltas(), []);
+    assert.deepEqual(book.deltasOf('s'), [], 'stored: no longer in memory');
     book.step('s', 10 * DAY, { x: 10, y: 0 }, [], null, []);
     assert.deepEqual(book.deltas().map((a) => [a.horizon, a.n]), [[1, 1], [2, 1]]);
   });

@@ -12,32 +12,32 @@ const LAYOUT: ForecastLayout = { stepMs: DAY, cells: [[1, 'x', 0]] };
 const FEATURES = ['x', 'y'];
 
 describe('SQLite store', () => {
-  it('migrates to the latest user_version once, in WAL mode', () => {
+  it('migrates to the latest user_version once, in WAL mode', async () => {
     const tmp = tempDir();
     const file = path.join(tmp.dir, 't.db');
     const a = new Store({ path: file, retentionDays: 30, log: silentLogger });
     a.start();
     assert.equal(a.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
     assert.equal(a.db.pragma('journal_mode', { simple: true }), 'wal');
-    a.stop();
-    a.stop(); // idempotent
+    await a.stop();
+    await a.stop(); // idempotent
     const b = new Store({ path: file, retentionDays: 30, log: silentLogger });
     b.start(); // no migration re-run on an up-to-date file
     assert.equal(b.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
-    b.stop();
+    await b.stop();
     tmp.remove();
   });
 
-  it('commits steps and forecasts in one batch, one row each; a step shared by two models is stored once; the views show them as before', () => {
+  it('commits steps and forecasts in one batch, one row each; a step shared by two models is stored once; the views show them as before', async () => {
     let now = 10 * DAY;
     const s = new Store({ path: ':memory:', retentionDays: 2, log: silentLogger, now: () => now });
     s.start();
     const step = { stream: 'a', route: 'r', ts: 9 * DAY, receivedAt: 9 * DAY, features: FEATURES, values: { x: 1, y: 2 }, filled: ['y'] };
     const fc = (issuedAt: number, value: number) => ({ stream: 'a', issuedAt, values: [value], labels: null });
-    assert.deepEqual(s.commit('m1', LAYOUT, [step], [fc(9 * DAY, 1.5)]), [true]);
-    assert.deepEqual(s.commit('m2', LAYOUT, [step], [fc(9 * DAY, 2.5)]), [true]);
-    assert.deepEqual(s.commit('m1', LAYOUT, [{ ...step, ts: 5 * DAY, filled: [] }], [fc(5 * DAY, 0.5)]), [true]);
-    assert.deepEqual(s.commit('m1', LAYOUT, [], [fc(9 * DAY, 7)]), [false], 'a replayed forecast is not stored twice');
+    assert.deepEqual(await s.commit('m1', LAYOUT, [step], [fc(9 * DAY, 1.5)]), [true]);
+    assert.deepEqual(await s.commit('m2', LAYOUT, [step], [fc(9 * DAY, 2.5)]), [true]);
+    assert.deepEqual(await s.commit('m1', LAYOUT, [{ ...step, ts: 5 * DAY, filled: [] }], [fc(5 * DAY, 0.5)]), [true]);
+    assert.deepEqual(await s.commit('m1', LAYOUT, [], [fc(9 * DAY, 7)]), [false], 'a replayed forecast is not stored twice');
     assert.equal((s.db.prepare('SELECT count(*) n FROM step_inputs').get() as { n: number }).n, 2);
     assert.equal((s.db.prepare('SELECT count(*) n FROM forecasts').get() as { n: number }).n, 3);
     assert.deepEqual(s.db.prepare('SELECT id, route, steps, last_seen FROM streams').all(), [{ id: 'a', route: 'r', steps: 2, last_seen: 9 * DAY }]);
@@ -47,14 +47,16 @@ describe('SQLite store', () => {
     ]);
     assert.deepEqual(latestPredictions(s.db, { stream: 'a', limit: 2 }).map((p) => [p.model, p.value, p.targetTime]), [['m1', 1.5, 10 * DAY], ['m2', 2.5, 10 * DAY]]);
     // forecast_errors joins a forecast with the actual at its target time (m1's day-5 forecast of day 6: no step, no error).
-    s.commit('m1', LAYOUT, [{ ...step, ts: 6 * DAY, filled: [] }], []);
+    await s.commit('m1', LAYOUT, [{ ...step, ts: 6 * DAY, filled: [] }], []);
     assert.deepEqual(s.db.prepare('SELECT model, issued_at, predicted, actual, persistence FROM forecast_errors').all(), [{ model: 'm1', issued_at: 5 * DAY, predicted: 0.5, actual: 1, persistence: 1 }]);
-    // The schema refuses a non-finite value even if one slipped past the engine.
-    assert.throws(() => s.commit('m1', LAYOUT, [], [fc(8 * DAY, NaN)]), /CHECK/);
-    assert.throws(() => s.commit('m1', LAYOUT, [], [fc(8 * DAY, Infinity)]), /CHECK/);
+    // The schema refuses a non-finite value even if one slipped past the engine: the batch is refused, nothing of it stored.
+    assert.equal(await s.commit('m1', LAYOUT, [{ ...step, ts: 8 * DAY }], [fc(8 * DAY, NaN)]), null);
+    assert.equal(await s.commit('m1', LAYOUT, [], [fc(8 * DAY, Infinity)]), null);
+    assert.equal((s.db.prepare('SELECT count(*) n FROM forecasts').get() as { n: number }).n, 3);
+    assert.equal((s.db.prepare('SELECT count(*) n FROM step_inputs').get() as { n: number }).n, 3, 'the refused batch\'s step neither');
     now = 10 * DAY;
-    assert.deepEqual(s.prune(), { forecasts: 1, steps: 2, accuracy: 0, events: 0, dead_letters: 0 });
-    s.stop();
+    assert.deepEqual(await s.prune(), { forecasts: 1, steps: 2, accuracy: 0, events: 0, dead_letters: 0 });
+    await s.stop();
   });
 
   it('logs QoS 0 inputs in group commits and durable ones at once, with positions in order; a batch commit writes the pending group first', async () => {
@@ -70,12 +72,72 @@ describe('SQLite store', () => {
     assert.equal(s.appendInput(0, 4, 't', Buffer.from('d'), true), 4);
     assert.deepEqual(logged(), [1, 2, 3, 4], 'a durable input writes the pending group with it');
     s.appendInput(0, 5, 't', Buffer.from('e'), false);
-    s.commit('m', LAYOUT, [], [{ stream: 'a', issuedAt: 0, values: [1], labels: null }]);
+    const committed = s.commit('m', LAYOUT, [], [{ stream: 'a', issuedAt: 0, values: [1], labels: null }]);
     assert.deepEqual(logged(), [1, 2, 3, 4, 5], 'a stored forecast never runs ahead of its logged input');
-    s.stop();
+    await committed;
+    await s.stop();
   });
 
-  it('moves a schema-6 database into the compact tables in place', () => {
+  it('on a file: the writer thread commits batches and checkpoints; the input log has its own file, trimmed once a checkpoint commits', async () => {
+    const tmp = tempDir();
+    const file = path.join(tmp.dir, 'w.db');
+    const s = new Store({ path: file, retentionDays: 36500, log: silentLogger });
+    s.start();
+    for (let i = 1; i <= 5; i++) assert.equal(s.appendInput(0, i, 't', Buffer.from(`m${i}`), true), i);
+    s.refuse({ receivedAt: 6, topic: 'bad', reason: 'malformed', detail: 'not JSON', payload: Buffer.from('{'), payloadBytes: 1, stream: 'a' }, true);
+    const step = { stream: 'a', route: 'r', ts: DAY, receivedAt: DAY, features: FEATURES, values: { x: 1, y: 2 }, filled: [] };
+    // Several batches in flight at once: answered in order.
+    const batches = [1, 2, 3].map((d) => s.commit('m', LAYOUT, [{ ...step, ts: d * DAY }], [{ stream: 'a', issuedAt: d * DAY, values: [d], labels: null }]));
+    assert.ok(s.backlog >= 3, 'the commits are in the writer\'s hands');
+    assert.deepEqual(await Promise.all(batches), [[true], [true], [true]]);
+    const state = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer);
+    await s.writeCheckpoint(4, [{ group: 'm', stream: 'a', resident: true, lastActive: 3 * DAY, assembler: Buffer.from([7, 8]), models: [{ model: 'm', fingerprint: 'f', state, filled: 3, pending: null }] }]);
+    assert.equal(s.checkpointSeq(), 4);
+    const restored = [...s.residentStreams(['m'])];
+    assert.deepEqual(restored.map((r) => [r.stream, [...r.assembler], r.models.map((m) => [m.model, m.filled, [...new Float32Array(m.state.buffer.slice(m.state.byteOffset, m.state.byteOffset + m.state.byteLength))]])]), [['a', [7, 8], [['m', 3, [1, 2, 3, 4]]]]], 'the state reads back as written');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(s.inputAfter(0, 100).map((r) => [r.seq, r.kind]), [[5, 0], [6, 2]], 'the log is trimmed up to the checkpoint; the refused message is logged (kind 2)');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(s.db.prepare('SELECT reason, seq FROM dead_letters').all(), [{ reason: 'malformed', seq: 6 }], 'its dead letter is stored with its position');
+    assert.equal((s.db.prepare('SELECT count(*) n FROM forecasts').get() as { n: number }).n, 3);
+    await s.stop();
+    const log = new Database(`${file}-inputs`, { readonly: true });
+    assert.deepEqual(log.prepare('SELECT seq FROM input_log').pluck().all(), [5, 6], 'the log is a file of its own');
+    log.close();
+    const main = new Database(file, { readonly: true });
+    assert.equal(main.prepare("SELECT count(*) FROM sqlite_master WHERE name = 'input_log'").pluck().get(), 0, 'and not a table of the store');
+    main.close();
+    // Positions continue after the highest handed out.
+    const again = new Store({ path: file, retentionDays: 36500, log: silentLogger });
+    again.start();
+    assert.equal(again.appendInput(0, 7, 't', Buffer.from('x'), true), 7);
+    await again.stop();
+    tmp.remove();
+  });
+
+  it('moves the input log of a schema-7 database into its own file, so that recovery still replays it', async () => {
+    const tmp = tempDir();
+    const file = path.join(tmp.dir, 'v7.db');
+    const old = new Store({ path: file, retentionDays: 36500, log: silentLogger });
+    old.start();
+    await old.stop();
+    // Back to schema 7 with two logged inputs after a checkpoint at 1, as version 7 left them.
+    const db = new Database(file);
+    db.exec(`CREATE TABLE input_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, received_at INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL);
+      INSERT INTO input_log (seq, kind, received_at, topic, payload) VALUES (2, 0, 20, 't/a', x'7b7d'), (3, 1, 30, '', x'');
+      INSERT INTO checkpoint (id, seq, at, streams) VALUES (1, 1, 0, 0);`);
+    db.pragma('user_version = 7');
+    db.close();
+    const s = new Store({ path: file, retentionDays: 36500, log: silentLogger });
+    s.start();
+    assert.equal(s.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    assert.deepEqual(s.inputAfter(s.checkpointSeq(), 10).map((r) => [r.seq, r.kind, r.receivedAt, r.topic, r.payload.toString()]), [[2, 0, 20, 't/a', '{}'], [3, 1, 30, '', '']]);
+    assert.equal(s.appendInput(0, 40, 't', Buffer.from('x'), true), 4);
+    await s.stop();
+    tmp.remove();
+  });
+
+  it('moves a schema-6 database into the compact tables in place', async () => {
     const tmp = tempDir();
     const file = path.join(tmp.dir, 'v6.db');
     const old = new Database(file);
@@ -108,11 +170,11 @@ describe('SQLite store', () => {
     assert.equal((db.prepare('SELECT count(*) n FROM forecasts').get() as { n: number }).n, 2, 'one row per forecast');
     assert.deepEqual(db.prepare('SELECT predicted, actual, persistence FROM forecast_errors').all(), [{ predicted: 2.5, actual: 3, persistence: 1 }], 'b was forward-filled: not scored');
     assert.deepEqual(db.prepare('SELECT horizon, target, n, sum_abs, sum_pabs FROM accuracy').all(), [{ horizon: 1, target: 'a', n: 1, sum_abs: 0.5, sum_pabs: 2 }], 'stored errors become accuracy sums');
-    s.stop();
+    await s.stop();
     tmp.remove();
   });
 
-  it('answers "latest N forecasts of a stream" and the dashboard\'s lookups along primary keys, without a sort', () => {
+  it('answers "latest N forecasts of a stream" and the dashboard\'s lookups along primary keys, without a sort', async () => {
     const s = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger });
     s.start();
     const plan = (sql: string): string => (s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>).map((p) => p.detail).join('; ');
@@ -123,6 +185,6 @@ describe('SQLite store', () => {
     const step = plan("SELECT ts, values_json FROM steps WHERE stream = 'a' ORDER BY ts DESC LIMIT 1");
     assert.match(step, /SEARCH i USING PRIMARY KEY \(sid=\?\)/);
     assert.doesNotMatch(step, /TEMP B-TREE/);
-    s.stop();
+    await s.stop();
   });
 });

@@ -56,7 +56,8 @@ function parseEnvValue(raw: string): Json {
 function applyEnv(doc: Record<string, Json>, env: NodeJS.ProcessEnv, schema: SchemaNode, problems: string[]): string[] {
   const applied: string[] = [];
   for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith('TIDECAST_') || name === 'TIDECAST_CONFIG' || raw === undefined) continue;
+    // TIDECAST_FAULT_*: fault injection for the reliability tests (store/writer.ts), not settings.
+    if (!name.startsWith('TIDECAST_') || name === 'TIDECAST_CONFIG' || name.startsWith('TIDECAST_FAULT_') || raw === undefined) continue;
     const segments = name.slice('TIDECAST_'.length).split('__');
     let node: SchemaNode | undefined = schema;
     let target: Json = doc;

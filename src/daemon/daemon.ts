@@ -13,7 +13,7 @@ import { DashboardApi } from '../http/dashboard-api.js';
 import { HttpEndpoint } from '../http/http-endpoint.js';
 import { Metrics } from '../metrics/metrics.js';
 import { Store } from '../store/store.js';
-import { Ingest, compileRoutes, type RouteModel, type StepContext } from '../streams/ingest.js';
+import { Ingest, compileRoutes, type RouteModel, type Snapshot, type StepContext } from '../streams/ingest.js';
 import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
 import { Intake, type HoldReason } from './intake.js';
 import { ScoreBook } from './score-book.js';
@@ -63,6 +63,8 @@ export class Daemon {
   #sink: ForecastSink | null = null;
   #checkpointTimer: NodeJS.Timeout | null = null;
   #checkpointing: Promise<boolean> | null = null;
+  /** True while a checkpoint holds the intake (engines draining, streams packed). */
+  #snapshotting = false;
   #reloading: Promise<void> | null = null;
   #swapping = false;
   readonly #watched: string[] = [];
@@ -240,8 +242,7 @@ export class Daemon {
       onRejected: (reason) => this.metrics.deadLetter(reason),
       onGap: (_stream, models) => models.forEach((m) => this.metrics.reset(m, 'gap')),
       onResidency: (action, n) => this.metrics.residency(action, n),
-      onStateDiscarded: (stream, model) =>
-        store.enqueue('event', () => store.addEvent({ at: this.#now(), stream, model, kind: 'state_discarded', detail: 'saved state belongs to another version of the model file' })),
+      onStateDiscarded: (stream, model) => store.addEvent({ at: this.#now(), stream, model, kind: 'state_discarded', detail: 'saved state belongs to another version of the model file' }),
       log,
     });
     this.#ingest = ingest;
@@ -249,7 +250,7 @@ export class Daemon {
     this.#intake = intake;
     store.onRecovered = () => intake.pump();
 
-    await this.#recover();
+    const replayed = await this.#recover();
 
     if (cfg.routes.some((r) => r.resample.wallClock)) {
       // Live streams: close steps whose time has passed even if no later sample comes.
@@ -258,12 +259,10 @@ export class Daemon {
     this.#checkpointTimer = setInterval(() => void this.checkpoint(), cfg.durability.checkpointIntervalS * 1000).unref();
 
     this.#pruneTimer = setInterval(() => {
-      try {
-        const deleted = store.prune();
-        log.info({ deleted }, 'retention pruning');
-      } catch (err) {
-        log.error({ err }, 'retention pruning failed');
-      }
+      store.prune().then(
+        (deleted) => log.info({ deleted }, 'retention pruning'),
+        (err: Error) => log.error({ err }, 'retention pruning failed'),
+      );
     }, cfg.store.pruneIntervalS * 1000).unref();
 
     this.#mqtt = new MqttConnection({
@@ -290,6 +289,8 @@ export class Daemon {
     this.#deferred = null;
     for (const [t, p, q, r] of deferred) this.#mqtt.publish(t, p, q, r);
     if (deferred.length > 0) log.info({ messages: deferred.length }, 'published what recovery replayed');
+    // Only now that they are published may a checkpoint move past the replayed inputs (the log starts over).
+    if (replayed > 0) await this.checkpoint();
     if (cfg.stats.intervalS > 0) {
       this.#statsTimer = setInterval(() => {
         this.#mqtt?.publish(cfg.stats.topic, JSON.stringify({ at: new Date().toISOString(), ...this.stats() }), 0, true);
@@ -338,7 +339,9 @@ export class Daemon {
   /** The pipeline's reason to hold the next message, or null. */
   #busy(): HoldReason | null {
     if (this.#swapping) return 'reload';
-    if (this.#checkpointing) return 'checkpoint';
+    if (this.#snapshotting) return 'checkpoint';
+    // The writer thread has as many ops in hand as it should: wait for it as for a full engine queue.
+    if (this.#store?.backlogged) return 'queue_full';
     const max = this.#opts.loaded.config.limits.maxQueuedSteps;
     for (const e of this.#engines.values()) if (e.queueDepth >= max) return 'queue_full';
     return null;
@@ -351,11 +354,13 @@ export class Daemon {
   /**
    * Crash recovery: bring back the wall-clock routes' streams that were in
    * memory at the last checkpoint (the others load on their next message,
-   * from the same checkpoint), replay every input logged after it (predictions already stored
-   * are recomputed and skipped, not duplicated), then checkpoint, so the log
-   * starts empty.
+   * from the same checkpoint) and replay every input logged after it
+   * (predictions already stored are recomputed and skipped, not duplicated;
+   * every recomputed forecast is published again once the broker connection
+   * is up, and only then does a checkpoint move past them). Returns the
+   * number of inputs replayed.
    */
-  async #recover(): Promise<void> {
+  async #recover(): Promise<number> {
     const store = this.#store!;
     const ingest = this.#ingest!;
     const intake = this.#intake!;
@@ -369,7 +374,7 @@ export class Daemon {
     this.#sink!.replaying = true;
     for (let page = store.inputAfter(from, 1000); page.length > 0; page = store.inputAfter(intake.lastSeq, 1000)) {
       for (const row of page) {
-        ingest.replay(row.seq, row.kind, row.topic, row.payload, row.receivedAt);
+        ingest.replay(row.seq, row.kind, row.topic, row.payload, row.receivedAt, row.note);
         intake.lastSeq = row.seq;
         replayed++;
         // The same bound as live intake (limits.maxQueuedSteps): let the engines catch up.
@@ -378,10 +383,12 @@ export class Daemon {
     }
     await this.#drainEngines();
     this.#sink!.replaying = false;
+    // Every replayed batch committed (its forecasts handed to the publisher, deferred until the broker connection is up).
+    await store.settled();
     this.metrics.replayed(replayed);
     this.#recovery = { restoredStreams: restored, replayedInputs: replayed, ms: Math.round(performance.now() - started) };
     if (replayed > 0 || restored > 0) this.#log.info({ checkpointSeq: from, ...this.#recovery }, 'recovered from checkpoint');
-    if (replayed > 0) await this.checkpoint();
+    return replayed;
   }
 
   /**
@@ -410,7 +417,7 @@ export class Daemon {
     const failed = (model: string, detail: string, logged: Record<string, unknown>, message: string): void => {
       this.metrics.reload(model, 'failed');
       log.error({ model, reason, ...logged }, message);
-      store.enqueue('event', () => store.addEvent({ at: this.#now(), stream: null, model, kind: 'model_reload_failed', detail }));
+      store.addEvent({ at: this.#now(), stream: null, model, kind: 'model_reload_failed', detail });
     };
     for (const [name, engine] of this.#engines) {
       const m = cfg.models[name]!;
@@ -438,7 +445,6 @@ export class Daemon {
       this.#swapping = true;
       try {
         await this.#drainEngines();
-        store.flush();
         const { stateKept, streams } = await engine.replaceModel(next);
         this.#scalers.get(current.name)?.use(next.card!);
         this.#heads.get(current.name)?.use(next.card!);
@@ -446,16 +452,18 @@ export class Daemon {
         this.#discovery?.forget(current.name);
         if (stateKept) {
           // Spilled streams' saved state fits the new file too.
-          store.enqueue('model state', () => store.db.prepare('UPDATE model_state SET fingerprint = ? WHERE model = ? AND fingerprint = ?').run(next.fingerprint, current.name, current.fingerprint));
+          store.adoptFingerprint(current.name, current.fingerprint, next.fingerprint);
         }
         this.metrics.reload(current.name, stateKept ? 'kept_state' : 'reset_state');
         const detail = stateKept ? `${streams} streams kept their state` : `${streams} streams start over: the new graph's state has another shape`;
-        store.enqueue('event', () => store.addEvent({ at: this.#now(), stream: null, model: current.name, kind: stateKept ? 'model_reloaded' : 'model_reloaded_state_reset', detail }));
+        store.addEvent({ at: this.#now(), stream: null, model: current.name, kind: stateKept ? 'model_reloaded' : 'model_reloaded_state_reset', detail });
         (stateKept ? log.info.bind(log) : log.warn.bind(log))({ model: current.name, reason, path: next.path, fingerprint: next.fingerprint, provider: next.provider, stateKept, streams }, 'model reloaded');
       } finally {
         this.#swapping = false;
       }
     }
+    // The reload's events are stored by the time it returns.
+    if (!store.failing) await store.settled();
   }
 
   /** Why a reloaded model cannot replace the running one in place, or null. */
@@ -469,11 +477,13 @@ export class Daemon {
   }
 
   /**
-   * Write a checkpoint: hold new messages, let the engines finish what is
-   * queued, then in one transaction store every changed stream's state with the
-   * log position it reflects and trim the log. Streams idle beyond
-   * limits.idleTtlS are spilled and leave memory. Returns false when it could
-   * not (the store is failing); the log keeps everything, the next one retries.
+   * Write a checkpoint: hold new messages while the engines finish what is
+   * queued and every changed stream's state is packed with the log position it
+   * reflects, then let messages flow again while the writer thread commits it
+   * in one transaction; once committed, the log is trimmed up to it and the
+   * streams idle beyond limits.idleTtlS (spilled with it) leave memory.
+   * Returns false when it could not (the store is failing, or refused it):
+   * the log keeps everything, the next one retries.
    */
   checkpoint(): Promise<boolean> {
     this.#checkpointing ??= this.#checkpoint().finally(() => {
@@ -488,20 +498,36 @@ export class Daemon {
     const ingest = this.#ingest;
     const intake = this.#intake;
     if (!store || !ingest || !intake) return false;
-    const started = performance.now();
-    await this.#drainEngines();
-    if (!store.flush()) {
+    if (store.failing) {
       this.#log.warn({ err: store.failure?.message }, 'checkpoint postponed: the store cannot write');
       return false;
     }
-    const ttl = this.#opts.loaded.config.limits.idleTtlS;
-    const snap = ingest.snapshot(ttl > 0 ? this.#now() - ttl * 1000 : -Infinity);
-    const seq = intake.lastSeq;
+    // Forecasts that recovery recomputed wait for the broker connection: a checkpoint past their
+    // inputs would keep a crash meanwhile from publishing them again.
+    if (this.#deferred !== null && this.#deferred.length > 0) return false;
+    const started = performance.now();
     const books = [...this.#scores.values()];
-    const accuracy = books.flatMap((b) => b.deltas());
+    let snap: Snapshot;
+    let seq: number;
+    let written: Promise<void>;
+    this.#snapshotting = true;
     try {
-      store.writeCheckpoint(seq, snap.rows, accuracy);
+      await this.#drainEngines();
+      const ttl = this.#opts.loaded.config.limits.idleTtlS;
+      snap = ingest.snapshot(ttl > 0 ? this.#now() - ttl * 1000 : -Infinity);
+      seq = intake.lastSeq;
+      // Packed before this returns: the intake may change the streams from here on.
+      written = store.writeCheckpoint(seq, snap.rows, books.flatMap((b) => b.take()));
+    } finally {
+      this.#snapshotting = false;
+      this.#intake?.pump();
+    }
+    const held = (performance.now() - started) / 1000;
+    try {
+      await written;
     } catch (err) {
+      for (const b of books) b.unstored();
+      ingest.unstored(snap);
       this.#log.warn({ err }, 'checkpoint failed; the input log keeps every message since the last one');
       return false;
     }
@@ -509,8 +535,8 @@ export class Daemon {
     ingest.checkpointed(snap);
     this.#checkpointSeq = seq;
     const seconds = (performance.now() - started) / 1000;
-    this.metrics.checkpoint(seconds);
-    this.#log.debug({ seq, streams: snap.rows.length, evicted: snap.evict.length, ms: Math.round(seconds * 1000) }, 'checkpoint');
+    this.metrics.checkpoint(held, seconds);
+    this.#log.debug({ seq, streams: snap.rows.length, evicted: snap.evict.length, heldMs: Math.round(held * 1000), ms: Math.round(seconds * 1000) }, 'checkpoint');
     return true;
   }
 
@@ -533,13 +559,15 @@ export class Daemon {
     if (this.#statsTimer) clearInterval(this.#statsTimer);
     this.#ready = false;
     const drained = this.#drainEngines().then(() => true);
-    const inTime = await Promise.race([drained, new Promise<false>((r) => setTimeout(() => r(false), deadlineMs).unref())]);
+    const deadline = new Promise<false>((r) => setTimeout(() => r(false), deadlineMs).unref());
+    const inTime = await Promise.race([drained, deadline]);
     if (!inTime) log.error({ deadlineMs, queued: this.stats().queueDepth }, 'drain deadline passed; stopping with steps still queued (the input log replays them at the next start)');
-    else if (this.#store && !(await this.checkpoint())) log.warn('no final checkpoint: the next start replays the input log');
+    // A checkpoint waits on the writer: bounded by the same deadline (a full disk may never let it through).
+    else if (this.#store && !(await Promise.race([this.checkpoint(), deadline]))) log.warn('no final checkpoint: the next start replays the input log');
     await this.#mqtt?.stop();
     await this.#http?.stop();
     for (const e of this.#engines.values()) await e.close(inTime ? Infinity : 0);
-    this.#store?.stop();
+    await this.#store?.stop();
     log.info(this.stats(), 'stopped');
   }
 }

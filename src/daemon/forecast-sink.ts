@@ -78,11 +78,12 @@ export class ForecastSink {
   }
 
   /**
-   * The engine's onResults: builds the batch's rows and queues one commit. The
-   * commit runs at once unless the store is failing, in which case it waits in
-   * order (and the daemon stops acknowledging messages until it has gone
-   * through). Only forecasts the commit actually inserted are published: a
-   * replay after a crash recomputes forecasts already stored and sent.
+   * The engine's onResults: builds the batch's rows and hands one commit to
+   * the store's writer thread. The writer runs it after what it already has;
+   * while the store is failing it waits there, in order (and the daemon stops
+   * acknowledging messages until it has gone through). Once committed, only
+   * forecasts the commit actually inserted are published: a replay after a
+   * crash recomputes forecasts already stored and sent.
    */
   handle(results: readonly StepResult[], model: LoadedModel): void {
     const card = model.card!;
@@ -117,12 +118,16 @@ export class ForecastSink {
       // The step is an actual for the forecasts that target it, whatever became of its own.
       book.step(r.streamId, ctx.ts, ctx.values, ctx.filled, values);
     }
-    const store = this.#opts.store;
     const layout = this.#layout(head, stepMs);
-    store.enqueue(`batch of ${model.name}`, () => {
-      const inserted = store.commit(model.name, layout, steps, forecasts, events);
-      this.#committed(model, card, issued, inserted);
-    });
+    // Whether the batch was a replay is decided now: its commit is answered later.
+    const replayed = this.replaying;
+    this.#opts.store.commit(model.name, layout, steps, forecasts, events).then(
+      (inserted) => {
+        // null: the writer refused the batch (logged there).
+        if (inserted) this.#committed(model, card, issued, inserted, replayed);
+      },
+      (err: Error) => this.#log.warn({ model: model.name, err: err.message }, 'batch not committed (the store stopped); the input log replays it at the next start'),
+    );
     if (issued.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: issued.length }, 'batch had steps without forecast');
   }
 
@@ -160,10 +165,10 @@ export class ForecastSink {
     return msg;
   }
 
-  #committed(model: LoadedModel, card: ModelCard, issued: readonly Issued[], inserted: boolean[]): void {
+  #committed(model: LoadedModel, card: ModelCard, issued: readonly Issued[], inserted: boolean[], replayed: boolean): void {
     const fresh = issued.filter((_f, i) => inserted[i]);
     this.predictions += fresh.length;
-    const sent = this.replaying ? issued : fresh;
+    const sent = replayed ? issued : fresh;
     const { publish, publisher, metrics, discovery, onForecast } = this.#opts;
     if (metrics) {
       const now = (this.#opts.now ?? Date.now)();

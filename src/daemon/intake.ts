@@ -21,10 +21,11 @@ const RETRY_MAX_MS = 2000;
 
 /**
  * The acknowledgement path. Each message is admitted (stateless checks), then
- * either its dead letter or the message itself is written to SQLite, and only
- * then acknowledged; an admitted message is then applied to its stream. One
- * autocommit insert per message keeps the connection flowing (mqtt.js handles
- * one packet at a time), while inference batches on its own schedule.
+ * logged (a QoS 1/2 message durably, before its acknowledgement; a QoS 0 one
+ * in a group commit), a refused one with its dead letter; an admitted message
+ * is then applied to its stream. One autocommit insert per QoS 1/2 message
+ * keeps the connection flowing (mqtt.js handles one packet at a time), while
+ * inference batches and the writer thread commits on their own schedules.
  *
  * When the pipeline is busy (engine queues full, a checkpoint running) or the
  * store cannot write (disk full, locked), the message is held unacknowledged:
@@ -98,7 +99,7 @@ export class Intake {
    * tick catches up).
    */
   tick(now: number): void {
-    if (this.#stopped || this.#held || this.#opts.busy() !== null || this.#opts.store.queued > 0) return;
+    if (this.#stopped || this.#held || this.#opts.busy() !== null || this.#opts.store.failing) return;
     if (!this.#opts.ingest.sweepDue(now)) return;
     let seq: number;
     try {
@@ -122,13 +123,14 @@ export class Intake {
   /** Process a message now; returns why it must wait instead, or null when it is safe to acknowledge. */
   #take(msg: IncomingMessage): HoldReason | null {
     const { ingest, store } = this.#opts;
-    if (store.queued > 0) return 'store';
+    if (store.failing) return 'store';
     const busy = this.#opts.busy();
     if (busy !== null) return busy;
     const a = ingest.admit(msg.topic, msg.payload, msg.receivedAt);
     try {
       if (!a.ok) {
-        store.addDeadLetter(a.row);
+        // QoS 1/2: the refusal is logged before the PUBACK, so its dead letter is stored whatever comes next.
+        store.refuse(a.row, msg.qos > 0);
         store.reportSuccess();
         ingest.refused(a);
         return null;

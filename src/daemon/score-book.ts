@@ -63,6 +63,8 @@ export class ScoreBook {
   readonly #slots = new Map<string, number>();
   /** Deltas of buckets that closed since the last checkpoint, by stream. */
   #closed = new Map<string, AccuracyDelta[]>();
+  /** Sums taken by a checkpoint not yet committed. */
+  #inflight = new Map<string, AccuracyDelta[]>();
   /** Slots whose current bucket has sums. */
   readonly #dirty = new Set<string>();
 
@@ -160,26 +162,48 @@ export class ScoreBook {
     for (let c = 0; c < this.#cells.length; c++) d[e + 1 + this.#targets.length + c] = forecast[this.#cells[c]!.at]!;
   }
 
-  /** The summed errors not yet stored: closed buckets and every stream's current one. Reset by `stored`. */
+  /** The summed errors not yet stored: closed buckets and every stream's current one (those taken for a checkpoint in flight excepted). */
   deltas(): AccuracyDelta[] {
     const out = [...this.#closed.values()].flat();
     for (const stream of this.#dirty) out.push(...this.#deltasOf(stream, this.#slots.get(stream)!));
     return out;
   }
 
-  /** One stream's sums not yet stored (closed buckets and the current one): what the dashboard adds to the stored ones. */
+  /**
+   * The sums for a checkpoint: `deltas()`, and the sums start over. They stay
+   * in flight (still counted by `deltasOf`) until `stored` (committed) or
+   * `unstored` (the checkpoint failed: they are added back).
+   */
+  take(): AccuracyDelta[] {
+    const out = this.deltas();
+    for (const a of out) {
+      const list = this.#inflight.get(a.stream);
+      if (list) list.push(a);
+      else this.#inflight.set(a.stream, [a]);
+    }
+    this.#closed = new Map();
+    for (const stream of this.#dirty) this.#resetSums(this.#slots.get(stream)!);
+    this.#dirty.clear();
+    return out;
+  }
+
+  /** One stream's sums not yet stored (in flight, closed buckets and the current one): what the dashboard adds to the stored ones. */
   deltasOf(stream: string): AccuracyDelta[] {
-    const out = [...(this.#closed.get(stream) ?? [])];
+    const out = [...(this.#inflight.get(stream) ?? []), ...(this.#closed.get(stream) ?? [])];
     const slot = this.#slots.get(stream);
     if (slot !== undefined && this.#dirty.has(stream)) out.push(...this.#deltasOf(stream, slot));
     return out;
   }
 
-  /** The deltas returned by `deltas()` were committed: start the sums over. */
+  /** The sums `take` returned were committed. */
   stored(): void {
-    this.#closed = new Map();
-    for (const stream of this.#dirty) this.#resetSums(this.#slots.get(stream)!);
-    this.#dirty.clear();
+    this.#inflight = new Map();
+  }
+
+  /** The checkpoint with the sums `take` returned failed: they wait for the next one. */
+  unstored(): void {
+    for (const [stream, list] of this.#inflight) this.#keep(stream, list);
+    this.#inflight = new Map();
   }
 
   /** A stream's open forecasts for a checkpoint (undefined: none kept). */

@@ -1,74 +1,64 @@
 import type Database from 'better-sqlite3';
+import { valuesJson, type PackedBatch } from './codec.js';
 import type { Ids } from './ids.js';
-import type { InputLog } from './input-log.js';
-import type { EventRow, ForecastRow, StepRow } from './rows.js';
 
 /**
- * Wrap `body` in a write transaction that also writes the ids handed out and
- * the QoS 0 inputs pending since the last one; both are marked written only
- * once it commits (a rollback leaves them for the retry).
+ * Wrap `body` in a write transaction that also writes the ids handed out since
+ * the last one; they are marked written only once it commits (a rollback
+ * leaves them for the retry).
  */
-export function writeTransaction<A extends unknown[]>(db: Database.Database, ids: Ids, log: InputLog, body: (...args: A) => void): (...args: A) => void {
+export function writeTransaction<A extends unknown[], R>(db: Database.Database, ids: Ids, body: (...args: A) => R): (...args: A) => R {
   const tx = db.transaction((...args: A) => {
-    const inputs = log.writePending();
-    body(...args);
-    return { ids: ids.writeNew(), inputs };
+    const result = body(...args);
+    return { ids: ids.writeNew(), result };
   });
   return (...args: A) => {
     const written = tx(...args);
     ids.saved(written.ids);
-    log.written(written.inputs);
+    return written.result;
   };
 }
 
 /**
- * The data path's writes: one model's batch of steps, forecasts and events in
- * one transaction. One `step_inputs` row per step (a step shared by the models
- * of a route is stored once) and one `forecasts` row per forecast.
+ * The data path's writes (writer thread): one model's batch of steps,
+ * forecasts and events in one transaction. One `step_inputs` row per step (a
+ * step shared by the models of a route is stored once) and one `forecasts`
+ * row per forecast.
  */
 export class BatchWriter {
-  readonly #commit: (mid: number, lid: number, steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[]) => void;
-  #inserted: boolean[] = [];
+  readonly #commit: (mid: number, lid: number, b: PackedBatch) => Uint8Array;
 
-  constructor(db: Database.Database, ids: Ids, log: InputLog, now: () => number) {
+  constructor(db: Database.Database, ids: Ids, now: () => number) {
     const step = db.prepare('INSERT INTO step_inputs (sid, ts, received_at, fsid, inputs, filled) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // ON CONFLICT (not OR IGNORE): a duplicate key is skipped, but a non-finite value
     // (JSON null) still fails the CHECK loudly.
     const forecast = db.prepare('INSERT INTO forecasts (sid, mid, issued_at, lid, created_at, vals, labels) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // Rows with a seq come from the data path and are written once however often it is replayed.
     const event = db.prepare('INSERT OR IGNORE INTO events (at, stream, model, kind, detail, seq) VALUES (?, ?, ?, ?, ?, ?)');
-    this.#commit = writeTransaction(db, ids, log, (mid: number, lid: number, steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[]) => {
+    this.#commit = writeTransaction(db, ids, (mid: number, lid: number, b: PackedBatch) => {
       const at = now();
-      const inserted: boolean[] = [];
-      for (const st of steps) step.run(ids.stream(st.stream, st.route, st.receivedAt), st.ts, st.receivedAt, ids.featureSet(st.features), inputsJson(st), filledMask(st));
-      for (const e of events) event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
-      for (const f of forecasts) {
-        inserted.push(forecast.run(ids.stream(f.stream, '', f.issuedAt), mid, f.issuedAt, lid, at, JSON.stringify(f.values), f.labels ? JSON.stringify(f.labels) : null).changes === 1);
+      const fsids = b.featureSets.map((names) => ids.featureSet(names));
+      let v = 0;
+      for (let i = 0; i < b.stepStreams.length; i++) {
+        const n = b.featureSets[b.stepSet[i]!]!.length;
+        const ts = b.stepNums[i * 3]!;
+        const receivedAt = b.stepNums[i * 3 + 1]!;
+        step.run(ids.stream(b.stepStreams[i]!, b.stepRoutes[i]!, receivedAt), ts, receivedAt, fsids[b.stepSet[i]!], valuesJson(b.stepValues, v, n), b.stepNums[i * 3 + 2]!);
+        v += n;
       }
-      this.#inserted = inserted;
+      for (const e of b.events) event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
+      const inserted = new Uint8Array(b.forecastStreams.length);
+      for (let i = 0; i < b.forecastStreams.length; i++) {
+        const issuedAt = b.issuedAt[i]!;
+        const vals = valuesJson(b.forecastValues, i * b.cells, b.cells);
+        inserted[i] = forecast.run(ids.stream(b.forecastStreams[i]!, '', issuedAt), mid, issuedAt, lid, at, vals, b.labels?.[i] ?? null).changes;
+      }
+      return inserted;
     });
   }
 
-  /** Commit; returns, per forecast, whether it was new. Throws (nothing written) when the store cannot write. */
-  commit(mid: number, lid: number, steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[]): boolean[] {
-    this.#commit(mid, lid, steps, forecasts, events);
-    return this.#inserted;
+  /** Commit; returns, per forecast, 1 when it was new. Throws (nothing written) when the store cannot write. */
+  commit(mid: number, lid: number, batch: PackedBatch): Uint8Array {
+    return this.#commit(mid, lid, batch);
   }
-}
-
-/** The step's values as a JSON array in feature order (finite numbers: the decoder refuses others). */
-function inputsJson(st: StepRow): string {
-  let out = '[';
-  for (let i = 0; i < st.features.length; i++) out += (i > 0 ? ',' : '') + JSON.stringify(st.values[st.features[i]!] ?? null);
-  return out + ']';
-}
-
-/** Bit i set: the step's feature i (in `features` order) was forward-filled (exact for the first 53 features). */
-function filledMask(st: StepRow): number {
-  let mask = 0;
-  for (const f of st.filled) {
-    const i = st.features.indexOf(f);
-    if (i >= 0 && i < 53) mask += 2 ** i;
-  }
-  return mask;
 }

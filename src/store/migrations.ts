@@ -154,4 +154,10 @@ export const MIGRATIONS: readonly Migration[] = [
   // in memory and kept as aggregates per time bucket. predictions, steps, streams and forecast_errors
   // become views with their old columns, so hand-written and Grafana queries keep working.
   migrateToCompact,
+  // 8: the input log moves to a file of its own (<store>-inputs), written only by the main thread,
+  // so that an append before a PUBACK never waits for the writer thread's transactions on this file.
+  // The store copies the rows an older version left here into it before this runs.
+  `
+  DROP TABLE IF EXISTS input_log;
+  `,
 ];

@@ -1,29 +1,20 @@
 import type Database from 'better-sqlite3';
 import { writeTransaction } from './batch-writer.js';
+import { unpackAccuracy, unpackStreams, type PackedCheckpoint } from './codec.js';
 import type { Ids } from './ids.js';
-import type { InputLog } from './input-log.js';
-import type { AccuracyDelta, ModelStateRow, StreamStateRow } from './rows.js';
+import type { ModelStateRow, StreamStateRow } from './rows.js';
 
 /**
- * Checkpoints: each stream's step assembly, recurrent state and open
- * forecasts, the scored error sums and the log position they reflect, written
- * in one transaction that also trims the log; and the reads that bring streams
- * back (at start, or when a spilled stream returns).
+ * Checkpoints, the writer thread's side: each stream's step assembly,
+ * recurrent state and open forecasts, the scored error sums and the log
+ * position they reflect, in one transaction. (The input log, in its own file,
+ * is trimmed by the main thread once this has committed.)
  */
-export class StateStore {
-  readonly #db: Database.Database;
-  readonly #write: (seq: number, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[]) => void;
-  readonly #loadStream: Database.Statement;
-  readonly #loadModels: Database.Statement;
-  /**
-   * Whether stream_state may hold a stream that is not in memory: rows from
-   * before this start, or a stream spilled since. While false (a fresh
-   * database), a new stream needs no lookup.
-   */
-  #stored: boolean;
+export class CheckpointWriter {
+  readonly #write: (seq: number, packed: PackedCheckpoint) => void;
 
-  constructor(db: Database.Database, ids: Ids, log: InputLog, now: () => number) {
-    this.#db = db;
+  /** `inside`: called inside the transaction, before it commits (fault injection: a kill there). */
+  constructor(db: Database.Database, ids: Ids, now: () => number, inside?: () => void) {
     const streamState = db.prepare(
       `INSERT INTO stream_state (grp, stream, resident, last_active, assembler) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (grp, stream) DO UPDATE SET resident = excluded.resident, last_active = excluded.last_active, assembler = excluded.assembler`,
@@ -41,33 +32,56 @@ export class StateStore {
       `INSERT INTO checkpoint (id, seq, at, streams) VALUES (1, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, at = excluded.at, streams = excluded.streams`,
     );
-    const trimLog = db.prepare('DELETE FROM input_log WHERE seq <= ?');
-    this.#loadStream = db.prepare('SELECT grp AS "group", stream, resident, last_active AS lastActive, assembler FROM stream_state WHERE grp = ? AND stream = ?');
-    this.#loadModels = db.prepare('SELECT model, fingerprint, state, filled, pending FROM model_state WHERE stream = ?');
-    this.#stored = db.prepare('SELECT 1 FROM stream_state LIMIT 1').get() !== undefined;
-    this.#write = writeTransaction(db, ids, log, (seq: number, streams: readonly StreamStateRow[], sums: readonly AccuracyDelta[]) => {
-      for (const st of streams) {
+    this.#write = writeTransaction(db, ids, (seq: number, packed: PackedCheckpoint) => {
+      for (const st of unpackStreams(packed)) {
         streamState.run(st.group, st.stream, st.resident ? 1 : 0, st.lastActive, st.assembler);
         for (const m of st.models) modelState.run(m.model, st.stream, m.fingerprint, m.state, m.filled, m.pending ?? null);
       }
-      for (const a of sums) {
+      for (const a of unpackAccuracy(packed.accuracy)) {
         accuracy.run(ids.stream(a.stream, '', a.lastTargetTime), ids.model(a.model), a.horizon, a.target, a.bucket, a.n, a.sumAbs, a.sumSq, a.sumErr, a.sumPAbs, a.lastTargetTime);
       }
-      checkpoint.run(seq, now(), streams.length);
-      trimLog.run(seq);
+      checkpoint.run(seq, now(), packed.streams.length);
+      inside?.();
     });
+  }
+
+  /** Record a checkpoint in one transaction (see Store.writeCheckpoint). */
+  write(seq: number, packed: PackedCheckpoint): void {
+    this.#write(seq, packed);
+  }
+}
+
+/**
+ * Checkpoints, the main thread's side: the reads that bring streams back (at
+ * start, or when a spilled stream returns), on the main thread's connection.
+ */
+export class StateReader {
+  readonly #db: Database.Database;
+  readonly #loadStream: Database.Statement;
+  readonly #loadModels: Database.Statement;
+  /**
+   * Whether stream_state may hold a stream that is not in memory: rows from
+   * before this start, or a stream spilled since. While false (a fresh
+   * database), a new stream needs no lookup.
+   */
+  #stored: boolean;
+
+  constructor(db: Database.Database) {
+    this.#db = db;
+    this.#loadStream = db.prepare('SELECT grp AS "group", stream, resident, last_active AS lastActive, assembler FROM stream_state WHERE grp = ? AND stream = ?');
+    this.#loadModels = db.prepare('SELECT model, fingerprint, state, filled, pending FROM model_state WHERE stream = ?');
+    this.#stored = db.prepare('SELECT 1 FROM stream_state LIMIT 1').get() !== undefined;
+  }
+
+  /** A checkpoint that spilled streams has committed. */
+  spilled(): void {
+    this.#stored = true;
   }
 
   /** The last checkpoint: the log position every stored state reflects (0: none yet). */
   checkpointSeq(): number {
     const row = this.#db.prepare('SELECT seq FROM checkpoint WHERE id = 1').get() as { seq: number } | undefined;
     return row?.seq ?? 0;
-  }
-
-  /** Record a checkpoint in one transaction (see Store.writeCheckpoint). */
-  write(seq: number, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[]): void {
-    this.#write(seq, streams, accuracy);
-    if (streams.some((st) => !st.resident)) this.#stored = true;
   }
 
   /** A stream's stored state (spilled after idling, or checkpointed), if any. */

@@ -1,13 +1,14 @@
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
+import { Worker } from 'node:worker_threads';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { openDatabase, type DatabaseHandle } from './database.js';
-import { BatchWriter } from './batch-writer.js';
-import { Ids, type ForecastLayout } from './ids.js';
-import { InputLog, type InputRow } from './input-log.js';
+import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint } from './codec.js';
+import { configure, inputLogPath, openDatabase } from './database.js';
+import type { ForecastLayout } from './ids.js';
+import { INPUT_LOG_SCHEMA, InputLog, type InputRow } from './input-log.js';
 import type { AccuracyDelta, DeadLetterRow, EventRow, ForecastRow, StepRow, StreamStateRow } from './rows.js';
-import { StateStore } from './state-store.js';
-import { WriteQueue } from './write-queue.js';
+import { StateReader } from './state-store.js';
+import { WriterCore, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
 
 export type { ForecastLayout } from './ids.js';
 export type { InputRow } from './input-log.js';
@@ -30,82 +31,183 @@ export interface StoreOptions {
   maxSizeMiB?: number;
 }
 
-type Stmt = Database.Statement;
+/** Ops the writer may have in hand before the intake waits (a batch op carries up to maxBatch steps). */
+const MAX_BACKLOG = 64;
+/** Retry delays for the input log after a failed write. */
+const LOG_RETRY_MIN_MS = 50;
+const LOG_RETRY_MAX_MS = 2000;
+
+type Pending = { resolve(result: unknown): void; reject(err: Error): void };
 
 /**
- * The SQLite store (better-sqlite3, WAL, schema 7). Names are interned to
- * integer ids (`ids.ts`); a batch commit writes one `step_inputs` row per step
- * and one `forecasts` row per forecast (all horizons × targets) in one
- * transaction, together with the QoS 0 inputs still waiting for their group
- * commit (`input-log.ts`). Scoring happens in memory (daemon/score-book.ts);
- * its sums arrive with checkpoints. Writes that fail on a transient error wait
- * in `write-queue.ts` and are retried in order.
+ * The SQLite store (better-sqlite3, WAL, schema 8), as the main thread sees it.
+ *
+ * - The input log (`input-log.ts`) is the main thread's: its own database
+ *   file (`<path>-inputs`), appended before a QoS 1/2 message is acknowledged.
+ * - Every other write (batches of steps and forecasts, checkpoints, events,
+ *   dead letters, pruning) is an op for the writer (`writer.ts`), which runs
+ *   them in order on its own connection in a worker thread
+ *   (`writer-thread.ts`); rows cross packed in a few transferred buffers
+ *   (`codec.ts`). For ':memory:' the writer runs on the main thread, on the
+ *   same connection, and the log lives in the same database.
+ * - Reads (recovery, a returning stream, the dashboard and `tidecast query`)
+ *   run on the main thread's connection.
  */
 export class Store {
   readonly #opts: StoreOptions;
   readonly #now: () => number;
-  #handle: DatabaseHandle | null = null;
-  #ids: Ids | null = null;
+  #db: Database.Database | null = null;
+  #logDb: Database.Database | null = null;
   #log: InputLog | null = null;
-  #stmts: Record<'deadLetter' | 'event', Stmt> | null = null;
-  #batches: BatchWriter | null = null;
-  #states: StateStore | null = null;
-  readonly #queue: WriteQueue;
+  #states: StateReader | null = null;
+  #worker: Worker | null = null;
+  #inline: WriterCore | null = null;
+  #exited: Promise<void> | null = null;
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #writerFailure: Error | null = null;
+  #logFailure: Error | null = null;
+  #logRetry: NodeJS.Timeout | null = null;
+  #logRetryMs = LOG_RETRY_MIN_MS;
+  #stopping: Promise<void> | null = null;
+  /** Called when writes go through again after a failure, or the writer's backlog has drained. */
+  onRecovered: (() => void) | null = null;
 
   constructor(options: StoreOptions) {
     this.#opts = options;
     this.#now = options.now ?? Date.now;
-    this.#queue = new WriteQueue({ log: options.log, isOpen: () => this.#handle !== null });
   }
 
-  /** Called when queued writes have all gone through after a failure. */
-  set onRecovered(fn: (() => void) | null) {
-    this.#queue.onRecovered = fn;
-  }
-
-  /** Open the file, set WAL, run pending migrations, prepare statements. */
+  /** Open the files, run pending migrations, start the writer. */
   start(): void {
-    if (this.#handle) return;
-    this.#handle = openDatabase(this.#opts);
-    const db = this.#handle.db;
-    const ids = (this.#ids = new Ids(db));
-    const log = (this.#log = new InputLog(db, { onGroupFailure: (err) => this.reportFailure(err, 'input log (QoS 0 group)') }));
-    this.#stmts = {
-      // Rows with a seq come from the data path and are written once however often it is replayed.
-      deadLetter: db.prepare('INSERT OR IGNORE INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes, stream, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
-      event: db.prepare('INSERT OR IGNORE INTO events (at, stream, model, kind, detail, seq) VALUES (?, ?, ?, ?, ?, ?)'),
-    };
-    this.#batches = new BatchWriter(db, ids, log, this.#now);
-    this.#states = new StateStore(db, ids, log, this.#now);
+    if (this.#db) return;
+    const file = this.#opts.path;
+    const memory = file === ':memory:';
+    let logDb: Database.Database | null = null;
+    try {
+      if (!memory) {
+        logDb = new Database(inputLogPath(file));
+        configure(logDb, this.#opts);
+        // The writer thread copies its WAL back: never on this thread.
+        logDb.pragma('wal_autocheckpoint = 0');
+      }
+    } catch (err) {
+      logDb?.close();
+      throw new TidecastError(ErrorCodes.STORE, `cannot open the input log ${inputLogPath(file)}: ${(err as Error).message}`, { cause: err });
+    }
+    const db = openDatabase(this.#opts, (old, version) => {
+      // Schema 8 moved the input log into its own file: carry over what an older version left.
+      if (logDb && version < 8) moveLegacyLog(old, logDb);
+    });
+    this.#db = db;
+    this.#logDb = logDb ?? db;
+    this.#states = new StateReader(db);
+    const lastSeq = this.#states.checkpointSeq();
+    this.#log = new InputLog(this.#logDb, { lastSeq, onGroupFailure: (err) => this.reportFailure(err, 'input log (QoS 0 group)') });
+    if (memory) {
+      this.#inline = new WriterCore(db, (r) => this.#onReply(r), this.#now);
+      return;
+    }
+    const worker = new Worker(new URL('./writer-thread.js', import.meta.url), {
+      workerData: { file, logFile: inputLogPath(file), durability: this.#opts.durability, maxSizeMiB: this.#opts.maxSizeMiB },
+    });
+    worker.on('message', (r: WriterReply) => this.#onReply(r));
+    worker.on('error', (err) => {
+      this.#opts.log.error({ err }, 'store writer thread failed');
+      this.#writerFailure = err;
+    });
+    this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
+    this.#worker = worker;
   }
 
   #database(): Database.Database {
-    if (!this.#handle) throw new TidecastError(ErrorCodes.STOPPED, 'the store is not open');
-    return this.#handle.db;
+    if (!this.#db) throw new TidecastError(ErrorCodes.STOPPED, 'the store is not open');
+    return this.#db;
+  }
+
+  /** Hand an op to the writer; resolves with its result, or null when it was dropped. */
+  #send(op: WriterRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    this.#database();
+    const id = this.#nextId++;
+    const full = { ...op, id } as WriterOp;
+    const done = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
+    if (this.#worker) this.#worker.postMessage(full, transfer);
+    else {
+      const core = this.#inline!;
+      setImmediate(() => core.receive(full));
+    }
+    return done;
+  }
+
+  #onReply(r: WriterReply): void {
+    const log = this.#opts.log;
+    switch (r.kind) {
+      case 'done':
+      case 'dropped': {
+        const p = this.#pending.get(r.id);
+        this.#pending.delete(r.id);
+        if (r.kind === 'dropped') {
+          log.error({ err: r.error, write: r.what }, 'store write refused; row dropped');
+          p?.resolve(null);
+        } else p?.resolve(r.result);
+        if (this.#pending.size === MAX_BACKLOG / 2 && !this.failing) this.onRecovered?.();
+        return;
+      }
+      case 'failing':
+        if (!this.failing) log.error({ err: r.error, write: r.what }, 'store cannot write: holding messages unacknowledged and retrying');
+        this.#writerFailure = Object.assign(new Error(r.error.message), { code: r.error.code });
+        return;
+      case 'fault':
+        log.warn({ what: r.what, holdMs: r.holdMs }, 'fault injection: holding a checkpoint transaction open');
+        return;
+      case 'recovered':
+        this.#writerFailure = null;
+        log.warn({ after: r.after }, 'store writable again; queued writes committed');
+        if (!this.failing) this.onRecovered?.();
+        return;
+    }
   }
 
   /**
    * Commit one model's batch in one transaction: its steps (the actuals), its
-   * events and its forecasts, one row each. Returns, per forecast, whether it
-   * was new (a replay after a crash recomputes forecasts already stored).
+   * events and its forecasts, one row each. Resolves, per forecast, whether it
+   * was new (a replay after a crash recomputes forecasts already stored), or
+   * null when the writer refused the batch (logged there).
    */
-  commit(model: string, layout: ForecastLayout, steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[] = []): boolean[] {
-    this.#database();
-    const ids = this.#ids!;
-    return this.#batches!.commit(ids.model(model), ids.layout(model, layout), steps, forecasts, events);
+  async commit(model: string, layout: ForecastLayout, steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[] = []): Promise<boolean[] | null> {
+    this.#flushLog();
+    const batch = packBatch(steps, forecasts, events);
+    const inserted = (await this.#send({ op: 'commit', model, layout, batch }, batchTransfer(batch))) as Uint8Array | null;
+    return inserted ? Array.from(inserted, (x) => x === 1) : null;
   }
 
   /**
    * Append an accepted message (or a clock tick) to the input log and return
    * its position. `durable` (QoS 1/2, ticks): written before this returns, so
    * once the caller acknowledges, the message survives a crash (and, with
-   * durability `power`, a power cut); throws a transient error when the store
-   * cannot write, and the caller holds the message. Otherwise (QoS 0) the row
-   * joins a group commit within 5 ms (see InputLog).
+   * durability `power`, a power cut); throws a transient error when the log
+   * cannot be written, and the caller holds the message. Otherwise (QoS 0) the
+   * row joins a group commit within 5 ms (see InputLog).
    */
   appendInput(kind: 0 | 1, receivedAt: number, topic: string, payload: Buffer, durable = true): number {
     this.#database();
     return this.#log!.append(kind, receivedAt, topic, payload, durable);
+  }
+
+  /**
+   * A message refused before its acknowledgement: `durable` (QoS 1/2), it is
+   * logged (kind 2) before this returns, so its dead letter is stored whatever
+   * happens next (throws when the log cannot be written); then the dead letter
+   * goes to the writer.
+   */
+  refuse(row: DeadLetterRow, durable: boolean): void {
+    this.#database();
+    let seq: number | undefined;
+    if (durable) {
+      const note = JSON.stringify({ reason: row.reason, detail: row.detail, stream: row.stream ?? null, payloadBytes: row.payloadBytes });
+      seq = this.#log!.append(2, row.receivedAt, row.topic, row.payload, true, note);
+    }
+    this.addDeadLetter(seq === undefined ? row : { ...row, seq });
   }
 
   /** QoS 0 inputs not yet written. */
@@ -128,12 +230,18 @@ export class Store {
   /**
    * Record a checkpoint in one transaction: the given streams' states (changed
    * or spilled since the last one) with their open forecasts, the error sums
-   * scored since the last one, the log position they correspond to, and the
-   * log trimmed up to it.
+   * scored since the last one and the log position they correspond to. The
+   * rows are packed here (the caller may change its state as soon as this
+   * returns); resolves once committed, then the log is trimmed up to `seq`.
+   * Rejects when the writer refused it or stopped first.
    */
-  writeCheckpoint(seq: number, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[] = []): void {
-    this.#database();
-    this.#states!.write(seq, streams, accuracy);
+  async writeCheckpoint(seq: number, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[] = []): Promise<void> {
+    this.#flushLog();
+    const packed = packCheckpoint(streams, accuracy);
+    const result = await this.#send({ op: 'checkpoint', seq, packed }, checkpointTransfer(packed));
+    if (result === null) throw new TidecastError(ErrorCodes.STORE, 'the checkpoint was refused by the store');
+    if (streams.some((st) => !st.resident)) this.#states!.spilled();
+    void this.#log?.trim(seq);
   }
 
   /** Streams of these route groups that were in memory at the last checkpoint, with their model states, in pages. */
@@ -148,114 +256,157 @@ export class Store {
     return this.#states!.load(group, stream);
   }
 
-  /**
-   * Run a write now, or after the writes already waiting. A transient failure
-   * (disk full, locked, I/O) keeps it queued and retries with backoff until it
-   * goes through; any other failure is a bug in the row and is logged and dropped.
-   * `run` must be all-or-nothing (one statement or one transaction).
-   */
-  enqueue(what: string, run: () => void): void {
-    this.#queue.enqueue(what, run);
+  /** Store a dead letter (retried while the store fails). */
+  addDeadLetter(row: DeadLetterRow): void {
+    if (row.seq !== undefined) this.#flushLog();
+    // Its own copy of the payload: a slice of the connection's read buffer would carry the whole buffer across.
+    void this.#send({ op: 'deadLetter', row: { ...row, payload: Buffer.from(row.payload) } });
   }
 
-  /** True while queued writes wait on a failing store. */
+  /** Store an event (retried while the store fails). */
+  addEvent(row: EventRow): void {
+    if (row.seq != null) this.#flushLog();
+    void this.#send({ op: 'event', row });
+  }
+
+  /** A reloaded model file keeps the states saved under the previous one: re-label them. */
+  adoptFingerprint(model: string, from: string, to: string): void {
+    void this.#send({ op: 'adoptFingerprint', model, from, to });
+  }
+
+  /** Resolves once every write handed to the store so far has been answered (committed, or refused). */
+  async settled(): Promise<void> {
+    await this.#send({ op: 'barrier' });
+  }
+
+  /** Delete rows older than the retention window; resolves with rows deleted per table. */
+  async prune(): Promise<Record<string, number>> {
+    const cutoff = this.#now() - this.#opts.retentionDays * 86_400_000;
+    const result = await this.#send({ op: 'prune', cutoff });
+    if (result === null) throw new TidecastError(ErrorCodes.STORE, 'retention pruning was refused by the store');
+    return result as Record<string, number>;
+  }
+
+  /** True while writes fail (the writer's, or the input log's). */
   get failing(): boolean {
-    return this.#queue.failure !== null;
+    return this.#writerFailure !== null || this.#logFailure !== null;
   }
 
   /** The failure writes are waiting on, for logs and readiness. */
   get failure(): Error | null {
-    return this.#queue.failure;
+    return this.#writerFailure ?? this.#logFailure;
   }
 
-  /** Writes waiting to be retried. */
-  get queued(): number {
-    return this.#queue.length;
+  /** Ops handed to the writer and not yet answered. */
+  get backlog(): number {
+    return this.#pending.size;
   }
 
-  /** Run queued writes in order, then the pending QoS 0 inputs; false when something is left (the store is failing). */
-  flush(): boolean {
-    if (!this.#queue.flush()) return false;
-    try {
-      this.#log?.flush();
-      return true;
-    } catch (err) {
-      this.reportFailure(err as Error, 'input log (QoS 0 group)');
-      return false;
+  /** True while the writer has as much in hand as it should (the intake waits). */
+  get backlogged(): boolean {
+    return this.#pending.size >= MAX_BACKLOG;
+  }
+
+  /** Note a failed input-log write (the caller holds its message) and retry the log until it writes again. */
+  reportFailure(err: Error, what: string): void {
+    if (!this.failing) this.#opts.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, write: what }, 'store cannot write: holding messages unacknowledged and retrying');
+    this.#logFailure = err;
+    if (this.#logRetry) return;
+    this.#logRetry = setTimeout(() => {
+      this.#logRetry = null;
+      if (!this.#log) return;
+      if (this.#log.flushQuietly()) this.reportSuccess();
+    }, this.#logRetryMs);
+    this.#logRetry.unref();
+    this.#logRetryMs = Math.min(this.#logRetryMs * 2, LOG_RETRY_MAX_MS);
+  }
+
+  /** An input-log write went through: clears its failure. */
+  reportSuccess(): void {
+    if (!this.#logFailure) return;
+    this.#logFailure = null;
+    this.#logRetryMs = LOG_RETRY_MIN_MS;
+    if (this.#logRetry) clearTimeout(this.#logRetry);
+    this.#logRetry = null;
+    if (!this.failing) {
+      this.#opts.log.warn('store writable again; queued writes committed');
+      this.onRecovered?.();
     }
   }
 
-  /** Note a transient failure and schedule a retry of the queue: from a queued write, or from a write outside the queue. */
-  reportFailure(err: Error, what: string): void {
-    this.#queue.reportFailure(err, what);
-  }
-
-  /** A write outside the queue went through: clears a failure when nothing is queued. */
-  reportSuccess(): void {
-    this.#queue.reportSuccess();
-  }
-
-  /** Whether a write transaction can start now (readiness). */
+  /** Whether the input log can take a write now (readiness), and the writer is not failing. */
   writable(): boolean {
+    if (this.failing) return false;
     try {
-      this.#database().exec('BEGIN IMMEDIATE; ROLLBACK');
+      this.#logDb!.exec('BEGIN IMMEDIATE; ROLLBACK');
       return true;
     } catch {
       return false;
     }
   }
 
-  /** Store a dead letter now (throws when the store cannot write). */
-  addDeadLetter(row: DeadLetterRow): void {
-    this.#database();
-    this.#stmts!.deadLetter.run(row.receivedAt, row.topic, row.reason, row.detail, row.payload, row.payloadBytes, row.stream ?? null, row.seq ?? null);
+  /** Write the pending QoS 0 group; a failure is reported, the rows stay pending. */
+  #flushLog(): void {
+    if (this.#log && this.#log.pending > 0 && !this.#log.flushQuietly()) return;
   }
 
-  /** Store an event now (throws when the store cannot write). */
-  addEvent(row: EventRow): void {
-    this.#database();
-    this.#stmts!.event.run(row.at, row.stream, row.model, row.kind, row.detail, row.seq ?? null);
-  }
-
-  /** Delete rows older than the retention window; returns rows deleted per table. */
-  prune(): Record<string, number> {
-    const db = this.#database();
-    const cutoff = this.#now() - this.#opts.retentionDays * 86_400_000;
-    const deleted: Record<string, number> = { forecasts: 0, steps: 0 };
-    db.transaction(() => {
-      // Stream by stream (and model by model), along the primary keys: no index on time alone to keep up.
-      const forecasts = db.prepare('DELETE FROM forecasts WHERE sid = ? AND mid = ? AND issued_at < ?');
-      const steps = db.prepare('DELETE FROM step_inputs WHERE sid = ? AND ts < ?');
-      const mids = db.prepare('SELECT mid FROM model_ids').pluck().all() as number[];
-      for (const sid of db.prepare('SELECT sid FROM stream_ids').pluck().all() as number[]) {
-        for (const mid of mids) deleted.forecasts! += forecasts.run(sid, mid, cutoff).changes;
-        deleted.steps! += steps.run(sid, cutoff).changes;
-      }
-      deleted.accuracy = db.prepare('DELETE FROM accuracy WHERE last_target_time < ?').run(cutoff).changes;
-      deleted.events = db.prepare('DELETE FROM events WHERE at < ?').run(cutoff).changes;
-      deleted.dead_letters = db.prepare('DELETE FROM dead_letters WHERE received_at < ?').run(cutoff).changes;
-    })();
-    return deleted;
-  }
-
-  /** The database handle, for read-only queries (tidecast query, tests). */
+  /** The main thread's connection, for read-only queries (tidecast query, the dashboard, tests). */
   get db(): Database.Database {
     return this.#database();
   }
 
-  /** Write what is pending, checkpoint the WAL and close. Safe to call twice. */
-  stop(): void {
-    if (!this.#handle) return;
-    this.#queue.stop();
-    if (!this.flush()) this.#opts.log.error({ queued: this.#queue.length, pendingInputs: this.pendingInputs, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');
-    this.#log?.stop();
+  /**
+   * Write the pending inputs, let the writer finish what it has (one more try
+   * for writes waiting on a failure), copy the WALs back and close. Ops the
+   * writer could not write are dropped: the input log replays their inputs at
+   * the next start. Safe to call twice.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    if (!this.#db) return;
+    if (this.#logRetry) clearTimeout(this.#logRetry);
+    this.#logRetry = null;
+    this.#log!.flushQuietly();
+    const left = (await this.#send({ op: 'stop' })) as number;
+    if (left > 0 || this.#log!.pending > 0) {
+      this.#opts.log.error({ queued: left, pendingInputs: this.#log!.pending, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');
+    }
+    await this.#exited;
+    for (const p of this.#pending.values()) p.reject(new TidecastError(ErrorCodes.STOPPED, 'the store stopped before this write'));
+    this.#pending.clear();
+    await this.#log!.stop();
     try {
-      this.#handle.close();
+      if (this.#logDb !== this.#db) {
+        try {
+          this.#logDb!.pragma('wal_checkpoint(TRUNCATE)');
+        } finally {
+          this.#logDb!.close();
+        }
+      }
     } finally {
-      this.#handle = null;
-      this.#stmts = null;
-      this.#batches = null;
+      this.#db.close();
+      this.#db = null;
+      this.#logDb = null;
+      this.#log = null;
       this.#states = null;
+      this.#worker = null;
+      this.#inline = null;
     }
   }
+}
+
+/** Copy an input log of schema 7 or older into the log's own file (idempotent: a crash before the migration copies again). */
+function moveLegacyLog(db: Database.Database, logDb: Database.Database): void {
+  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'input_log'").get();
+  if (!exists) return;
+  const rows = db.prepare('SELECT seq, kind, received_at, topic, payload FROM input_log ORDER BY seq').iterate() as IterableIterator<{ seq: number; kind: number; received_at: number; topic: string; payload: Buffer }>;
+  logDb.exec(INPUT_LOG_SCHEMA);
+  const insert = logDb.prepare('INSERT OR IGNORE INTO input_log (seq, kind, received_at, topic, payload) VALUES (?, ?, ?, ?, ?)');
+  logDb.transaction(() => {
+    for (const r of rows) insert.run(r.seq, r.kind, r.received_at, r.topic, r.payload);
+  })();
 }

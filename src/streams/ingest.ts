@@ -121,9 +121,9 @@ export function compileRoutes(
 
 /** Where ingest keeps what it produces besides steps. */
 export interface IngestStore {
-  /** Queue a replay-safe write (rows carry their seq); retried while the store fails. */
-  enqueue(what: string, run: () => void): void;
+  /** Store a dead letter (rows from the data path carry their seq, and are written once however often it is replayed); retried while the store fails. */
   addDeadLetter(row: DeadLetterRow): void;
+  /** Store an event (the same way). */
   addEvent(row: EventRow): void;
   /** A stream's spilled or checkpointed state. */
   loadStream(group: string, stream: string): StreamStateRow | undefined;
@@ -302,10 +302,17 @@ export class Ingest {
     }
   }
 
-  /** Replay one logged input at recovery. */
-  replay(seq: number, kind: 0 | 1, topic: string, payload: Buffer, receivedAt: number): void {
+  /** Replay one logged input at recovery (`note`: a refused message's dead letter). */
+  replay(seq: number, kind: 0 | 1 | 2, topic: string, payload: Buffer, receivedAt: number, note?: string | null): void {
     if (kind === 1) {
       this.sweep(receivedAt, seq);
+      return;
+    }
+    if (kind === 2) {
+      // Refused before its acknowledgement: its dead letter again (stored once, by seq).
+      const d = JSON.parse(note ?? '{}') as { reason?: string; detail?: string; stream?: string | null; payloadBytes?: number };
+      const row: DeadLetterRow = { stream: d.stream ?? undefined, receivedAt, topic, reason: d.reason ?? 'internal', detail: d.detail ?? '', payload, payloadBytes: d.payloadBytes ?? payload.length, seq };
+      this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
       return;
     }
     const a = this.admit(topic, payload, receivedAt, true);
@@ -362,7 +369,9 @@ export class Ingest {
   /**
    * What a checkpoint must write: every stream changed since the last one, and
    * the streams idle since `idleBefore` (spilled, then evicted by `checkpointed`).
-   * Call only while the engines are drained.
+   * They count as clean from here on (a change marks them dirty again); give the
+   * snapshot to `checkpointed` once it is committed, or to `unstored` if it
+   * failed. Call only while the engines are drained.
    */
   snapshot(idleBefore: number): Snapshot {
     const rows: StreamStateRow[] = [];
@@ -384,13 +393,26 @@ export class Ingest {
         clean.push(r);
       }
     }
+    for (const r of clean) r.dirty = false;
     return { rows, evict, clean };
   }
 
-  /** The snapshot is committed: its streams are clean, the idle ones leave memory. */
+  /** The snapshot's checkpoint failed: its streams are dirty again, for the next one. */
+  unstored(snap: Snapshot): void {
+    for (const r of snap.clean) r.dirty = true;
+  }
+
+  /**
+   * The snapshot is committed: the idle streams leave memory, unless a message
+   * (or the clock) changed them meanwhile (they stay, dirty, and the next
+   * checkpoint writes them resident again).
+   */
   checkpointed(snap: Snapshot): void {
-    for (const r of snap.clean) r.dirty = false;
+    let evicted = 0;
     for (const { group, stream } of snap.evict) {
+      const r = group.resident.get(stream);
+      if (!r || r.dirty) continue;
+      evicted++;
       group.assembler.release(stream);
       for (const m of group.models) {
         m.engine.releaseStream(stream);
@@ -399,7 +421,7 @@ export class Ingest {
       if (group.resident.delete(stream)) this.#residents--;
       this.residency.evicted++;
     }
-    if (snap.evict.length > 0) this.#opts.onResidency?.('evicted', snap.evict.length);
+    if (evicted > 0) this.#opts.onResidency?.('evicted', evicted);
   }
 
   /** Bring a stream into memory (restoring its spilled state) and mark it changed. */
@@ -464,9 +486,9 @@ export class Ingest {
 
   #write(what: string, run: () => void): void {
     try {
-      this.#opts.store.enqueue(what, run);
+      run();
     } catch (err) {
-      this.#log.error({ err, write: what }, 'could not queue a store write');
+      this.#log.error({ err, write: what }, 'could not hand a write to the store');
     }
   }
 

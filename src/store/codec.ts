@@ -1,0 +1,193 @@
+/**
+ * How the data path's rows cross to the writer thread: a batch or a
+ * checkpoint is packed into a few columns (strings, Float64Arrays, one byte
+ * buffer for every blob) on the main thread, posted as one message with its
+ * buffers transferred, and unpacked row by row on the other side. One message
+ * per batch, not per row; no object per row in the structured clone.
+ */
+import type { AccuracyDelta, EventRow, ForecastRow, ModelStateRow, StepRow, StreamStateRow } from './rows.js';
+
+/** One model's batch of steps and forecasts, packed. */
+export interface PackedBatch {
+  readonly stepStreams: string[];
+  readonly stepRoutes: string[];
+  /** Per step, an index into `featureSets`. */
+  readonly stepSet: Uint16Array;
+  readonly featureSets: string[][];
+  /** Per step: ts, receivedAt, filled mask. */
+  readonly stepNums: Float64Array;
+  /** Every step's values in its feature set's order, one after the other (NaN: absent). */
+  readonly stepValues: Float64Array;
+  readonly forecastStreams: string[];
+  readonly issuedAt: Float64Array;
+  /** Per forecast, one value per layout cell. */
+  readonly forecastValues: Float64Array;
+  readonly cells: number;
+  /** Per forecast, its labels as JSON (classification models), or null. */
+  readonly labels: Array<string | null> | null;
+  readonly events: EventRow[];
+}
+
+export function packBatch(steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[]): PackedBatch {
+  const sets: Array<readonly string[]> = [];
+  const stepSet = new Uint16Array(steps.length);
+  const stepNums = new Float64Array(steps.length * 3);
+  let nValues = 0;
+  for (const st of steps) nValues += st.features.length;
+  const stepValues = new Float64Array(nValues);
+  const stepStreams = new Array<string>(steps.length);
+  const stepRoutes = new Array<string>(steps.length);
+  let v = 0;
+  for (let i = 0; i < steps.length; i++) {
+    const st = steps[i]!;
+    stepStreams[i] = st.stream;
+    stepRoutes[i] = st.route;
+    let k = sets.indexOf(st.features);
+    if (k < 0) k = sets.push(st.features) - 1;
+    stepSet[i] = k;
+    stepNums[i * 3] = st.ts;
+    stepNums[i * 3 + 1] = st.receivedAt;
+    stepNums[i * 3 + 2] = filledMask(st);
+    for (const f of st.features) stepValues[v++] = st.values[f] ?? NaN;
+  }
+  const cells = forecasts.length > 0 ? forecasts[0]!.values.length : 0;
+  const forecastValues = new Float64Array(forecasts.length * cells);
+  const issuedAt = new Float64Array(forecasts.length);
+  const forecastStreams = new Array<string>(forecasts.length);
+  let labels: Array<string | null> | null = null;
+  for (let i = 0; i < forecasts.length; i++) {
+    const f = forecasts[i]!;
+    forecastStreams[i] = f.stream;
+    issuedAt[i] = f.issuedAt;
+    if (f.values.length !== cells) throw new Error(`forecast of ${f.stream} has ${f.values.length} values, the batch's layout ${cells}`);
+    forecastValues.set(f.values, i * cells);
+    if (f.labels) (labels ??= new Array<string | null>(forecasts.length).fill(null))[i] = JSON.stringify(f.labels);
+  }
+  return { stepStreams, stepRoutes, stepSet, featureSets: sets.map((s) => [...s]), stepNums, stepValues, forecastStreams, issuedAt, forecastValues, cells, labels, events: [...events] };
+}
+
+/** The buffers of a packed batch, for postMessage's transfer list. */
+export function batchTransfer(b: PackedBatch): ArrayBuffer[] {
+  return [b.stepSet.buffer, b.stepNums.buffer, b.stepValues.buffer, b.issuedAt.buffer, b.forecastValues.buffer] as ArrayBuffer[];
+}
+
+/** Bit i set: the step's feature i (in `features` order) was forward-filled (exact for the first 53 features). */
+function filledMask(st: StepRow): number {
+  let mask = 0;
+  for (const f of st.filled) {
+    const i = st.features.indexOf(f);
+    if (i >= 0 && i < 53) mask += 2 ** i;
+  }
+  return mask;
+}
+
+/** A step's values as the JSON array `step_inputs.inputs` holds (an absent value: null). */
+export function valuesJson(values: Float64Array, from: number, n: number): string {
+  let out = '[';
+  for (let i = 0; i < n; i++) {
+    const x = values[from + i]!;
+    out += (i > 0 ? ',' : '') + (Number.isNaN(x) ? 'null' : JSON.stringify(x));
+  }
+  return out + ']';
+}
+
+/** A checkpoint's streams and error sums, packed. */
+export interface PackedCheckpoint {
+  readonly groups: string[];
+  readonly streams: string[];
+  /** Per stream: resident (0/1), lastActive, assembler blob index, model count. */
+  readonly streamNums: Float64Array;
+  /** Per stream: the assembler as JSON text, or null when it is in `blobs`. */
+  readonly assemblerText: Array<string | null>;
+  readonly modelNames: string[];
+  readonly fingerprints: string[];
+  /** Per model state: filled, state blob index, pending blob index (-1: none). */
+  readonly modelNums: Float64Array;
+  /** Every blob's bytes, one after the other; `blobEnds[i]` is where blob i ends. */
+  readonly blobs: Uint8Array;
+  readonly blobEnds: Float64Array;
+  readonly accuracy: PackedAccuracy;
+}
+
+export interface PackedAccuracy {
+  readonly streams: string[];
+  readonly models: string[];
+  readonly targets: string[];
+  /** Per delta: horizon, bucket, n, sumAbs, sumSq, sumErr, sumPAbs, lastTargetTime. */
+  readonly nums: Float64Array;
+}
+
+const ACC_NUMS = 8;
+
+export function packCheckpoint(rows: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[]): PackedCheckpoint {
+  const blobs: Uint8Array[] = [];
+  let size = 0;
+  const blob = (b: Uint8Array): number => {
+    blobs.push(b);
+    size += b.byteLength;
+    return blobs.length - 1;
+  };
+  const groups: string[] = [];
+  const streams: string[] = [];
+  const assemblerText: Array<string | null> = [];
+  const streamNums = new Float64Array(rows.length * 4);
+  const modelNames: string[] = [];
+  const fingerprints: string[] = [];
+  const modelNums: number[] = [];
+  rows.forEach((r, i) => {
+    groups.push(r.group);
+    streams.push(r.stream);
+    const text = typeof r.assembler === 'string';
+    assemblerText.push(text ? (r.assembler as string) : null);
+    streamNums.set([r.resident ? 1 : 0, r.lastActive, text ? -1 : blob(r.assembler as Buffer), r.models.length], i * 4);
+    for (const m of r.models) {
+      modelNames.push(m.model);
+      fingerprints.push(m.fingerprint);
+      modelNums.push(m.filled, blob(m.state), m.pending ? blob(m.pending) : -1);
+    }
+  });
+  const all = new Uint8Array(size);
+  const blobEnds = new Float64Array(blobs.length);
+  let at = 0;
+  blobs.forEach((b, i) => {
+    all.set(b, at);
+    at += b.byteLength;
+    blobEnds[i] = at;
+  });
+  return { groups, streams, streamNums, assemblerText, modelNames, fingerprints, modelNums: Float64Array.from(modelNums), blobs: all, blobEnds, accuracy: packAccuracy(accuracy) };
+}
+
+function packAccuracy(deltas: readonly AccuracyDelta[]): PackedAccuracy {
+  const nums = new Float64Array(deltas.length * ACC_NUMS);
+  deltas.forEach((a, i) => nums.set([a.horizon, a.bucket, a.n, a.sumAbs, a.sumSq, a.sumErr, a.sumPAbs, a.lastTargetTime], i * ACC_NUMS));
+  return { streams: deltas.map((a) => a.stream), models: deltas.map((a) => a.model), targets: deltas.map((a) => a.target), nums };
+}
+
+export function checkpointTransfer(c: PackedCheckpoint): ArrayBuffer[] {
+  return [c.streamNums.buffer, c.modelNums.buffer, c.blobs.buffer, c.blobEnds.buffer, c.accuracy.nums.buffer] as ArrayBuffer[];
+}
+
+/** The rows of a packed checkpoint (blobs are views into its byte buffer). */
+export function* unpackStreams(c: PackedCheckpoint): IterableIterator<StreamStateRow> {
+  const blobAt = (i: number): Buffer => {
+    const start = i === 0 ? 0 : c.blobEnds[i - 1]!;
+    return Buffer.from(c.blobs.buffer, c.blobs.byteOffset + start, c.blobEnds[i]! - start);
+  };
+  let m = 0;
+  for (let i = 0; i < c.streams.length; i++) {
+    const [resident, lastActive, asm, nModels] = c.streamNums.subarray(i * 4, i * 4 + 4) as unknown as [number, number, number, number];
+    const models: ModelStateRow[] = [];
+    for (let k = 0; k < nModels; k++, m++) {
+      const [filled, state, pending] = c.modelNums.subarray(m * 3, m * 3 + 3) as unknown as [number, number, number];
+      models.push({ model: c.modelNames[m]!, fingerprint: c.fingerprints[m]!, filled, state: blobAt(state), pending: pending < 0 ? null : blobAt(pending) });
+    }
+    yield { group: c.groups[i]!, stream: c.streams[i]!, resident: resident === 1, lastActive, assembler: asm < 0 ? c.assemblerText[i]! : blobAt(asm), models };
+  }
+}
+
+export function* unpackAccuracy(a: PackedAccuracy): IterableIterator<AccuracyDelta> {
+  for (let i = 0; i < a.streams.length; i++) {
+    const n = a.nums.subarray(i * ACC_NUMS, (i + 1) * ACC_NUMS);
+    yield { stream: a.streams[i]!, model: a.models[i]!, target: a.targets[i]!, horizon: n[0]!, bucket: n[1]!, n: n[2]!, sumAbs: n[3]!, sumSq: n[4]!, sumErr: n[5]!, sumPAbs: n[6]!, lastTargetTime: n[7]! };
+  }
+}

@@ -1,0 +1,234 @@
+import type Database from 'better-sqlite3';
+import { ErrorCodes } from '../errors.js';
+import { BatchWriter } from './batch-writer.js';
+import type { PackedBatch, PackedCheckpoint } from './codec.js';
+import { Ids, type ForecastLayout } from './ids.js';
+import type { DeadLetterRow, EventRow } from './rows.js';
+import { CheckpointWriter } from './state-store.js';
+
+/** What the main thread asks of the writer. */
+export type WriterRequest =
+  | { readonly op: 'commit'; readonly model: string; readonly layout: ForecastLayout; readonly batch: PackedBatch }
+  | { readonly op: 'checkpoint'; readonly seq: number; readonly packed: PackedCheckpoint }
+  | { readonly op: 'deadLetter'; readonly row: DeadLetterRow }
+  | { readonly op: 'event'; readonly row: EventRow }
+  | { readonly op: 'adoptFingerprint'; readonly model: string; readonly from: string; readonly to: string }
+  | { readonly op: 'prune'; readonly cutoff: number }
+  /** Nothing to write: answered once every op before it is. */
+  | { readonly op: 'barrier' }
+  | { readonly op: 'stop' };
+
+/** A request with its id: each op is answered once, in order. */
+export type WriterOp = WriterRequest & { readonly id: number };
+
+/** What the writer tells the main thread. */
+export type WriterReply =
+  /** The op went through (`result`: a commit's per-forecast "new" flags, a prune's counts, a stop's ops left unwritten). */
+  | { readonly kind: 'done'; readonly id: number; readonly result?: unknown }
+  /** The op failed for a reason a retry cannot fix (a bug in the row): dropped. */
+  | { readonly kind: 'dropped'; readonly id: number; readonly what: string; readonly error: SerializedError }
+  /** Writes fail for now (disk full, locked, I/O): they wait, in order, and are retried with backoff. */
+  | { readonly kind: 'failing'; readonly what: string; readonly error: SerializedError }
+  /** Every write that waited has gone through. */
+  | { readonly kind: 'recovered'; readonly after: string }
+  /** Fault injection (tests): a checkpoint transaction is open and held. */
+  | { readonly kind: 'fault'; readonly what: string; readonly holdMs: number };
+
+export interface SerializedError {
+  readonly message: string;
+  readonly code?: string;
+}
+
+/** SQLite result codes that describe the moment, not the data: retry later. */
+const TRANSIENT = /^SQLITE_(FULL|BUSY|LOCKED|IOERR|READONLY|CANTOPEN|PROTOCOL|NOMEM)/;
+
+/** True for a store error worth retrying (disk full, locked, I/O). */
+export function isTransientStoreError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === ErrorCodes.STORE_UNAVAILABLE) return true;
+  return typeof code === 'string' && TRANSIENT.test(code);
+}
+
+/** Retry delays for waiting writes after a transient failure. */
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 5000;
+
+const serialize = (err: unknown): SerializedError => {
+  const code = (err as { code?: unknown }).code;
+  return { message: (err as Error).message, ...(typeof code === 'string' ? { code } : {}) };
+};
+
+/**
+ * The store's writer: runs the main thread's ops on its own connection, in
+ * order, each in one transaction. It runs in a worker thread
+ * (`writer-thread.ts`), so that SQLite's writes never stall the event loop
+ * that acknowledges messages; for ':memory:' databases, on the main thread.
+ *
+ * A transient failure (disk full, locked, I/O) keeps the op, and every op
+ * after it, waiting and retried with backoff; the main thread hears
+ * `failing`, then `recovered`. Any other failure is a bug in the row: the op
+ * is dropped and the main thread hears why.
+ */
+export class WriterCore {
+  readonly #db: Database.Database;
+  readonly #ids: Ids;
+  readonly #batches: BatchWriter;
+  readonly #checkpoints: CheckpointWriter;
+  readonly #stmts: Record<'deadLetter' | 'event' | 'adopt', Database.Statement>;
+  readonly #reply: (r: WriterReply) => void;
+  readonly #queue: WriterOp[] = [];
+  #failure: SerializedError | null = null;
+  #retryTimer: NodeJS.Timeout | null = null;
+  #retryMs = RETRY_MIN_MS;
+  #stopped = false;
+
+  /**
+   * `checkpointHoldMs` (fault injection, TIDECAST_FAULT_CHECKPOINT_HOLD_MS): each
+   * checkpoint transaction, its rows written, says so and waits that long
+   * before it commits, so that a test can kill the process right there.
+   */
+  constructor(db: Database.Database, reply: (r: WriterReply) => void, now: () => number = Date.now, checkpointHoldMs = 0) {
+    this.#db = db;
+    this.#reply = reply;
+    this.#ids = new Ids(db);
+    this.#batches = new BatchWriter(db, this.#ids, now);
+    const hold =
+      checkpointHoldMs > 0
+        ? () => {
+            reply({ kind: 'fault', what: 'checkpoint transaction open', holdMs: checkpointHoldMs });
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, checkpointHoldMs);
+          }
+        : undefined;
+    this.#checkpoints = new CheckpointWriter(db, this.#ids, now, hold);
+    this.#stmts = {
+      // Rows with a seq come from the data path and are written once however often it is replayed.
+      deadLetter: db.prepare('INSERT OR IGNORE INTO dead_letters (received_at, topic, reason, detail, payload, payload_bytes, stream, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      event: db.prepare('INSERT OR IGNORE INTO events (at, stream, model, kind, detail, seq) VALUES (?, ?, ?, ?, ?, ?)'),
+      adopt: db.prepare('UPDATE model_state SET fingerprint = ? WHERE model = ? AND fingerprint = ?'),
+    };
+  }
+
+  /** Take an op: run it now, or after the ops waiting on a failure. */
+  receive(op: WriterOp): void {
+    if (this.#stopped) return;
+    if (op.op === 'stop') {
+      this.#stop(op.id);
+      return;
+    }
+    this.#queue.push(op);
+    if (this.#retryTimer === null) this.#drain();
+  }
+
+  #drain(): void {
+    while (this.#queue.length > 0) {
+      const op = this.#queue[0]!;
+      let result: unknown;
+      try {
+        result = this.#run(op);
+      } catch (err) {
+        if (isTransientStoreError(err)) {
+          this.#fail(err, op);
+          return;
+        }
+        this.#queue.shift();
+        this.#reply({ kind: 'dropped', id: op.id, what: describe(op), error: serialize(err) });
+        continue;
+      }
+      this.#queue.shift();
+      this.#reply({ kind: 'done', id: op.id, result });
+    }
+    if (this.#failure) {
+      const after = this.#failure.message;
+      this.#failure = null;
+      this.#retryMs = RETRY_MIN_MS;
+      this.#reply({ kind: 'recovered', after });
+    }
+  }
+
+  #fail(err: unknown, op: WriterOp): void {
+    if (!this.#failure) this.#reply({ kind: 'failing', what: describe(op), error: serialize(err) });
+    this.#failure = serialize(err);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      if (!this.#stopped) this.#drain();
+    }, this.#retryMs);
+    this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
+  }
+
+  #run(op: WriterOp): unknown {
+    switch (op.op) {
+      case 'commit':
+        return this.#batches.commit(this.#ids.model(op.model), this.#ids.layout(op.model, op.layout), op.batch);
+      case 'checkpoint':
+        this.#checkpoints.write(op.seq, op.packed);
+        return undefined;
+      case 'deadLetter': {
+        const r = op.row;
+        this.#stmts.deadLetter.run(r.receivedAt, r.topic, r.reason, r.detail, r.payload, r.payloadBytes, r.stream ?? null, r.seq ?? null);
+        return undefined;
+      }
+      case 'event': {
+        const e = op.row;
+        this.#stmts.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
+        return undefined;
+      }
+      case 'adoptFingerprint':
+        return this.#stmts.adopt.run(op.to, op.model, op.from).changes;
+      case 'prune':
+        return this.#prune(op.cutoff);
+      case 'barrier':
+        return undefined;
+      default:
+        throw new Error(`unknown writer op ${(op as { op: string }).op}`);
+    }
+  }
+
+  /** Delete rows older than `cutoff`; returns rows deleted per table. */
+  #prune(cutoff: number): Record<string, number> {
+    const db = this.#db;
+    const deleted: Record<string, number> = { forecasts: 0, steps: 0 };
+    db.transaction(() => {
+      // Stream by stream (and model by model), along the primary keys: no index on time alone to keep up.
+      const forecasts = db.prepare('DELETE FROM forecasts WHERE sid = ? AND mid = ? AND issued_at < ?');
+      const steps = db.prepare('DELETE FROM step_inputs WHERE sid = ? AND ts < ?');
+      const mids = db.prepare('SELECT mid FROM model_ids').pluck().all() as number[];
+      for (const sid of db.prepare('SELECT sid FROM stream_ids').pluck().all() as number[]) {
+        for (const mid of mids) deleted.forecasts! += forecasts.run(sid, mid, cutoff).changes;
+        deleted.steps! += steps.run(sid, cutoff).changes;
+      }
+      deleted.accuracy = db.prepare('DELETE FROM accuracy WHERE last_target_time < ?').run(cutoff).changes;
+      deleted.events = db.prepare('DELETE FROM events WHERE at < ?').run(cutoff).changes;
+      deleted.dead_letters = db.prepare('DELETE FROM dead_letters WHERE received_at < ?').run(cutoff).changes;
+    })();
+    return deleted;
+  }
+
+  /** Try once more what waits, then stop; answers with the number of ops left unwritten. */
+  #stop(id: number): void {
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    if (this.#queue.length > 0) {
+      // One more try; ops that still fail stay unwritten (the input log replays their inputs at the next start).
+      const failing = this.#failure;
+      this.#drain();
+      if (this.#retryTimer) clearTimeout(this.#retryTimer);
+      this.#retryTimer = null;
+      if (failing && this.#queue.length > 0) this.#failure = failing;
+    }
+    this.#stopped = true;
+    this.#reply({ kind: 'done', id, result: this.#queue.length });
+  }
+}
+
+function describe(op: WriterOp): string {
+  switch (op.op) {
+    case 'commit':
+      return `batch of ${op.model}`;
+    case 'deadLetter':
+      return 'dead letter';
+    case 'adoptFingerprint':
+      return 'model state';
+    default:
+      return op.op;
+  }
+}
