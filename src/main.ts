@@ -88,7 +88,8 @@ async function run(args: string[]): Promise<number> {
   log.info({ config: loaded.file, overrides: loaded.overrides }, 'configuration loaded');
   const stop = onStopSignal();
   const notifier = new SystemdNotifier(process.env, log);
-  const daemon = new Daemon({ loaded, log });
+  // TIDECAST_FAULT_CHECKPOINT_CHUNK: fault injection for the kill test (checkpoints written a few streams per chunk).
+  const daemon = new Daemon({ loaded, log, checkpointChunk: Number(process.env.TIDECAST_FAULT_CHECKPOINT_CHUNK ?? 0) || undefined });
   // SIGHUP re-reads the configuration and applies what can change live: the log
   // level; and it reloads every model file (a changed one is swapped in between batches).
   const onHangup = (): void => {

@@ -86,6 +86,10 @@ interface Variant {
    * there and say so).
    */
   inCheckpoint?: boolean;
+  /** Environment of the daemon (fault injection). */
+  env?: Record<string, string>;
+  /** At least one restart must have skipped replayed inputs that a stream's state, checkpointed after the record, reflected. */
+  skips?: boolean;
 }
 
 const HOLDING = 'fault injection: holding a checkpoint transaction open';
@@ -123,7 +127,7 @@ async function killTest(variant: Variant): Promise<void> {
       await listener.subscribeAsync('forecast/#', { qos: 1 });
       const chaosDb = path.join(tmp.dir, 'chaos.db');
       const rand = prng(SEED);
-      const env = variant.inCheckpoint ? { TIDECAST_FAULT_CHECKPOINT_HOLD_MS: '1500' } : {};
+      const env = { ...variant.env, ...(variant.inCheckpoint ? { TIDECAST_FAULT_CHECKPOINT_HOLD_MS: '1500' } : {}) };
       let child = startChild(['run', '--config', chaosFile], env);
       children.push(child);
       await waitReady(child); // the persistent session exists before the first message
@@ -161,6 +165,10 @@ async function killTest(variant: Variant): Promise<void> {
       if (variant.inCheckpoint) assert.ok(inCheckpoint >= 2, `kills inside a checkpoint transaction: ${inCheckpoint}`);
       const replays = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.replayedInputs ?? 0));
       assert.ok(replays.some((n) => n > 0), `at least one restart replayed the input log (inputs replayed per start: ${replays.join(', ')})`);
+      if (variant.skips) {
+        const skipped = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.skippedInputs ?? 0));
+        assert.ok(skipped.some((n) => n > 0), `at least one restart skipped inputs its streams' states reflected (per start: ${skipped.join(', ')})`);
+      }
       if (variant.eager) {
         const restored = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.restoredStreams ?? 0));
         assert.ok(restored.some((n) => n > 0), `at least one restart restored streams up front (per start: ${restored.join(', ')})`);
@@ -200,6 +208,11 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
   it('the same when killed inside a checkpoint transaction of the writer thread', { timeout: LONG ? 600_000 : 180_000 }, () =>
     killTest({ messages: () => telemetry(STREAMS, STEPS), inCheckpoint: true }));
 
+  // Checkpoints written one stream per turn of the event loop while messages flow: each stream's state is
+  // stored at its own log position, after the record, and a replay skips what each one already reflects.
+  it('the same with incremental checkpoints, one stream per chunk', { timeout: LONG ? 600_000 : 180_000 }, () =>
+    killTest({ messages: () => telemetry(STREAMS, STEPS), env: { TIDECAST_FAULT_CHECKPOINT_CHUNK: '1' }, skips: true }));
+
   // A wall-clock route restores its streams up front at every start and logs clock ticks: the same promise holds.
   // One-second steps (weather-lstm under a card that says so) with event times of the last minutes, and a lateness
   // that keeps the clock from closing a step before its message arrives, so the run is deterministic.
@@ -212,6 +225,8 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
         return `  weather-lstm: { path: ${modelPath('weather-lstm')}, card: ${file} }`;
       },
       eager: true,
+      // Incremental checkpoints here too: a replayed clock tick skips the streams whose state already reflects it.
+      env: { TIDECAST_FAULT_CHECKPOINT_CHUNK: '1' },
       routes: STATIONS_ROUTE.replace('resample: { emit: complete, wallClock: false }', 'resample: { emit: complete, wallClock: true, latenessMs: 600000 }'),
       messages: () => {
         const base = Math.floor(Date.now() / 1000) - STEPS - 5;

@@ -123,7 +123,8 @@ describe('SQLite store', () => {
     await old.stop();
     // Back to schema 7 with two logged inputs after a checkpoint at 1, as version 7 left them.
     const db = new Database(file);
-    db.exec(`CREATE TABLE input_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, received_at INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL);
+    db.exec(`ALTER TABLE stream_state DROP COLUMN seq;
+      CREATE TABLE input_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, received_at INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL);
       INSERT INTO input_log (seq, kind, received_at, topic, payload) VALUES (2, 0, 20, 't/a', x'7b7d'), (3, 1, 30, '', x'');
       INSERT INTO checkpoint (id, seq, at, streams) VALUES (1, 1, 0, 0);`);
     db.pragma('user_version = 7');

@@ -12,8 +12,8 @@ import { MqttConnection } from '../mqtt/mqtt-connection.js';
 import { DashboardApi } from '../http/dashboard-api.js';
 import { HttpEndpoint } from '../http/http-endpoint.js';
 import { Metrics } from '../metrics/metrics.js';
-import { Store } from '../store/store.js';
-import { Ingest, compileRoutes, type RouteModel, type Snapshot, type StepContext } from '../streams/ingest.js';
+import { Store, type StreamStateRow } from '../store/store.js';
+import { Ingest, compileRoutes, type RouteModel, type StepContext } from '../streams/ingest.js';
 import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
 import { Intake, type HoldReason } from './intake.js';
 import { ScoreBook } from './score-book.js';
@@ -24,6 +24,8 @@ export interface DaemonOptions {
   /** Each committed forecast (the demo's live view). */
   onForecast?(forecast: ForecastMessage, ctx: StepContext): void;
   now?: () => number;
+  /** Most streams a checkpoint captures per turn of the event loop (default CHECKPOINT_CHUNK; the kill test sets 1). */
+  checkpointChunk?: number;
 }
 
 export interface DaemonStats {
@@ -41,9 +43,16 @@ export interface DaemonStats {
   /** Input-log position of the last input applied, and of the last checkpoint. */
   seq: number;
   checkpointSeq: number;
-  recovery: { restoredStreams: number; replayedInputs: number; ms: number };
+  /** The last start's recovery; skippedInputs: replayed inputs a stream's state, checkpointed after the record, already reflected. */
+  recovery: { restoredStreams: number; replayedInputs: number; skippedInputs: number; ms: number };
   residency: { resident: number; evicted: number; restored: number };
 }
+
+
+/** Most streams a checkpoint captures in one turn of the event loop. */
+const CHECKPOINT_CHUNK = 500;
+/** Longest a checkpoint keeps the event loop in one turn (capturing and packing a chunk), ms. */
+const CHECKPOINT_SLICE_MS = 4;
 
 /**
  * The composition root: builds every component and owns the start and stop
@@ -63,14 +72,12 @@ export class Daemon {
   #sink: ForecastSink | null = null;
   #checkpointTimer: NodeJS.Timeout | null = null;
   #checkpointing: Promise<boolean> | null = null;
-  /** True while a checkpoint holds the intake (engines draining, streams packed). */
-  #snapshotting = false;
   #reloading: Promise<void> | null = null;
   #swapping = false;
   readonly #watched: string[] = [];
   #reloadTimer: NodeJS.Timeout | null = null;
   #checkpointSeq = 0;
-  #recovery = { restoredStreams: 0, replayedInputs: 0, ms: 0 };
+  #recovery = { restoredStreams: 0, replayedInputs: 0, skippedInputs: 0, ms: 0 };
   readonly #scalers = new Map<string, CardScaler>();
   /** How each model's output is read (values, labels), kept current across hot reloads. */
   readonly #heads = new Map<string, OutputHead>();
@@ -339,7 +346,6 @@ export class Daemon {
   /** The pipeline's reason to hold the next message, or null. */
   #busy(): HoldReason | null {
     if (this.#swapping) return 'reload';
-    if (this.#snapshotting) return 'checkpoint';
     // The writer thread has as many ops in hand as it should: wait for it as for a full engine queue.
     if (this.#store?.backlogged) return 'queue_full';
     const max = this.#opts.loaded.config.limits.maxQueuedSteps;
@@ -386,7 +392,7 @@ export class Daemon {
     // Every replayed batch committed (its forecasts handed to the publisher, deferred until the broker connection is up).
     await store.settled();
     this.metrics.replayed(replayed);
-    this.#recovery = { restoredStreams: restored, replayedInputs: replayed, ms: Math.round(performance.now() - started) };
+    this.#recovery = { restoredStreams: restored, replayedInputs: replayed, skippedInputs: ingest.replaySkipped, ms: Math.round(performance.now() - started) };
     if (replayed > 0 || restored > 0) this.#log.info({ checkpointSeq: from, ...this.#recovery }, 'recovered from checkpoint');
     return replayed;
   }
@@ -477,13 +483,16 @@ export class Daemon {
   }
 
   /**
-   * Write a checkpoint: hold new messages while the engines finish what is
-   * queued and every changed stream's state is packed with the log position it
-   * reflects, then let messages flow again while the writer thread commits it
-   * in one transaction; once committed, the log is trimmed up to it and the
-   * streams idle beyond limits.idleTtlS (spilled with it) leave memory.
-   * Returns false when it could not (the store is failing, or refused it):
-   * the log keeps everything, the next one retries.
+   * Write a checkpoint, incrementally, while messages flow: the streams
+   * changed since the last one (and the idle ones, spilled) are captured a
+   * chunk per turn of the event loop, each as soon as none of its steps waits
+   * in an engine, with the log position its state reflects, and the writer
+   * thread commits each chunk with the streams' error sums. Once every chunk
+   * has committed, the checkpoint's record (the position recovery replays
+   * from: where this one started) is written, the log trimmed up to it and
+   * the spilled streams leave memory. Returns false when it could not (the
+   * store is failing, or refused it): the log keeps everything, the next one
+   * retries.
    */
   checkpoint(): Promise<boolean> {
     this.#checkpointing ??= this.#checkpoint().finally(() => {
@@ -506,37 +515,71 @@ export class Daemon {
     // inputs would keep a crash meanwhile from publishing them again.
     if (this.#deferred !== null && this.#deferred.length > 0) return false;
     const started = performance.now();
+    const from = intake.lastSeq;
     const books = [...this.#scores.values()];
-    let snap: Snapshot;
-    let seq: number;
-    let written: Promise<void>;
-    this.#snapshotting = true;
-    try {
-      await this.#drainEngines();
-      const ttl = this.#opts.loaded.config.limits.idleTtlS;
-      snap = ingest.snapshot(ttl > 0 ? this.#now() - ttl * 1000 : -Infinity);
-      seq = intake.lastSeq;
-      // Packed before this returns: the intake may change the streams from here on.
-      written = store.writeCheckpoint(seq, snap.rows, books.flatMap((b) => b.take()));
-    } finally {
-      this.#snapshotting = false;
-      this.#intake?.pump();
+    const ttl = this.#opts.loaded.config.limits.idleTtlS;
+    let targets = ingest.checkpointTargets(ttl > 0 ? this.#now() - ttl * 1000 : -Infinity);
+    const chunks: Array<{ rows: StreamStateRow[]; written: Promise<void> }> = [];
+    const chunk = this.#opts.checkpointChunk ?? CHECKPOINT_CHUNK;
+    let longest = 0;
+    let rounds = 0;
+    while (targets.length > 0) {
+      const t0 = performance.now();
+      const rows: StreamStateRow[] = [];
+      const later = [];
+      for (const t of targets) {
+        // A chunk per turn: at most CHECKPOINT_CHUNK streams, at most CHECKPOINT_SLICE_MS of the event loop.
+        if (rows.length >= chunk || (rows.length % 32 === 31 && performance.now() - t0 > CHECKPOINT_SLICE_MS)) {
+          later.push(t);
+          continue;
+        }
+        const row = ingest.capture(t, intake.lastSeq);
+        if (row === null) later.push(t); // a step of it is in an engine: next turn
+        else if (row) rows.push(row);
+      }
+      if (rows.length > 0) {
+        const streams = rows.map((r) => r.stream);
+        const deltas = books.flatMap((b) => b.take(streams));
+        chunks.push({ rows, written: store.writeCheckpoint(null, rows, deltas) });
+      }
+      longest = Math.max(longest, performance.now() - t0);
+      targets = later;
+      if (targets.length === 0) break;
+      // Let messages in; a stream whose step runs now is quiet once its batch returns.
+      if (++rounds % 64 === 0) await new Promise((r) => setTimeout(r, 1));
+      else await new Promise((r) => setImmediate(r));
     }
-    const held = (performance.now() - started) / 1000;
-    try {
-      await written;
-    } catch (err) {
-      for (const b of books) b.unstored();
-      ingest.unstored(snap);
-      this.#log.warn({ err }, 'checkpoint failed; the input log keeps every message since the last one');
+    const failed: StreamStateRow[] = [];
+    let error: unknown = null;
+    for (const c of chunks) {
+      try {
+        await c.written;
+        for (const b of books) b.stored(c.rows.map((r) => r.stream));
+      } catch (err) {
+        error = err;
+        for (const b of books) b.unstored(c.rows.map((r) => r.stream));
+        failed.push(...c.rows);
+      }
+    }
+    if (error === null) {
+      try {
+        await store.writeCheckpoint(from, []);
+      } catch (err) {
+        error = err;
+      }
+    }
+    const rows = chunks.flatMap((c) => c.rows);
+    if (error !== null) {
+      // The chunks that committed hold their streams' states with their positions: still valid for a replay from the last record.
+      ingest.unstored(failed);
+      this.#log.warn({ err: error }, 'checkpoint failed; the input log keeps every message since the last one');
       return false;
     }
-    for (const b of books) b.stored();
-    ingest.checkpointed(snap);
-    this.#checkpointSeq = seq;
+    ingest.checkpointed(rows);
+    this.#checkpointSeq = from;
     const seconds = (performance.now() - started) / 1000;
-    this.metrics.checkpoint(held, seconds);
-    this.#log.debug({ seq, streams: snap.rows.length, evicted: snap.evict.length, heldMs: Math.round(held * 1000), ms: Math.round(seconds * 1000) }, 'checkpoint');
+    this.metrics.checkpoint(longest / 1000, seconds);
+    this.#log.debug({ seq: from, streams: rows.length, chunks: chunks.length, rounds, longestMs: Math.round(longest * 10) / 10, ms: Math.round(seconds * 1000) }, 'checkpoint');
     return true;
   }
 

@@ -170,20 +170,27 @@ export class ScoreBook {
   }
 
   /**
-   * The sums for a checkpoint: `deltas()`, and the sums start over. They stay
-   * in flight (still counted by `deltasOf`) until `stored` (committed) or
-   * `unstored` (the checkpoint failed: they are added back).
+   * The sums for a checkpoint (of these streams, or all): their deltas, and
+   * the sums start over. They stay in flight (still counted by `deltasOf`)
+   * until `stored` (committed) or `unstored` (the checkpoint failed: they are
+   * added back).
    */
-  take(): AccuracyDelta[] {
-    const out = this.deltas();
-    for (const a of out) {
-      const list = this.#inflight.get(a.stream);
-      if (list) list.push(a);
-      else this.#inflight.set(a.stream, [a]);
+  take(streams?: Iterable<string>): AccuracyDelta[] {
+    const out: AccuracyDelta[] = [];
+    for (const stream of streams ?? new Set([...this.#closed.keys(), ...this.#dirty])) {
+      const taken = [...(this.#closed.get(stream) ?? [])];
+      this.#closed.delete(stream);
+      if (this.#dirty.delete(stream)) {
+        const slot = this.#slots.get(stream)!;
+        taken.push(...this.#deltasOf(stream, slot));
+        this.#resetSums(slot);
+      }
+      if (taken.length === 0) continue;
+      const list = this.#inflight.get(stream);
+      if (list) list.push(...taken);
+      else this.#inflight.set(stream, taken);
+      out.push(...taken);
     }
-    this.#closed = new Map();
-    for (const stream of this.#dirty) this.#resetSums(this.#slots.get(stream)!);
-    this.#dirty.clear();
     return out;
   }
 
@@ -195,15 +202,20 @@ export class ScoreBook {
     return out;
   }
 
-  /** The sums `take` returned were committed. */
-  stored(): void {
-    this.#inflight = new Map();
+  /** The sums `take` returned (for these streams, or all) were committed. */
+  stored(streams?: Iterable<string>): void {
+    if (!streams) this.#inflight = new Map();
+    else for (const s of streams) this.#inflight.delete(s);
   }
 
-  /** The checkpoint with the sums `take` returned failed: they wait for the next one. */
-  unstored(): void {
-    for (const [stream, list] of this.#inflight) this.#keep(stream, list);
-    this.#inflight = new Map();
+  /** The checkpoint with the sums `take` returned (for these streams, or all) failed: they wait for the next one. */
+  unstored(streams?: Iterable<string>): void {
+    for (const s of streams ?? [...this.#inflight.keys()]) {
+      const list = this.#inflight.get(s);
+      if (!list) continue;
+      this.#inflight.delete(s);
+      this.#keep(s, list);
+    }
   }
 
   /** A stream's open forecasts for a checkpoint (undefined: none kept). */

@@ -100,7 +100,12 @@ export class InferenceEngine {
     return this.runner.streams;
   }
 
-  /** A copy of a stream's state for a checkpoint (call while the engine is drained). */
+  /** Whether none of the stream's steps waits or runs: its state reflects every step submitted. */
+  quiet(streamId: string): boolean {
+    return !this.#batcher.has(streamId);
+  }
+
+  /** A copy of a stream's state for a checkpoint (call while the stream is quiet). */
   exportStream(streamId: string): { state: Float32Array; filled: number } | undefined {
     return this.runner.exportStream(streamId);
   }

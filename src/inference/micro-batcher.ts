@@ -34,6 +34,8 @@ export interface MicroBatcherOptions<T> {
  * `maxDelayMs`. One batch is in flight at a time, which is what keeps each
  * key's steps ordered against its recurrent state.
  */
+const NO_KEYS: ReadonlySet<string> = new Set();
+
 export class MicroBatcher<T> {
   readonly #opts: MicroBatcherOptions<T>;
   readonly #timer: Timer;
@@ -43,6 +45,8 @@ export class MicroBatcher<T> {
   #ready: string[] = [];
   #readyHead = 0;
   #pending = 0;
+  /** Keys of the running batch. */
+  #inFlightKeys: ReadonlySet<string> = NO_KEYS;
   #inFlight: Promise<void> | null = null;
   #timerHandle: unknown = null;
   #drainWaiters: Array<() => void> = [];
@@ -61,6 +65,11 @@ export class MicroBatcher<T> {
   /** True while a batch is running. */
   get busy(): boolean {
     return this.#inFlight !== null;
+  }
+
+  /** Whether an item of this key is waiting or in the running batch. */
+  has(key: string): boolean {
+    return this.#byKey.has(key) || this.#inFlightKeys.has(key);
   }
 
   push(item: T): void {
@@ -108,6 +117,7 @@ export class MicroBatcher<T> {
       this.#ready = this.#ready.slice(this.#readyHead);
       this.#readyHead = 0;
     }
+    this.#inFlightKeys = new Set(keys);
     const batch: T[] = [];
     for (const key of keys) {
       const queue = this.#byKey.get(key)!;
@@ -135,6 +145,7 @@ export class MicroBatcher<T> {
       .catch((err: unknown) => this.#opts.onError(err, batch))
       .finally(() => {
         this.#inFlight = null;
+        this.#inFlightKeys = NO_KEYS;
         if (this.#pending > 0) this.#flush(); // arrivals during the run go now
         else this.#settleDrain();
       });

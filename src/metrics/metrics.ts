@@ -91,9 +91,9 @@ export class Metrics {
       name: 'tidecast_broker_connected', help: '1 while connected to the MQTT broker', registers: [r],
       collect() { this.set(source.brokerConnected() ? 1 : 0); },
     });
-    this.#holds = new Counter({ name: 'tidecast_backpressure_total', help: 'Times a message was held unacknowledged: queue_full, checkpoint, reload (a model swap), store (disk full, locked, I/O)', labelNames: ['reason'], registers: [r] });
+    this.#holds = new Counter({ name: 'tidecast_backpressure_total', help: 'Times a message was held unacknowledged: queue_full (an engine queue, or the store writer, full), reload (a model swap), store (disk full, locked, I/O); checkpoint (earlier versions: checkpoints no longer hold messages)', labelNames: ['reason'], registers: [r] });
     for (const reason of ['queue_full', 'checkpoint', 'reload', 'store']) this.#holds.inc({ reason }, 0);
-    this.#checkpoints = new Histogram({ name: 'tidecast_checkpoint_seconds', help: 'Time one checkpoint holds the intake (engines drained, changed streams packed)', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r] });
+    this.#checkpoints = new Histogram({ name: 'tidecast_checkpoint_seconds', help: 'Longest turn of the event loop one checkpoint takes (capturing and packing a chunk of streams; messages wait meanwhile)', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r] });
     this.#checkpointWrites = new Histogram({ name: 'tidecast_checkpoint_write_seconds', help: 'Time from a checkpoint\'s start to its commit by the writer thread (messages flow meanwhile)', buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [r] });
     this.#residency = new Counter({ name: 'tidecast_streams_spilled_total', help: 'Idle streams spilled to SQLite and evicted (evicted), and brought back (restored)', labelNames: ['action'], registers: [r] });
     this.#residency.inc({ action: 'evicted' }, 0);

@@ -95,7 +95,7 @@ export function valuesJson(values: Float64Array, from: number, n: number): strin
 export interface PackedCheckpoint {
   readonly groups: string[];
   readonly streams: string[];
-  /** Per stream: resident (0/1), lastActive, assembler blob index, model count. */
+  /** Per stream: resident (0/1), lastActive, assembler blob index, model count, seq. */
   readonly streamNums: Float64Array;
   /** Per stream: the assembler as JSON text, or null when it is in `blobs`. */
   readonly assemblerText: Array<string | null>;
@@ -118,6 +118,7 @@ export interface PackedAccuracy {
 }
 
 const ACC_NUMS = 8;
+const STREAM_NUMS = 5;
 
 export function packCheckpoint(rows: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[]): PackedCheckpoint {
   const blobs: Uint8Array[] = [];
@@ -130,7 +131,7 @@ export function packCheckpoint(rows: readonly StreamStateRow[], accuracy: readon
   const groups: string[] = [];
   const streams: string[] = [];
   const assemblerText: Array<string | null> = [];
-  const streamNums = new Float64Array(rows.length * 4);
+  const streamNums = new Float64Array(rows.length * STREAM_NUMS);
   const modelNames: string[] = [];
   const fingerprints: string[] = [];
   const modelNums: number[] = [];
@@ -139,7 +140,7 @@ export function packCheckpoint(rows: readonly StreamStateRow[], accuracy: readon
     streams.push(r.stream);
     const text = typeof r.assembler === 'string';
     assemblerText.push(text ? (r.assembler as string) : null);
-    streamNums.set([r.resident ? 1 : 0, r.lastActive, text ? -1 : blob(r.assembler as Buffer), r.models.length], i * 4);
+    streamNums.set([r.resident ? 1 : 0, r.lastActive, text ? -1 : blob(r.assembler as Buffer), r.models.length, r.seq ?? 0], i * STREAM_NUMS);
     for (const m of r.models) {
       modelNames.push(m.model);
       fingerprints.push(m.fingerprint);
@@ -175,13 +176,13 @@ export function* unpackStreams(c: PackedCheckpoint): IterableIterator<StreamStat
   };
   let m = 0;
   for (let i = 0; i < c.streams.length; i++) {
-    const [resident, lastActive, asm, nModels] = c.streamNums.subarray(i * 4, i * 4 + 4) as unknown as [number, number, number, number];
+    const [resident, lastActive, asm, nModels, seq] = c.streamNums.subarray(i * STREAM_NUMS, (i + 1) * STREAM_NUMS) as unknown as [number, number, number, number, number];
     const models: ModelStateRow[] = [];
     for (let k = 0; k < nModels; k++, m++) {
       const [filled, state, pending] = c.modelNums.subarray(m * 3, m * 3 + 3) as unknown as [number, number, number];
       models.push({ model: c.modelNames[m]!, fingerprint: c.fingerprints[m]!, filled, state: blobAt(state), pending: pending < 0 ? null : blobAt(pending) });
     }
-    yield { group: c.groups[i]!, stream: c.streams[i]!, resident: resident === 1, lastActive, assembler: asm < 0 ? c.assemblerText[i]! : blobAt(asm), models };
+    yield { group: c.groups[i]!, stream: c.streams[i]!, resident: resident === 1, lastActive, assembler: asm < 0 ? c.assemblerText[i]! : blobAt(asm), models, seq };
   }
 }
 

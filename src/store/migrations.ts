@@ -160,4 +160,10 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   DROP TABLE IF EXISTS input_log;
   `,
+  // 9: incremental checkpoints. A checkpoint writes its streams in chunks while messages flow, each
+  // stream as it stood at some log position: seq, recorded with it. Recovery replays the log from the
+  // last complete checkpoint and skips, per stream, the inputs its stored state already reflects.
+  `
+  ALTER TABLE stream_state ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -64,6 +64,8 @@ export interface StreamStateRow {
   readonly lastActive: number;
   /** The step assembly: binary, or JSON (streams with several samples of a feature in one step, and checkpoints of earlier versions). */
   readonly assembler: string | Buffer;
+  /** The log position the state reflects: every input up to it, none after (0: checkpoints before schema 9). */
+  readonly seq?: number;
   readonly models: readonly ModelStateRow[];
 }
 

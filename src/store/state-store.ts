@@ -11,13 +11,13 @@ import type { ModelStateRow, StreamStateRow } from './rows.js';
  * is trimmed by the main thread once this has committed.)
  */
 export class CheckpointWriter {
-  readonly #write: (seq: number, packed: PackedCheckpoint) => void;
+  readonly #write: (seq: number | null, packed: PackedCheckpoint) => void;
 
   /** `inside`: called inside the transaction, before it commits (fault injection: a kill there). */
   constructor(db: Database.Database, ids: Ids, now: () => number, inside?: () => void) {
     const streamState = db.prepare(
-      `INSERT INTO stream_state (grp, stream, resident, last_active, assembler) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (grp, stream) DO UPDATE SET resident = excluded.resident, last_active = excluded.last_active, assembler = excluded.assembler`,
+      `INSERT INTO stream_state (grp, stream, resident, last_active, assembler, seq) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (grp, stream) DO UPDATE SET resident = excluded.resident, last_active = excluded.last_active, assembler = excluded.assembler, seq = excluded.seq`,
     );
     const modelState = db.prepare(
       `INSERT INTO model_state (model, stream, fingerprint, state, filled, pending) VALUES (?, ?, ?, ?, ?, ?)
@@ -32,21 +32,21 @@ export class CheckpointWriter {
       `INSERT INTO checkpoint (id, seq, at, streams) VALUES (1, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, at = excluded.at, streams = excluded.streams`,
     );
-    this.#write = writeTransaction(db, ids, (seq: number, packed: PackedCheckpoint) => {
+    this.#write = writeTransaction(db, ids, (seq: number | null, packed: PackedCheckpoint) => {
       for (const st of unpackStreams(packed)) {
-        streamState.run(st.group, st.stream, st.resident ? 1 : 0, st.lastActive, st.assembler);
+        streamState.run(st.group, st.stream, st.resident ? 1 : 0, st.lastActive, st.assembler, st.seq ?? 0);
         for (const m of st.models) modelState.run(m.model, st.stream, m.fingerprint, m.state, m.filled, m.pending ?? null);
       }
       for (const a of unpackAccuracy(packed.accuracy)) {
         accuracy.run(ids.stream(a.stream, '', a.lastTargetTime), ids.model(a.model), a.horizon, a.target, a.bucket, a.n, a.sumAbs, a.sumSq, a.sumErr, a.sumPAbs, a.lastTargetTime);
       }
-      checkpoint.run(seq, now(), packed.streams.length);
+      if (seq !== null) checkpoint.run(seq, now(), packed.streams.length);
       inside?.();
     });
   }
 
-  /** Record a checkpoint in one transaction (see Store.writeCheckpoint). */
-  write(seq: number, packed: PackedCheckpoint): void {
+  /** Write streams (a chunk of a checkpoint), and with `seq` the checkpoint's record, in one transaction (see Store.writeCheckpoint). */
+  write(seq: number | null, packed: PackedCheckpoint): void {
     this.#write(seq, packed);
   }
 }
@@ -68,7 +68,7 @@ export class StateReader {
 
   constructor(db: Database.Database) {
     this.#db = db;
-    this.#loadStream = db.prepare('SELECT grp AS "group", stream, resident, last_active AS lastActive, assembler FROM stream_state WHERE grp = ? AND stream = ?');
+    this.#loadStream = db.prepare('SELECT grp AS "group", stream, resident, last_active AS lastActive, assembler, seq FROM stream_state WHERE grp = ? AND stream = ?');
     this.#loadModels = db.prepare('SELECT model, fingerprint, state, filled, pending FROM model_state WHERE stream = ?');
     this.#stored = db.prepare('SELECT 1 FROM stream_state LIMIT 1').get() !== undefined;
   }
@@ -97,7 +97,7 @@ export class StateReader {
     if (groups.length === 0) return;
     // One joined query per page (bench/recovery: a query per stream cost half the restore time).
     const next = this.#db.prepare(
-      `SELECT s.grp AS "group", s.stream, s.last_active AS lastActive, s.assembler, m.model, m.fingerprint, m.state, m.filled, m.pending
+      `SELECT s.grp AS "group", s.stream, s.last_active AS lastActive, s.assembler, s.seq, m.model, m.fingerprint, m.state, m.filled, m.pending
        FROM stream_state s LEFT JOIN model_state m ON m.stream = s.stream
        WHERE s.resident = 1 AND s.grp IN (SELECT value FROM json_each(?)) AND (s.grp, s.stream) > (?, ?)
        ORDER BY s.grp, s.stream LIMIT ?`,
@@ -116,7 +116,7 @@ export class StateReader {
       for (const r of take) {
         if (!cur || cur.group !== r.group || cur.stream !== r.stream) {
           if (cur) yield cur;
-          cur = { group: r.group, stream: r.stream, resident: true, lastActive: r.lastActive, assembler: r.assembler, models: [] };
+          cur = { group: r.group, stream: r.stream, resident: true, lastActive: r.lastActive, assembler: r.assembler, seq: r.seq, models: [] };
         }
         if (r.model !== null) (cur.models as ModelStateRow[]).push({ model: r.model, fingerprint: r.fingerprint, state: r.state, filled: r.filled, pending: r.pending });
       }

@@ -228,20 +228,24 @@ export class Store {
   }
 
   /**
-   * Record a checkpoint in one transaction: the given streams' states (changed
-   * or spilled since the last one) with their open forecasts, the error sums
-   * scored since the last one and the log position they correspond to. The
-   * rows are packed here (the caller may change its state as soon as this
-   * returns); resolves once committed, then the log is trimmed up to `seq`.
-   * Rejects when the writer refused it or stopped first.
+   * Write, in one transaction, streams' states (each with the log position it
+   * reflects) with their open forecasts and the error sums scored for them;
+   * with `seq` (not null), also the checkpoint's record: the position a
+   * recovery replays from. The rows are packed here (the caller may change
+   * its state as soon as this returns). The op goes to the writer once every
+   * batch handed over before has been committed and its forecasts published,
+   * so that no checkpoint covers a forecast stored but never sent. Resolves
+   * once committed (a record: the log is then trimmed up to `seq`); rejects
+   * when the writer refused it or stopped first.
    */
-  async writeCheckpoint(seq: number, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[] = []): Promise<void> {
+  async writeCheckpoint(seq: number | null, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[] = []): Promise<void> {
     this.#flushLog();
     const packed = packCheckpoint(streams, accuracy);
+    await this.settled();
     const result = await this.#send({ op: 'checkpoint', seq, packed }, checkpointTransfer(packed));
     if (result === null) throw new TidecastError(ErrorCodes.STORE, 'the checkpoint was refused by the store');
     if (streams.some((st) => !st.resident)) this.#states!.spilled();
-    void this.#log?.trim(seq);
+    if (seq !== null) void this.#log?.trim(seq);
   }
 
   /** Streams of these route groups that were in memory at the last checkpoint, with their model states, in pages. */

@@ -9,7 +9,8 @@ import { CheckpointWriter } from './state-store.js';
 /** What the main thread asks of the writer. */
 export type WriterRequest =
   | { readonly op: 'commit'; readonly model: string; readonly layout: ForecastLayout; readonly batch: PackedBatch }
-  | { readonly op: 'checkpoint'; readonly seq: number; readonly packed: PackedCheckpoint }
+  /** Streams of a checkpoint; with `seq` (not null), also the checkpoint's record. */
+  | { readonly op: 'checkpoint'; readonly seq: number | null; readonly packed: PackedCheckpoint }
   | { readonly op: 'deadLetter'; readonly row: DeadLetterRow }
   | { readonly op: 'event'; readonly row: EventRow }
   | { readonly op: 'adoptFingerprint'; readonly model: string; readonly from: string; readonly to: string }

@@ -43,6 +43,8 @@ export interface StepContext {
 interface Resident {
   lastActive: number;
   dirty: boolean;
+  /** The log position its restored state reflects: a replay skips the inputs up to it. */
+  floor: number;
 }
 
 /**
@@ -167,11 +169,11 @@ export interface Refused {
   readonly row: DeadLetterRow;
 }
 
-/** The streams a checkpoint writes, and which of them leave memory once it is committed. */
-export interface Snapshot {
-  readonly rows: StreamStateRow[];
-  readonly evict: ReadonlyArray<{ group: RouteGroup; stream: string }>;
-  readonly clean: ReadonlyArray<Resident>;
+/** A stream a checkpoint must write: changed since the last one, or idle (spilled, then evicted). */
+export interface CheckpointTarget {
+  readonly group: RouteGroup;
+  readonly stream: string;
+  readonly idle: boolean;
 }
 
 /**
@@ -200,6 +202,8 @@ export class Ingest {
   readonly rejected = new Map<DeadLetterReason, number>();
   /** Steps submitted, skipped (a feature could not be filled) and gaps that reset a stream. */
   readonly steps = { submitted: 0, skipped: 0, gapResets: 0 };
+  /** Replayed inputs skipped: the stream's restored state already reflected them. */
+  replaySkipped = 0;
   /** Streams spilled after idling, and restored on their return. */
   readonly residency = { evicted: 0, restored: 0 };
 
@@ -277,7 +281,11 @@ export class Ingest {
     const origin = { route: a.route.name, topic: a.topic, params: a.params, receivedAt: a.receivedAt, seq };
     const events: AssembledEvent[] = [];
     try {
-      this.#touch(group, a.stream, a.receivedAt);
+      // A replayed input that the stream's restored state already reflects (an incremental checkpoint wrote it later than the record).
+      if (seq <= this.#touch(group, a.stream, a.receivedAt).floor) {
+        this.replaySkipped++;
+        return;
+      }
       if (this.#log.isLevelEnabled('debug')) this.#log.debug({ topic: a.topic, stream: a.stream, ts: a.sample.ts, features: Object.keys(a.sample.values) }, 'sample accepted');
       const values = a.sample.values;
       for (const feature in values) {
@@ -335,7 +343,8 @@ export class Ingest {
   sweep(now: number, seq: number): void {
     for (const g of this.#groups) {
       try {
-        const events = g.assembler.sweep(now);
+        // A stream whose restored state already reflects this tick is left alone (a replay).
+        const events = g.assembler.sweep(now, (stream) => (g.resident.get(stream)?.floor ?? 0) >= seq);
         for (const e of events) {
           const r = g.resident.get(e.stream);
           if (r) r.dirty = true;
@@ -361,71 +370,86 @@ export class Ingest {
     const group = this.#groups.find((g) => g.key === row.group);
     if (!group || group.resident.has(row.stream)) return false;
     this.#import(group, row);
-    group.resident.set(row.stream, { lastActive: row.lastActive, dirty: false });
+    group.resident.set(row.stream, { lastActive: row.lastActive, dirty: false, floor: row.seq ?? 0 });
     this.#residents++;
     return true;
   }
 
   /**
-   * What a checkpoint must write: every stream changed since the last one, and
-   * the streams idle since `idleBefore` (spilled, then evicted by `checkpointed`).
-   * They count as clean from here on (a change marks them dirty again); give the
-   * snapshot to `checkpointed` once it is committed, or to `unstored` if it
-   * failed. Call only while the engines are drained.
+   * The streams a checkpoint must write: every one changed since the last
+   * checkpoint, and those idle since `idleBefore` (spilled, then evicted by
+   * `checkpointed`). The checkpoint then captures them one by one with
+   * `capture`, as each is quiet, while messages flow.
    */
-  snapshot(idleBefore: number): Snapshot {
-    const rows: StreamStateRow[] = [];
-    const evict: Array<{ group: RouteGroup; stream: string }> = [];
-    const clean: Resident[] = [];
+  checkpointTargets(idleBefore: number): CheckpointTarget[] {
+    const out: CheckpointTarget[] = [];
     for (const g of this.#groups) {
       for (const [stream, r] of g.resident) {
         const idle = r.lastActive < idleBefore;
-        if (!r.dirty && !idle) continue;
-        if (idle) evict.push({ group: g, stream });
-        const assembler = g.assembler.exportStream(stream);
-        if (assembler === undefined) continue;
-        const models = [];
-        for (const m of g.models) {
-          const st = m.engine.exportStream(stream);
-          if (st) models.push({ model: m.name, fingerprint: m.engine.model.fingerprint, state: Buffer.from(st.state.buffer, st.state.byteOffset, st.state.byteLength), filled: st.filled, pending: m.scores.exportStream(stream) ?? null });
-        }
-        rows.push({ group: g.key, stream, resident: !idle, lastActive: r.lastActive, assembler, models });
-        clean.push(r);
+        if (r.dirty || idle) out.push({ group: g, stream, idle });
       }
     }
-    for (const r of clean) r.dirty = false;
-    return { rows, evict, clean };
-  }
-
-  /** The snapshot's checkpoint failed: its streams are dirty again, for the next one. */
-  unstored(snap: Snapshot): void {
-    for (const r of snap.clean) r.dirty = true;
+    return out;
   }
 
   /**
-   * The snapshot is committed: the idle streams leave memory, unless a message
-   * (or the clock) changed them meanwhile (they stay, dirty, and the next
-   * checkpoint writes them resident again).
+   * A target's state as it stands after the input at `seq` (the last one
+   * applied), or null while one of its steps waits or runs in an engine (try
+   * again later). Captured, the stream counts as clean (a change marks it
+   * dirty again); undefined when it left memory meanwhile.
    */
-  checkpointed(snap: Snapshot): void {
+  capture(t: CheckpointTarget, seq: number): StreamStateRow | null | undefined {
+    const g = t.group;
+    const r = g.resident.get(t.stream);
+    if (!r) return undefined;
+    for (const m of g.models) if (!m.engine.quiet(t.stream)) return null;
+    const assembler = g.assembler.exportStream(t.stream);
+    if (assembler === undefined) return undefined;
+    const models = [];
+    for (const m of g.models) {
+      const st = m.engine.exportStream(t.stream);
+      if (st) models.push({ model: m.name, fingerprint: m.engine.model.fingerprint, state: Buffer.from(st.state.buffer, st.state.byteOffset, st.state.byteLength), filled: st.filled, pending: m.scores.exportStream(t.stream) ?? null });
+    }
+    // Idle, and nothing arrived since the list was made: spilled.
+    const idle = t.idle && !r.dirty;
+    r.dirty = false;
+    return { group: g.key, stream: t.stream, resident: !idle, lastActive: r.lastActive, assembler, models, seq };
+  }
+
+  /** A checkpoint with these rows failed: their streams are dirty again, for the next one. */
+  unstored(rows: readonly StreamStateRow[]): void {
+    for (const row of rows) {
+      const r = this.#groups.find((g) => g.key === row.group)?.resident.get(row.stream);
+      if (r) r.dirty = true;
+    }
+  }
+
+  /**
+   * The checkpoint with these rows is committed: the spilled streams leave
+   * memory, unless a message (or the clock) changed them meanwhile (they stay,
+   * dirty, and the next checkpoint writes them resident again).
+   */
+  checkpointed(rows: readonly StreamStateRow[]): void {
     let evicted = 0;
-    for (const { group, stream } of snap.evict) {
-      const r = group.resident.get(stream);
-      if (!r || r.dirty) continue;
+    for (const row of rows) {
+      if (row.resident) continue;
+      const group = this.#groups.find((g) => g.key === row.group);
+      const r = group?.resident.get(row.stream);
+      if (!group || !r || r.dirty) continue;
       evicted++;
-      group.assembler.release(stream);
+      group.assembler.release(row.stream);
       for (const m of group.models) {
-        m.engine.releaseStream(stream);
-        m.scores.release(stream);
+        m.engine.releaseStream(row.stream);
+        m.scores.release(row.stream);
       }
-      if (group.resident.delete(stream)) this.#residents--;
+      if (group.resident.delete(row.stream)) this.#residents--;
       this.residency.evicted++;
     }
     if (evicted > 0) this.#opts.onResidency?.('evicted', evicted);
   }
 
   /** Bring a stream into memory (restoring its spilled state) and mark it changed. */
-  #touch(group: RouteGroup, stream: string, at: number): void {
+  #touch(group: RouteGroup, stream: string, at: number): Resident {
     let r = group.resident.get(stream);
     if (!r) {
       const row = this.#opts.store.loadStream(group.key, stream);
@@ -434,12 +458,13 @@ export class Ingest {
         this.residency.restored++;
         this.#opts.onResidency?.('restored', 1);
       }
-      r = { lastActive: at, dirty: true };
+      r = { lastActive: at, dirty: true, floor: row?.seq ?? 0 };
       group.resident.set(stream, r);
       this.#residents++;
     }
     r.lastActive = Math.max(r.lastActive, at);
     r.dirty = true;
+    return r;
   }
 
   #import(group: RouteGroup, row: StreamStateRow): void {

@@ -351,11 +351,14 @@ export class StepAssembler {
     return false;
   }
 
-  /** Close buckets the wall clock has passed (only with `wallClock`); call periodically. */
-  sweep(nowMs: number): AssembledEvent[] {
+  /** Close buckets the wall clock has passed (only with `wallClock`); call periodically. `skip`: streams to leave alone. */
+  sweep(nowMs: number, skip?: (stream: string) => boolean): AssembledEvent[] {
     if (!this.#o.wallClock) return [];
     const out: AssembledEvent[] = [];
-    for (const [stream, s] of this.#streams) for (const e of this.#drain(stream, s, Math.max(s.f[WATERMARK]!, nowMs))) out.push(e);
+    for (const [stream, s] of this.#streams) {
+      if (skip?.(stream)) continue;
+      for (const e of this.#drain(stream, s, Math.max(s.f[WATERMARK]!, nowMs))) out.push(e);
+    }
     return out;
   }
 
