@@ -50,9 +50,12 @@ export interface DaemonStats {
 
 
 /** Most streams a checkpoint captures in one turn of the event loop. */
-const CHECKPOINT_CHUNK = 500;
-/** Longest a checkpoint keeps the event loop in one turn (capturing and packing a chunk), ms. */
-const CHECKPOINT_SLICE_MS = 4;
+const CHECKPOINT_CHUNK = 128;
+/**
+ * How long a checkpoint captures streams in one turn of the event loop, ms;
+ * taking their error sums and packing them for the writer adds about as much.
+ */
+const CHECKPOINT_SLICE_MS = 1.5;
 
 /**
  * The composition root: builds every component and owns the start and stop
@@ -527,12 +530,13 @@ export class Daemon {
       const t0 = performance.now();
       const rows: StreamStateRow[] = [];
       const later = [];
-      for (const t of targets) {
-        // A chunk per turn: at most CHECKPOINT_CHUNK streams, at most CHECKPOINT_SLICE_MS of the event loop.
-        if (rows.length >= chunk || (rows.length % 32 === 31 && performance.now() - t0 > CHECKPOINT_SLICE_MS)) {
-          later.push(t);
-          continue;
+      for (let i = 0; i < targets.length; i++) {
+        // A chunk per turn: at most CHECKPOINT_CHUNK streams, about CHECKPOINT_SLICE_MS of capturing.
+        if (rows.length >= chunk || (rows.length % 8 === 7 && performance.now() - t0 > CHECKPOINT_SLICE_MS)) {
+          for (let k = i; k < targets.length; k++) later.push(targets[k]!);
+          break;
         }
+        const t = targets[i]!;
         const row = ingest.capture(t, intake.lastSeq);
         if (row === null) later.push(t); // a step of it is in an engine: next turn
         else if (row) rows.push(row);

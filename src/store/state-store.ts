@@ -78,6 +78,11 @@ export class StateReader {
     this.#stored = true;
   }
 
+  /** The highest log position a stored stream state reflects (0: none). */
+  maxStreamSeq(): number {
+    return (this.#db.prepare('SELECT max(seq) FROM stream_state').pluck().get() as number | null) ?? 0;
+  }
+
   /** The last checkpoint: the log position every stored state reflects (0: none yet). */
   checkpointSeq(): number {
     const row = this.#db.prepare('SELECT seq FROM checkpoint WHERE id = 1').get() as { seq: number } | undefined;

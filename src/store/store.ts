@@ -61,6 +61,7 @@ export class Store {
   #log: InputLog | null = null;
   #states: StateReader | null = null;
   #worker: Worker | null = null;
+  #checkpointer: Worker | null = null;
   #inline: WriterCore | null = null;
   #exited: Promise<void> | null = null;
   readonly #pending = new Map<number, Pending>();
@@ -102,15 +103,21 @@ export class Store {
     this.#db = db;
     this.#logDb = logDb ?? db;
     this.#states = new StateReader(db);
-    const lastSeq = this.#states.checkpointSeq();
+    // Positions are never reused: a stream checkpointed after the record may reflect inputs beyond the log (a QoS 0 group lost in a crash).
+    const lastSeq = Math.max(this.#states.checkpointSeq(), this.#states.maxStreamSeq());
     this.#log = new InputLog(this.#logDb, { lastSeq, onGroupFailure: (err) => this.reportFailure(err, 'input log (QoS 0 group)') });
     if (memory) {
       this.#inline = new WriterCore(db, (r) => this.#onReply(r), this.#now);
       return;
     }
     const worker = new Worker(new URL('./writer-thread.js', import.meta.url), {
-      workerData: { file, logFile: inputLogPath(file), durability: this.#opts.durability, maxSizeMiB: this.#opts.maxSizeMiB },
+      workerData: { file, durability: this.#opts.durability, maxSizeMiB: this.#opts.maxSizeMiB },
     });
+    const checkpointer = new Worker(new URL('./wal-checkpointer.js', import.meta.url), { workerData: { files: [file, inputLogPath(file)], intervalMs: 1000 } });
+    checkpointer.on('message', (m: { error?: string }) => this.#opts.log.warn({ err: m.error }, 'WAL checkpoint failed; retrying'));
+    checkpointer.on('error', (err) => this.#opts.log.error({ err }, 'WAL checkpointer stopped'));
+    checkpointer.unref();
+    this.#checkpointer = checkpointer;
     worker.on('message', (r: WriterReply) => this.#onReply(r));
     worker.on('error', (err) => {
       this.#opts.log.error({ err }, 'store writer thread failed');
@@ -239,7 +246,6 @@ export class Store {
    * when the writer refused it or stopped first.
    */
   async writeCheckpoint(seq: number | null, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[] = []): Promise<void> {
-    this.#flushLog();
     const packed = packCheckpoint(streams, accuracy);
     await this.settled();
     const result = await this.#send({ op: 'checkpoint', seq, packed }, checkpointTransfer(packed));
@@ -375,6 +381,8 @@ export class Store {
     if (this.#logRetry) clearTimeout(this.#logRetry);
     this.#logRetry = null;
     this.#log!.flushQuietly();
+    this.#checkpointer?.postMessage('stop');
+    this.#checkpointer = null;
     const left = (await this.#send({ op: 'stop' })) as number;
     if (left > 0 || this.#log!.pending > 0) {
       this.#opts.log.error({ queued: left, pendingInputs: this.#log!.pending, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');
