@@ -12,6 +12,7 @@ import { MqttConnection } from '../mqtt/mqtt-connection.js';
 import { DashboardApi } from '../http/dashboard-api.js';
 import { HttpEndpoint } from '../http/http-endpoint.js';
 import { Metrics } from '../metrics/metrics.js';
+import { packCheckpoint, type PackedCheckpoint } from '../store/codec.js';
 import { Store, type StreamStateRow } from '../store/store.js';
 import { Ingest, compileRoutes, type RouteModel, type StepContext } from '../streams/ingest.js';
 import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
@@ -56,6 +57,8 @@ const CHECKPOINT_CHUNK = 128;
  * taking their error sums and packing them for the writer adds about as much.
  */
 const CHECKPOINT_SLICE_MS = 1.5;
+/** Streams per checkpoint transaction of the writer (chunks are packed as they are captured, and written together). */
+const CHECKPOINT_WRITE = 4096;
 
 /**
  * The composition root: builds every component and owns the start and stop
@@ -521,38 +524,52 @@ export class Daemon {
     const from = intake.lastSeq;
     const books = [...this.#scores.values()];
     const ttl = this.#opts.loaded.config.limits.idleTtlS;
-    let targets = ingest.checkpointTargets(ttl > 0 ? this.#now() - ttl * 1000 : -Infinity);
+    const targets = ingest.checkpointTargets(ttl > 0 ? this.#now() - ttl * 1000 : -Infinity);
     const chunks: Array<{ rows: StreamStateRow[]; written: Promise<void> }> = [];
     const chunk = this.#opts.checkpointChunk ?? CHECKPOINT_CHUNK;
+    // Rounds' chunks, packed, wait here until CHECKPOINT_WRITE streams (or the end) make one transaction.
+    let packs: PackedCheckpoint[] = [];
+    let packed: StreamStateRow[] = [];
+    const post = (): void => {
+      if (packs.length === 0) return;
+      chunks.push({ rows: packed, written: store.writePacked(null, packs) });
+      packs = [];
+      packed = [];
+    };
+    let queue = targets;
+    let head = 0;
+    let retry: typeof targets = [];
     let longest = 0;
     let rounds = 0;
-    while (targets.length > 0) {
+    for (;;) {
+      if (head >= queue.length) {
+        if (retry.length === 0) break;
+        queue = retry;
+        retry = [];
+        head = 0;
+      }
       const t0 = performance.now();
       const rows: StreamStateRow[] = [];
-      const later = [];
-      for (let i = 0; i < targets.length; i++) {
-        // A chunk per turn: at most CHECKPOINT_CHUNK streams, about CHECKPOINT_SLICE_MS of capturing.
-        if (rows.length >= chunk || (rows.length % 8 === 7 && performance.now() - t0 > CHECKPOINT_SLICE_MS)) {
-          for (let k = i; k < targets.length; k++) later.push(targets[k]!);
-          break;
-        }
-        const t = targets[i]!;
+      // A chunk per turn: at most `chunk` streams, about CHECKPOINT_SLICE_MS of capturing.
+      while (head < queue.length && rows.length < chunk && !(rows.length % 8 === 7 && performance.now() - t0 > CHECKPOINT_SLICE_MS)) {
+        const t = queue[head++]!;
         const row = ingest.capture(t, intake.lastSeq);
-        if (row === null) later.push(t); // a step of it is in an engine: next turn
+        if (row === null) retry.push(t); // a step of it is in an engine: a later turn
         else if (row) rows.push(row);
       }
       if (rows.length > 0) {
         const streams = rows.map((r) => r.stream);
-        const deltas = books.flatMap((b) => b.take(streams));
-        chunks.push({ rows, written: store.writeCheckpoint(null, rows, deltas) });
+        packs.push(packCheckpoint(rows, books.flatMap((b) => b.take(streams))));
+        packed.push(...rows);
+        if (packed.length >= CHECKPOINT_WRITE) post();
       }
       longest = Math.max(longest, performance.now() - t0);
-      targets = later;
-      if (targets.length === 0) break;
+      if (head >= queue.length && retry.length === 0) break;
       // Let messages in; a stream whose step runs now is quiet once its batch returns.
       if (++rounds % 64 === 0) await new Promise((r) => setTimeout(r, 1));
       else await new Promise((r) => setImmediate(r));
     }
+    post();
     const failed: StreamStateRow[] = [];
     let error: unknown = null;
     for (const c of chunks) {

@@ -164,6 +164,12 @@ function packAccuracy(deltas: readonly AccuracyDelta[]): PackedAccuracy {
   return { streams: deltas.map((a) => a.stream), models: deltas.map((a) => a.model), targets: deltas.map((a) => a.target), nums };
 }
 
+/** Whether a packed checkpoint spills a stream (writes it as not resident). */
+export function spills(c: PackedCheckpoint): boolean {
+  for (let i = 0; i < c.streams.length; i++) if (c.streamNums[i * STREAM_NUMS] === 0) return true;
+  return false;
+}
+
 export function checkpointTransfer(c: PackedCheckpoint): ArrayBuffer[] {
   return [c.streamNums.buffer, c.modelNums.buffer, c.blobs.buffer, c.blobEnds.buffer, c.accuracy.nums.buffer] as ArrayBuffer[];
 }

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint } from './codec.js';
+import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedCheckpoint } from './codec.js';
 import { configure, inputLogPath, openDatabase } from './database.js';
 import type { ForecastLayout } from './ids.js';
 import { INPUT_LOG_SCHEMA, InputLog, type InputRow } from './input-log.js';
@@ -245,12 +245,18 @@ export class Store {
    * once committed (a record: the log is then trimmed up to `seq`); rejects
    * when the writer refused it or stopped first.
    */
-  async writeCheckpoint(seq: number | null, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[] = []): Promise<void> {
-    const packed = packCheckpoint(streams, accuracy);
+  writeCheckpoint(seq: number | null, streams: readonly StreamStateRow[], accuracy: readonly AccuracyDelta[] = []): Promise<void> {
+    return this.writePacked(seq, [packCheckpoint(streams, accuracy)]);
+  }
+
+  /** `writeCheckpoint` for chunks packed beforehand (`codec.packCheckpoint`), written in one transaction. */
+  async writePacked(seq: number | null, packs: readonly PackedCheckpoint[]): Promise<void> {
+    // Read before the buffers are transferred (they are empty here afterwards).
+    const spilling = packs.some(spills);
     await this.settled();
-    const result = await this.#send({ op: 'checkpoint', seq, packed }, checkpointTransfer(packed));
+    const result = await this.#send({ op: 'checkpoint', seq, packs }, packs.flatMap(checkpointTransfer));
     if (result === null) throw new TidecastError(ErrorCodes.STORE, 'the checkpoint was refused by the store');
-    if (streams.some((st) => !st.resident)) this.#states!.spilled();
+    if (spilling) this.#states!.spilled();
     if (seq !== null) void this.#log?.trim(seq);
   }
 

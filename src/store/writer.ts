@@ -10,7 +10,7 @@ import { CheckpointWriter } from './state-store.js';
 export type WriterRequest =
   | { readonly op: 'commit'; readonly model: string; readonly layout: ForecastLayout; readonly batch: PackedBatch }
   /** Streams of a checkpoint; with `seq` (not null), also the checkpoint's record. */
-  | { readonly op: 'checkpoint'; readonly seq: number | null; readonly packed: PackedCheckpoint }
+  | { readonly op: 'checkpoint'; readonly seq: number | null; readonly packs: readonly PackedCheckpoint[] }
   | { readonly op: 'deadLetter'; readonly row: DeadLetterRow }
   | { readonly op: 'event'; readonly row: EventRow }
   | { readonly op: 'adoptFingerprint'; readonly model: string; readonly from: string; readonly to: string }
@@ -161,7 +161,7 @@ export class WriterCore {
       case 'commit':
         return this.#batches.commit(this.#ids.model(op.model), this.#ids.layout(op.model, op.layout), op.batch);
       case 'checkpoint':
-        this.#checkpoints.write(op.seq, op.packed);
+        this.#checkpoints.write(op.seq, op.packs);
         return undefined;
       case 'deadLetter': {
         const r = op.row;
