@@ -115,6 +115,25 @@ describe('SQLite store', () => {
     tmp.remove();
   });
 
+  it('a writer thread that dies fails the store instead of hanging it: its ops answer "not written", the store reports failing, stop returns', async () => {
+    const tmp = tempDir();
+    process.env.TIDECAST_FAULT_WRITER_EXIT_ON = 'commit';
+    const s = new Store({ path: path.join(tmp.dir, 'd.db'), retentionDays: 36500, log: silentLogger });
+    try {
+      s.start();
+    } finally {
+      delete process.env.TIDECAST_FAULT_WRITER_EXIT_ON;
+    }
+    assert.equal(s.failing, false);
+    assert.equal(await s.commit('m', LAYOUT, [], [{ stream: 'a', issuedAt: 0, values: [1], labels: null }]), null, 'not written');
+    assert.equal(s.failing, true, 'the intake holds from here on');
+    assert.match(s.failure?.message ?? '', /writer thread exited/);
+    await assert.rejects(s.writeCheckpoint(1, []), /refused/);
+    assert.equal(s.appendInput(0, 1, 't', Buffer.from('x'), true), 1, 'the input log still takes what the broker sends');
+    await s.stop();
+    tmp.remove();
+  });
+
   it('moves the input log of a schema-7 database into its own file, so that recovery still replays it', async () => {
     const tmp = tempDir();
     const file = path.join(tmp.dir, 'v7.db');

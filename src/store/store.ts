@@ -123,7 +123,19 @@ export class Store {
       this.#opts.log.error({ err }, 'store writer thread failed');
       this.#writerFailure = err;
     });
-    this.#exited = new Promise((resolve) => worker.once('exit', () => resolve()));
+    this.#exited = new Promise((resolve) =>
+      worker.once('exit', (code) => {
+        this.#worker = null;
+        if (this.#pending.size > 0 && this.#stopping === null) {
+          // Died before stop: nothing it had is written (the input log replays it at the next start).
+          this.#writerFailure ??= new TidecastError(ErrorCodes.STORE_UNAVAILABLE, `the store writer thread exited (code ${code})`);
+          this.#opts.log.error({ code, ops: this.#pending.size }, 'store writer thread exited; holding messages');
+        }
+        for (const p of this.#pending.values()) p.resolve(null);
+        this.#pending.clear();
+        resolve();
+      }),
+    );
     this.#worker = worker;
   }
 
@@ -135,6 +147,7 @@ export class Store {
   /** Hand an op to the writer; resolves with its result, or null when it was dropped. */
   #send(op: WriterRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
     this.#database();
+    if (this.#exited !== null && this.#worker === null) return Promise.resolve(null); // the writer thread is gone
     const id = this.#nextId++;
     const full = { ...op, id } as WriterOp;
     const done = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
@@ -389,7 +402,7 @@ export class Store {
     this.#log!.flushQuietly();
     this.#checkpointer?.postMessage('stop');
     this.#checkpointer = null;
-    const left = (await this.#send({ op: 'stop' })) as number;
+    const left = ((await this.#send({ op: 'stop' })) as number | null) ?? this.#pending.size;
     if (left > 0 || this.#log!.pending > 0) {
       this.#opts.log.error({ queued: left, pendingInputs: this.#log!.pending, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');
     }

@@ -16,7 +16,11 @@ configure(db, { durability, maxSizeMiB });
 db.pragma('wal_autocheckpoint = 0');
 const core = new WriterCore(db, (reply) => port.postMessage(reply), Date.now, Number(process.env.TIDECAST_FAULT_CHECKPOINT_HOLD_MS ?? 0));
 
+// Fault injection (tests): the thread dies on the first op of this kind.
+const dieOn = process.env.TIDECAST_FAULT_WRITER_EXIT_ON;
+
 port.on('message', (op: WriterOp) => {
+  if (op.op === dieOn) process.exit(70);
   core.receive(op);
   if (op.op !== 'stop') return;
   try {
