@@ -148,7 +148,7 @@ export interface CheckpointHold {
   mean_ms: number;
   /** Upper bound of the histogram bucket that holds the slowest checkpoint. */
   max_le_ms: number;
-  write_mean_ms?: number;
+  write_mean_ms: number;
 }
 
 /**
@@ -321,9 +321,7 @@ export function e2eTable(r: E2eBenchResult): string {
     const c = r.checkpoint;
     lines.push(
       '',
-      c.write_mean_ms === undefined
-        ? `checkpoints under load (QoS 1 at ${c.rate_per_s} msgs/s, one every ${c.interval_s} s; the latency points above are shorter than the default 30 s interval, so none falls inside them): ${c.checkpoints} checkpoints, mean ${c.mean_ms} ms, the slowest ≤ ${c.max_le_ms} ms, the intake held meanwhile`
-        : `checkpoints under load (QoS 1 at ${c.rate_per_s} msgs/s, one every ${c.interval_s} s; the latency points above are shorter than the default 30 s interval, so none falls inside them): ${c.checkpoints} checkpoints, each written in chunks while messages flow (mean ${c.write_mean_ms} ms from the first chunk to the committed record); the longest turn of the event loop one took (messages wait at most that long): mean ${c.mean_ms} ms, the slowest ≤ ${c.max_le_ms} ms`,
+      `checkpoints under load (QoS 1 at ${c.rate_per_s} msgs/s, one every ${c.interval_s} s; the latency points above are shorter than the default 30 s interval, so none falls inside them): ${c.checkpoints} checkpoints, each written in chunks while messages flow (mean ${c.write_mean_ms} ms from the first chunk to the committed record); the longest turn of the event loop one took (messages wait at most that long): mean ${c.mean_ms} ms, the slowest ≤ ${c.max_le_ms} ms`,
     );
   }
   if (r.scenarios.length > 0) {

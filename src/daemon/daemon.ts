@@ -49,7 +49,6 @@ export interface DaemonStats {
   residency: { resident: number; evicted: number; restored: number };
 }
 
-
 /** Most streams a checkpoint captures in one turn of the event loop. */
 const CHECKPOINT_CHUNK = 128;
 /**

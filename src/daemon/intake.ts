@@ -9,7 +9,7 @@ export type HoldReason = 'queue_full' | 'checkpoint' | 'reload' | 'store';
 export interface IntakeOptions {
   ingest: Ingest;
   store: Store;
-  /** The pipeline's own reason to hold (full engine queues, a checkpoint running), or null. */
+  /** The pipeline's own reason to hold (a full engine queue or writer backlog, a model swap), or null. */
   busy(): HoldReason | null;
   onHold?(reason: HoldReason): void;
   log: Logger;
@@ -27,7 +27,7 @@ const RETRY_MAX_MS = 2000;
  * keeps the connection flowing (mqtt.js handles one packet at a time), while
  * inference batches and the writer thread commits on their own schedules.
  *
- * When the pipeline is busy (engine queues full, a checkpoint running) or the
+ * When the pipeline is busy (an engine queue or the store's writer full, a model swap) or the
  * store cannot write (disk full, locked), the message is held unacknowledged:
  * mqtt.js then reads nothing more and the broker keeps the rest. `pump()`
  * retries it when the condition clears; a held message whose connection has
@@ -70,7 +70,7 @@ export class Intake {
     this.#hold(msg, ack, reason);
   }
 
-  /** Try the held message again (a batch finished, the store recovered, a checkpoint ended). */
+  /** Try the held message again (a batch finished, the store recovered, a swap or checkpoint ended). */
   pump(): void {
     const held = this.#held;
     if (!held || this.#stopped) return;

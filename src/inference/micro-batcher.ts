@@ -23,6 +23,9 @@ export interface MicroBatcherOptions<T> {
   timer?: Timer;
 }
 
+/** The in-flight keys while no batch runs. */
+const NO_KEYS: ReadonlySet<string> = new Set();
+
 /**
  * Groups items from many keys (streams) into batches, one item per key per
  * batch, in arrival order per key.
@@ -34,8 +37,6 @@ export interface MicroBatcherOptions<T> {
  * `maxDelayMs`. One batch is in flight at a time, which is what keeps each
  * key's steps ordered against its recurrent state.
  */
-const NO_KEYS: ReadonlySet<string> = new Set();
-
 export class MicroBatcher<T> {
   readonly #opts: MicroBatcherOptions<T>;
   readonly #timer: Timer;

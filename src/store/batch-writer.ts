@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { valuesJson, type PackedBatch } from './codec.js';
 import type { Ids } from './ids.js';
+import type { EventRow } from './rows.js';
 
 /**
  * Wrap `body` in a write transaction that also writes the ids handed out since
@@ -28,13 +29,12 @@ export function writeTransaction<A extends unknown[], R>(db: Database.Database, 
 export class BatchWriter {
   readonly #commit: (mid: number, lid: number, b: PackedBatch) => Uint8Array;
 
-  constructor(db: Database.Database, ids: Ids, now: () => number) {
+  /** `event`: the writer's insert of an event row (the same for a batch's events and for one on its own). */
+  constructor(db: Database.Database, ids: Ids, now: () => number, event: (e: EventRow) => void) {
     const step = db.prepare('INSERT INTO step_inputs (sid, ts, received_at, fsid, inputs, filled) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // ON CONFLICT (not OR IGNORE): a duplicate key is skipped, but a non-finite value
     // (JSON null) still fails the CHECK loudly.
     const forecast = db.prepare('INSERT INTO forecasts (sid, mid, issued_at, lid, created_at, vals, labels) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
-    // Rows with a seq come from the data path and are written once however often it is replayed.
-    const event = db.prepare('INSERT OR IGNORE INTO events (at, stream, model, kind, detail, seq) VALUES (?, ?, ?, ?, ?, ?)');
     this.#commit = writeTransaction(db, ids, (mid: number, lid: number, b: PackedBatch) => {
       const at = now();
       const fsids = b.featureSets.map((names) => ids.featureSet(names));
@@ -46,7 +46,7 @@ export class BatchWriter {
         step.run(ids.stream(b.stepStreams[i]!, b.stepRoutes[i]!, receivedAt), ts, receivedAt, fsids[b.stepSet[i]!], valuesJson(b.stepValues, v, n), b.stepNums[i * 3 + 2]!);
         v += n;
       }
-      for (const e of b.events) event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
+      for (const e of b.events) event(e);
       const inserted = new Uint8Array(b.forecastStreams.length);
       for (let i = 0; i < b.forecastStreams.length; i++) {
         const issuedAt = b.issuedAt[i]!;

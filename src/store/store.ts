@@ -89,7 +89,7 @@ export class Store {
       if (!memory) {
         logDb = new Database(inputLogPath(file));
         configure(logDb, this.#opts);
-        // The writer thread copies its WAL back: never on this thread.
+        // The checkpointer thread copies its WAL back: never on this thread.
         logDb.pragma('wal_autocheckpoint = 0');
       }
     } catch (err) {
@@ -376,7 +376,7 @@ export class Store {
 
   /** Write the pending QoS 0 group; a failure is reported, the rows stay pending. */
   #flushLog(): void {
-    if (this.#log && this.#log.pending > 0 && !this.#log.flushQuietly()) return;
+    if (this.#log && this.#log.pending > 0) this.#log.flushQuietly();
   }
 
   /** The main thread's connection, for read-only queries (tidecast query, the dashboard, tests). */

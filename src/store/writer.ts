@@ -92,7 +92,7 @@ export class WriterCore {
     this.#db = db;
     this.#reply = reply;
     this.#ids = new Ids(db);
-    this.#batches = new BatchWriter(db, this.#ids, now);
+    this.#batches = new BatchWriter(db, this.#ids, now, (e) => this.#event(e));
     const hold =
       checkpointHoldMs > 0
         ? () => {
@@ -168,11 +168,9 @@ export class WriterCore {
         this.#stmts.deadLetter.run(r.receivedAt, r.topic, r.reason, r.detail, r.payload, r.payloadBytes, r.stream ?? null, r.seq ?? null);
         return undefined;
       }
-      case 'event': {
-        const e = op.row;
-        this.#stmts.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
+      case 'event':
+        this.#event(op.row);
         return undefined;
-      }
       case 'adoptFingerprint':
         return this.#stmts.adopt.run(op.to, op.model, op.from).changes;
       case 'prune':
@@ -182,6 +180,11 @@ export class WriterCore {
       default:
         throw new Error(`unknown writer op ${(op as { op: string }).op}`);
     }
+  }
+
+  /** Rows with a seq come from the data path and are written once however often it is replayed. */
+  #event(e: EventRow): void {
+    this.#stmts.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
   }
 
   /** Delete rows older than `cutoff`; returns rows deleted per table. */
@@ -210,11 +213,9 @@ export class WriterCore {
     this.#retryTimer = null;
     if (this.#queue.length > 0) {
       // One more try; ops that still fail stay unwritten (the input log replays their inputs at the next start).
-      const failing = this.#failure;
       this.#drain();
       if (this.#retryTimer) clearTimeout(this.#retryTimer);
       this.#retryTimer = null;
-      if (failing && this.#queue.length > 0) this.#failure = failing;
     }
     this.#stopped = true;
     this.#reply({ kind: 'done', id, result: this.#queue.length });

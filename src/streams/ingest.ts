@@ -367,7 +367,7 @@ export class Ingest {
 
   /** Put a checkpointed stream back in memory (at start, for streams resident at the checkpoint). */
   restore(row: StreamStateRow): boolean {
-    const group = this.#groups.find((g) => g.key === row.group);
+    const group = this.#groupOf(row.group);
     if (!group || group.resident.has(row.stream)) return false;
     this.#import(group, row);
     group.resident.set(row.stream, { lastActive: row.lastActive, dirty: false, floor: row.seq ?? 0 });
@@ -419,7 +419,7 @@ export class Ingest {
   /** A checkpoint with these rows failed: their streams are dirty again, for the next one. */
   unstored(rows: readonly StreamStateRow[]): void {
     for (const row of rows) {
-      const r = this.#groups.find((g) => g.key === row.group)?.resident.get(row.stream);
+      const r = this.#groupOf(row.group)?.resident.get(row.stream);
       if (r) r.dirty = true;
     }
   }
@@ -433,7 +433,7 @@ export class Ingest {
     let evicted = 0;
     for (const row of rows) {
       if (row.resident) continue;
-      const group = this.#groups.find((g) => g.key === row.group);
+      const group = this.#groupOf(row.group);
       const r = group?.resident.get(row.stream);
       if (!group || !r || r.dirty) continue;
       evicted++;
@@ -446,6 +446,11 @@ export class Ingest {
       this.residency.evicted++;
     }
     if (evicted > 0) this.#opts.onResidency?.('evicted', evicted);
+  }
+
+  /** The route group a checkpoint row names. */
+  #groupOf(key: string): RouteGroup | undefined {
+    return this.#groups.find((g) => g.key === key);
   }
 
   /** Bring a stream into memory (restoring its spilled state) and mark it changed. */
