@@ -6,12 +6,16 @@ import { WindowBuffer } from '../src/inference/window-buffer.js';
 
 describe('StateSlab', () => {
   it('gives new streams zeroed slots, reuses freed slots, and keeps state across growth', () => {
-    const slab = new StateSlab(3, 2);
+    const slab = new StateSlab(3);
     slab.write('a', Float32Array.from([1, 2, 3]));
     slab.write('b', Float32Array.from([4, 5, 6]));
-    slab.write('c', Float32Array.from([7, 8, 9])); // grows past capacity 2
+    slab.write('c', Float32Array.from([7, 8, 9]));
+    for (let i = 0; i < 3000; i++) slab.write(`g${i}`, Float32Array.from([i, -i, i / 2])); // three chunks of 1,024 slots
     assert.deepEqual([...slab.read('a')!], [1, 2, 3]);
     assert.deepEqual([...slab.read('c')!], [7, 8, 9]);
+    assert.deepEqual([...slab.read('g2999')!], [2999, -2999, 1499.5]);
+    assert.deepEqual([...slab.read('g1023')!], [1023, -1023, 511.5]);
+    for (let i = 0; i < 3000; i++) slab.release(`g${i}`);
     const slotB = slab.slotOf('b');
     assert.ok(slab.release('b'));
     assert.equal(slab.slotOf('d'), slotB, 'a freed slot is reused');

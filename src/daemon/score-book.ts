@@ -1,6 +1,7 @@
 import { numericTargets, type ModelCard } from '../inference/card.js';
 import { bucketMsFor } from '../store/schema-7.js';
 import type { AccuracyDelta } from '../store/rows.js';
+import { Slab, SlotIndex } from '../slots.js';
 
 /** An earlier forecast scored against the step that just arrived. */
 export interface ScoredRow {
@@ -56,11 +57,8 @@ export class ScoreBook {
   #entry = 0;
   #slotSize = 0;
   #key = '';
-  #data = new Float64Array(0);
-  #capacity = 0;
-  #next = 0;
-  readonly #free: number[] = [];
-  readonly #slots = new Map<string, number>();
+  readonly #slots = new SlotIndex();
+  #slab = new Slab(1, (n) => new Float64Array(n));
   /** Deltas of buckets that closed since the last checkpoint, by stream. */
   #closed = new Map<string, AccuracyDelta[]>();
   /** Sums taken by a checkpoint not yet committed. */
@@ -92,8 +90,6 @@ export class ScoreBook {
       for (const stream of [...this.#dirty]) this.#close(stream, this.#slots.get(stream)!);
       this.#dirty.clear();
       this.#slots.clear();
-      this.#free.length = 0;
-      this.#next = 0;
     }
     this.#key = key;
     this.#cells = cells;
@@ -106,8 +102,7 @@ export class ScoreBook {
     this.#ring = cells.length > 0 ? Math.max(...this.#horizons) : 0;
     this.#entry = 1 + this.#targets.length + cells.length;
     this.#slotSize = this.#ring * this.#entry + 1 + cells.length * SUMS;
-    this.#capacity = 64;
-    this.#data = new Float64Array(this.#capacity * this.#slotSize);
+    this.#slab = new Slab(Math.max(1, this.#slotSize), (n) => new Float64Array(n));
   }
 
   /** Streams with a slot. */
@@ -122,8 +117,8 @@ export class ScoreBook {
   step(stream: string, ts: number, values: Readonly<Record<string, number>>, filled: readonly string[], forecast: ArrayLike<number> | null, out?: ScoredRow[]): void {
     if (this.#cells.length === 0) return;
     const slot = this.#slotOf(stream);
-    const d = this.#data;
-    const base = slot * this.#slotSize;
+    const d = this.#slab.chunk(slot);
+    const base = this.#slab.offset(slot);
     const step = this.#stepMs;
     const sums = base + this.#ring * this.#entry;
     const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
@@ -222,17 +217,16 @@ export class ScoreBook {
   exportStream(stream: string): Buffer | undefined {
     const slot = this.#slots.get(stream);
     if (slot === undefined || this.#ring === 0) return undefined;
-    const base = slot * this.#slotSize;
-    const copy = this.#data.slice(base, base + this.#ring * this.#entry);
+    const base = this.#slab.offset(slot);
+    const copy = this.#slab.chunk(slot).slice(base, base + this.#ring * this.#entry);
     return Buffer.from(copy.buffer, copy.byteOffset, copy.byteLength);
   }
 
   /** Restore a stream's open forecasts; ignored when they were saved under another layout. */
   importStream(stream: string, saved: Buffer | null | undefined): void {
     if (!saved || saved.byteLength !== this.#ring * this.#entry * 8) return;
-    const base = this.#slotOf(stream) * this.#slotSize;
-    const ring = new Float64Array(saved.buffer.slice(saved.byteOffset, saved.byteOffset + saved.byteLength));
-    this.#data.set(ring, base);
+    const slot = this.#slotOf(stream);
+    this.#slab.chunk(slot).set(new Float64Array(saved.buffer.slice(saved.byteOffset, saved.byteOffset + saved.byteLength)), this.#slab.offset(slot));
   }
 
   /** Forget a stream (evicted: its deltas move to the closed list first). */
@@ -240,9 +234,7 @@ export class ScoreBook {
     const slot = this.#slots.get(stream);
     if (slot === undefined) return;
     if (this.#dirty.delete(stream)) this.#keep(stream, this.#deltasOf(stream, slot));
-    this.#data.fill(0, slot * this.#slotSize, (slot + 1) * this.#slotSize);
-    this.#slots.delete(stream);
-    this.#free.push(slot);
+    this.#slots.release(stream);
   }
 
   #keep(stream: string, deltas: AccuracyDelta[]): void {
@@ -258,34 +250,26 @@ export class ScoreBook {
   }
 
   #slotOf(stream: string): number {
-    let slot = this.#slots.get(stream);
-    if (slot !== undefined) return slot;
-    slot = this.#free.pop();
-    if (slot === undefined) {
-      if (this.#next === this.#capacity) {
-        this.#capacity *= 2;
-        const grown = new Float64Array(this.#capacity * this.#slotSize);
-        grown.set(this.#data);
-        this.#data = grown;
-      }
-      slot = this.#next++;
-    }
-    const base = slot * this.#slotSize;
+    const known = this.#slots.get(stream);
+    if (known !== undefined) return known;
+    const slot = this.#slots.take(stream);
+    const d = this.#slab.chunk(slot);
+    const base = this.#slab.offset(slot);
     // Issue times start as NaN: no forecast is open.
-    for (let r = 0; r < this.#ring; r++) this.#data[base + r * this.#entry] = NaN;
+    for (let r = 0; r < this.#ring; r++) d[base + r * this.#entry] = NaN;
+    d[base + this.#ring * this.#entry] = 0;
     this.#resetSums(slot);
-    this.#slots.set(stream, slot);
     return slot;
   }
 
   #resetSums(slot: number): void {
-    const sums = slot * this.#slotSize + this.#ring * this.#entry;
-    this.#data.fill(0, sums + 1, sums + 1 + this.#cells.length * SUMS);
+    const sums = this.#slab.offset(slot) + this.#ring * this.#entry;
+    this.#slab.chunk(slot).fill(0, sums + 1, sums + 1 + this.#cells.length * SUMS);
   }
 
   #deltasOf(stream: string, slot: number): AccuracyDelta[] {
-    const d = this.#data;
-    const sums = slot * this.#slotSize + this.#ring * this.#entry;
+    const d = this.#slab.chunk(slot);
+    const sums = this.#slab.offset(slot) + this.#ring * this.#entry;
     const out: AccuracyDelta[] = [];
     this.#cells.forEach((cell, c) => {
       const s = sums + 1 + c * SUMS;

@@ -1,95 +1,76 @@
+import { Slab, SlotIndex } from '../slots.js';
+
 /**
- * Per-stream recurrent state of one model, in one contiguous Float32Array.
+ * Per-stream recurrent state of one model, in Float32Array chunks.
  *
  * Each stream owns a slot of `slotSize` floats (all its state tensors back to
  * back); new slots start at zero, the state an RNN starts a sequence with.
- * Freed slots go on a free list and are reused before the slab grows; growth
- * doubles capacity so appends stay amortised O(1).
+ * Freed slots are reused before the slab grows; growth adds a chunk of 1,024
+ * slots, so the memory held is the states plus at most one partly used chunk.
  */
 export class StateSlab {
   readonly slotSize: number;
-  #data: Float32Array;
-  #capacity: number;
-  #next = 0;
-  #free: number[] = [];
-  #slots = new Map<string, number>();
+  readonly #index = new SlotIndex();
+  readonly #slab: Slab<Float32Array>;
 
-  constructor(slotSize: number, initialCapacity = 64) {
+  constructor(slotSize: number) {
     if (!Number.isInteger(slotSize) || slotSize <= 0) throw new RangeError(`slotSize must be a positive integer, got ${slotSize}`);
     this.slotSize = slotSize;
-    this.#capacity = Math.max(1, initialCapacity);
-    this.#data = new Float32Array(this.#capacity * slotSize);
+    this.#slab = new Slab(slotSize, (n) => new Float32Array(n));
   }
 
   /** Number of streams that hold a slot. */
   get size(): number {
-    return this.#slots.size;
+    return this.#index.size;
   }
 
   has(streamId: string): boolean {
-    return this.#slots.has(streamId);
+    return this.#index.has(streamId);
   }
 
   streamIds(): string[] {
-    return [...this.#slots.keys()];
+    return [...this.#index.names()];
   }
 
   /** The slot of a stream, allocating a zeroed one on first use. */
   slotOf(streamId: string): number {
-    let slot = this.#slots.get(streamId);
-    if (slot === undefined) {
-      slot = this.#free.pop() ?? this.#grow();
-      this.#data.fill(0, slot * this.slotSize, (slot + 1) * this.slotSize);
-      this.#slots.set(streamId, slot);
-    }
+    const known = this.#index.get(streamId);
+    if (known !== undefined) return known;
+    const slot = this.#index.take(streamId);
+    this.#slab.fill(slot, 0);
     return slot;
   }
 
-  /** The live backing array; valid until the next slot allocation. */
-  get data(): Float32Array {
-    return this.#data;
+  /** The array that holds a slot's state (it never moves). */
+  chunk(slot: number): Float32Array {
+    return this.#slab.chunk(slot);
   }
 
-  /** Offset of a slot's first float in `data`. */
+  /** Offset of a slot's first float in its chunk. */
   offsetOf(slot: number): number {
-    return slot * this.slotSize;
+    return this.#slab.offset(slot);
   }
 
   /** Zero a stream's state, as if it had just started. */
   reset(streamId: string): void {
-    const slot = this.#slots.get(streamId);
-    if (slot !== undefined) this.#data.fill(0, slot * this.slotSize, (slot + 1) * this.slotSize);
+    const slot = this.#index.get(streamId);
+    if (slot !== undefined) this.#slab.fill(slot, 0);
   }
 
   /** Forget a stream and return its slot to the free list. */
   release(streamId: string): boolean {
-    const slot = this.#slots.get(streamId);
-    if (slot === undefined) return false;
-    this.#slots.delete(streamId);
-    this.#free.push(slot);
-    return true;
+    return this.#index.release(streamId) !== undefined;
   }
 
   /** A copy of a stream's state (for checkpoints and tests). */
   read(streamId: string): Float32Array | undefined {
-    const slot = this.#slots.get(streamId);
-    return slot === undefined ? undefined : this.#data.slice(slot * this.slotSize, (slot + 1) * this.slotSize);
+    const slot = this.#index.get(streamId);
+    return slot === undefined ? undefined : this.#slab.read(slot);
   }
 
   /** Overwrite a stream's state (restoring a checkpoint). */
   write(streamId: string, state: Float32Array): void {
     if (state.length !== this.slotSize) throw new RangeError(`state has ${state.length} floats, slot holds ${this.slotSize}`);
-    const offset = this.offsetOf(this.slotOf(streamId)); // may grow #data: resolve it first
-    this.#data.set(state, offset);
-  }
-
-  #grow(): number {
-    if (this.#next === this.#capacity) {
-      this.#capacity *= 2;
-      const bigger = new Float32Array(this.#capacity * this.slotSize);
-      bigger.set(this.#data);
-      this.#data = bigger;
-    }
-    return this.#next++;
+    this.#slab.write(this.slotOf(streamId), state);
   }
 }

@@ -138,19 +138,17 @@ export class StepRunner {
     const sig = this.model.signature;
     const B = this.#rows(chunk.length);
     const slab = this.slab;
-    // Allocate every slot before reading slab.data: allocation may grow (replace) the array.
-    const offsets = slab ? chunk.map((r) => slab.offsetOf(slab.slotOf(r.streamId))) : [];
+    const slots = slab ? chunk.map((r) => slab.slotOf(r.streamId)) : [];
     const shapes = this.#shapesFor(B);
     const input = new Float32Array(B * sig.featureCount);
     chunk.forEach((r, b) => input.set(r.input, b * sig.featureCount)); // with T = 1 every layout puts row b at b·F
     const feeds: Record<string, ort.Tensor> = { [sig.input]: new ort.Tensor('float32', input, shapes.inputDims) };
     const stateLayouts = shapes.stateLayouts;
     if (slab) {
-      const data = slab.data;
       sig.states.forEach((s, k) => {
         const layout = stateLayouts[k]!;
         const tensor = new Float32Array(B * layout.rowSize);
-        for (let b = 0; b < chunk.length; b++) writeRow(layout, tensor, b, data, offsets[b]! + this.#stateOffsets[k]!);
+        for (let b = 0; b < chunk.length; b++) writeRow(layout, tensor, b, slab.chunk(slots[b]!), slab.offsetOf(slots[b]!) + this.#stateOffsets[k]!);
         feeds[s.input] = new ort.Tensor('float32', tensor, shapes.stateDims[k]!);
       });
     }
@@ -172,8 +170,9 @@ export class StepRunner {
       readRow(yLayout, yData, b, output, 0);
       if (clean) {
         if (slab) {
-          const data = slab.data;
-          for (let k = 0; k < newStates.length; k++) readRow(stateLayouts[k]!, newStates[k]!, b, data, offsets[b]! + this.#stateOffsets[k]!);
+          const data = slab.chunk(slots[b]!);
+          const at = slab.offsetOf(slots[b]!);
+          for (let k = 0; k < newStates.length; k++) readRow(stateLayouts[k]!, newStates[k]!, b, data, at + this.#stateOffsets[k]!);
         }
         results.push({ streamId, status: 'ok', output, context });
         continue;
@@ -191,7 +190,7 @@ export class StepRunner {
           results.push({ streamId, status: 'reset', output: null, reason: 'non_finite_state', context });
           continue;
         }
-        slab.data.set(scratch, offsets[b]!);
+        slab.chunk(slots[b]!).set(scratch, slab.offsetOf(slots[b]!));
       }
       results.push({ streamId, status: 'ok', output, context });
     }

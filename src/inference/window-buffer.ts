@@ -27,8 +27,9 @@ export class WindowBuffer {
 
   /** Append a step; returns how many steps the window now holds (at most `window`). */
   push(streamId: string, step: Float32Array): number {
-    const off = this.#slab.offsetOf(this.#slab.slotOf(streamId));
-    const data = this.#slab.data;
+    const slot = this.#slab.slotOf(streamId);
+    const off = this.#slab.offsetOf(slot);
+    const data = this.#slab.chunk(slot);
     const span = this.window * this.features;
     data.copyWithin(off, off + this.features, off + span);
     data.set(step, off + span - this.features);
@@ -39,8 +40,9 @@ export class WindowBuffer {
 
   /** The stream's window (oldest step first) as a view into the backing array. */
   view(streamId: string): Float32Array {
-    const off = this.#slab.offsetOf(this.#slab.slotOf(streamId));
-    return this.#slab.data.subarray(off, off + this.window * this.features);
+    const slot = this.#slab.slotOf(streamId);
+    const off = this.#slab.offsetOf(slot);
+    return this.#slab.chunk(slot).subarray(off, off + this.window * this.features);
   }
 
   reset(streamId: string): void {

@@ -7,6 +7,7 @@ import type { ScoreBook } from '../daemon/score-book.js';
 import type { DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
 import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
 import { StepAssembler, type AssembledEvent } from './step-assembler.js';
+import { Slab } from '../slots.js';
 
 /** A model as a route uses it. */
 export interface RouteModel {
@@ -39,13 +40,16 @@ export interface StepContext {
   readonly seq: number;
 }
 
-/** A stream held in memory: when it last had data, and whether it changed since the last checkpoint. */
-interface Resident {
-  lastActive: number;
-  dirty: boolean;
-  /** The log position its restored state reflects: a replay skips the inputs up to it. */
-  floor: number;
-}
+/**
+ * A stream held in memory is one its group's assembler knows; its record in
+ * the group's `residency` slab (by assembler slot) holds when it last had
+ * data, whether it changed since the last checkpoint (1/0), and the log
+ * position its restored state reflects (a replay skips the inputs up to it).
+ */
+const LAST_ACTIVE = 0;
+const DIRTY = 1;
+const FLOOR = 2;
+const RESIDENCY = 3;
 
 /**
  * Routes that run the same models share one group: one assembler, so the
@@ -58,7 +62,7 @@ interface RouteGroup {
   /** Every feature of its models, in one order (the same array in every step context). */
   readonly features: readonly string[];
   readonly assembler: StepAssembler;
-  readonly resident: Map<string, Resident>;
+  readonly residency: Slab<Float64Array>;
 }
 
 export interface CompiledRoute {
@@ -102,7 +106,7 @@ export function compileRoutes(
         key,
         models,
         features,
-        resident: new Map(),
+        residency: new Slab(RESIDENCY, (n) => new Float64Array(n)),
         assembler: new StepAssembler({
           features,
           stepMs: [...steps][0]! * 1000,
@@ -259,7 +263,7 @@ export class Ingest {
         throw new DecodeError('bad_timestamp', `event time ${new Date(sample.ts).toISOString()} is more than ${maxFuture / 1000} s ahead of its arrival (limits.maxFutureS)`);
       }
       const max = this.#opts.maxStreams ?? Infinity;
-      if (!replay && this.#residents >= max && !route.group.resident.has(id)) {
+      if (!replay && this.#residents >= max && route.group.assembler.slotOf(id) === undefined) {
         throw new DecodeError('stream_limit', `${this.#residents} streams are active, the limit (limits.maxStreams) is ${max}`);
       }
       return { ok: true, route, stream: id, params, sample, topic, payload, receivedAt };
@@ -282,7 +286,7 @@ export class Ingest {
     const events: AssembledEvent[] = [];
     try {
       // A replayed input that the stream's restored state already reflects (an incremental checkpoint wrote it later than the record).
-      if (seq <= this.#touch(group, a.stream, a.receivedAt).floor) {
+      if (seq <= this.#touch(group, a.stream, a.receivedAt)) {
         this.replaySkipped++;
         return;
       }
@@ -344,11 +348,8 @@ export class Ingest {
     for (const g of this.#groups) {
       try {
         // A stream whose restored state already reflects this tick is left alone (a replay).
-        const events = g.assembler.sweep(now, (stream) => (g.resident.get(stream)?.floor ?? 0) >= seq);
-        for (const e of events) {
-          const r = g.resident.get(e.stream);
-          if (r) r.dirty = true;
-        }
+        const events = g.assembler.sweep(now, (stream) => this.#field(g, stream, FLOOR) >= seq);
+        for (const e of events) this.#mark(g, e.stream, 1);
         this.#dispatch(g, events, { route: '(clock)', topic: '', params: {}, receivedAt: now, seq });
       } catch (err) {
         this.#log.error({ err }, 'clock sweep failed');
@@ -368,9 +369,10 @@ export class Ingest {
   /** Put a checkpointed stream back in memory (at start, for streams resident at the checkpoint). */
   restore(row: StreamStateRow): boolean {
     const group = this.#groupOf(row.group);
-    if (!group || group.resident.has(row.stream)) return false;
+    if (!group || group.assembler.slotOf(row.stream) !== undefined) return false;
     this.#import(group, row);
-    group.resident.set(row.stream, { lastActive: row.lastActive, dirty: false, floor: row.seq ?? 0 });
+    const slot = group.assembler.join(row.stream);
+    group.residency.write(slot, [row.lastActive, 0, row.seq ?? 0]);
     this.#residents++;
     return true;
   }
@@ -384,9 +386,12 @@ export class Ingest {
   checkpointTargets(idleBefore: number): CheckpointTarget[] {
     const out: CheckpointTarget[] = [];
     for (const g of this.#groups) {
-      for (const [stream, r] of g.resident) {
-        const idle = r.lastActive < idleBefore;
-        if (r.dirty || idle) out.push({ group: g, stream, idle });
+      const m = g.residency;
+      for (const [stream, slot] of g.assembler.streams()) {
+        const c = m.chunk(slot);
+        const o = m.offset(slot);
+        const idle = c[o + LAST_ACTIVE]! < idleBefore;
+        if (c[o + DIRTY] === 1 || idle) out.push({ group: g, stream, idle });
       }
     }
     return out;
@@ -400,8 +405,8 @@ export class Ingest {
    */
   capture(t: CheckpointTarget, seq: number): StreamStateRow | null | undefined {
     const g = t.group;
-    const r = g.resident.get(t.stream);
-    if (!r) return undefined;
+    const slot = g.assembler.slotOf(t.stream);
+    if (slot === undefined) return undefined;
     for (const m of g.models) if (!m.engine.quiet(t.stream)) return null;
     const assembler = g.assembler.exportStream(t.stream);
     if (assembler === undefined) return undefined;
@@ -411,16 +416,18 @@ export class Ingest {
       if (st) models.push({ model: m.name, fingerprint: m.engine.model.fingerprint, state: Buffer.from(st.state.buffer, st.state.byteOffset, st.state.byteLength), filled: st.filled, pending: m.scores.exportStream(t.stream) ?? null });
     }
     // Idle, and nothing arrived since the list was made: spilled.
-    const idle = t.idle && !r.dirty;
-    r.dirty = false;
-    return { group: g.key, stream: t.stream, resident: !idle, lastActive: r.lastActive, assembler, models, seq };
+    const c = g.residency.chunk(slot);
+    const o = g.residency.offset(slot);
+    const idle = t.idle && c[o + DIRTY] === 0;
+    c[o + DIRTY] = 0;
+    return { group: g.key, stream: t.stream, resident: !idle, lastActive: c[o + LAST_ACTIVE]!, assembler, models, seq };
   }
 
   /** A checkpoint with these rows failed: their streams are dirty again, for the next one. */
   unstored(rows: readonly StreamStateRow[]): void {
     for (const row of rows) {
-      const r = this.#groupOf(row.group)?.resident.get(row.stream);
-      if (r) r.dirty = true;
+      const group = this.#groupOf(row.group);
+      if (group) this.#mark(group, row.stream, 1);
     }
   }
 
@@ -434,15 +441,14 @@ export class Ingest {
     for (const row of rows) {
       if (row.resident) continue;
       const group = this.#groupOf(row.group);
-      const r = group?.resident.get(row.stream);
-      if (!group || !r || r.dirty) continue;
+      if (!group || this.#field(group, row.stream, DIRTY) !== 0) continue;
       evicted++;
+      this.#residents--;
       group.assembler.release(row.stream);
       for (const m of group.models) {
         m.engine.releaseStream(row.stream);
         m.scores.release(row.stream);
       }
-      if (group.resident.delete(row.stream)) this.#residents--;
       this.residency.evicted++;
     }
     if (evicted > 0) this.#opts.onResidency?.('evicted', evicted);
@@ -453,23 +459,38 @@ export class Ingest {
     return this.#groups.find((g) => g.key === key);
   }
 
-  /** Bring a stream into memory (restoring its spilled state) and mark it changed. */
-  #touch(group: RouteGroup, stream: string, at: number): Resident {
-    let r = group.resident.get(stream);
-    if (!r) {
+  /** Bring a stream into memory (restoring its spilled state) and mark it changed; returns the log position its state reflects. */
+  #touch(group: RouteGroup, stream: string, at: number): number {
+    const m = group.residency;
+    let slot = group.assembler.slotOf(stream);
+    if (slot === undefined) {
       const row = this.#opts.store.loadStream(group.key, stream);
       if (row) {
         this.#import(group, row);
         this.residency.restored++;
         this.#opts.onResidency?.('restored', 1);
       }
-      r = { lastActive: at, dirty: true, floor: row?.seq ?? 0 };
-      group.resident.set(stream, r);
+      slot = group.assembler.join(stream);
+      m.write(slot, [at, 1, row?.seq ?? 0]);
       this.#residents++;
     }
-    r.lastActive = Math.max(r.lastActive, at);
-    r.dirty = true;
-    return r;
+    const c = m.chunk(slot);
+    const o = m.offset(slot);
+    if (at > c[o + LAST_ACTIVE]!) c[o + LAST_ACTIVE] = at;
+    c[o + DIRTY] = 1;
+    return c[o + FLOOR]!;
+  }
+
+  /** A resident stream's residency field (NaN when it is not resident). */
+  #field(group: RouteGroup, stream: string, field: number): number {
+    const slot = group.assembler.slotOf(stream);
+    return slot === undefined ? NaN : group.residency.chunk(slot)[group.residency.offset(slot) + field]!;
+  }
+
+  /** Mark a resident stream changed (1) or clean (0). */
+  #mark(group: RouteGroup, stream: string, dirty: 0 | 1): void {
+    const slot = group.assembler.slotOf(stream);
+    if (slot !== undefined) group.residency.chunk(slot)[group.residency.offset(slot) + DIRTY] = dirty;
   }
 
   #import(group: RouteGroup, row: StreamStateRow): void {

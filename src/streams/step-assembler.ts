@@ -1,4 +1,5 @@
 import { DecodeError } from './decoder.js';
+import { Slab, SlotIndex } from '../slots.js';
 
 /** How the samples of one feature inside a step are combined. */
 export type Aggregation = 'mean' | 'last' | 'sum' | 'min' | 'max';
@@ -53,27 +54,26 @@ interface Bucket {
 const RECENT_BUCKETS = 8;
 
 /**
- * One stream. `f` holds, back to back: the next bucket to emit, the
- * watermark, the last emitted bucket (NaN: none), each feature's last value
- * and its bucket (NaN: none), and a ring of the last RECENT_BUCKETS closed
- * buckets (start, then per feature the event time of its only sample; NaN for
- * none, -Infinity for several, whose keys are in `recentMulti`).
+ * A stream's record, one slot of the assembler's slab, holds back to back:
+ * the next bucket to emit (NaN: no sample yet), the watermark, the last
+ * emitted bucket (NaN: none), the head of the ring below, each feature's last
+ * value and its bucket (NaN: none), and a ring of the last RECENT_BUCKETS
+ * closed buckets (start, then per feature the event time of its only sample;
+ * NaN for none, -Infinity for several, whose keys are in `#recentMulti`).
+ * Open buckets and the rare sample-key sets live in maps by slot, only for
+ * the streams that have them.
  */
-interface StreamState {
-  readonly f: Float64Array;
-  /** Open buckets, by start (usually none or one). */
-  open: Bucket[];
-  recentHead: number;
-  recentMulti: Array<Set<string> | null> | null;
-}
-
 const NEXT = 0;
 const WATERMARK = 1;
 const EMITTED = 2;
-const FIXED = 3;
+const HEAD = 3;
+const FIXED = 4;
 
 /** Version of the binary checkpoint layout. */
 const BINARY_VERSION = 1;
+/** The binary layout's head: version, feature-set hash, open buckets, ring head; then NEXT, WATERMARK, EMITTED and the record from FIXED on. */
+const BINARY_HEAD = 4;
+const BINARY_FIXED = 3;
 
 /** FNV-1a, 32 bits: exact in a float64. */
 function hash(text: string): number {
@@ -96,16 +96,25 @@ const NOTHING: AssembledEvent[] = [];
  * up to `maxFillSteps`, longer gaps skip steps, and more than `maxGapSteps`
  * steps without a step yield a `gap` event before the next step, on which the
  * caller resets the stream's recurrent state.
+ *
+ * Streams are slots of one Float64Array slab (see `slots.ts`): a stream costs
+ * its record and one map entry, and its slot also indexes the caller's own
+ * per-stream columns (`slotOf`).
  */
 export class StepAssembler {
   readonly #o: AssemblerOptions;
-  readonly #streams = new Map<string, StreamState>();
+  readonly #slots = new SlotIndex();
+  readonly #f: Slab<Float64Array>;
+  /** Open buckets by slot, in start order (only streams that have one; usually one). */
+  readonly #open = new Map<number, Bucket[]>();
+  /** Per slot whose ring remembers a bucket with several samples of a feature: those keys, by ring position. */
+  readonly #recentMulti = new Map<number, Array<Set<string> | null>>();
   readonly #features: readonly string[];
   /** Tells a binary checkpoint made for these features (names and order) from one made for others. */
   readonly #featureHash: number;
   readonly #index = new Map<string, number>();
   readonly #how: readonly Aggregation[];
-  /** Offsets in a stream's `f`. */
+  /** Offsets in a stream's record. */
   readonly #lastValue: number;
   readonly #lastBucket: number;
   readonly #recent: number;
@@ -127,10 +136,36 @@ export class StepAssembler {
     this.#lastBucket = FIXED + F;
     this.#recent = FIXED + 2 * F;
     this.#recentSize = 1 + F;
+    this.#f = new Slab(this.#recent + RECENT_BUCKETS * this.#recentSize, (n) => new Float64Array(n));
   }
 
   bucketOf(ts: number): number {
     return Math.floor(ts / this.#o.stepMs) * this.#o.stepMs;
+  }
+
+  /** Streams known. */
+  get size(): number {
+    return this.#slots.size;
+  }
+
+  /** A known stream's slot (stable until `release`), for columns the caller keeps per stream. */
+  slotOf(stream: string): number | undefined {
+    return this.#slots.get(stream);
+  }
+
+  /** Every known stream and its slot. */
+  streams(): IterableIterator<[string, number]> {
+    return this.#slots.entries();
+  }
+
+  /** Know a stream (without samples yet, unless known already); returns its slot. */
+  join(stream: string): number {
+    const known = this.#slots.get(stream);
+    if (known !== undefined) return known;
+    const slot = this.#slots.take(stream);
+    this.#f.fill(slot, NaN);
+    this.#f.chunk(slot)[this.#f.offset(slot) + HEAD] = 0;
+    return slot;
   }
 
   /**
@@ -141,64 +176,71 @@ export class StepAssembler {
     const fi = this.#index.get(feature);
     if (fi === undefined) throw new DecodeError('unknown_feature', `"${feature}" is not a feature of the route's models (${this.#features.join(', ')})`);
     const start = this.bucketOf(ts);
-    let s = this.#streams.get(stream);
-    if (!s) {
-      s = this.#newStream(start, ts);
-      this.#streams.set(stream, s);
+    const slot = this.join(stream);
+    const f = this.#f.chunk(slot);
+    const o = this.#f.offset(slot);
+    if (Number.isNaN(f[o + NEXT]!)) {
+      // The stream's first sample: its steps start at this one's bucket.
+      f[o + NEXT] = start;
+      f[o + WATERMARK] = ts;
     }
-    const f = s.f;
-    if (start < f[NEXT]!) {
-      if (this.#recentHas(s, start, fi, ts)) {
+    if (start < f[o + NEXT]!) {
+      if (this.#recentHas(slot, start, fi, ts)) {
         this.duplicates++;
         return NOTHING;
       }
-      throw new DecodeError('late', `${feature} at ${new Date(ts).toISOString()} is for a closed step (the stream is at ${new Date(f[NEXT]!).toISOString()}, lateness ${this.#o.latenessMs} ms)`);
+      throw new DecodeError('late', `${feature} at ${new Date(ts).toISOString()} is for a closed step (the stream is at ${new Date(f[o + NEXT]!).toISOString()}, lateness ${this.#o.latenessMs} ms)`);
     }
+    let open = this.#open.get(slot);
     let bucket: Bucket | undefined;
     let at = 0;
-    for (; at < s.open.length; at++) {
-      const b = s.open[at]!;
-      if (b.start === start) bucket = b;
-      if (b.start >= start) break;
+    if (open) {
+      for (; at < open.length; at++) {
+        const b = open[at]!;
+        if (b.start === start) bucket = b;
+        if (b.start >= start) break;
+      }
     }
-    if (!bucket) {
-      bucket = { start, agg: this.#pool.pop()?.fill(0) ?? new Float64Array(this.#features.length * AGG), count: 0, multi: null };
-      s.open.splice(at, 0, bucket);
-    }
-    const a = bucket.agg;
-    const o = fi * AGG;
-    const n = a[o + N]!;
-    if (n === 1 ? a[o + LAST_TS] === ts : n > 1 && bucket.multi!.has(`${fi}@${ts}`)) {
+    const a0 = bucket?.agg;
+    const o0 = fi * AGG;
+    const n = a0 ? a0[o0 + N]! : 0;
+    if (bucket && (n === 1 ? a0![o0 + LAST_TS] === ts : n > 1 && bucket.multi!.has(`${fi}@${ts}`))) {
       this.duplicates++;
       return NOTHING;
     }
     const cap = this.#o.maxSamplesPerStep ?? 10_000;
-    if (bucket.count >= cap) {
+    if (bucket && bucket.count >= cap) {
       throw new DecodeError('too_many_samples', `the step at ${new Date(start).toISOString()} already holds ${cap} samples (limits.maxSamplesPerStep)`);
     }
+    if (!bucket) {
+      bucket = { start, agg: this.#pool.pop()?.fill(0) ?? new Float64Array(this.#features.length * AGG), count: 0, multi: null };
+      if (open) open.splice(at, 0, bucket);
+      else this.#open.set(slot, (open = [bucket]));
+    }
+    const a = bucket.agg;
     bucket.count++;
     if (n === 0) {
-      a[o + N] = 1;
-      a[o + SUM] = value;
-      a[o + MIN] = value;
-      a[o + MAX] = value;
-      a[o + LAST] = value;
-      a[o + LAST_TS] = ts;
+      a[o0 + N] = 1;
+      a[o0 + SUM] = value;
+      a[o0 + MIN] = value;
+      a[o0 + MAX] = value;
+      a[o0 + LAST] = value;
+      a[o0 + LAST_TS] = ts;
     } else {
       const multi = (bucket.multi ??= new Set());
-      if (n === 1) multi.add(`${fi}@${a[o + LAST_TS]}`);
+      if (n === 1) multi.add(`${fi}@${a[o0 + LAST_TS]}`);
       multi.add(`${fi}@${ts}`);
-      a[o + N] = n + 1;
-      a[o + SUM] = a[o + SUM]! + value;
-      if (value < a[o + MIN]!) a[o + MIN] = value;
-      if (value > a[o + MAX]!) a[o + MAX] = value;
-      if (ts >= a[o + LAST_TS]!) {
-        a[o + LAST] = value;
-        a[o + LAST_TS] = ts;
+      a[o0 + N] = n + 1;
+      a[o0 + SUM] = a[o0 + SUM]! + value;
+      if (value < a[o0 + MIN]!) a[o0 + MIN] = value;
+      if (value > a[o0 + MAX]!) a[o0 + MAX] = value;
+      if (ts >= a[o0 + LAST_TS]!) {
+        a[o0 + LAST] = value;
+        a[o0 + LAST_TS] = ts;
       }
     }
-    if (ts > f[WATERMARK]!) f[WATERMARK] = ts;
-    return this.#drain(stream, s, f[WATERMARK]!);
+    if (ts > f[o + WATERMARK]!) f[o + WATERMARK] = ts;
+    return this.#drain(stream, slot, f[o + WATERMARK]!);
   }
 
   /** Whether the clock closes steps (`wallClock`). */
@@ -208,10 +250,11 @@ export class StepAssembler {
 
   /** Forget a stream (evicted after idling; export it first). */
   release(stream: string): void {
-    const s = this.#streams.get(stream);
-    if (!s) return;
-    for (const b of s.open) this.#pool.push(b.agg);
-    this.#streams.delete(stream);
+    const slot = this.#slots.release(stream);
+    if (slot === undefined) return;
+    for (const b of this.#open.get(slot) ?? []) this.#pool.push(b.agg);
+    this.#open.delete(slot);
+    this.#recentMulti.delete(slot);
   }
 
   /**
@@ -220,20 +263,25 @@ export class StepAssembler {
    * one feature, whose keys only the JSON form carries.
    */
   exportStream(stream: string): string | Buffer | undefined {
-    const s = this.#streams.get(stream);
-    if (!s) return undefined;
-    if (s.recentMulti === null && s.open.every((b) => b.multi === null)) return this.#exportBinary(s);
-    return this.#exportJson(s);
+    const slot = this.#slots.get(stream);
+    if (slot === undefined) return undefined;
+    const open = this.#open.get(slot) ?? [];
+    if (!this.#recentMulti.has(slot) && open.every((b) => b.multi === null)) return this.#exportBinary(slot, open);
+    return this.#exportJson(slot, open);
   }
 
-  /** [BINARY_VERSION, feature-set hash, open buckets, ring head], `f`, then per open bucket [start, count, aggregates]. */
-  #exportBinary(s: StreamState): Buffer {
+  /** [BINARY_VERSION, feature-set hash, open buckets, ring head], the record (less its ring head), then per open bucket [start, count, aggregates]. */
+  #exportBinary(slot: number, open: readonly Bucket[]): Buffer {
+    const f = this.#f.chunk(slot);
+    const o = this.#f.offset(slot);
+    const size = this.#f.width - 1;
     const per = 2 + this.#features.length * AGG;
-    const out = new Float64Array(4 + s.f.length + s.open.length * per);
-    out.set([BINARY_VERSION, this.#featureHash, s.open.length, s.recentHead]);
-    out.set(s.f, 4);
-    s.open.forEach((b, k) => {
-      const at = 4 + s.f.length + k * per;
+    const out = new Float64Array(BINARY_HEAD + size + open.length * per);
+    out.set([BINARY_VERSION, this.#featureHash, open.length, f[o + HEAD]!]);
+    out.set(f.subarray(o, o + BINARY_FIXED), BINARY_HEAD);
+    out.set(f.subarray(o + FIXED, o + this.#f.width), BINARY_HEAD + BINARY_FIXED);
+    open.forEach((b, k) => {
+      const at = BINARY_HEAD + size + k * per;
       out[at] = b.start;
       out[at + 1] = b.count;
       out.set(b.agg, at + 2);
@@ -246,20 +294,26 @@ export class StepAssembler {
     if (v[0] !== BINARY_VERSION || v[1] !== this.#featureHash) {
       throw new Error(`the saved step assembly of ${stream} was made for other features (${this.#features.join(', ')} now)`);
     }
-    const s = this.#newStream(0, 0);
-    s.f.set(v.subarray(4, 4 + s.f.length));
-    s.recentHead = v[3]!;
+    const slot = this.#fresh(stream);
+    const f = this.#f.chunk(slot);
+    const o = this.#f.offset(slot);
+    const size = this.#f.width - 1;
+    f.set(v.subarray(BINARY_HEAD, BINARY_HEAD + BINARY_FIXED), o);
+    f.set(v.subarray(BINARY_HEAD + BINARY_FIXED, BINARY_HEAD + size), o + FIXED);
+    f[o + HEAD] = v[3]!;
     const per = 2 + this.#features.length * AGG;
+    const open: Bucket[] = [];
     for (let k = 0; k < v[2]!; k++) {
-      const at = 4 + s.f.length + k * per;
-      s.open.push({ start: v[at]!, count: v[at + 1]!, agg: v.slice(at + 2, at + per), multi: null });
+      const at = BINARY_HEAD + size + k * per;
+      open.push({ start: v[at]!, count: v[at + 1]!, agg: v.slice(at + 2, at + per), multi: null });
     }
-    this.#streams.set(stream, s);
+    if (open.length > 0) this.#open.set(slot, open);
   }
 
-  #exportJson(s: StreamState): string {
+  #exportJson(slot: number, open: readonly Bucket[]): string {
     const F = this.#features;
-    const f = s.f;
+    const f = this.#f.chunk(slot);
+    const o = this.#f.offset(slot);
     const keysOf = (b: Bucket): string[] => {
       const out: string[] = [];
       F.forEach((name, fi) => {
@@ -270,25 +324,26 @@ export class StepAssembler {
       return out;
     };
     const recent: Array<[number, string[]]> = [];
+    const multi = this.#recentMulti.get(slot);
     for (let k = 0; k < RECENT_BUCKETS; k++) {
       // Oldest first, as they were closed.
-      const r = (s.recentHead + k) % RECENT_BUCKETS;
-      const base = this.#recent + r * this.#recentSize;
+      const r = (f[o + HEAD]! + k) % RECENT_BUCKETS;
+      const base = o + this.#recent + r * this.#recentSize;
       if (Number.isNaN(f[base]!)) continue;
       const keys: string[] = [];
       F.forEach((name, fi) => {
         const t = f[base + 1 + fi]!;
         if (t === -Infinity) {
-          for (const key of s.recentMulti?.[r] ?? []) if (key.startsWith(`${fi}@`)) keys.push(`${name}@${key.slice(key.indexOf('@') + 1)}`);
+          for (const key of multi?.[r] ?? []) if (key.startsWith(`${fi}@`)) keys.push(`${name}@${key.slice(key.indexOf('@') + 1)}`);
         } else if (!Number.isNaN(t)) keys.push(`${name}@${t}`);
       });
       recent.push([f[base]!, keys]);
     }
     const snap: StreamSnapshot = {
-      n: f[NEXT]!,
-      w: f[WATERMARK]!,
-      e: Number.isNaN(f[EMITTED]!) ? null : f[EMITTED]!,
-      o: s.open.map((b) => [
+      n: f[o + NEXT]!,
+      w: f[o + WATERMARK]!,
+      e: Number.isNaN(f[o + EMITTED]!) ? null : f[o + EMITTED]!,
+      o: open.map((b) => [
         b.start,
         F.flatMap((name, fi): Array<[string, number, number, number, number, number, number]> => {
           const a = b.agg.subarray(fi * AGG, fi * AGG + AGG);
@@ -297,7 +352,7 @@ export class StepAssembler {
         keysOf(b),
       ]),
       r: recent,
-      l: F.flatMap((name, fi): Array<[string, number, number]> => (Number.isNaN(f[this.#lastBucket + fi]!) ? [] : [[name, f[this.#lastValue + fi]!, f[this.#lastBucket + fi]!]])),
+      l: F.flatMap((name, fi): Array<[string, number, number]> => (Number.isNaN(f[o + this.#lastBucket + fi]!) ? [] : [[name, f[o + this.#lastValue + fi]!, f[o + this.#lastBucket + fi]!]])),
     };
     return JSON.stringify(snap);
   }
@@ -309,14 +364,18 @@ export class StepAssembler {
   importStream(stream: string, saved: string | Buffer): void {
     if (typeof saved !== 'string') return this.#importBinary(stream, saved);
     const snap = JSON.parse(saved) as StreamSnapshot;
-    const s = this.#newStream(snap.n, snap.w);
-    const f = s.f;
-    f[EMITTED] = snap.e ?? NaN;
+    const slot = this.#fresh(stream);
+    const f = this.#f.chunk(slot);
+    const o = this.#f.offset(slot);
+    f[o + NEXT] = snap.n;
+    f[o + WATERMARK] = snap.w;
+    f[o + EMITTED] = snap.e ?? NaN;
     const split = (key: string): [number, number] | null => {
       const at = key.lastIndexOf('@');
       const fi = this.#index.get(key.slice(0, at));
       return fi === undefined ? null : [fi, Number(key.slice(at + 1))];
     };
+    const open: Bucket[] = [];
     for (const [start, aggs, keys] of snap.o) {
       const b: Bucket = { start, agg: new Float64Array(this.#features.length * AGG), count: keys.length, multi: null };
       for (const [name, n, sum, min, max, last, lastTs] of aggs) {
@@ -327,27 +386,31 @@ export class StepAssembler {
         const k = split(key);
         if (k && b.agg[k[0] * AGG + N]! > 1) (b.multi ??= new Set()).add(`${k[0]}@${k[1]}`);
       }
-      s.open.push(b);
+      open.push(b);
     }
-    s.open.sort((x, y) => x.start - y.start);
+    open.sort((x, y) => x.start - y.start);
+    if (open.length > 0) this.#open.set(slot, open);
     for (const [start, keys] of snap.r.slice(-RECENT_BUCKETS)) {
       const parsed = keys.map(split).filter((k): k is [number, number] => k !== null);
-      this.#remember(s, start, (fi) => parsed.filter((k) => k[0] === fi).map((k) => k[1]));
+      this.#remember(slot, start, (fi) => parsed.filter((k) => k[0] === fi).map((k) => k[1]));
     }
     for (const [name, value, bucket] of snap.l) {
       const fi = this.#index.get(name);
       if (fi === undefined) continue;
-      f[this.#lastValue + fi] = value;
-      f[this.#lastBucket + fi] = bucket;
+      f[o + this.#lastValue + fi] = value;
+      f[o + this.#lastBucket + fi] = bucket;
     }
-    this.#streams.set(stream, s);
   }
 
   /** Whether `sweep(nowMs)` would close a step of some stream (so the tick is worth logging). */
   due(nowMs: number): boolean {
     if (!this.#o.wallClock) return false;
     const span = this.#o.stepMs + this.#o.latenessMs;
-    for (const s of this.#streams.values()) if (s.f[NEXT]! + span <= Math.max(s.f[WATERMARK]!, nowMs)) return true;
+    for (const [, slot] of this.#slots.entries()) {
+      const f = this.#f.chunk(slot);
+      const o = this.#f.offset(slot);
+      if (f[o + NEXT]! + span <= Math.max(f[o + WATERMARK]!, nowMs)) return true;
+    }
     return false;
   }
 
@@ -355,26 +418,27 @@ export class StepAssembler {
   sweep(nowMs: number, skip?: (stream: string) => boolean): AssembledEvent[] {
     if (!this.#o.wallClock) return [];
     const out: AssembledEvent[] = [];
-    for (const [stream, s] of this.#streams) {
+    for (const [stream, slot] of this.#slots.entries()) {
       if (skip?.(stream)) continue;
-      for (const e of this.#drain(stream, s, Math.max(s.f[WATERMARK]!, nowMs))) out.push(e);
+      const watermark = this.#f.chunk(slot)[this.#f.offset(slot) + WATERMARK]!;
+      for (const e of this.#drain(stream, slot, Math.max(watermark, nowMs))) out.push(e);
     }
     return out;
   }
 
-  #newStream(next: number, watermark: number): StreamState {
-    const f = new Float64Array(this.#recent + RECENT_BUCKETS * this.#recentSize).fill(NaN);
-    f[NEXT] = next;
-    f[WATERMARK] = watermark;
-    return { f, open: [], recentHead: 0, recentMulti: null };
+  /** A stream's slot, cleared (a restore replaces whatever it held). */
+  #fresh(stream: string): number {
+    this.release(stream);
+    return this.join(stream);
   }
 
   /** Record a closed bucket's sample keys in the stream's ring (`times(fi)`: the event times of feature fi's samples). */
-  #remember(s: StreamState, start: number, times: (fi: number) => readonly number[]): void {
-    const r = s.recentHead;
-    s.recentHead = (r + 1) % RECENT_BUCKETS;
-    const base = this.#recent + r * this.#recentSize;
-    const f = s.f;
+  #remember(slot: number, start: number, times: (fi: number) => readonly number[]): void {
+    const f = this.#f.chunk(slot);
+    const o = this.#f.offset(slot);
+    const r = f[o + HEAD]!;
+    f[o + HEAD] = (r + 1) % RECENT_BUCKETS;
+    const base = o + this.#recent + r * this.#recentSize;
     f[base] = start;
     let multi: Set<string> | null = null;
     for (let fi = 0; fi < this.#features.length; fi++) {
@@ -387,18 +451,24 @@ export class StepAssembler {
         for (const x of t) multi.add(`${fi}@${x}`);
       }
     }
-    if (multi || s.recentMulti) (s.recentMulti ??= new Array<Set<string> | null>(RECENT_BUCKETS).fill(null))[r] = multi;
+    let ring = this.#recentMulti.get(slot);
+    if (multi && !ring) this.#recentMulti.set(slot, (ring = new Array<Set<string> | null>(RECENT_BUCKETS).fill(null)));
+    if (ring) {
+      ring[r] = multi;
+      if (ring.every((x) => x === null)) this.#recentMulti.delete(slot);
+    }
   }
 
   /** Whether a closed bucket still remembered took this sample. */
-  #recentHas(s: StreamState, start: number, fi: number, ts: number): boolean {
-    const f = s.f;
+  #recentHas(slot: number, start: number, fi: number, ts: number): boolean {
+    const f = this.#f.chunk(slot);
+    const o = this.#f.offset(slot);
     for (let r = 0; r < RECENT_BUCKETS; r++) {
-      const base = this.#recent + r * this.#recentSize;
+      const base = o + this.#recent + r * this.#recentSize;
       if (f[base] !== start) continue;
       const t = f[base + 1 + fi]!;
       if (t === ts) return true;
-      return t === -Infinity && (s.recentMulti?.[r]?.has(`${fi}@${ts}`) ?? false);
+      return t === -Infinity && (this.#recentMulti.get(slot)?.[r]?.has(`${fi}@${ts}`) ?? false);
     }
     return false;
   }
@@ -426,13 +496,15 @@ export class StepAssembler {
   }
 
   /** Emit, in order, every bucket that is closed by `limit` (or complete, in complete mode). */
-  #drain(stream: string, s: StreamState, limit: number): AssembledEvent[] {
+  #drain(stream: string, slot: number, limit: number): AssembledEvent[] {
     const { stepMs, latenessMs } = this.#o;
-    const f = s.f;
+    const f = this.#f.chunk(slot);
+    const o = this.#f.offset(slot);
     let out = NOTHING;
     for (;;) {
-      const b = f[NEXT]!;
-      const bucket = s.open.length > 0 && s.open[0]!.start === b ? s.open[0] : undefined;
+      const b = f[o + NEXT]!;
+      const open = this.#open.get(slot);
+      const bucket = open !== undefined && open[0]!.start === b ? open[0] : undefined;
       const closed = b + stepMs + latenessMs <= limit;
       if (!closed && !(this.#o.emit === 'complete' && this.#complete(bucket))) break;
       if (out === NOTHING) out = [];
@@ -441,66 +513,66 @@ export class StepAssembler {
         // value is recent enough; otherwise jump to the next step that has samples
         // (or as far as `limit` closes). The gap check on the next emitted step
         // decides whether the stream starts over.
-        const fill = this.#fillFrom(s, b, null);
+        const fill = this.#fillFrom(f, o, b, null);
         if (fill) {
-          this.#emit(stream, s, b, fill.values, fill.filled, out);
-          f[NEXT] = b + stepMs;
+          this.#emit(stream, f, o, b, fill.values, fill.filled, out);
+          f[o + NEXT] = b + stepMs;
         } else {
-          const nextOpen = s.open.find((x) => x.start > b)?.start ?? Infinity;
+          const nextOpen = open?.find((x) => x.start > b)?.start ?? Infinity;
           const firstOpenByLimit = this.bucketOf(limit - latenessMs - stepMs) + stepMs;
-          f[NEXT] = Math.max(b + stepMs, Math.min(nextOpen, firstOpenByLimit));
+          f[o + NEXT] = Math.max(b + stepMs, Math.min(nextOpen, firstOpenByLimit));
         }
         continue;
       }
-      const fill = this.#fillFrom(s, b, bucket.agg);
-      if (fill) this.#emit(stream, s, b, fill.values, fill.filled, out);
+      const fill = this.#fillFrom(f, o, b, bucket.agg);
+      if (fill) this.#emit(stream, f, o, b, fill.values, fill.filled, out);
       else out.push({ kind: 'skip', stream, ts: b, missing: this.#features.filter((_, fi) => bucket.agg[fi * AGG + N] === 0) });
       const a = bucket.agg;
       for (let fi = 0; fi < this.#features.length; fi++) {
         if (a[fi * AGG + N] === 0) continue;
-        f[this.#lastValue + fi] = this.#value(a, fi);
-        f[this.#lastBucket + fi] = b;
+        f[o + this.#lastValue + fi] = this.#value(a, fi);
+        f[o + this.#lastBucket + fi] = b;
       }
-      this.#remember(s, b, (fi) => {
+      this.#remember(slot, b, (fi) => {
         const n = a[fi * AGG + N]!;
         if (n === 0) return [];
         if (n === 1) return [a[fi * AGG + LAST_TS]!];
         const prefix = `${fi}@`;
         return [...bucket.multi!].filter((k) => k.startsWith(prefix)).map((k) => Number(k.slice(prefix.length)));
       });
-      s.open.shift();
+      open!.shift();
+      if (open!.length === 0) this.#open.delete(slot);
       this.#pool.push(a);
-      f[NEXT] = b + stepMs;
+      f[o + NEXT] = b + stepMs;
     }
     return out;
   }
 
   /** The step's values with missing features forward-filled, or null when one cannot be filled. */
-  #fillFrom(s: StreamState, b: number, agg: Float64Array | null): { values: Record<string, number>; filled: string[] } | null {
+  #fillFrom(f: Float64Array, o: number, b: number, agg: Float64Array | null): { values: Record<string, number>; filled: string[] } | null {
     const values: Record<string, number> = {};
     let filled: string[] | null = null;
-    const f = s.f;
     for (let fi = 0; fi < this.#features.length; fi++) {
       const name = this.#features[fi]!;
       if (agg && agg[fi * AGG + N]! > 0) {
         values[name] = this.#value(agg, fi);
         continue;
       }
-      const bucket = f[this.#lastBucket + fi]!;
+      const bucket = f[o + this.#lastBucket + fi]!;
       if (Number.isNaN(bucket) || (b - bucket) / this.#o.stepMs > this.#o.maxFillSteps) return null;
-      values[name] = f[this.#lastValue + fi]!;
+      values[name] = f[o + this.#lastValue + fi]!;
       (filled ??= []).push(name);
     }
     return { values, filled: filled ?? [] };
   }
 
-  #emit(stream: string, s: StreamState, b: number, values: Record<string, number>, filled: string[], out: AssembledEvent[]): void {
-    const last = s.f[EMITTED]!;
+  #emit(stream: string, f: Float64Array, o: number, b: number, values: Record<string, number>, filled: string[], out: AssembledEvent[]): void {
+    const last = f[o + EMITTED]!;
     if (!Number.isNaN(last)) {
       const missed = (b - last) / this.#o.stepMs - 1;
       if (missed > this.#o.maxGapSteps) out.push({ kind: 'gap', stream, ts: b, steps: missed });
     }
-    s.f[EMITTED] = b;
+    f[o + EMITTED] = b;
     out.push({ kind: 'step', stream, ts: b, values, filled });
   }
 }
