@@ -18,15 +18,23 @@ export function inputLogPath(file: string): string {
 }
 
 /**
- * The settings every connection of tidecast's sets: WAL, synchronous NORMAL
- * (FULL with durability `power`), a short busy timeout, the size cap.
+ * Page cache of each connection, MiB: the writer's holds the hot tables' index
+ * pages; the input log only appends and trims; the main thread reads now and
+ * then. Each cache fills up to its size and stays in the process's RSS.
  */
-export function configure(db: Database.Database, opts: Pick<DatabaseOptions, 'durability' | 'maxSizeMiB'>): void {
+export const CACHE_MIB = { writer: 8, log: 2, reader: 4 } as const;
+
+/**
+ * The settings every connection of tidecast's sets: WAL, synchronous NORMAL
+ * (FULL with durability `power`), a short busy timeout, the size cap, and its
+ * page cache (`CACHE_MIB`).
+ */
+export function configure(db: Database.Database, opts: Pick<DatabaseOptions, 'durability' | 'maxSizeMiB'>, cacheMiB: number): void {
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${opts.durability === 'power' ? 'FULL' : 'NORMAL'}`);
   // Short: a locked database is retried by the writer's queue, not by blocking a thread for long.
   db.pragma('busy_timeout = 1000');
-  db.pragma('cache_size = -32768');
+  db.pragma(`cache_size = -${cacheMiB * 1024}`);
   db.pragma('foreign_keys = ON');
   if (opts.maxSizeMiB) {
     const pageSize = db.pragma('page_size', { simple: true }) as number;
@@ -45,7 +53,7 @@ export function openDatabase(opts: DatabaseOptions, beforeMigrate?: (db: Databas
   try {
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
     db = new Database(file);
-    configure(db, opts);
+    configure(db, opts, CACHE_MIB.reader);
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
       throw new Error(`the database is at schema version ${version}, newer than this tidecast (${MIGRATIONS.length}); upgrade tidecast`);

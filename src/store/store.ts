@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedCheckpoint } from './codec.js';
-import { configure, inputLogPath, openDatabase } from './database.js';
+import { CACHE_MIB, configure, inputLogPath, openDatabase } from './database.js';
 import type { ForecastLayout } from './ids.js';
 import { INPUT_LOG_SCHEMA, InputLog, type InputRow } from './input-log.js';
 import type { AccuracyDelta, DeadLetterRow, EventRow, ForecastRow, StepRow, StreamStateRow } from './rows.js';
@@ -88,7 +88,7 @@ export class Store {
     try {
       if (!memory) {
         logDb = new Database(inputLogPath(file));
-        configure(logDb, this.#opts);
+        configure(logDb, this.#opts, CACHE_MIB.log);
         // The checkpointer thread copies its WAL back: never on this thread.
         logDb.pragma('wal_autocheckpoint = 0');
       }

@@ -6,13 +6,13 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { configure } from './database.js';
+import { CACHE_MIB, configure } from './database.js';
 import { WriterCore, type WriterOp } from './writer.js';
 
 const { file, durability, maxSizeMiB } = workerData as { file: string; durability?: 'process' | 'power'; maxSizeMiB?: number };
 const port = parentPort!;
 const db = new Database(file);
-configure(db, { durability, maxSizeMiB });
+configure(db, { durability, maxSizeMiB }, CACHE_MIB.writer);
 db.pragma('wal_autocheckpoint = 0');
 const core = new WriterCore(db, (reply) => port.postMessage(reply), Date.now, Number(process.env.TIDECAST_FAULT_CHECKPOINT_HOLD_MS ?? 0));
 
