@@ -28,6 +28,8 @@ export type ScoreTracker = (horizon: number, target: string) => { add(err: numbe
 
 /** Per delta cell: n, sum |e|, sum e², sum e, sum |persistence error|, last target time. */
 const SUMS = 6;
+/** A closed delta kept in memory: horizon, target index, bucket, then the SUMS. */
+const RECORD = 3 + SUMS;
 
 /**
  * Online scoring of one model in memory. Each stream keeps, in one slot of a
@@ -60,7 +62,10 @@ export class ScoreBook {
   readonly #slots = new SlotIndex();
   #slab = new Slab(1, (n) => new Float64Array(n));
   /** Deltas of buckets that closed since the last checkpoint, by stream. */
-  #closed = new Map<string, AccuracyDelta[]>();
+  #closed = new Map<string, number[]>();
+  /** Target names the closed records refer to by index (only ever added to: a reload keeps old records readable). */
+  readonly #targetNames: string[] = [];
+  readonly #targetIndex = new Map<string, number>();
   /** Sums taken by a checkpoint not yet committed. */
   #inflight = new Map<string, AccuracyDelta[]>();
   /** Slots whose current bucket has sums. */
@@ -159,7 +164,8 @@ export class ScoreBook {
 
   /** The summed errors not yet stored: closed buckets and every stream's current one (those taken for a checkpoint in flight excepted). */
   deltas(): AccuracyDelta[] {
-    const out = [...this.#closed.values()].flat();
+    const out: AccuracyDelta[] = [];
+    for (const [stream, records] of this.#closed) out.push(...this.#read(stream, records));
     for (const stream of this.#dirty) out.push(...this.#deltasOf(stream, this.#slots.get(stream)!));
     return out;
   }
@@ -173,7 +179,7 @@ export class ScoreBook {
   take(streams?: Iterable<string>): AccuracyDelta[] {
     const out: AccuracyDelta[] = [];
     for (const stream of streams ?? new Set([...this.#closed.keys(), ...this.#dirty])) {
-      const taken = [...(this.#closed.get(stream) ?? [])];
+      const taken = this.#read(stream, this.#closed.get(stream));
       this.#closed.delete(stream);
       if (this.#dirty.delete(stream)) {
         const slot = this.#slots.get(stream)!;
@@ -191,7 +197,7 @@ export class ScoreBook {
 
   /** One stream's sums not yet stored (in flight, closed buckets and the current one): what the dashboard adds to the stored ones. */
   deltasOf(stream: string): AccuracyDelta[] {
-    const out = [...(this.#inflight.get(stream) ?? []), ...(this.#closed.get(stream) ?? [])];
+    const out = [...(this.#inflight.get(stream) ?? []), ...this.#read(stream, this.#closed.get(stream))];
     const slot = this.#slots.get(stream);
     if (slot !== undefined && this.#dirty.has(stream)) out.push(...this.#deltasOf(stream, slot));
     return out;
@@ -237,11 +243,35 @@ export class ScoreBook {
     this.#slots.release(stream);
   }
 
-  #keep(stream: string, deltas: AccuracyDelta[]): void {
+  /**
+   * Keep deltas until a checkpoint takes them, as records of RECORD numbers
+   * in one array per stream: a delta object with its boxed numbers would
+   * live until the next checkpoint, and the young-generation GC copies
+   * every such survivor (a daily model closes a bucket every seventh step).
+   */
+  #keep(stream: string, deltas: readonly AccuracyDelta[]): void {
     if (deltas.length === 0) return;
-    const list = this.#closed.get(stream);
-    if (list) list.push(...deltas);
-    else this.#closed.set(stream, deltas);
+    let list = this.#closed.get(stream);
+    if (!list) this.#closed.set(stream, (list = []));
+    for (const d of deltas) {
+      let t = this.#targetIndex.get(d.target);
+      if (t === undefined) {
+        t = this.#targetNames.push(d.target) - 1;
+        this.#targetIndex.set(d.target, t);
+      }
+      list.push(d.horizon, t, d.bucket, d.n, d.sumAbs, d.sumSq, d.sumErr, d.sumPAbs, d.lastTargetTime);
+    }
+  }
+
+  /** The deltas of a stream's closed records. */
+  #read(stream: string, records: readonly number[] | undefined): AccuracyDelta[] {
+    const out: AccuracyDelta[] = [];
+    if (!records) return out;
+    for (let i = 0; i < records.length; i += RECORD) {
+      const r = (k: number): number => records[i + k]!;
+      out.push({ stream, model: this.model, horizon: r(0), target: this.#targetNames[r(1)]!, bucket: r(2), n: r(3), sumAbs: r(4), sumSq: r(5), sumErr: r(6), sumPAbs: r(7), lastTargetTime: r(8) });
+    }
+    return out;
   }
 
   #ringIndex(issued: number): number {
