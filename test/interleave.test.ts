@@ -25,7 +25,9 @@ describe('cross-stream batching', () => {
       expected.push(outs);
     }
 
-    for (const [round, maxBatch] of [[0, 1000], [1, 7], [2, 256]] as const) {
+    // Rounds 3-5 run the graph on a session thread, two batches in flight; in round 5 the thread dies at its fifth batch and the rest (that one included) run on this thread.
+    const rounds = [[0, 1000, false, 0], [1, 7, false, 0], [2, 256, false, 0], [3, 7, true, 0], [4, 256, true, 0], [5, 64, true, 5]] as const;
+    for (const [round, maxBatch, thread, dieAt] of rounds) {
       // A random interleaving that keeps each stream's own order: draw a random stream with steps left.
       const order: number[] = [];
       const left = new Array<number>(STREAMS).fill(STEPS);
@@ -38,9 +40,11 @@ describe('cross-stream batching', () => {
       }
       const got: Float32Array[][] = Array.from({ length: STREAMS }, () => []);
       const batchSizes: number[] = [];
+      if (dieAt > 0) process.env.TIDECAST_FAULT_SESSION_EXIT_AT = String(dieAt);
       const engine = new InferenceEngine(await loadModel(modelPath('weather-lstm')), {
         maxBatch,
         maxDelayMs: 1,
+        thread,
         onResults: (results: StepResult[]) => {
           batchSizes.push(results.length);
           const seen = new Set<string>();
@@ -52,6 +56,9 @@ describe('cross-stream batching', () => {
           }
         },
       });
+      await engine.ready;
+      delete process.env.TIDECAST_FAULT_SESSION_EXIT_AT;
+      assert.equal(engine.runsOn, thread ? 'thread' : 'main');
       // Submit in bursts of random size so batches form from different mixes.
       const next = new Array<number>(STREAMS).fill(0);
       for (let i = 0; i < order.length; ) {
@@ -61,6 +68,7 @@ describe('cross-stream batching', () => {
         await new Promise((r) => setImmediate(r));
       }
       await engine.close();
+      if (dieAt > 0) assert.equal(engine.runsOn, 'main', `round ${round}: the dead session thread's batches ran on this thread`);
 
       assert.ok(batchSizes.every((n) => n <= maxBatch), `round ${round}: a batch exceeded maxBatch ${maxBatch}`);
       assert.ok(Math.max(...batchSizes) > 1, `round ${round}: steps of different streams must share batches`);

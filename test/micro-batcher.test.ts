@@ -97,6 +97,54 @@ describe('MicroBatcher', () => {
     assert.deepEqual(h.batches.map((b) => b.map((i) => i.key)), [['a'], ['b', 'c', 'd']]);
   });
 
+  it('with maxInFlight 2, a second full batch runs beside the first, never with a key of it', async () => {
+    const timer = new ManualTimer();
+    const batches: Item[][] = [];
+    const releases: Array<() => void> = [];
+    const batcher = new MicroBatcher<Item>({
+      maxBatch: 3,
+      maxDelayMs: 5,
+      maxInFlight: 2,
+      timer,
+      key: (i) => i.key,
+      run: async (b) => {
+        batches.push(b);
+        await new Promise<void>((r) => releases.push(r));
+      },
+      onError: () => assert.fail('no run fails here'),
+    });
+    for (const key of ['a', 'b', 'c']) batcher.push({ key, n: 0 });
+    await tick();
+    assert.equal(batches.length, 1);
+    // a's next step and two new keys: not a full batch of keys free to run, so it waits.
+    for (const key of ['a', 'd', 'e']) batcher.push({ key, n: 1 });
+    timer.advance(50);
+    await tick();
+    assert.equal(batches.length, 1, 'a partial batch waits for a running one to finish');
+    batcher.push({ key: 'f', n: 1 });
+    batcher.push({ key: 'g', n: 1 });
+    await tick();
+    assert.equal(batches.length, 2, 'three free keys make a full batch that runs beside the first');
+    assert.deepEqual(batches[1]!.map((i) => i.key), ['d', 'e', 'f'], 'a, still running, keeps its place');
+    batcher.push({ key: 'h', n: 1 });
+    batcher.push({ key: 'i', n: 1 });
+    batcher.push({ key: 'j', n: 1 });
+    await tick();
+    assert.equal(batches.length, 2, 'no third batch in flight');
+    releases.shift()!();
+    await tick();
+    await tick();
+    assert.deepEqual(batches[2]!.map((i) => `${i.key}${i.n}`), ['a1', 'g1', 'h1'], 'a runs once its first batch is done, in its place');
+    while (releases.length > 0 || batcher.pending > 0) {
+      releases.shift()?.();
+      await tick();
+    }
+    const drained = batcher.drain();
+    while (releases.length > 0) releases.shift()!();
+    await drained;
+    assert.deepEqual(batches.flat().map((i) => `${i.key}${i.n}`).sort(), ['a0', 'a1', 'b0', 'c0', 'd1', 'e1', 'f1', 'g1', 'h1', 'i1', 'j1']);
+  });
+
   it('drain runs everything now and resolves when nothing is left', async () => {
     const h = harness(2, 10_000);
     for (let n = 0; n < 5; n++) h.batcher.push({ key: `k${n}`, n });

@@ -36,6 +36,8 @@ export interface ModelConfig {
   readonly path?: string;
   readonly card?: string;
   readonly threads: number;
+  /** Run the session on a thread of its own (default true). */
+  readonly sessionThread: boolean;
   readonly providers: readonly ProviderConfig[];
   readonly strictProviders: boolean;
   readonly signature?: {

@@ -212,6 +212,7 @@ export class Daemon {
       const engine = new InferenceEngine(model, {
         maxBatch: cfg.batching.maxBatch,
         maxDelayMs: cfg.batching.maxDelayMs,
+        thread: m.sessionThread !== false,
         log,
         onBatch: (size, seconds) => {
           this.metrics.batch(model.name, size, seconds);
@@ -228,7 +229,8 @@ export class Daemon {
       const scores = new ScoreBook(model.card, (horizon, target) => this.metrics.rollingErrors(model.name, horizon, target));
       this.#scores.set(model.name, scores);
       routeModels.set(name, { name: model.name, engine, scaler, scores, features: model.card.features.map((f) => f.name), stepSeconds: model.card.stepSeconds });
-      log.info({ model: model.name, path: model.path, provider: model.provider, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');
+      await engine.ready;
+      log.info({ model: model.name, path: model.path, provider: model.provider, runsOn: engine.runsOn, mode: model.mode, layout: model.signature.layout, states: model.signature.states.length }, 'model loaded');
     }
     cfg.routes.forEach((r, i) => {
       if (r.decoder.type !== 'json' || !r.decoder.features) return;

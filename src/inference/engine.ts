@@ -2,6 +2,7 @@ import { ErrorCodes, TidecastError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { MicroBatcher, type Timer } from './micro-batcher.js';
 import { loadModel, type LoadedModel, type LoadModelOptions } from './model.js';
+import { SessionThread } from './session-thread.js';
 import { StepRunner, type StepRequest, type StepResult } from './step-runner.js';
 
 export interface EngineOptions {
@@ -10,6 +11,8 @@ export interface EngineOptions {
   /** Longest an idle engine holds a step waiting for company (default 5 ms). */
   maxDelayMs?: number;
   timer?: Timer;
+  /** Run the graph on a session thread of the model's own (see SessionThread) instead of the calling thread. */
+  thread?: boolean;
   /** Where resets and failed batches are logged (default: nowhere). */
   log?: Logger;
   /** Receives every batch's results, in the order the batch ran. */
@@ -35,18 +38,26 @@ export interface EngineStats {
 export class InferenceEngine {
   #model: LoadedModel;
   #runner: StepRunner;
+  #thread: SessionThread | null;
+  readonly #threaded: boolean;
+  readonly #log: Logger;
   readonly stats: EngineStats = { steps: 0, batches: 0, resets: 0, failedBatches: 0 };
   readonly #batcher: MicroBatcher<StepRequest>;
   #closed: Promise<void> | null = null;
 
   constructor(model: LoadedModel, options: EngineOptions) {
     this.#model = model;
-    this.#runner = new StepRunner(model);
     const onError = options.onError ?? (() => undefined);
     const log = (options.log ?? silentLogger).child({ component: 'engine', model: model.name });
+    this.#log = log;
+    this.#threaded = options.thread === true;
+    this.#thread = this.#threaded ? new SessionThread(model, log) : null;
+    this.#runner = new StepRunner(model, this.#thread?.run);
     this.#batcher = new MicroBatcher<StepRequest>({
       maxBatch: options.maxBatch ?? 256,
       maxDelayMs: options.maxDelayMs ?? 5,
+      // On a session thread the next batch's graph runs while this thread handles the last one's results.
+      maxInFlight: this.#threaded ? 2 : 1,
       timer: options.timer,
       key: (r) => r.streamId,
       run: async (batch) => {
@@ -68,6 +79,16 @@ export class InferenceEngine {
         onError(err, batch);
       },
     });
+  }
+
+  /** Resolves once the engine can run batches (its session thread started, or fell back to this thread). */
+  get ready(): Promise<void> {
+    return this.#thread?.ready ?? Promise.resolve();
+  }
+
+  /** Where batches run: 'thread' (a session thread) or 'main' (the calling thread). */
+  get runsOn(): 'thread' | 'main' {
+    return this.#thread?.running ? 'thread' : 'main';
   }
 
   /** Load a model file and wrap it in an engine. */
@@ -144,7 +165,10 @@ export class InferenceEngine {
   async replaceModel(next: LoadedModel): Promise<{ stateKept: boolean; streams: number }> {
     if (this.#batcher.busy || this.#batcher.pending > 0) throw new Error('replaceModel needs a drained engine');
     const old = this.#runner;
-    const runner = new StepRunner(next);
+    const oldThread = this.#thread;
+    const thread = this.#threaded ? new SessionThread(next, this.#log) : null;
+    await thread?.ready;
+    const runner = new StepRunner(next, thread?.run);
     const sameShape =
       old.streamStateSize === runner.streamStateSize &&
       next.mode === this.#model.mode &&
@@ -159,6 +183,8 @@ export class InferenceEngine {
     const previous = this.#model;
     this.#model = next;
     this.#runner = runner;
+    this.#thread = thread;
+    await oldThread?.close();
     await previous.session.release();
     return { stateKept: sameShape, streams: ids.length };
   }
@@ -177,7 +203,10 @@ export class InferenceEngine {
     const drained = Number.isFinite(drainMs)
       ? Promise.race([this.#batcher.drain(), new Promise<void>((r) => setTimeout(r, drainMs).unref())])
       : this.#batcher.drain();
-    this.#closed ??= drained.then(() => this.#model.session.release());
+    this.#closed ??= drained.then(async () => {
+      await this.#thread?.close();
+      await this.#model.session.release();
+    });
     return this.#closed;
   }
 

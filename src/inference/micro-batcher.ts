@@ -14,41 +14,47 @@ export interface MicroBatcherOptions<T> {
   maxBatch: number;
   /** How long an idle batcher waits for more items after the first one arrives. */
   maxDelayMs: number;
+  /**
+   * Batches that may run at once (default 1). A second one only starts full,
+   * and never holds a key of a batch still running, so each key's items still
+   * run one after the other.
+   */
+  maxInFlight?: number;
   /** Items with the same key never share a batch and run in arrival order. */
   key(item: T): string;
-  /** Process one batch; the next batch starts only after this settles. */
+  /** Process one batch. */
   run(batch: T[]): Promise<void>;
   /** Called when `run` rejects; the batch counts as consumed. */
   onError(err: unknown, batch: T[]): void;
   timer?: Timer;
 }
 
-/** The in-flight keys while no batch runs. */
-const NO_KEYS: ReadonlySet<string> = new Set();
-
 /**
  * Groups items from many keys (streams) into batches, one item per key per
  * batch, in arrival order per key.
  *
  * Flush policy: a batch runs as soon as `maxBatch` distinct keys are waiting,
- * or `maxDelayMs` after the first item reaches an idle batcher. While a batch
- * runs, arrivals accumulate and run as the next batch the moment it finishes:
+ * or `maxDelayMs` after the first item reaches an idle batcher. While batches
+ * run, arrivals accumulate; another full batch may start while fewer than
+ * `maxInFlight` run (so the next batch's graph runs while the last one's
+ * results are handled), and whatever waits runs the moment one finishes:
  * under load batches fill by themselves, when idle a lone step waits at most
- * `maxDelayMs`. One batch is in flight at a time, which is what keeps each
- * key's steps ordered against its recurrent state.
+ * `maxDelayMs`. A key is never in two running batches, which is what keeps
+ * each key's steps ordered against its recurrent state.
  */
 export class MicroBatcher<T> {
   readonly #opts: MicroBatcherOptions<T>;
   readonly #timer: Timer;
+  readonly #maxInFlight: number;
   /** Waiting items of each key, oldest first. */
   readonly #byKey = new Map<string, T[]>();
   /** Keys with waiting items, in the order their next item became eligible. */
   #ready: string[] = [];
   #readyHead = 0;
   #pending = 0;
-  /** Keys of the running batch. */
-  #inFlightKeys: ReadonlySet<string> = NO_KEYS;
-  #inFlight: Promise<void> | null = null;
+  /** Keys of the running batches. */
+  readonly #inFlightKeys = new Set<string>();
+  #running = 0;
   #timerHandle: unknown = null;
   #drainWaiters: Array<() => void> = [];
 
@@ -56,6 +62,7 @@ export class MicroBatcher<T> {
     if (!(options.maxBatch >= 1)) throw new RangeError('maxBatch must be at least 1');
     this.#opts = options;
     this.#timer = options.timer ?? systemTimer;
+    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1);
   }
 
   /** Items waiting (not yet handed to `run`). */
@@ -65,10 +72,10 @@ export class MicroBatcher<T> {
 
   /** True while a batch is running. */
   get busy(): boolean {
-    return this.#inFlight !== null;
+    return this.#running > 0;
   }
 
-  /** Whether an item of this key is waiting or in the running batch. */
+  /** Whether an item of this key is waiting or in a running batch. */
   has(key: string): boolean {
     return this.#byKey.has(key) || this.#inFlightKeys.has(key);
   }
@@ -88,9 +95,9 @@ export class MicroBatcher<T> {
 
   /** Run everything waiting now, ignoring the delay; resolves once nothing is waiting or running. */
   drain(): Promise<void> {
-    if (this.#pending === 0 && this.#inFlight === null) return Promise.resolve();
+    if (this.#pending === 0 && this.#running === 0) return Promise.resolve();
     const done = new Promise<void>((resolve) => this.#drainWaiters.push(resolve));
-    if (this.#inFlight === null) this.#flush();
+    if (this.#running === 0) this.#flush();
     return done;
   }
 
@@ -99,7 +106,11 @@ export class MicroBatcher<T> {
   }
 
   #schedule(): void {
-    if (this.#inFlight !== null) return; // the running batch reschedules when it settles
+    if (this.#running > 0) {
+      // A full batch may join the running ones; anything less waits for one to finish.
+      if (this.#running < this.#maxInFlight && this.#readyCount() >= this.#opts.maxBatch && this.#fullBatchFree()) this.#flush();
+      return;
+    }
     if (this.#readyCount() >= this.#opts.maxBatch || this.#drainWaiters.length > 0) {
       this.#flush();
     } else if (this.#pending > 0 && this.#timerHandle === null) {
@@ -110,20 +121,41 @@ export class MicroBatcher<T> {
     }
   }
 
-  #take(): T[] {
-    const n = Math.min(this.#opts.maxBatch, this.#readyCount());
-    const keys = this.#ready.slice(this.#readyHead, this.#readyHead + n);
-    this.#readyHead += n;
-    if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
-      this.#ready = this.#ready.slice(this.#readyHead);
-      this.#readyHead = 0;
+  /** Whether maxBatch of the ready keys are in no running batch. */
+  #fullBatchFree(): boolean {
+    let free = 0;
+    for (let i = this.#readyHead; i < this.#ready.length; i++) {
+      if (!this.#inFlightKeys.has(this.#ready[i]!) && ++free >= this.#opts.maxBatch) return true;
     }
-    this.#inFlightKeys = new Set(keys);
+    return false;
+  }
+
+  /** The next batch: up to maxBatch ready keys not in a running batch (those keep their place). */
+  #take(): T[] {
+    const keys: string[] = [];
+    const skipped: string[] = [];
+    let i = this.#readyHead;
+    for (; i < this.#ready.length && keys.length < this.#opts.maxBatch; i++) {
+      const key = this.#ready[i]!;
+      if (this.#inFlightKeys.has(key)) skipped.push(key);
+      else keys.push(key);
+    }
+    if (skipped.length > 0) {
+      this.#ready = [...skipped, ...this.#ready.slice(i)];
+      this.#readyHead = 0;
+    } else {
+      this.#readyHead = i;
+      if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
+        this.#ready = this.#ready.slice(this.#readyHead);
+        this.#readyHead = 0;
+      }
+    }
     const batch: T[] = [];
     for (const key of keys) {
+      this.#inFlightKeys.add(key);
       const queue = this.#byKey.get(key)!;
       batch.push(queue.shift()!);
-      // A key's next item waits for the next batch, behind keys already waiting.
+      // A key's next item waits for a later batch, behind keys already waiting.
       if (queue.length > 0) this.#ready.push(key);
       else this.#byKey.delete(key);
     }
@@ -136,19 +168,21 @@ export class MicroBatcher<T> {
       this.#timer.clearTimeout(this.#timerHandle);
       this.#timerHandle = null;
     }
-    if (this.#inFlight !== null || this.#pending === 0) {
-      if (this.#inFlight === null) this.#settleDrain();
+    if (this.#running >= this.#maxInFlight || this.#pending === 0) {
+      if (this.#running === 0) this.#settleDrain();
       return;
     }
     const batch = this.#take();
-    this.#inFlight = this.#opts
+    if (batch.length === 0) return; // every waiting key is in a running batch: it runs when that one settles
+    this.#running++;
+    void this.#opts
       .run(batch)
       .catch((err: unknown) => this.#opts.onError(err, batch))
       .finally(() => {
-        this.#inFlight = null;
-        this.#inFlightKeys = NO_KEYS;
+        this.#running--;
+        for (const item of batch) this.#inFlightKeys.delete(this.#opts.key(item));
         if (this.#pending > 0) this.#flush(); // arrivals during the run go now
-        else this.#settleDrain();
+        else if (this.#running === 0) this.#settleDrain();
       });
   }
 

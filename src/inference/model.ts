@@ -37,6 +37,8 @@ export interface LoadedModel {
   readonly name: string;
   readonly path: string;
   readonly session: ort.InferenceSession;
+  /** The options `session` was created with (a session thread creates its own with them). */
+  readonly sessionOptions: ort.InferenceSession.SessionOptions;
   readonly signature: ModelSignature;
   readonly card: ModelCard | null;
   readonly cardPath: string | null;
@@ -135,7 +137,7 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
     }
     const provider = created.provider;
     const providerFailures = created.failures;
-    return { name, path: abs, session, signature, card, cardPath, inputs, outputs, provider, providerFailures, fingerprint: fingerprintOf(abs), ...resolveMode(signature, card, options.window, abs) };
+    return { name, path: abs, session, sessionOptions: created.options, signature, card, cardPath, inputs, outputs, provider, providerFailures, fingerprint: fingerprintOf(abs), ...resolveMode(signature, card, options.window, abs) };
   } catch (err) {
     await session.release();
     throw err;

@@ -24,6 +24,8 @@ export interface SessionOptions {
 
 export interface CreatedSession {
   session: ort.InferenceSession;
+  /** The options it was created with: a second session (on a worker thread) made with them runs on the same provider. */
+  options: ort.InferenceSession.SessionOptions;
   /** The provider the session runs on. */
   provider: string;
   /** Providers tried before it, with the reason each failed. */
@@ -54,14 +56,15 @@ export async function createSession(file: string, options: SessionOptions = {}):
     const name = providerName(p);
     const eps = name === 'cpu' ? [epOption(p)] : [epOption(p), 'cpu' as const];
     try {
-      const session = await ort.InferenceSession.create(file, {
+      const sessionOptions: ort.InferenceSession.SessionOptions = {
         executionProviders: eps,
         intraOpNumThreads: options.intraOpThreads ?? 1,
         interOpNumThreads: 1,
         graphOptimizationLevel: 'all',
-      });
+      };
+      const session = await ort.InferenceSession.create(file, sessionOptions);
       if (failures.length > 0) log.warn({ model: options.model, provider: name, failed: failures }, `model runs on ${name}, not on ${failures[0]!.provider}`);
-      return { session, provider: name, failures };
+      return { session, options: sessionOptions, provider: name, failures };
     } catch (err) {
       const reason = (err as Error).message.split('\n')[0]!.slice(0, 300);
       failures.push({ provider: name, reason });

@@ -1,6 +1,7 @@
 import ort from 'onnxruntime-node';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { LoadedModel } from './model.js';
+import { runInProcess, type RunSession } from './session-thread.js';
 import { StateSlab } from './state-slab.js';
 import { allFinite, readRow, rowLayout, writeRow, type RowLayout } from './tensor-rows.js';
 import { WindowBuffer } from './window-buffer.js';
@@ -43,7 +44,8 @@ const concreteDims = (shape: readonly (number | string)[], batchAxis: number, ba
 /**
  * Runs batches of steps (at most one per stream) through a model, carrying each
  * stream's recurrent state in a StateSlab (stateful mode) or its last steps in a
- * WindowBuffer (windowed mode). Not re-entrant: the caller awaits each run.
+ * WindowBuffer (windowed mode). Runs may overlap only when no stream is in
+ * two of them (the micro-batcher's keys see to it).
  */
 export class StepRunner {
   readonly model: LoadedModel;
@@ -54,9 +56,12 @@ export class StepRunner {
   readonly #zeroStates = new Map<number, Record<string, ort.Tensor>>();
   readonly #shapes = new Map<number, BatchShapes>();
   readonly #outputLayouts = new Map<string, RowLayout>();
+  readonly #runSession: RunSession;
 
-  constructor(model: LoadedModel) {
+  /** `runSession`: where the graph runs (default: the model's session, on this thread). */
+  constructor(model: LoadedModel, runSession: RunSession = runInProcess(model)) {
     this.model = model;
+    this.#runSession = runSession;
     const sig = model.signature;
     let slotSize = 0;
     for (const s of sig.states) {
@@ -152,7 +157,7 @@ export class StepRunner {
         feeds[s.input] = new ort.Tensor('float32', tensor, shapes.stateDims[k]!);
       });
     }
-    const out = await this.model.session.run(feeds);
+    const out = await this.#runSession(feeds);
     const y = out[sig.output]!;
     const yLayout = this.#outputLayout(y.dims);
     const yData = y.data as Float32Array;
@@ -215,7 +220,7 @@ export class StepRunner {
     const input = new Float32Array(B * T * sig.featureCount);
     ready.forEach((i, b) => writeRow(inputLayout, input, b, windows.view(chunk[i]!.streamId), 0));
     const feeds: Record<string, ort.Tensor> = { [sig.input]: new ort.Tensor('float32', input, inputDims), ...this.#zeroStateFeeds(B) };
-    const out = await this.model.session.run(feeds);
+    const out = await this.#runSession(feeds);
     const y = out[sig.output]!;
     const yLayout = this.#outputLayout(y.dims);
     ready.forEach((i, b) => {

@@ -1,0 +1,40 @@
+/**
+ * A model's session thread (see session-thread.ts): creates its own
+ * onnxruntime session from the file and options the main thread used, then
+ * runs each batch it is sent and answers with the outputs. It answers id 0
+ * once the session is ready (or with the reason it could not be created).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
+import type { SessionReply, SessionRequest } from './session-thread.js';
+
+const { file, options } = workerData as { file: string; options: ort.InferenceSession.SessionOptions };
+const port = parentPort!;
+
+// Fault injection (tests): the thread dies when asked for its nth run.
+const dieAt = Number(process.env.TIDECAST_FAULT_SESSION_EXIT_AT ?? 0);
+let runs = 0;
+
+async function run(session: ort.InferenceSession, req: SessionRequest): Promise<SessionReply> {
+  try {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(req.feeds)) feeds[name] = new ort.Tensor('float32', t.data, t.dims);
+    const out = await session.run(feeds);
+    const outputs: NonNullable<SessionReply['outputs']> = {};
+    for (const [name, t] of Object.entries(out)) outputs[name] = { data: t.data as Float32Array, dims: t.dims };
+    return { id: req.id, outputs };
+  } catch (err) {
+    return { id: req.id, outputs: null, error: (err as Error).message };
+  }
+}
+
+try {
+  const session = await ort.InferenceSession.create(file, options);
+  port.on('message', (req: SessionRequest) => {
+    if (dieAt > 0 && ++runs >= dieAt) process.exit(70);
+    void run(session, req).then((reply) => port.postMessage(reply));
+  });
+  port.postMessage({ id: 0, outputs: null } satisfies SessionReply);
+} catch (err) {
+  port.postMessage({ id: 0, outputs: null, error: (err as Error).message } satisfies SessionReply);
+}
