@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -24,6 +24,17 @@ export interface ThroughputResult {
   /** Messages the bare subscriber / tidecast got through (QoS 0 may drop under load). */
   bare_received: number;
   tidecast_processed: number;
+  /** Where the machine's CPU went in each run: µs of CPU per message by process, and the share of all cores busy. */
+  cpu: { bare: CpuShare; naive: CpuShare; tidecast: CpuShare };
+}
+
+/** CPU per message of the publisher, the broker and the consumer (bare subscriber, naive daemon or tidecast, every thread), over one run. */
+export interface CpuShare {
+  publisher_us: number;
+  broker_us: number;
+  consumer_us: number;
+  /** All three together, as a share of every core of the machine over the run's wall time. */
+  machine_busy: number;
 }
 
 export interface LatencyPoint {
@@ -51,8 +62,38 @@ export interface E2eBenchResult {
   half: LatencyPoint | null;
 }
 
+const TICK_S = 1 / Number(process.env.CLK_TCK ?? 100);
+
+/** CPU seconds a process has used so far, all its threads (Linux /proc; 0 elsewhere). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * TICK_S;
+  } catch {
+    return 0;
+  }
+}
+
+/** Meters the CPU of the run's three parties from now: call `share` at its end. `consumer`: a pid, or 'self' for this process. */
+function cpuMeter(publisherPid: number | undefined, brokerPid: number | undefined, consumer: number | 'self'): { share(messages: number): CpuShare } {
+  const consumerCpu = (): number => (consumer === 'self' ? (process.cpuUsage().user + process.cpuUsage().system) / 1e6 : cpuSeconds(consumer));
+  const t0 = performance.now();
+  const start = [cpuSeconds(publisherPid), cpuSeconds(brokerPid), consumerCpu()];
+  return {
+    share(messages: number): CpuShare {
+      const used = [cpuSeconds(publisherPid), cpuSeconds(brokerPid), consumerCpu()].map((x, i) => x - start[i]!);
+      const wall = (performance.now() - t0) / 1000;
+      const us = (x: number): number => Math.round((x / Math.max(1, messages)) * 1e6 * 10) / 10;
+      return { publisher_us: us(used[0]!), broker_us: us(used[1]!), consumer_us: us(used[2]!), machine_busy: round(used.reduce((a, b) => a + b, 0) / (wall * os.cpus().length)) };
+    },
+  };
+}
+
 /** Run the publisher process; resolves when it reports "start" (with the time) and when it is done. */
-function publisher(args: object): { started: Promise<number>; done: Promise<{ sent: number; seconds: number }> } {
+function publisher(args: object): { pid: number | undefined; started: Promise<number>; done: Promise<{ sent: number; seconds: number }> } {
   const proc = spawn(process.execPath, [path.join(packageRoot, 'dist', 'bench', 'publisher.js'), JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let onStart: (t: number) => void = () => undefined;
@@ -68,25 +109,27 @@ function publisher(args: object): { started: Promise<number>; done: Promise<{ se
       else reject(new Error(`publisher exited ${code}: ${out}`));
     });
   });
-  return { started, done };
+  return { pid: proc.pid, started, done };
 }
 
 /** A subscriber that only counts: the ceiling of what the broker and this machine deliver. */
-async function bare(url: string, qos: 0 | 1, count: number, streams = STREAMS, shape: BenchShape = 'telemetry'): Promise<{ perS: number; received: number }> {
+async function bare(url: string, qos: 0 | 1, count: number, streams = STREAMS, shape: BenchShape = 'telemetry', brokerPid?: number): Promise<{ perS: number; received: number; cpu: CpuShare }> {
   const sub = await mqtt.connectAsync(url, { clientId: `bare-${qos}`, clean: true });
   let received = 0;
   sub.on('message', () => received++);
   await sub.subscribeAsync(shape === 'features' ? 'sensors/+/+/+' : 'sensors/+/+/telemetry', { qos });
   const pub = publisher({ url, qos, streams, count, window: 500, shape });
   const t0 = await pub.started;
+  const meter = cpuMeter(pub.pid, brokerPid, 'self');
   const { n, at } = await waitCount(() => received, count, 3000, 5);
+  const cpu = meter.share(n);
   await pub.done;
   await sub.endAsync();
-  return { perS: n / ((at - t0) / 1000), received: n };
+  return { perS: n / ((at - t0) / 1000), received: n, cpu };
 }
 
 /** The naive per-message daemon (bench/naive-daemon.ts) as a child process: messages whose predictions are committed per second. */
-async function naive(dir: string, url: string, qos: 0 | 1, count: number): Promise<{ perS: number; processed: number }> {
+async function naive(dir: string, url: string, qos: 0 | 1, count: number, brokerPid?: number): Promise<{ perS: number; processed: number; cpu: CpuShare }> {
   const proc = spawn(process.execPath, [path.join(packageRoot, 'dist', 'bench', 'naive-daemon.js'), JSON.stringify({ url, qos, db: path.join(dir, `naive-q${qos}.db`) })], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let processed = 0;
@@ -103,10 +146,12 @@ async function naive(dir: string, url: string, qos: 0 | 1, count: number): Promi
   try {
     const pub = publisher({ url, qos, streams: STREAMS, count, window: 500 });
     const t0 = await pub.started;
+    const meter = cpuMeter(pub.pid, brokerPid, proc.pid!);
     // Counted in commits of 500: allow for the last partial one.
     const { n, at } = await waitCount(() => processed, count - 500, 5000, 50);
+    const cpu = meter.share(n);
     await pub.done;
-    return { perS: n / ((at - t0) / 1000), processed: n };
+    return { perS: n / ((at - t0) / 1000), processed: n, cpu };
   } finally {
     proc.kill('SIGTERM');
     await exited;
@@ -114,7 +159,13 @@ async function naive(dir: string, url: string, qos: 0 | 1, count: number): Promi
 }
 
 /** tidecast as a child process: messages fully processed (forecast committed) per second. */
-async function tidecast(dir: string, url: string, qos: 0 | 1, count: number, o: { name?: string; streams?: number; shape?: BenchShape; models?: readonly string[]; publish?: boolean } = {}): Promise<{ perS: number; processed: number }> {
+async function tidecast(
+  dir: string,
+  url: string,
+  qos: 0 | 1,
+  count: number,
+  o: { name?: string; streams?: number; shape?: BenchShape; models?: readonly string[]; publish?: boolean; brokerPid?: number } = {},
+): Promise<{ perS: number; processed: number; cpu: CpuShare }> {
   const name = o.name ?? `tidecast-q${qos}`;
   const models = o.models ?? ['weather-lstm'];
   const shape = o.shape ?? 'telemetry';
@@ -125,9 +176,11 @@ async function tidecast(dir: string, url: string, qos: 0 | 1, count: number, o: 
     // tidecast subscribes at QoS 1; the publisher's QoS sets what the broker delivers (the minimum of the two).
     const pub = publisher({ url, qos, streams: o.streams ?? STREAMS, count, window: 500, shape });
     const t0 = await pub.started;
+    const meter = cpuMeter(pub.pid, o.brokerPid, daemon.child.proc.pid!);
     const { n, at } = await waitCount(async () => (await daemon.committed()) * perForecast, count, 5000, 50);
+    const cpu = meter.share(n);
     await pub.done;
-    return { perS: n / ((at - t0) / 1000), processed: n };
+    return { perS: n / ((at - t0) / 1000), processed: n, cpu };
   } finally {
     await daemon.stop();
     await endSession(url, name);
@@ -267,9 +320,9 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
   try {
     const throughput: ThroughputResult[] = [];
     for (const qos of [0, 1] as const) {
-      const b = await bare(broker.url, qos, count);
-      const nv = await naive(dir, broker.url, qos, count);
-      const t = await tidecast(dir, broker.url, qos, count);
+      const b = await bare(broker.url, qos, count, STREAMS, 'telemetry', broker.pid);
+      const nv = await naive(dir, broker.url, qos, count, broker.pid);
+      const t = await tidecast(dir, broker.url, qos, count, { brokerPid: broker.pid });
       throughput.push({
         qos,
         messages: count,
@@ -280,6 +333,7 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
         vs_naive: round(t.perS / nv.perS),
         bare_received: b.received,
         tidecast_processed: t.processed,
+        cpu: { bare: b.cpu, naive: nv.cpu, tidecast: t.cpu },
       });
     }
     // The latency runs publish every forecast back: their 100% is tidecast's QoS 1 rate with publishing on.
@@ -310,6 +364,7 @@ export function e2eTable(r: E2eBenchResult): string {
     '| QoS | messages | bare msgs/s | naive script msgs/s | tidecast msgs/s | tidecast / bare | tidecast / naive |',
     '|---|---:|---:|---:|---:|---:|---:|',
     ...r.throughput.map((t) => `| ${t.qos}${t.qos === 1 ? ' (durable ack)' : ''} | ${t.messages} | ${t.bare_msgs_per_s} | ${t.naive_msgs_per_s} | ${t.tidecast_msgs_per_s} | ${t.ratio} | ${t.vs_naive} |`),
+    ...cpuLines(r.throughput),
     '',
     `latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms), after a ${WARMUP_S} s warm-up at the same rate; load is a fraction of ${r.latency_base_msgs_per_s} msgs/s, tidecast's QoS 1 rate with forecasts published`,
     '',
@@ -335,6 +390,37 @@ export function e2eTable(r: E2eBenchResult): string {
     );
   }
   return lines.join('\n');
+}
+
+/**
+ * Where the CPU went in each throughput run, and what a target ratio leaves
+ * the consumer: every core's time per message at that rate, less what the
+ * publisher and the broker took per message in tidecast's run.
+ */
+function cpuLines(runs: readonly ThroughputResult[]): string[] {
+  const withCpu = runs.filter((t) => t.cpu);
+  if (withCpu.length === 0) return [];
+  const cores = os.cpus().length;
+  const lines = [
+    '',
+    `CPU per message (µs, every thread of each process) and the share of the machine's ${cores} cores busy, same runs`,
+    '',
+    '| QoS | consumer | msgs/s | publisher | broker | consumer | machine busy |',
+    '|---|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const t of withCpu) {
+    const row = (name: string, rate: number, c: CpuShare): string => `| ${t.qos} | ${name} | ${rate} | ${c.publisher_us} | ${c.broker_us} | ${c.consumer_us} | ${c.machine_busy} |`;
+    lines.push(row('bare subscriber', t.bare_msgs_per_s, t.cpu.bare), row('naive script', t.naive_msgs_per_s, t.cpu.naive), row('tidecast', t.tidecast_msgs_per_s, t.cpu.tidecast));
+  }
+  lines.push('');
+  for (const t of withCpu) {
+    const at = 0.8 * t.bare_msgs_per_s;
+    const budget = (cores * 1e6) / at - t.cpu.tidecast.publisher_us - t.cpu.tidecast.broker_us;
+    lines.push(
+      `QoS ${t.qos}: at 0.8 × bare (${Math.round(at)} msgs/s) the machine has ${Math.round((cores * 1e6) / at)} µs of CPU per message; the publisher and the broker took ${Math.round(t.cpu.tidecast.publisher_us + t.cpu.tidecast.broker_us)} of it in tidecast's run, leaving ${Math.round(budget)} µs for tidecast, which used ${t.cpu.tidecast.consumer_us}.`,
+    );
+  }
+  return lines;
 }
 
 /** Latency against load as a small standalone SVG (p50 and p99, committed and received back). */

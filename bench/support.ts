@@ -45,7 +45,8 @@ export function benchMessage(k: number, streams: number, sentMs?: number, shape:
 }
 
 /** A daemon config for benches: the shipped LSTM (or the given models) on the bench's messages, HTTP on a free port. */
-export function writeBenchConfig(dir: string, url: string, o: { name: string; publish?: boolean; extra?: string; models?: readonly string[]; shape?: BenchShape }): string {
+/** `limits`: the body of the config's `limits` map (default: room for every bench stream). */
+export function writeBenchConfig(dir: string, url: string, o: { name: string; publish?: boolean; extra?: string; limits?: string; models?: readonly string[]; shape?: BenchShape }): string {
   const file = path.join(dir, `${o.name}.yaml`);
   const models = o.models ?? ['weather-lstm'];
   const route =
@@ -71,7 +72,7 @@ ${route}
 store: { path: ${path.join(dir, `${o.name}.db`)}, retentionDays: 36500 }
 publish: { enabled: ${o.publish === true}, topic: "forecast/{model}/{group}/{device}", qos: 1 }
 http: { port: 0 }
-limits: { maxStreams: 1000000 }
+limits: { ${o.limits ?? 'maxStreams: 1000000'} }
 ${o.extra ?? ''}
 `,
   );

@@ -47,6 +47,11 @@ export class TestBroker {
     return `mqtt://127.0.0.1:${this.port}`;
   }
 
+  /** Mosquitto's process id (undefined for the embedded broker, which runs in this process). */
+  get pid(): number | undefined {
+    return this.#proc?.pid;
+  }
+
   async start(): Promise<void> {
     if (this.port === 0) this.port = await freePort();
     if (this.kind === 'aedes') {
