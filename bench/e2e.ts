@@ -77,39 +77,51 @@ function cpuSeconds(pid: number | undefined): number {
   }
 }
 
-/** Meters the CPU of the run's three parties from now: call `share` at its end. `consumer`: a pid, or 'self' for this process. */
-function cpuMeter(publisherPid: number | undefined, brokerPid: number | undefined, consumer: number | 'self'): { share(messages: number): CpuShare } {
-  const consumerCpu = (): number => (consumer === 'self' ? (process.cpuUsage().user + process.cpuUsage().system) / 1e6 : cpuSeconds(consumer));
+/**
+ * Meters the CPU of the broker and the consumer from now (`consumer`: a pid,
+ * or 'self' for this process): `stop` when the run's messages are through,
+ * then `share` with the publisher's own figure (it reports its CPU as it exits).
+ */
+function cpuMeter(brokerPid: number | undefined, consumer: number | 'self'): { stop(): void; share(messages: number, publisherCpuS: number): CpuShare } {
+  const consumerCpu = (): number => {
+    if (consumer !== 'self') return cpuSeconds(consumer);
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  };
   const t0 = performance.now();
-  const start = [cpuSeconds(publisherPid), cpuSeconds(brokerPid), consumerCpu()];
+  const start = [cpuSeconds(brokerPid), consumerCpu()];
+  let used = [0, 0];
+  let wall = 0;
   return {
-    share(messages: number): CpuShare {
-      const used = [cpuSeconds(publisherPid), cpuSeconds(brokerPid), consumerCpu()].map((x, i) => x - start[i]!);
-      const wall = (performance.now() - t0) / 1000;
+    stop(): void {
+      used = [cpuSeconds(brokerPid), consumerCpu()].map((x, i) => x - start[i]!);
+      wall = (performance.now() - t0) / 1000;
+    },
+    share(messages: number, publisherCpuS: number): CpuShare {
       const us = (x: number): number => Math.round((x / Math.max(1, messages)) * 1e6 * 10) / 10;
-      return { publisher_us: us(used[0]!), broker_us: us(used[1]!), consumer_us: us(used[2]!), machine_busy: round(used.reduce((a, b) => a + b, 0) / (wall * os.cpus().length)) };
+      return { publisher_us: us(publisherCpuS), broker_us: us(used[0]!), consumer_us: us(used[1]!), machine_busy: round((publisherCpuS + used[0]! + used[1]!) / (wall * os.cpus().length)) };
     },
   };
 }
 
 /** Run the publisher process; resolves when it reports "start" (with the time) and when it is done. */
-function publisher(args: object): { pid: number | undefined; started: Promise<number>; done: Promise<{ sent: number; seconds: number }> } {
+function publisher(args: object): { started: Promise<number>; done: Promise<{ sent: number; seconds: number; cpu_s: number }> } {
   const proc = spawn(process.execPath, [path.join(packageRoot, 'dist', 'bench', 'publisher.js'), JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let onStart: (t: number) => void = () => undefined;
   const started = new Promise<number>((r) => (onStart = r));
-  const done = new Promise<{ sent: number; seconds: number }>((resolve, reject) => {
+  const done = new Promise<{ sent: number; seconds: number; cpu_s: number }>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('start\n')) onStart(performance.now());
     });
     proc.once('exit', (code) => {
       const last = out.trim().split('\n').pop() ?? '';
-      if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as { sent: number; seconds: number });
+      if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last) as { sent: number; seconds: number; cpu_s: number });
       else reject(new Error(`publisher exited ${code}: ${out}`));
     });
   });
-  return { pid: proc.pid, started, done };
+  return { started, done };
 }
 
 /** A subscriber that only counts: the ceiling of what the broker and this machine deliver. */
@@ -120,10 +132,10 @@ async function bare(url: string, qos: 0 | 1, count: number, streams = STREAMS, s
   await sub.subscribeAsync(shape === 'features' ? 'sensors/+/+/+' : 'sensors/+/+/telemetry', { qos });
   const pub = publisher({ url, qos, streams, count, window: 500, shape });
   const t0 = await pub.started;
-  const meter = cpuMeter(pub.pid, brokerPid, 'self');
+  const meter = cpuMeter(brokerPid, 'self');
   const { n, at } = await waitCount(() => received, count, 3000, 5);
-  const cpu = meter.share(n);
-  await pub.done;
+  meter.stop();
+  const cpu = meter.share(n, (await pub.done).cpu_s);
   await sub.endAsync();
   return { perS: n / ((at - t0) / 1000), received: n, cpu };
 }
@@ -146,11 +158,11 @@ async function naive(dir: string, url: string, qos: 0 | 1, count: number, broker
   try {
     const pub = publisher({ url, qos, streams: STREAMS, count, window: 500 });
     const t0 = await pub.started;
-    const meter = cpuMeter(pub.pid, brokerPid, proc.pid!);
+    const meter = cpuMeter(brokerPid, proc.pid!);
     // Counted in commits of 500: allow for the last partial one.
     const { n, at } = await waitCount(() => processed, count - 500, 5000, 50);
-    const cpu = meter.share(n);
-    await pub.done;
+    meter.stop();
+    const cpu = meter.share(n, (await pub.done).cpu_s);
     return { perS: n / ((at - t0) / 1000), processed: n, cpu };
   } finally {
     proc.kill('SIGTERM');
@@ -176,10 +188,10 @@ async function tidecast(
     // tidecast subscribes at QoS 1; the publisher's QoS sets what the broker delivers (the minimum of the two).
     const pub = publisher({ url, qos, streams: o.streams ?? STREAMS, count, window: 500, shape });
     const t0 = await pub.started;
-    const meter = cpuMeter(pub.pid, o.brokerPid, daemon.child.proc.pid!);
+    const meter = cpuMeter(o.brokerPid, daemon.child.proc.pid!);
     const { n, at } = await waitCount(async () => (await daemon.committed()) * perForecast, count, 5000, 50);
-    const cpu = meter.share(n);
-    await pub.done;
+    meter.stop();
+    const cpu = meter.share(n, (await pub.done).cpu_s);
     return { perS: n / ((at - t0) / 1000), processed: n, cpu };
   } finally {
     await daemon.stop();

@@ -2,7 +2,8 @@
  * The benches' load generator, run as its own process so that it does not
  * share an event loop with what it measures. Argument: one JSON object
  * { url, qos, streams, count, window, ratePerS?, shape? }. Prints "start" when connected
- * and about to publish, then one JSON line { sent, seconds } when done.
+ * and about to publish, then one JSON line { sent, seconds, cpu_s } when done
+ * (cpu_s: the CPU this process used from "start" on).
  * Without ratePerS it publishes as fast as the broker takes it (QoS 1: at most
  * `window` unacknowledged); with it, paced in 10 ms ticks.
  */
@@ -14,6 +15,7 @@ const o = JSON.parse(process.argv[2]!) as { url: string; qos: 0 | 1; streams: nu
 const client = await mqtt.connectAsync(o.url, { clientId: `bench-pub-${process.pid}`, clean: true });
 const first = o.first ?? 0;
 process.stdout.write('start\n');
+const cpuAtStart = process.cpuUsage();
 const started = performance.now();
 let sent = 0;
 if (o.ratePerS) {
@@ -42,4 +44,5 @@ if (o.ratePerS) {
 }
 const seconds = (performance.now() - started) / 1000;
 await client.endAsync();
-process.stdout.write(JSON.stringify({ sent, seconds }) + '\n');
+const cpu = process.cpuUsage(cpuAtStart);
+process.stdout.write(JSON.stringify({ sent, seconds, cpu_s: (cpu.user + cpu.system) / 1e6 }) + '\n');

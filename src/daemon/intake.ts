@@ -64,7 +64,7 @@ export class Intake {
     }
     const reason = this.#take(msg);
     if (reason === null) {
-      ack();
+      ack.ack();
       return;
     }
     this.#hold(msg, ack, reason);
@@ -90,7 +90,7 @@ export class Intake {
     this.#retryMs = RETRY_MIN_MS;
     const heldMs = Date.now() - held.since;
     if (heldMs > 1000) this.#log.info({ heldMs }, 'intake resumed');
-    held.ack();
+    held.ack.ack();
   }
 
   /**

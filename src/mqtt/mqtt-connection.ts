@@ -15,8 +15,34 @@ export interface IncomingMessage {
  * acknowledging then does nothing, and the broker redelivers the message.
  */
 export interface Ack {
-  (): void;
+  ack(): void;
   readonly stale: boolean;
+}
+
+const noLog = (): void => undefined;
+
+/** A message's Ack: one small object per message (the hot path allocates nothing else for it). */
+class PacketAck implements Ack {
+  readonly #conn: { readonly generation: number };
+  readonly #generation: number;
+  #done: ((err?: Error) => void) | null;
+
+  constructor(conn: { readonly generation: number }, done: (err?: Error) => void) {
+    this.#conn = conn;
+    this.#generation = conn.generation;
+    this.#done = done;
+  }
+
+  get stale(): boolean {
+    return this.#generation !== this.#conn.generation;
+  }
+
+  ack(): void {
+    const done = this.#done;
+    if (done === null || this.stale) return;
+    this.#done = null;
+    done();
+  }
 }
 
 /** Receives each message; must call `ack` once the message is safe (now, or later to apply backpressure). */
@@ -63,6 +89,11 @@ export class MqttConnection {
     this.#backoffMs = options.config.reconnectPeriodMs;
   }
 
+  /** Which connection this is (acks of an earlier one are stale). */
+  get generation(): number {
+    return this.#generation;
+  }
+
   get connected(): boolean {
     return this.#client?.connected ?? false;
   }
@@ -87,6 +118,9 @@ export class MqttConnection {
       key: this.#opts.secrets.key,
       rejectUnauthorized: c.tls?.rejectUnauthorized ?? true,
       will: { topic: c.availabilityTopic, payload: Buffer.from('offline'), qos: 1, retain: true },
+      // mqtt.js logs a dozen debug lines per packet, each call allocating its arguments even when
+      // disabled: without DEBUG=mqttjs* its log is a no-op.
+      ...(/mqttjs/.test(process.env.DEBUG ?? '') ? {} : { log: noLog }),
       ...(c.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
     };
     const client = mqtt.connect(c.url, options);
@@ -95,19 +129,8 @@ export class MqttConnection {
     client.handleMessage = (packet: IPublishPacket, done: (err?: Error) => void) => {
       if (!this.#accepting) return; // no PUBACK: the broker redelivers to the next session
       this.received++;
-      const generation = this.#generation;
-      let acked = false;
-      const ack = Object.defineProperty(
-        () => {
-          if (acked || generation !== this.#generation) return;
-          acked = true;
-          done();
-        },
-        'stale',
-        { get: () => generation !== this.#generation },
-      ) as Ack;
       try {
-        this.#opts.onMessage({ topic: packet.topic, payload: packet.payload as Buffer, receivedAt: this.#now(), qos: packet.qos }, ack);
+        this.#opts.onMessage({ topic: packet.topic, payload: packet.payload as Buffer, receivedAt: this.#now(), qos: packet.qos }, new PacketAck(this, done));
       } catch (err) {
         // The handler promises not to throw; if it does, the message stays with the broker.
         log.error({ err, topic: packet.topic }, 'message handler failed; message left unacknowledged');

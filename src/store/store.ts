@@ -62,6 +62,7 @@ export class Store {
   #states: StateReader | null = null;
   #worker: Worker | null = null;
   #checkpointer: Worker | null = null;
+  #checkpointerExited: Promise<void> | null = null;
   #inline: WriterCore | null = null;
   #exited: Promise<void> | null = null;
   readonly #pending = new Map<number, Pending>();
@@ -118,6 +119,7 @@ export class Store {
     checkpointer.on('error', (err) => this.#opts.log.error({ err }, 'WAL checkpointer stopped'));
     checkpointer.unref();
     this.#checkpointer = checkpointer;
+    this.#checkpointerExited = new Promise((resolve) => checkpointer.once('exit', () => resolve()));
     worker.on('message', (r: WriterReply) => this.#onReply(r));
     worker.on('error', (err) => {
       this.#opts.log.error({ err }, 'store writer thread failed');
@@ -402,11 +404,14 @@ export class Store {
     this.#log!.flushQuietly();
     this.#checkpointer?.postMessage('stop');
     this.#checkpointer = null;
+    // Its connections close (and may delete the WAL files) before stop returns: nothing touches the files after.
+    const checkpointerGone = this.#checkpointerExited;
     const left = ((await this.#send({ op: 'stop' })) as number | null) ?? this.#pending.size;
     if (left > 0 || this.#log!.pending > 0) {
       this.#opts.log.error({ queued: left, pendingInputs: this.#log!.pending, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');
     }
     await this.#exited;
+    await checkpointerGone;
     for (const p of this.#pending.values()) p.reject(new TidecastError(ErrorCodes.STOPPED, 'the store stopped before this write'));
     this.#pending.clear();
     await this.#log!.stop();

@@ -105,10 +105,14 @@ export class StepAssembler {
   readonly #o: AssemblerOptions;
   readonly #slots = new SlotIndex();
   readonly #f: Slab<Float64Array>;
-  /** Open buckets by slot, in start order (only streams that have one; usually one). */
-  readonly #open = new Map<number, Bucket[]>();
+  /**
+   * Open buckets by slot, in start order (undefined: none, the usual state
+   * between steps). An array by slot, not a Map: a stream opens and closes a
+   * bucket with nearly every step, and a Map's table would be rebuilt as often.
+   */
+  readonly #open: Array<Bucket[] | undefined> = [];
   /** Per slot whose ring remembers a bucket with several samples of a feature: those keys, by ring position. */
-  readonly #recentMulti = new Map<number, Array<Set<string> | null>>();
+  readonly #recentMulti: Array<Array<Set<string> | null> | undefined> = [];
   readonly #features: readonly string[];
   /** Tells a binary checkpoint made for these features (names and order) from one made for others. */
   readonly #featureHash: number;
@@ -191,7 +195,7 @@ export class StepAssembler {
       }
       throw new DecodeError('late', `${feature} at ${new Date(ts).toISOString()} is for a closed step (the stream is at ${new Date(f[o + NEXT]!).toISOString()}, lateness ${this.#o.latenessMs} ms)`);
     }
-    let open = this.#open.get(slot);
+    let open = this.#open[slot];
     let bucket: Bucket | undefined;
     let at = 0;
     if (open) {
@@ -215,7 +219,7 @@ export class StepAssembler {
     if (!bucket) {
       bucket = { start, agg: this.#pool.pop()?.fill(0) ?? new Float64Array(this.#features.length * AGG), count: 0, multi: null };
       if (open) open.splice(at, 0, bucket);
-      else this.#open.set(slot, (open = [bucket]));
+      else this.#open[slot] = open = [bucket];
     }
     const a = bucket.agg;
     bucket.count++;
@@ -252,9 +256,9 @@ export class StepAssembler {
   release(stream: string): void {
     const slot = this.#slots.release(stream);
     if (slot === undefined) return;
-    for (const b of this.#open.get(slot) ?? []) this.#pool.push(b.agg);
-    this.#open.delete(slot);
-    this.#recentMulti.delete(slot);
+    for (const b of this.#open[slot] ?? []) this.#pool.push(b.agg);
+    this.#open[slot] = undefined;
+    this.#recentMulti[slot] = undefined;
   }
 
   /**
@@ -265,8 +269,8 @@ export class StepAssembler {
   exportStream(stream: string): string | Buffer | undefined {
     const slot = this.#slots.get(stream);
     if (slot === undefined) return undefined;
-    const open = this.#open.get(slot) ?? [];
-    if (!this.#recentMulti.has(slot) && open.every((b) => b.multi === null)) return this.#exportBinary(slot, open);
+    const open = this.#open[slot] ?? [];
+    if (this.#recentMulti[slot] === undefined && open.every((b) => b.multi === null)) return this.#exportBinary(slot, open);
     return this.#exportJson(slot, open);
   }
 
@@ -307,7 +311,7 @@ export class StepAssembler {
       const at = BINARY_HEAD + size + k * per;
       open.push({ start: v[at]!, count: v[at + 1]!, agg: v.slice(at + 2, at + per), multi: null });
     }
-    if (open.length > 0) this.#open.set(slot, open);
+    if (open.length > 0) this.#open[slot] = open;
   }
 
   #exportJson(slot: number, open: readonly Bucket[]): string {
@@ -324,7 +328,7 @@ export class StepAssembler {
       return out;
     };
     const recent: Array<[number, string[]]> = [];
-    const multi = this.#recentMulti.get(slot);
+    const multi = this.#recentMulti[slot];
     for (let k = 0; k < RECENT_BUCKETS; k++) {
       // Oldest first, as they were closed.
       const r = (f[o + HEAD]! + k) % RECENT_BUCKETS;
@@ -389,7 +393,7 @@ export class StepAssembler {
       open.push(b);
     }
     open.sort((x, y) => x.start - y.start);
-    if (open.length > 0) this.#open.set(slot, open);
+    if (open.length > 0) this.#open[slot] = open;
     for (const [start, keys] of snap.r.slice(-RECENT_BUCKETS)) {
       const parsed = keys.map(split).filter((k): k is [number, number] => k !== null);
       this.#remember(slot, start, (fi) => parsed.filter((k) => k[0] === fi).map((k) => k[1]));
@@ -451,12 +455,21 @@ export class StepAssembler {
         for (const x of t) multi.add(`${fi}@${x}`);
       }
     }
-    let ring = this.#recentMulti.get(slot);
-    if (multi && !ring) this.#recentMulti.set(slot, (ring = new Array<Set<string> | null>(RECENT_BUCKETS).fill(null)));
+    let ring = this.#recentMulti[slot];
+    if (multi && !ring) this.#recentMulti[slot] = ring = new Array<Set<string> | null>(RECENT_BUCKETS).fill(null);
     if (ring) {
       ring[r] = multi;
-      if (ring.every((x) => x === null)) this.#recentMulti.delete(slot);
+      if (ring.every((x) => x === null)) this.#recentMulti[slot] = undefined;
     }
+  }
+
+  /** `#remember` for a bucket with at most one sample per feature, in a stream whose ring holds no keys: what nearly every step is. */
+  #rememberSingles(f: Float64Array, o: number, start: number, a: Float64Array): void {
+    const r = f[o + HEAD]!;
+    f[o + HEAD] = (r + 1) % RECENT_BUCKETS;
+    const base = o + this.#recent + r * this.#recentSize;
+    f[base] = start;
+    for (let fi = 0; fi < this.#features.length; fi++) f[base + 1 + fi] = a[fi * AGG + N] === 0 ? NaN : a[fi * AGG + LAST_TS]!;
   }
 
   /** Whether a closed bucket still remembered took this sample. */
@@ -468,7 +481,7 @@ export class StepAssembler {
       if (f[base] !== start) continue;
       const t = f[base + 1 + fi]!;
       if (t === ts) return true;
-      return t === -Infinity && (this.#recentMulti.get(slot)?.[r]?.has(`${fi}@${ts}`) ?? false);
+      return t === -Infinity && (this.#recentMulti[slot]?.[r]?.has(`${fi}@${ts}`) ?? false);
     }
     return false;
   }
@@ -503,7 +516,7 @@ export class StepAssembler {
     let out = NOTHING;
     for (;;) {
       const b = f[o + NEXT]!;
-      const open = this.#open.get(slot);
+      const open = this.#open[slot];
       const bucket = open !== undefined && open[0]!.start === b ? open[0] : undefined;
       const closed = b + stepMs + latenessMs <= limit;
       if (!closed && !(this.#o.emit === 'complete' && this.#complete(bucket))) break;
@@ -533,15 +546,18 @@ export class StepAssembler {
         f[o + this.#lastValue + fi] = this.#value(a, fi);
         f[o + this.#lastBucket + fi] = b;
       }
-      this.#remember(slot, b, (fi) => {
-        const n = a[fi * AGG + N]!;
-        if (n === 0) return [];
-        if (n === 1) return [a[fi * AGG + LAST_TS]!];
-        const prefix = `${fi}@`;
-        return [...bucket.multi!].filter((k) => k.startsWith(prefix)).map((k) => Number(k.slice(prefix.length)));
-      });
+      if (bucket.multi === null && this.#recentMulti[slot] === undefined) this.#rememberSingles(f, o, b, a);
+      else {
+        this.#remember(slot, b, (fi) => {
+          const n = a[fi * AGG + N]!;
+          if (n === 0) return [];
+          if (n === 1) return [a[fi * AGG + LAST_TS]!];
+          const prefix = `${fi}@`;
+          return [...bucket.multi!].filter((k) => k.startsWith(prefix)).map((k) => Number(k.slice(prefix.length)));
+        });
+      }
       open!.shift();
-      if (open!.length === 0) this.#open.delete(slot);
+      if (open!.length === 0) this.#open[slot] = undefined;
       this.#pool.push(a);
       f[o + NEXT] = b + stepMs;
     }
