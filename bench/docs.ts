@@ -41,7 +41,7 @@ const SECTIONS: Array<{ key: keyof Saved; title: string; about: string; table: (
   {
     key: 'memory',
     title: 'Memory (`npm run bench -- memory`)',
-    about: '`weather-lstm` carries h and c, 2 layers × 32 floats: 512 bytes per stream. RSS growth per stream, in a fresh process per point: the engine alone, and the whole daemon with one message per stream through Mosquitto.',
+    about: '`weather-lstm` carries h and c, 2 layers × 32 floats: 512 bytes per stream. RSS growth per stream, in a fresh process per point: the engine alone, and the whole daemon with one message per stream through Mosquitto. "target" is 1.5 × the state plus 200 bytes; the daemon\'s working bound is 1,536 bytes per stream at 100,000 streams. Per stream the daemon keeps 1,440 bytes of typed-array records (state 512, open forecasts and error sums 512, step assembly 416), a map entry in each of the step assembler, the state slab and the score book, and one in the writer thread\'s name-to-id map; the rest is the JavaScript heap and SQLite caches growing with them.',
     table: (r: MemoryBenchResult) => memoryTable(r),
   },
   { key: 'recovery', title: 'Recovery (`npm run bench -- recovery`)', about: 'Process start to "ready" with 100,000 streams: empty database, after a clean stop, after SIGKILL with inputs to replay.', table: (r: RecoveryBenchResult) => recoveryTable(r) },
