@@ -402,10 +402,16 @@ export class Store {
     if (this.#logRetry) clearTimeout(this.#logRetry);
     this.#logRetry = null;
     this.#log!.flushQuietly();
-    this.#checkpointer?.postMessage('stop');
-    this.#checkpointer = null;
     // Its connections close (and may delete the WAL files) before stop returns: nothing touches the files after.
-    const checkpointerGone = this.#checkpointerExited;
+    // Referenced again, so that the event loop waits for its exit even when nothing else is left (a writer that
+    // died); terminated if it has not gone within 5 s.
+    const checkpointer = this.#checkpointer;
+    this.#checkpointer = null;
+    checkpointer?.ref();
+    checkpointer?.postMessage('stop');
+    const checkpointerGone = checkpointer
+      ? Promise.race([this.#checkpointerExited, new Promise<void>((r) => setTimeout(r, 5000).unref())]).then(() => void checkpointer.terminate())
+      : Promise.resolve();
     const left = ((await this.#send({ op: 'stop' })) as number | null) ?? this.#pending.size;
     if (left > 0 || this.#log!.pending > 0) {
       this.#opts.log.error({ queued: left, pendingInputs: this.#log!.pending, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');
