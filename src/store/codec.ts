@@ -86,7 +86,8 @@ export function valuesJson(values: Float64Array, from: number, n: number): strin
   let out = '[';
   for (let i = 0; i < n; i++) {
     const x = values[from + i]!;
-    out += (i > 0 ? ',' : '') + (Number.isNaN(x) ? 'null' : JSON.stringify(x));
+    // String(x) is JSON's form of a finite number; NaN and ±Infinity become null (which forecasts' CHECK refuses).
+    out += (i > 0 ? ',' : '') + (Number.isFinite(x) ? String(x) : 'null');
   }
   return out + ']';
 }
