@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { valuesJson, type PackedBatch } from './codec.js';
+import { splitNames, valuesJson, type PackedBatch } from './codec.js';
 import type { Ids } from './ids.js';
 import type { EventRow } from './rows.js';
 
@@ -39,19 +39,21 @@ export class BatchWriter {
       const at = now();
       const fsids = b.featureSets.map((names) => ids.featureSet(names));
       let v = 0;
-      for (let i = 0; i < b.stepStreams.length; i++) {
+      const stepStreams = splitNames(b.stepStreams, b.steps);
+      for (let i = 0; i < b.steps; i++) {
         const n = b.featureSets[b.stepSet[i]!]!.length;
         const ts = b.stepNums[i * 3]!;
         const receivedAt = b.stepNums[i * 3 + 1]!;
-        step.run(ids.stream(b.stepStreams[i]!, b.stepRoutes[i]!, receivedAt), ts, receivedAt, fsids[b.stepSet[i]!], valuesJson(b.stepValues, v, n), b.stepNums[i * 3 + 2]!);
+        step.run(ids.stream(stepStreams[i]!, b.routes[b.stepRoute[i]!]!, receivedAt), ts, receivedAt, fsids[b.stepSet[i]!], valuesJson(b.stepValues, v, n), b.stepNums[i * 3 + 2]!);
         v += n;
       }
       for (const e of b.events) event(e);
-      const inserted = new Uint8Array(b.forecastStreams.length);
-      for (let i = 0; i < b.forecastStreams.length; i++) {
+      const forecastStreams = splitNames(b.forecastStreams, b.forecasts);
+      const inserted = new Uint8Array(b.forecasts);
+      for (let i = 0; i < b.forecasts; i++) {
         const issuedAt = b.issuedAt[i]!;
         const vals = valuesJson(b.forecastValues, i * b.cells, b.cells);
-        inserted[i] = forecast.run(ids.stream(b.forecastStreams[i]!, '', issuedAt), mid, issuedAt, lid, at, vals, b.labels?.[i] ?? null).changes;
+        inserted[i] = forecast.run(ids.stream(forecastStreams[i]!, '', issuedAt), mid, issuedAt, lid, at, vals, b.labels?.[i] ?? null).changes;
       }
       return inserted;
     });

@@ -7,10 +7,30 @@
  */
 import type { AccuracyDelta, EventRow, ForecastRow, ModelStateRow, StepRow, StreamStateRow } from './rows.js';
 
+/**
+ * Names joined into one string: one string to clone per batch, not one per
+ * row. A stream id holds no control character (Ingest.admit refuses them).
+ */
+const NAME_SEPARATOR = '\n';
+
+/** The names `joinNames` joined, `n` of them. */
+export function splitNames(joined: string, n: number): string[] {
+  return n === 0 ? [] : joined.split(NAME_SEPARATOR);
+}
+
+function joinNames(names: readonly string[]): string {
+  for (const name of names) if (name.includes(NAME_SEPARATOR)) throw new Error(`stream id ${JSON.stringify(name.slice(0, 100))} holds a line break`);
+  return names.join(NAME_SEPARATOR);
+}
+
 /** One model's batch of steps and forecasts, packed. */
 export interface PackedBatch {
-  readonly stepStreams: string[];
-  readonly stepRoutes: string[];
+  readonly steps: number;
+  /** The steps' streams, joined (`splitNames`). */
+  readonly stepStreams: string;
+  /** The batch's routes, and per step an index into them. */
+  readonly routes: string[];
+  readonly stepRoute: Uint16Array;
   /** Per step, an index into `featureSets`. */
   readonly stepSet: Uint16Array;
   readonly featureSets: string[][];
@@ -18,7 +38,9 @@ export interface PackedBatch {
   readonly stepNums: Float64Array;
   /** Every step's values in its feature set's order, one after the other (NaN: absent). */
   readonly stepValues: Float64Array;
-  readonly forecastStreams: string[];
+  readonly forecasts: number;
+  /** The forecasts' streams, joined (`splitNames`). */
+  readonly forecastStreams: string;
   readonly issuedAt: Float64Array;
   /** Per forecast, one value per layout cell. */
   readonly forecastValues: Float64Array;
@@ -36,12 +58,15 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
   for (const st of steps) nValues += st.features.length;
   const stepValues = new Float64Array(nValues);
   const stepStreams = new Array<string>(steps.length);
-  const stepRoutes = new Array<string>(steps.length);
+  const routes: string[] = [];
+  const stepRoute = new Uint16Array(steps.length);
   let v = 0;
   for (let i = 0; i < steps.length; i++) {
     const st = steps[i]!;
     stepStreams[i] = st.stream;
-    stepRoutes[i] = st.route;
+    let r = routes.indexOf(st.route);
+    if (r < 0) r = routes.push(st.route) - 1;
+    stepRoute[i] = r;
     let k = sets.indexOf(st.features);
     if (k < 0) k = sets.push(st.features) - 1;
     stepSet[i] = k;
@@ -63,12 +88,28 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
     forecastValues.set(f.values, i * cells);
     if (f.labels) (labels ??= new Array<string | null>(forecasts.length).fill(null))[i] = JSON.stringify(f.labels);
   }
-  return { stepStreams, stepRoutes, stepSet, featureSets: sets.map((s) => [...s]), stepNums, stepValues, forecastStreams, issuedAt, forecastValues, cells, labels, events: [...events] };
+  return {
+    steps: steps.length,
+    stepStreams: joinNames(stepStreams),
+    routes,
+    stepRoute,
+    stepSet,
+    featureSets: sets.map((s) => [...s]),
+    stepNums,
+    stepValues,
+    forecasts: forecasts.length,
+    forecastStreams: joinNames(forecastStreams),
+    issuedAt,
+    forecastValues,
+    cells,
+    labels,
+    events: [...events],
+  };
 }
 
 /** The buffers of a packed batch, for postMessage's transfer list. */
 export function batchTransfer(b: PackedBatch): ArrayBuffer[] {
-  return [b.stepSet.buffer, b.stepNums.buffer, b.stepValues.buffer, b.issuedAt.buffer, b.forecastValues.buffer] as ArrayBuffer[];
+  return [b.stepRoute.buffer, b.stepSet.buffer, b.stepNums.buffer, b.stepValues.buffer, b.issuedAt.buffer, b.forecastValues.buffer] as ArrayBuffer[];
 }
 
 /** Bit i set: the step's feature i (in `features` order) was forward-filled (exact for the first 53 features). */
