@@ -51,7 +51,7 @@ export interface E2eBenchResult {
   scenario: 'e2e';
   streams: number;
   throughput: ThroughputResult[];
-  /** QoS 1 msgs/s with forecasts published back: the rate the latency loads are fractions of. */
+  /** QoS 1 msgs/s with forecasts published back (the lower of two runs): the rate the latency loads are fractions of. */
   latency_base_msgs_per_s: number;
   /** Latency at fractions of latency_base_msgs_per_s; `half` is the 0.5 point. */
   latency: LatencyPoint[];
@@ -348,8 +348,14 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
         cpu: { bare: b.cpu, naive: nv.cpu, tidecast: t.cpu },
       });
     }
-    // The latency runs publish every forecast back: their 100% is tidecast's QoS 1 rate with publishing on.
-    const max = opts.latency === false ? 0 : Math.round((await tidecast(dir, broker.url, 1, count, { name: 'tidecast-q1-publish', publish: true })).perS);
+    // The latency runs publish every forecast back: their 100% is tidecast's QoS 1 rate with publishing on,
+    // the lower of two runs (one run on this shared machine can come out high, which puts 80% past what it sustains).
+    let max = 0;
+    if (opts.latency !== false) {
+      const rates: number[] = [];
+      for (const run of [0, 1]) rates.push((await tidecast(dir, broker.url, 1, count, { name: `tidecast-q1-publish-${run}`, publish: true })).perS);
+      max = Math.round(Math.min(...rates));
+    }
     const latency: LatencyPoint[] = [];
     for (const [i, load] of (opts.latency === false ? [] : [0.1, 0.25, 0.5, 0.8, 0.9]).entries()) {
       const p = await latencyAt(dir, broker.url, max * load, opts.latencySeconds ?? 8, i);
@@ -378,7 +384,7 @@ export function e2eTable(r: E2eBenchResult): string {
     ...r.throughput.map((t) => `| ${t.qos}${t.qos === 1 ? ' (durable ack)' : ''} | ${t.messages} | ${t.bare_msgs_per_s} | ${t.naive_msgs_per_s} | ${t.tidecast_msgs_per_s} | ${t.ratio} | ${t.vs_naive} |`),
     ...cpuLines(r.throughput),
     '',
-    `latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms), after a ${WARMUP_S} s warm-up at the same rate; load is a fraction of ${r.latency_base_msgs_per_s} msgs/s, tidecast's QoS 1 rate with forecasts published`,
+    `latency, QoS 1, publish → forecast committed / → forecast received back over MQTT (ms), after a ${WARMUP_S} s warm-up at the same rate; load is a fraction of ${r.latency_base_msgs_per_s} msgs/s, tidecast's QoS 1 rate with forecasts published (the lower of two runs)`,
     '',
     '| load | msgs/s | committed p50 | p99 | p99.9 | received p50 | p99 | p99.9 | warm-up max |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
