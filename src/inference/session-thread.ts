@@ -100,10 +100,13 @@ export class SessionThread {
     });
   };
 
-  /** Stop the thread (its session goes with it). */
+  /** Stop the thread (its session goes with it); batches it still had fail (a stop past its drain deadline: the input log replays them). */
   async close(): Promise<void> {
     this.#closing = true;
     await this.#worker.terminate();
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(new Error('the session thread stopped before this batch ran'));
   }
 
   #fail(reason: string): void {
