@@ -176,7 +176,7 @@ async function tidecast(
   url: string,
   qos: 0 | 1,
   count: number,
-  o: { name?: string; streams?: number; shape?: BenchShape; models?: readonly string[]; publish?: boolean; brokerPid?: number } = {},
+  o: { name?: string; streams?: number; shape?: BenchShape; models?: readonly string[]; publish?: boolean; brokerPid?: number; history?: number } = {},
 ): Promise<{ perS: number; processed: number; cpu: CpuShare }> {
   const name = o.name ?? `tidecast-q${qos}`;
   const models = o.models ?? ['weather-lstm'];
@@ -186,10 +186,18 @@ async function tidecast(
   const perForecast = (shape === 'features' ? 4 : 1) / models.length;
   try {
     // tidecast subscribes at QoS 1; the publisher's QoS sets what the broker delivers (the minimum of the two).
-    const pub = publisher({ url, qos, streams: o.streams ?? STREAMS, count, window: 500, shape });
+    // Stored history first (as fast as it goes, until the count stops moving), then the measured messages: the steps after it.
+    const first = (o.history ?? 0) * (o.streams ?? STREAMS) * (shape === 'features' ? 4 : 1);
+    if (first > 0) {
+      await publisher({ url, qos: 0, streams: o.streams ?? STREAMS, count: first, window: 500, shape }).done;
+      await waitCount(async () => (await daemon.committed()) * perForecast, first, 10_000, 200);
+    }
+    const base = first > 0 ? (await daemon.committed()) * perForecast : 0;
+    const pub = publisher({ url, qos, streams: o.streams ?? STREAMS, count, window: 500, shape, first });
     const t0 = await pub.started;
     const meter = cpuMeter(o.brokerPid, daemon.child.proc.pid!);
-    const { n, at } = await waitCount(async () => (await daemon.committed()) * perForecast, count, 5000, 50);
+    const { n: total, at } = await waitCount(async () => (await daemon.committed()) * perForecast, base + count, 5000, 50);
+    const n = total - base;
     meter.stop();
     const cpu = meter.share(n, (await pub.done).cpu_s);
     return { perS: n / ((at - t0) / 1000), processed: n, cpu };
@@ -259,10 +267,12 @@ export interface ScenarioResult {
   ratio: number;
 }
 
-const SCENARIOS: ReadonlyArray<{ name: string; streams: number; messages: number; shape: BenchShape; models: readonly string[] }> = [
+/** `history`: steps per stream the daemon stores first (through the same broker, not measured); the measured messages follow them. */
+const SCENARIOS: ReadonlyArray<{ name: string; streams: number; messages: number; shape: BenchShape; models: readonly string[]; history?: number }> = [
   { name: 'challenger: weather-lstm and weather-gru on one route', streams: STREAMS, messages: 100_000, shape: 'telemetry', models: ['weather-lstm', 'weather-gru'] },
   { name: '4 topics joined into one step (one feature per message)', streams: STREAMS, messages: 200_000, shape: 'features', models: ['weather-lstm'] },
   { name: '100,000 streams', streams: 100_000, messages: 200_000, shape: 'telemetry', models: ['weather-lstm'] },
+  { name: 'a store already holding 100 steps of every stream', streams: STREAMS, messages: 100_000, shape: 'telemetry', models: ['weather-lstm'], history: 100 },
 ];
 
 /**
@@ -365,7 +375,7 @@ export async function e2eBench(opts: { messages?: number; latencySeconds?: numbe
     const scenarios: ScenarioResult[] = [];
     for (const [i, sc] of (opts.scenarios === false ? [] : SCENARIOS).entries()) {
       const b = await bare(broker.url, 0, sc.messages, sc.streams, sc.shape);
-      const t = await tidecast(dir, broker.url, 0, sc.messages, { name: `scenario-${i}`, streams: sc.streams, shape: sc.shape, models: sc.models });
+      const t = await tidecast(dir, broker.url, 0, sc.messages, { name: `scenario-${i}`, streams: sc.streams, shape: sc.shape, models: sc.models, history: sc.history });
       scenarios.push({ name: sc.name, streams: sc.streams, messages: sc.messages, qos: 0, bare_msgs_per_s: Math.round(b.perS), tidecast_msgs_per_s: Math.round(t.perS), ratio: round(t.perS / b.perS) });
     }
     return { scenario: 'e2e', streams: STREAMS, throughput, latency_base_msgs_per_s: max, latency, half: latency.find((p) => p.load === 0.5) ?? null, checkpoint, scenarios };
