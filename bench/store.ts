@@ -6,6 +6,7 @@ import { defaultCardPath, readCard } from '../src/inference/card.js';
 import { silentLogger } from '../src/log.js';
 import { modelsDir } from '../src/paths.js';
 import { Store, type ForecastLayout, type ForecastRow, type StepRow } from '../src/store/store.js';
+import { keyLayoutBench, keyLayoutTable, type KeyLayoutPoint } from './store-keys.js';
 
 export interface StoreBenchResult {
   scenario: 'store';
@@ -16,6 +17,8 @@ export interface StoreBenchResult {
   main_us_per_step: number[];
   /** µs per step of the in-memory scoring (ScoreBook.step): from day 3, six forecasts scored per step. */
   scoring_us_per_step: number[];
+  /** step_inputs-like rows under the store's key (stream, time) and a time-major one, as history grows (absent in older runs). */
+  key_layouts?: KeyLayoutPoint[];
 }
 
 const DAY = 86_400_000;
@@ -35,7 +38,7 @@ function day(streams: number, d: number): { steps: StepRow[]; forecasts: Forecas
   return { steps, forecasts };
 }
 
-/** The daemon's write path: Store.commit, 10,000 streams, batches of 256, five days in a row; and the in-memory scoring beside it. */
+/** The daemon's write path: Store.commit, 10,000 streams, batches of 256, five days in a row; the in-memory scoring beside it; and the cost of a row under two key layouts as history grows. */
 export async function storeBench(streams = 10_000, days = 5): Promise<StoreBenchResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tidecast-bench-store-'));
   const store = new Store({ path: path.join(dir, 'b.db'), retentionDays: 36500, log: silentLogger });
@@ -62,7 +65,7 @@ export async function storeBench(streams = 10_000, days = 5): Promise<StoreBench
     await store.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { scenario: 'store', streams, commit_us_per_step: commit, main_us_per_step: posting, scoring_us_per_step: scoring };
+  return { scenario: 'store', streams, commit_us_per_step: commit, main_us_per_step: posting, scoring_us_per_step: scoring, key_layouts: keyLayoutBench(streams) };
 }
 
 const round = (x: number): number => Math.round(x * 10) / 10;
@@ -76,5 +79,6 @@ export function storeTable(r: StoreBenchResult): string {
     `| Store.commit (committed) | ${r.commit_us_per_step.join(' | ')} |`,
     `| Store.commit (main thread) | ${r.main_us_per_step.join(' | ')} |`,
     `| ScoreBook.step | ${r.scoring_us_per_step.join(' | ')} |`,
+    ...(r.key_layouts ? ['', keyLayoutTable(r.key_layouts)] : []),
   ].join('\n');
 }
