@@ -57,7 +57,6 @@ export class ScoreBook {
   /** Ring slots: max horizon; each [issuedAt, persistence × targets, predicted × cells]. */
   #ring = 0;
   #entry = 0;
-  #slotSize = 0;
   #key = '';
   readonly #slots = new SlotIndex();
   #slab = new Slab(1, (n) => new Float64Array(n));
@@ -106,8 +105,8 @@ export class ScoreBook {
     this.#bucketMs = bucketMsFor(this.#stepMs);
     this.#ring = cells.length > 0 ? Math.max(...this.#horizons) : 0;
     this.#entry = 1 + this.#targets.length + cells.length;
-    this.#slotSize = this.#ring * this.#entry + 1 + cells.length * SUMS;
-    this.#slab = new Slab(Math.max(1, this.#slotSize), (n) => new Float64Array(n));
+    // A slot: the ring, the current bucket, then SUMS per cell.
+    this.#slab = new Slab(Math.max(1, this.#ring * this.#entry + 1 + cells.length * SUMS), (n) => new Float64Array(n));
   }
 
   /** Streams with a slot. */

@@ -53,6 +53,8 @@ export class SessionThread {
   readonly #log: Logger;
   readonly #worker: Worker;
   readonly #pending = new Map<number, Pending>();
+  /** Where batches run once the thread cannot: the main thread's session. */
+  readonly #inProcess: RunSession;
   #next = 1;
   /** Set once the thread cannot run batches: everything runs in process. */
   #fallback: string | null = null;
@@ -63,6 +65,7 @@ export class SessionThread {
   constructor(model: LoadedModel, log: Logger = silentLogger) {
     this.#model = model;
     this.#log = log;
+    this.#inProcess = runInProcess(model);
     this.#worker = new Worker(new URL('./session-worker.js', import.meta.url), { workerData: { file: model.path, options: model.sessionOptions } });
     let started: () => void = () => undefined;
     this.ready = new Promise<void>((resolve) => (started = resolve));
@@ -91,7 +94,7 @@ export class SessionThread {
   }
 
   run: RunSession = (feeds) => {
-    if (this.#fallback !== null) return runInProcess(this.#model)(feeds);
+    if (this.#fallback !== null) return this.#inProcess(feeds);
     const id = this.#next++;
     const request: SessionRequest = { id, feeds: Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, { data: t.data as Float32Array, dims: t.dims }])) };
     return new Promise((resolve, reject) => {
@@ -116,7 +119,6 @@ export class SessionThread {
     void this.#worker.terminate();
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    const inProcess = runInProcess(this.#model);
-    for (const p of pending) inProcess(p.feeds).then(p.resolve, p.reject);
+    for (const p of pending) this.#inProcess(p.feeds).then(p.resolve, p.reject);
   }
 }

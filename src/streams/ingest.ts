@@ -349,7 +349,7 @@ export class Ingest {
       try {
         // A stream whose restored state already reflects this tick is left alone (a replay).
         const events = g.assembler.sweep(now, (stream) => this.#field(g, stream, FLOOR) >= seq);
-        for (const e of events) this.#mark(g, e.stream, 1);
+        for (const e of events) this.#markDirty(g, e.stream);
         this.#dispatch(g, events, { route: '(clock)', topic: '', params: {}, receivedAt: now, seq });
       } catch (err) {
         this.#log.error({ err }, 'clock sweep failed');
@@ -427,7 +427,7 @@ export class Ingest {
   unstored(rows: readonly StreamStateRow[]): void {
     for (const row of rows) {
       const group = this.#groupOf(row.group);
-      if (group) this.#mark(group, row.stream, 1);
+      if (group) this.#markDirty(group, row.stream);
     }
   }
 
@@ -487,10 +487,10 @@ export class Ingest {
     return slot === undefined ? NaN : group.residency.chunk(slot)[group.residency.offset(slot) + field]!;
   }
 
-  /** Mark a resident stream changed (1) or clean (0). */
-  #mark(group: RouteGroup, stream: string, dirty: 0 | 1): void {
+  /** Mark a resident stream changed since the last checkpoint. */
+  #markDirty(group: RouteGroup, stream: string): void {
     const slot = group.assembler.slotOf(stream);
-    if (slot !== undefined) group.residency.chunk(slot)[group.residency.offset(slot) + DIRTY] = dirty;
+    if (slot !== undefined) group.residency.chunk(slot)[group.residency.offset(slot) + DIRTY] = 1;
   }
 
   #import(group: RouteGroup, row: StreamStateRow): void {

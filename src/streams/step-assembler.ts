@@ -440,10 +440,8 @@ export class StepAssembler {
   #remember(slot: number, start: number, times: (fi: number) => readonly number[]): void {
     const f = this.#f.chunk(slot);
     const o = this.#f.offset(slot);
-    const r = f[o + HEAD]!;
-    f[o + HEAD] = (r + 1) % RECENT_BUCKETS;
+    const r = this.#ringNext(f, o, start);
     const base = o + this.#recent + r * this.#recentSize;
-    f[base] = start;
     let multi: Set<string> | null = null;
     for (let fi = 0; fi < this.#features.length; fi++) {
       const t = times(fi);
@@ -465,11 +463,16 @@ export class StepAssembler {
 
   /** `#remember` for a bucket with at most one sample per feature, in a stream whose ring holds no keys: what nearly every step is. */
   #rememberSingles(f: Float64Array, o: number, start: number, a: Float64Array): void {
+    const base = o + this.#recent + this.#ringNext(f, o, start) * this.#recentSize;
+    for (let fi = 0; fi < this.#features.length; fi++) f[base + 1 + fi] = a[fi * AGG + N] === 0 ? NaN : a[fi * AGG + LAST_TS]!;
+  }
+
+  /** Take the ring's next position (the oldest closed bucket's) for a bucket closing at `start`; returns it. */
+  #ringNext(f: Float64Array, o: number, start: number): number {
     const r = f[o + HEAD]!;
     f[o + HEAD] = (r + 1) % RECENT_BUCKETS;
-    const base = o + this.#recent + r * this.#recentSize;
-    f[base] = start;
-    for (let fi = 0; fi < this.#features.length; fi++) f[base + 1 + fi] = a[fi * AGG + N] === 0 ? NaN : a[fi * AGG + LAST_TS]!;
+    f[o + this.#recent + r * this.#recentSize] = start;
+    return r;
   }
 
   /** Whether a closed bucket still remembered took this sample. */
