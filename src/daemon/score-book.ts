@@ -126,6 +126,7 @@ export class ScoreBook {
     const step = this.#stepMs;
     const sums = base + this.#ring * this.#entry;
     const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
+    let scored = false;
     for (let k = 0; k < this.#horizons.length; k++) {
       const h = this.#horizons[k]!;
       const issued = ts - h * step;
@@ -138,7 +139,7 @@ export class ScoreBook {
         if (actual === undefined || Number.isNaN(persistence) || filled.includes(cell.target)) continue;
         const predicted = d[e + 1 + this.#targets.length + c]!;
         if (d[sums] !== bucket) {
-          if (this.#dirty.has(stream)) this.#close(stream, slot);
+          if (this.#dirty.delete(stream)) this.#close(stream, slot);
           d[sums] = bucket;
         }
         const s = sums + 1 + c * SUMS;
@@ -149,11 +150,12 @@ export class ScoreBook {
         d[s + 3] = d[s + 3]! + err;
         d[s + 4] = d[s + 4]! + Math.abs(persistence - actual);
         d[s + 5] = Math.max(d[s + 5]!, ts);
-        this.#dirty.add(stream);
+        scored = true;
         this.#trackers[c]?.add(err, persistence - actual);
         out?.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
       }
     }
+    if (scored) this.#dirty.add(stream);
     if (!forecast) return;
     const e = base + this.#ringIndex(ts) * this.#entry;
     d[e] = ts;

@@ -42,7 +42,7 @@ export class InferenceEngine {
   readonly #threaded: boolean;
   readonly #log: Logger;
   readonly stats: EngineStats = { steps: 0, batches: 0, resets: 0, failedBatches: 0 };
-  readonly #batcher: MicroBatcher<StepRequest>;
+  readonly #batcher: MicroBatcher<StepRequest, number>;
   #closed: Promise<void> | null = null;
 
   constructor(model: LoadedModel, options: EngineOptions) {
@@ -53,13 +53,14 @@ export class InferenceEngine {
     this.#threaded = options.thread === true;
     this.#thread = this.#threaded ? new SessionThread(model, log) : null;
     this.#runner = new StepRunner(model, this.#thread?.run);
-    this.#batcher = new MicroBatcher<StepRequest>({
+    this.#batcher = new MicroBatcher<StepRequest, number>({
       maxBatch: options.maxBatch ?? 256,
       maxDelayMs: options.maxDelayMs ?? 5,
       // On a session thread the next batch's graph runs while this thread handles the last one's results.
       maxInFlight: this.#threaded ? 2 : 1,
       timer: options.timer,
-      key: (r) => r.streamId,
+      // The stream's slot, taken at submit: a batch's bookkeeping hashes a number, not the name.
+      key: (r) => r.slot!,
       run: async (batch) => {
         const started = process.hrtime.bigint();
         const results = await this.runner.run(batch);
@@ -103,7 +104,7 @@ export class InferenceEngine {
     if (input.length !== F) {
       throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${streamId}: step has ${input.length} features, model ${this.model.name} takes ${F}`);
     }
-    this.#batcher.push({ streamId, input, context, resetBefore: options?.resetBefore === true });
+    this.#batcher.push({ streamId, slot: this.#runner.slotOf(streamId), input, context, resetBefore: options?.resetBefore === true });
   }
 
   /** Steps waiting for a batch. */
@@ -123,7 +124,8 @@ export class InferenceEngine {
 
   /** Whether none of the stream's steps waits or runs: its state reflects every step submitted. */
   quiet(streamId: string): boolean {
-    return !this.#batcher.has(streamId);
+    const slot = this.#runner.peekSlot(streamId);
+    return slot === undefined || !this.#batcher.has(slot);
   }
 
   /** A copy of a stream's state for a checkpoint (call while the stream is quiet). */

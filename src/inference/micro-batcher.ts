@@ -9,7 +9,7 @@ export const systemTimer: Timer = {
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 };
 
-export interface MicroBatcherOptions<T> {
+export interface MicroBatcherOptions<T, K = string> {
   /** Most items in one batch. */
   maxBatch: number;
   /** How long an idle batcher waits for more items after the first one arrives. */
@@ -20,8 +20,8 @@ export interface MicroBatcherOptions<T> {
    * run one after the other.
    */
   maxInFlight?: number;
-  /** Items with the same key never share a batch and run in arrival order. */
-  key(item: T): string;
+  /** Items with the same key never share a batch and run in arrival order (a number, such as a stream's slot, hashes faster than a name). */
+  key(item: T): K;
   /** Process one batch. */
   run(batch: T[]): Promise<void>;
   /** Called when `run` rejects; the batch counts as consumed. */
@@ -42,23 +42,23 @@ export interface MicroBatcherOptions<T> {
  * `maxDelayMs`. A key is never in two running batches, which is what keeps
  * each key's steps ordered against its recurrent state.
  */
-export class MicroBatcher<T> {
-  readonly #opts: MicroBatcherOptions<T>;
+export class MicroBatcher<T, K = string> {
+  readonly #opts: MicroBatcherOptions<T, K>;
   readonly #timer: Timer;
   readonly #maxInFlight: number;
   /** Waiting items of each key, oldest first. */
-  readonly #byKey = new Map<string, T[]>();
+  readonly #byKey = new Map<K, T[]>();
   /** Keys with waiting items, in the order their next item became eligible. */
-  #ready: string[] = [];
+  #ready: K[] = [];
   #readyHead = 0;
   #pending = 0;
   /** Keys of the running batches. */
-  readonly #inFlightKeys = new Set<string>();
+  readonly #inFlightKeys = new Set<K>();
   #running = 0;
   #timerHandle: unknown = null;
   #drainWaiters: Array<() => void> = [];
 
-  constructor(options: MicroBatcherOptions<T>) {
+  constructor(options: MicroBatcherOptions<T, K>) {
     if (!(options.maxBatch >= 1)) throw new RangeError('maxBatch must be at least 1');
     this.#opts = options;
     this.#timer = options.timer ?? systemTimer;
@@ -76,7 +76,7 @@ export class MicroBatcher<T> {
   }
 
   /** Whether an item of this key is waiting or in a running batch. */
-  has(key: string): boolean {
+  has(key: K): boolean {
     return this.#byKey.has(key) || this.#inFlightKeys.has(key);
   }
 
@@ -132,8 +132,8 @@ export class MicroBatcher<T> {
 
   /** The next batch: up to maxBatch ready keys not in a running batch (those keep their place). */
   #take(): T[] {
-    const keys: string[] = [];
-    const skipped: string[] = [];
+    const keys: K[] = [];
+    const skipped: K[] = [];
     let i = this.#readyHead;
     for (; i < this.#ready.length && keys.length < this.#opts.maxBatch; i++) {
       const key = this.#ready[i]!;

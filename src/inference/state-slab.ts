@@ -32,6 +32,11 @@ export class StateSlab {
     return [...this.#index.names()];
   }
 
+  /** The slot of a stream that holds one. */
+  peek(streamId: string): number | undefined {
+    return this.#index.get(streamId);
+  }
+
   /** The slot of a stream, allocating a zeroed one on first use. */
   slotOf(streamId: string): number {
     const known = this.#index.get(streamId);

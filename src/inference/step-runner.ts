@@ -2,6 +2,7 @@ import ort from 'onnxruntime-node';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { LoadedModel } from './model.js';
 import { runInProcess, type RunSession } from './session-thread.js';
+import { SlotIndex } from '../slots.js';
 import { StateSlab } from './state-slab.js';
 import { allFinite, readRow, rowLayout, writeRow, type RowLayout } from './tensor-rows.js';
 import { WindowBuffer } from './window-buffer.js';
@@ -14,6 +15,8 @@ export interface StepRequest {
   readonly context?: unknown;
   /** Start this stream over (zero state, empty window) before this step: a gap in its data. */
   readonly resetBefore?: boolean;
+  /** The stream's slot (`StepRunner.slotOf`), when the caller took it already. */
+  readonly slot?: number;
 }
 
 /**
@@ -56,6 +59,8 @@ export class StepRunner {
   readonly #zeroStates = new Map<number, Record<string, ort.Tensor>>();
   readonly #shapes = new Map<number, BatchShapes>();
   readonly #outputLayouts = new Map<string, RowLayout>();
+  /** Slots of a model that keeps neither state nor a window. */
+  readonly #keys: SlotIndex | null;
   readonly #runSession: RunSession;
 
   /** `runSession`: where the graph runs (default: the model's session, on this thread). */
@@ -71,6 +76,21 @@ export class StepRunner {
     this.slab = model.mode === 'stateful' && slotSize > 0 ? new StateSlab(slotSize) : null;
     this.windows = model.mode === 'windowed' ? new WindowBuffer(model.window!, sig.featureCount) : null;
     this.#scratch = new Float32Array(slotSize);
+    this.#keys = this.slab || this.windows ? null : new SlotIndex();
+  }
+
+  /**
+   * The stream's slot in this runner (its state's or its window's, taken on
+   * first use; a model with neither keeps a slot anyway): a number that stands
+   * for the stream in a batch's bookkeeping, where a name would be hashed.
+   */
+  slotOf(streamId: string): number {
+    return this.slab?.slotOf(streamId) ?? this.windows?.slotOf(streamId) ?? this.#keys!.take(streamId);
+  }
+
+  /** The stream's slot when it holds one. */
+  peekSlot(streamId: string): number | undefined {
+    return this.slab ? this.slab.peek(streamId) : this.windows ? this.windows.peek(streamId) : this.#keys!.get(streamId);
   }
 
   /** Streams that currently hold state or a window. */
@@ -108,6 +128,7 @@ export class StepRunner {
   releaseStream(streamId: string): void {
     this.slab?.release(streamId);
     this.windows?.release(streamId);
+    this.#keys?.release(streamId);
   }
 
   /** Forget a stream's history: the next step starts from zero state / an empty window. */
@@ -143,7 +164,7 @@ export class StepRunner {
     const sig = this.model.signature;
     const B = this.#rows(chunk.length);
     const slab = this.slab;
-    const slots = slab ? chunk.map((r) => slab.slotOf(r.streamId)) : [];
+    const slots = slab ? chunk.map((r) => r.slot ?? slab.slotOf(r.streamId)) : [];
     const shapes = this.#shapesFor(B);
     const input = new Float32Array(B * sig.featureCount);
     chunk.forEach((r, b) => input.set(r.input, b * sig.featureCount)); // with T = 1 every layout puts row b at b·F

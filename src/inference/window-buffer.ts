@@ -25,6 +25,16 @@ export class WindowBuffer {
     return this.#slab.size;
   }
 
+  /** The stream's slot, taken (an empty window) on first use. */
+  slotOf(streamId: string): number {
+    return this.#slab.slotOf(streamId);
+  }
+
+  /** The stream's slot when it holds a window. */
+  peek(streamId: string): number | undefined {
+    return this.#slab.peek(streamId);
+  }
+
   /** Append a step; returns how many steps the window now holds (at most `window`). */
   push(streamId: string, step: Float32Array): number {
     const slot = this.#slab.slotOf(streamId);

@@ -286,14 +286,15 @@ export class Ingest {
     const events: AssembledEvent[] = [];
     try {
       // A replayed input that the stream's restored state already reflects (an incremental checkpoint wrote it later than the record).
-      if (seq <= this.#touch(group, a.stream, a.receivedAt)) {
+      const slot = this.#touch(group, a.stream, a.receivedAt);
+      if (seq <= group.residency.chunk(slot)[group.residency.offset(slot) + FLOOR]!) {
         this.replaySkipped++;
         return;
       }
       if (this.#log.isLevelEnabled('debug')) this.#log.debug({ topic: a.topic, stream: a.stream, ts: a.sample.ts, features: Object.keys(a.sample.values) }, 'sample accepted');
       const values = a.sample.values;
       for (const feature in values) {
-        const released = group.assembler.add(a.stream, feature, a.sample.ts, values[feature]!);
+        const released = group.assembler.addAt(slot, a.stream, feature, a.sample.ts, values[feature]!);
         for (const e of released) events.push(e);
       }
       this.accepted.set(a.route.name, (this.accepted.get(a.route.name) ?? 0) + 1);
@@ -459,7 +460,7 @@ export class Ingest {
     return this.#groups.find((g) => g.key === key);
   }
 
-  /** Bring a stream into memory (restoring its spilled state) and mark it changed; returns the log position its state reflects. */
+  /** Bring a stream into memory (restoring its spilled state) and mark it changed; returns its slot (the assembler's). */
   #touch(group: RouteGroup, stream: string, at: number): number {
     const m = group.residency;
     let slot = group.assembler.slotOf(stream);
@@ -478,7 +479,7 @@ export class Ingest {
     const o = m.offset(slot);
     if (at > c[o + LAST_ACTIVE]!) c[o + LAST_ACTIVE] = at;
     c[o + DIRTY] = 1;
-    return c[o + FLOOR]!;
+    return slot;
   }
 
   /** A resident stream's residency field (NaN when it is not resident). */

@@ -177,10 +177,14 @@ export class StepAssembler {
    * Throws DecodeError('late') for a sample whose bucket has closed.
    */
   add(stream: string, feature: string, ts: number, value: number): AssembledEvent[] {
+    return this.addAt(this.join(stream), stream, feature, ts, value);
+  }
+
+  /** `add` for a stream whose slot the caller holds (`join`): one lookup per message, not one per feature. */
+  addAt(slot: number, stream: string, feature: string, ts: number, value: number): AssembledEvent[] {
     const fi = this.#index.get(feature);
     if (fi === undefined) throw new DecodeError('unknown_feature', `"${feature}" is not a feature of the route's models (${this.#features.join(', ')})`);
     const start = this.bucketOf(ts);
-    const slot = this.join(stream);
     const f = this.#f.chunk(slot);
     const o = this.#f.offset(slot);
     if (Number.isNaN(f[o + NEXT]!)) {
