@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { silentLogger } from '../src/log.js';
 import { Store, latestPredictions, type ForecastLayout } from '../src/store/store.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
+import { float32Text } from '../src/store/codec.js';
 import { tempDir } from './helpers.js';
 
 const DAY = 86_400_000;
@@ -57,6 +58,32 @@ describe('SQLite store', () => {
     now = 10 * DAY;
     assert.deepEqual(await s.prune(), { forecasts: 1, steps: 2, accuracy: 0, events: 0, dead_letters: 0 });
     await s.stop();
+  });
+
+  it('commits batches handed over together as a group; one refused for its rows leaves the others written', async () => {
+    const s = new Store({ path: ':memory:', retentionDays: 36500, log: silentLogger });
+    s.start();
+    const step = (d: number) => ({ stream: 'a', route: 'r', ts: d * DAY, receivedAt: d * DAY, features: FEATURES, values: { x: d, y: 2 }, filled: [] });
+    const fc = (d: number, value: number) => ({ stream: 'a', issuedAt: d * DAY, values: [value], labels: null });
+    // Handed over in one turn: the writer takes them as one group.
+    const results = await Promise.all([s.commit('m', LAYOUT, [step(1)], [fc(1, 1.5)]), s.commit('m', LAYOUT, [step(2)], [fc(2, NaN)]), s.commit('m', LAYOUT, [step(3)], [fc(3, Math.fround(0.1))])]);
+    assert.deepEqual(results, [[true], null, [true]], 'the NaN batch alone is refused');
+    assert.deepEqual(s.db.prepare('SELECT ts / 86400000 AS d FROM step_inputs ORDER BY ts').pluck().all(), [1, 3], 'its step neither');
+    // A forecast keeps 9 significant digits: every float32 exactly, without the widened double's tail.
+    assert.deepEqual(s.db.prepare('SELECT vals FROM forecasts ORDER BY issued_at').pluck().all(), ['[1.5]', '[0.100000001]']);
+    await s.stop();
+  });
+
+  it('writes a forecast value with 9 significant digits: JSON, every float32 read back exactly, trailing zeros dropped', () => {
+    assert.deepEqual([12.5, 0, -0, 3, 1e21, 1.5e-7, -2.25, 123456789, 1234567890].map(float32Text), ['12.5', '0', '0', '3', '1e+21', '1.5e-7', '-2.25', '123456789', '1.23456789e+9']);
+    let seed = 7;
+    const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 10 ** ((seed % 20) - 8);
+    for (let i = 0; i < 10_000; i++) {
+      const x = Math.fround(random());
+      const text = float32Text(x);
+      assert.equal(Math.fround(JSON.parse(text) as number), x, `${x} as ${text}`);
+      assert.ok(text.replace(/^-|e.*$|\./g, '').replace(/^0+/, '').length <= 9, text);
+    }
   });
 
   it('logs QoS 0 inputs in group commits and durable ones at once, with positions in order; a batch commit writes the pending group first', async () => {
@@ -194,17 +221,24 @@ describe('SQLite store', () => {
     tmp.remove();
   });
 
-  it('answers "latest N forecasts of a stream" and the dashboard\'s lookups along primary keys, without a sort', async () => {
+  it('finds a stream\'s rows under time-major keys by skip-scan (a seek per distinct time, no sort), and prunes a range', async () => {
     const s = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger });
     s.start();
     const plan = (sql: string): string => (s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>).map((p) => p.detail).join('; ');
     // The query latestPredictions runs per model.
     const latest = plan('SELECT issued_at FROM forecasts WHERE sid = 1 AND mid = 1 ORDER BY issued_at DESC LIMIT 10');
-    assert.match(latest, /SEARCH forecasts USING PRIMARY KEY \(sid=\? AND mid=\?\)/);
+    assert.match(latest, /SEARCH forecasts USING PRIMARY KEY \(ANY\(issued_at\) AND sid=\? AND mid=\?\)/);
     assert.doesNotMatch(latest, /TEMP B-TREE/);
+    // The dashboard's latest step and a series' range.
     const step = plan("SELECT ts, values_json FROM steps WHERE stream = 'a' ORDER BY ts DESC LIMIT 1");
-    assert.match(step, /SEARCH i USING PRIMARY KEY \(sid=\?\)/);
+    assert.match(step, /SEARCH i USING PRIMARY KEY \(ANY\(ts\) AND sid=\?\)/);
     assert.doesNotMatch(step, /TEMP B-TREE/);
+    assert.match(plan("SELECT ts FROM steps WHERE stream = 'a' AND ts BETWEEN 0 AND 100"), /SEARCH i USING PRIMARY KEY \(ANY\(ts\) AND sid=\?\)/);
+    // An actual at a forecast's target time: one point lookup.
+    assert.match(plan('SELECT inputs FROM step_inputs WHERE sid = 1 AND ts = 5'), /SEARCH step_inputs USING PRIMARY KEY \(ts=\? AND sid=\?\)/);
+    // Retention deletes the oldest range of each key.
+    assert.match(plan('DELETE FROM step_inputs WHERE ts < 5'), /SEARCH step_inputs USING PRIMARY KEY \(ts<\?\)/);
+    assert.match(plan('DELETE FROM forecasts WHERE issued_at < 5'), /SEARCH forecasts USING PRIMARY KEY \(issued_at<\?\)/);
     await s.stop();
   });
 });

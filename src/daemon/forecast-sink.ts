@@ -159,8 +159,8 @@ export class ForecastSink {
         msg.forecast.push(entry);
       }
       const l = f.labels?.[k];
-      if (!l) entry.values[cell.target] = f.values[k]!;
-      else entry.labels![cell.target] = { label: l[0], probability: f.values[k]!, probabilities: { ...l[1] } };
+      if (!l) entry.values[cell.target] = asStored(f.values[k]!);
+      else entry.labels![cell.target] = { label: l[0], probability: asStored(f.values[k]!), probabilities: { ...l[1] } };
     });
     return msg;
   }
@@ -187,6 +187,11 @@ export class ForecastSink {
       onForecast?.(msg, f.ctx);
     }
   }
+}
+
+/** A forecast value as the store keeps it (9 significant digits, `float32Text`), so that a message and its row agree. */
+function asStored(x: number): number {
+  return Number(x.toPrecision(9));
 }
 
 /** A forecast read from a batch, waiting for its commit. */

@@ -28,8 +28,9 @@ const int = (v: string | null, fallback: number, min: number, max: number): numb
 
 /**
  * The JSON API under /api/ that the dashboard page uses. Lookups go by
- * primary key (stream_ids, step_inputs, forecasts, accuracy) or index
- * (events_by_stream, dead_letters_by_stream) and every response is capped.
+ * primary key (stream_ids, accuracy), by skip-scan on the time-major keys of
+ * step_inputs and forecasts (a seek per step time), or by index
+ * (events_by_stream, dead_letters_by_stream), and every response is capped.
  * The stream list's online MAE adds the error sums still in memory (scored
  * since the last checkpoint) to the stored buckets.
  *
@@ -67,7 +68,7 @@ export class DashboardApi {
     const db = this.#db();
     const streams = db.prepare('SELECT id, route, first_seen AS firstSeen, last_seen AS lastSeen, steps FROM streams ORDER BY id LIMIT ?').all(MAX_STREAMS) as Array<{ id: string; route: string; firstSeen: number; lastSeen: number; steps: number }>;
     const lastStep = db.prepare('SELECT ts, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1');
-    // One primary-key seek per stream x loaded model (a GROUP BY over the stream's rows would scan them all).
+    // One descending skip-scan per stream x loaded model, which stops at the stream's latest forecast.
     const lastIssue = db
       .prepare('SELECT max(f.issued_at) FROM forecasts f WHERE f.sid = (SELECT sid FROM stream_ids WHERE name = ?) AND f.mid = (SELECT mid FROM model_ids WHERE name = ?)')
       .pluck();

@@ -107,9 +107,11 @@ export class OutputHead {
     const p = s.logits ? softmax(output, s.offset, labels.length) : checkedProbabilities(output, s.offset, labels.length, s.target);
     let best = 0;
     for (let i = 1; i < p.length; i++) if (p[i]! > p[best]!) best = i;
+    // With the 9 significant digits a stored or published forecast value has (store/codec.ts
+    // float32Text), so that the label's probability is the same number in value and in the map.
     const probabilities: Record<string, number> = {};
-    labels.forEach((label, i) => (probabilities[label] = p[i]!));
-    return { horizon: s.horizon, target: s.target, value: p[best]!, label: labels[best]!, probabilities };
+    labels.forEach((label, i) => (probabilities[label] = Number(p[i]!.toPrecision(9))));
+    return { horizon: s.horizon, target: s.target, value: probabilities[labels[best]!]!, label: labels[best]!, probabilities };
   }
 
   /** Every target at every horizon, horizon-major. Throws OutputReadError for probabilities that are not. */

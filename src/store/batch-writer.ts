@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { splitNames, valuesJson, type PackedBatch } from './codec.js';
+import { forecastJson, splitNames, valuesJson, type PackedBatch } from './codec.js';
 import type { Ids } from './ids.js';
 import type { EventRow } from './rows.js';
 
@@ -22,20 +22,27 @@ export function writeTransaction<A extends unknown[], R>(db: Database.Database, 
 
 /**
  * The data path's writes (writer thread): one model's batch of steps,
- * forecasts and events in one transaction. One `step_inputs` row per step (a
- * step shared by the models of a route is stored once) and one `forecasts`
- * row per forecast.
+ * forecasts and events. One `step_inputs` row per step (a step shared by the
+ * models of a route is stored once) and one `forecasts` row per forecast.
+ * Batches that wait together are committed in one transaction (`commitGroup`),
+ * each in a savepoint of its own, so that a batch refused for a bug in its
+ * rows leaves the others written.
  */
 export class BatchWriter {
-  readonly #commit: (mid: number, lid: number, b: PackedBatch) => Uint8Array;
+  readonly #db: Database.Database;
+  readonly #ids: Ids;
+  readonly #write: (mid: number, lid: number, b: PackedBatch) => Uint8Array;
 
   /** `event`: the writer's insert of an event row (the same for a batch's events and for one on its own). */
   constructor(db: Database.Database, ids: Ids, now: () => number, event: (e: EventRow) => void) {
+    this.#db = db;
+    this.#ids = ids;
     const step = db.prepare('INSERT INTO step_inputs (sid, ts, received_at, fsid, inputs, filled) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // ON CONFLICT (not OR IGNORE): a duplicate key is skipped, but a non-finite value
     // (JSON null) still fails the CHECK loudly.
     const forecast = db.prepare('INSERT INTO forecasts (sid, mid, issued_at, lid, created_at, vals, labels) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
-    this.#commit = writeTransaction(db, ids, (mid: number, lid: number, b: PackedBatch) => {
+    // A savepoint inside the group's transaction: a batch that throws takes back only its own rows.
+    this.#write = db.transaction((mid: number, lid: number, b: PackedBatch) => {
       const at = now();
       const fsids = b.featureSets.map((names) => ids.featureSet(names));
       let v = 0;
@@ -52,15 +59,34 @@ export class BatchWriter {
       const inserted = new Uint8Array(b.forecasts);
       for (let i = 0; i < b.forecasts; i++) {
         const issuedAt = b.issuedAt[i]!;
-        const vals = valuesJson(b.forecastValues, i * b.cells, b.cells);
+        const vals = forecastJson(b.forecastValues, i * b.cells, b.cells);
         inserted[i] = forecast.run(ids.stream(forecastStreams[i]!, '', issuedAt), mid, issuedAt, lid, at, vals, b.labels?.[i] ?? null).changes;
       }
       return inserted;
     });
   }
 
-  /** Commit; returns, per forecast, 1 when it was new. Throws (nothing written) when the store cannot write. */
-  commit(mid: number, lid: number, batch: PackedBatch): Uint8Array {
-    return this.#commit(mid, lid, batch);
+  /**
+   * Commit batches in one transaction; returns, per batch, its per-forecast
+   * "new" flags (1: inserted), or the error that refused it (a bug in its
+   * rows: nothing of it written, the others are). Throws, with nothing
+   * written, when the store cannot write (disk full, locked, I/O).
+   */
+  commitGroup(batches: ReadonlyArray<{ mid: number; lid: number; batch: PackedBatch }>, transient: (err: unknown) => boolean): Array<Uint8Array | Error> {
+    const ids = this.#ids;
+    const out: Array<Uint8Array | Error> = [];
+    const written = this.#db.transaction(() => {
+      for (const b of batches) {
+        try {
+          out.push(this.#write(b.mid, b.lid, b.batch));
+        } catch (err) {
+          if (transient(err)) throw err;
+          out.push(err as Error);
+        }
+      }
+      return ids.writeNew();
+    })();
+    ids.saved(written);
+    return out;
   }
 }

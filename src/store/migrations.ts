@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { migrateToTimeMajor } from './schema-10.js';
 import { migrateToCompact } from './schema-7.js';
 
 /** One migration: SQL, or a function for one that moves data (run in the same transaction). */
@@ -166,4 +167,8 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE stream_state ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
   `,
+  // 10: time-major keys (bench/store: under stream-first keys a row cost a page of its own once its
+  // stream had history, 22 us at 100 steps per stream). step_inputs and forecasts are rebuilt keyed
+  // by time first; a stream's rows are found by skip-scan (see schema-10.ts), retention deletes a range.
+  migrateToTimeMajor,
 ];

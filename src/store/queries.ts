@@ -5,8 +5,9 @@ const CELL_COLUMNS = `stream, model, issued_at AS issuedAt, horizon, target, tar
 
 /**
  * Latest predictions, newest issue time first. With a stream: the latest
- * `limit` forecasts of each of its models, each a descending primary-key range
- * on `forecasts` (sid, mid, issued_at), merged here; without: a scan.
+ * `limit` forecasts of each of its models, each a descending skip-scan of
+ * `forecasts` (issued_at, sid, mid): a seek per issue time, newest first,
+ * until `limit` are found; merged here. Without a stream: a scan.
  */
 export function latestPredictions(db: Database.Database, opts: { stream?: string; limit: number }): StoredPrediction[] {
   if (opts.stream === undefined) {

@@ -13,6 +13,47 @@ export function bucketMsFor(stepMs: number): number {
   return Math.max(DAY_MS, BUCKET_STEPS * stepMs);
 }
 
+/**
+ * The views that keep the compact tables pleasant to query by hand and from
+ * Grafana: the old tables' rows, computed on read (schema 10 creates them
+ * again after rebuilding the tables under them).
+ */
+export const COMPACT_VIEWS = `
+  CREATE VIEW streams AS
+    SELECT s.name AS id, s.route, s.first_seen,
+           ifnull((SELECT received_at FROM step_inputs i WHERE i.sid = s.sid ORDER BY ts DESC LIMIT 1), s.first_seen) AS last_seen,
+           (SELECT count(*) FROM step_inputs i WHERE i.sid = s.sid) AS steps
+    FROM stream_ids s;
+  CREATE VIEW step_values AS
+    SELECT i.sid, i.ts, f.value AS feature, json_extract(i.inputs, '$[' || f.key || ']') AS value, (i.filled >> f.key) & 1 AS filled
+    FROM step_inputs i JOIN feature_sets fs ON fs.fsid = i.fsid, json_each(fs.names) f;
+  CREATE VIEW steps AS
+    SELECT s.name AS stream, i.ts, i.received_at,
+           (SELECT json_group_object(f.value, json_extract(i.inputs, '$[' || f.key || ']')) FROM json_each(fs.names) f) AS values_json,
+           (SELECT ifnull(group_concat(f.value, ','), '') FROM json_each(fs.names) f WHERE (i.filled >> f.key) & 1) AS filled
+    FROM step_inputs i JOIN stream_ids s ON s.sid = i.sid JOIN feature_sets fs ON fs.fsid = i.fsid;
+  CREATE VIEW forecast_cells AS
+    SELECT f.sid, f.mid, s.name AS stream, m.name AS model, f.issued_at,
+           json_extract(c.value, '$[0]') AS horizon, json_extract(c.value, '$[1]') AS target,
+           f.issued_at + json_extract(c.value, '$[0]') * l.step_ms AS target_time,
+           json_extract(f.vals, '$[' || c.key || ']') AS value, f.created_at,
+           json_extract(f.labels, '$[' || c.key || '][0]') AS label,
+           json_extract(f.labels, '$[' || c.key || '][1]') AS probabilities
+    FROM forecasts f JOIN stream_ids s ON s.sid = f.sid JOIN model_ids m ON m.mid = f.mid
+         JOIN forecast_layouts l ON l.lid = f.lid, json_each(l.cells) c;
+  CREATE VIEW predictions AS
+    SELECT stream, model, issued_at, horizon, target, target_time, value, created_at, label, probabilities FROM forecast_cells;
+  CREATE VIEW forecast_errors AS
+    SELECT p.stream, p.model, p.issued_at, p.horizon, p.target, p.target_time, p.value AS predicted, a.value AS actual, b.value AS persistence
+    FROM forecast_cells p
+    JOIN step_values a ON a.sid = p.sid AND a.ts = p.target_time AND a.feature = p.target AND a.filled = 0
+    JOIN step_values b ON b.sid = p.sid AND b.ts = p.issued_at AND b.feature = p.target
+    WHERE p.label IS NULL;
+`;
+
+/** Names of COMPACT_VIEWS, in the order they can be dropped (a view before those it reads). */
+export const COMPACT_VIEW_NAMES = ['forecast_errors', 'predictions', 'forecast_cells', 'steps', 'step_values', 'streams'] as const;
+
 /** Schema 7's tables and views (see docs/ARCHITECTURE.md, "The database"). */
 export const COMPACT_SCHEMA = `
   CREATE TABLE stream_ids (
@@ -79,37 +120,7 @@ export const COMPACT_SCHEMA = `
   -- A stream-model's forecasts still waiting for their actuals (scored in memory), as of the checkpoint.
   ALTER TABLE model_state ADD COLUMN pending BLOB;
 
-  CREATE VIEW streams AS
-    SELECT s.name AS id, s.route, s.first_seen,
-           ifnull((SELECT received_at FROM step_inputs i WHERE i.sid = s.sid ORDER BY ts DESC LIMIT 1), s.first_seen) AS last_seen,
-           (SELECT count(*) FROM step_inputs i WHERE i.sid = s.sid) AS steps
-    FROM stream_ids s;
-  CREATE VIEW step_values AS
-    SELECT i.sid, i.ts, f.value AS feature, json_extract(i.inputs, '$[' || f.key || ']') AS value, (i.filled >> f.key) & 1 AS filled
-    FROM step_inputs i JOIN feature_sets fs ON fs.fsid = i.fsid, json_each(fs.names) f;
-  CREATE VIEW steps AS
-    SELECT s.name AS stream, i.ts, i.received_at,
-           (SELECT json_group_object(f.value, json_extract(i.inputs, '$[' || f.key || ']')) FROM json_each(fs.names) f) AS values_json,
-           (SELECT ifnull(group_concat(f.value, ','), '') FROM json_each(fs.names) f WHERE (i.filled >> f.key) & 1) AS filled
-    FROM step_inputs i JOIN stream_ids s ON s.sid = i.sid JOIN feature_sets fs ON fs.fsid = i.fsid;
-  CREATE VIEW forecast_cells AS
-    SELECT f.sid, f.mid, s.name AS stream, m.name AS model, f.issued_at,
-           json_extract(c.value, '$[0]') AS horizon, json_extract(c.value, '$[1]') AS target,
-           f.issued_at + json_extract(c.value, '$[0]') * l.step_ms AS target_time,
-           json_extract(f.vals, '$[' || c.key || ']') AS value, f.created_at,
-           json_extract(f.labels, '$[' || c.key || '][0]') AS label,
-           json_extract(f.labels, '$[' || c.key || '][1]') AS probabilities
-    FROM forecasts f JOIN stream_ids s ON s.sid = f.sid JOIN model_ids m ON m.mid = f.mid
-         JOIN forecast_layouts l ON l.lid = f.lid, json_each(l.cells) c;
-  CREATE VIEW predictions AS
-    SELECT stream, model, issued_at, horizon, target, target_time, value, created_at, label, probabilities FROM forecast_cells;
-  CREATE VIEW forecast_errors AS
-    SELECT p.stream, p.model, p.issued_at, p.horizon, p.target, p.target_time, p.value AS predicted, a.value AS actual, b.value AS persistence
-    FROM forecast_cells p
-    JOIN step_values a ON a.sid = p.sid AND a.ts = p.target_time AND a.feature = p.target AND a.filled = 0
-    JOIN step_values b ON b.sid = p.sid AND b.ts = p.issued_at AND b.feature = p.target
-    WHERE p.label IS NULL;
-`;
+${COMPACT_VIEWS}`;
 
 /** Schema 6 → 7: create the compact tables, move every step and prediction into them, drop the old tables. */
 export function migrateToCompact(db: Database.Database): void {

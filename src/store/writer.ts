@@ -50,6 +50,9 @@ export function isTransientStoreError(err: unknown): boolean {
   return typeof code === 'string' && TRANSIENT.test(code);
 }
 
+/** Most rows (steps and forecasts) in one group of batches committed together: about 16 full batches. */
+const GROUP_ROWS = 8192;
+
 /** Retry delays for waiting writes after a transient failure. */
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5000;
@@ -81,6 +84,7 @@ export class WriterCore {
   #failure: SerializedError | null = null;
   #retryTimer: NodeJS.Timeout | null = null;
   #retryMs = RETRY_MIN_MS;
+  #drainSoon: NodeJS.Immediate | null = null;
   #stopped = false;
 
   /**
@@ -117,12 +121,22 @@ export class WriterCore {
       return;
     }
     this.#queue.push(op);
-    if (this.#retryTimer === null) this.#drain();
+    // On the next turn: ops that arrive together (the writer fell behind) are committed together.
+    if (this.#retryTimer === null && this.#drainSoon === null) {
+      this.#drainSoon = setImmediate(() => {
+        this.#drainSoon = null;
+        if (!this.#stopped && this.#retryTimer === null) this.#drain();
+      });
+    }
   }
 
   #drain(): void {
     while (this.#queue.length > 0) {
       const op = this.#queue[0]!;
+      if (op.op === 'commit') {
+        if (!this.#commitGroup()) return;
+        continue;
+      }
       let result: unknown;
       try {
         result = this.#run(op);
@@ -146,6 +160,45 @@ export class WriterCore {
     }
   }
 
+  /**
+   * Commit the batches waiting at the head of the queue in one transaction
+   * (up to GROUP_ROWS steps and forecasts): one commit, and one write of each
+   * page they share, for all of them. False when the store cannot write (they
+   * wait and are retried).
+   */
+  #commitGroup(): boolean {
+    const group: Array<Extract<WriterOp, { op: 'commit' }>> = [];
+    let rows = 0;
+    for (const op of this.#queue) {
+      if (op.op !== 'commit' || (group.length > 0 && rows + op.batch.steps + op.batch.forecasts > GROUP_ROWS)) break;
+      group.push(op);
+      rows += op.batch.steps + op.batch.forecasts;
+    }
+    let results: Array<Uint8Array | Error>;
+    try {
+      results = this.#batches.commitGroup(
+        group.map((op) => ({ mid: this.#ids.model(op.model), lid: this.#ids.layout(op.model, op.layout), batch: op.batch })),
+        isTransientStoreError,
+      );
+    } catch (err) {
+      if (isTransientStoreError(err)) {
+        this.#fail(err, group[0]!);
+        return false;
+      }
+      // Not the rows of one batch (those are caught inside): refuse the first, try the rest again.
+      this.#queue.shift();
+      this.#reply({ kind: 'dropped', id: group[0]!.id, what: describe(group[0]!), error: serialize(err) });
+      return true;
+    }
+    this.#queue.splice(0, group.length);
+    group.forEach((op, i) => {
+      const r = results[i]!;
+      if (r instanceof Error) this.#reply({ kind: 'dropped', id: op.id, what: describe(op), error: serialize(r) });
+      else this.#reply({ kind: 'done', id: op.id, result: r });
+    });
+    return true;
+  }
+
   #fail(err: unknown, op: WriterOp): void {
     if (!this.#failure) this.#reply({ kind: 'failing', what: describe(op), error: serialize(err) });
     this.#failure = serialize(err);
@@ -158,8 +211,6 @@ export class WriterCore {
 
   #run(op: WriterOp): unknown {
     switch (op.op) {
-      case 'commit':
-        return this.#batches.commit(this.#ids.model(op.model), this.#ids.layout(op.model, op.layout), op.batch);
       case 'checkpoint':
         this.#checkpoints.write(op.seq, op.packs);
         return undefined;
@@ -190,16 +241,11 @@ export class WriterCore {
   /** Delete rows older than `cutoff`; returns rows deleted per table. */
   #prune(cutoff: number): Record<string, number> {
     const db = this.#db;
-    const deleted: Record<string, number> = { forecasts: 0, steps: 0 };
+    const deleted: Record<string, number> = {};
     db.transaction(() => {
-      // Stream by stream (and model by model), along the primary keys: no index on time alone to keep up.
-      const forecasts = db.prepare('DELETE FROM forecasts WHERE sid = ? AND mid = ? AND issued_at < ?');
-      const steps = db.prepare('DELETE FROM step_inputs WHERE sid = ? AND ts < ?');
-      const mids = db.prepare('SELECT mid FROM model_ids').pluck().all() as number[];
-      for (const sid of db.prepare('SELECT sid FROM stream_ids').pluck().all() as number[]) {
-        for (const mid of mids) deleted.forecasts! += forecasts.run(sid, mid, cutoff).changes;
-        deleted.steps! += steps.run(sid, cutoff).changes;
-      }
+      // The oldest range of each time-major key.
+      deleted.forecasts = db.prepare('DELETE FROM forecasts WHERE issued_at < ?').run(cutoff).changes;
+      deleted.steps = db.prepare('DELETE FROM step_inputs WHERE ts < ?').run(cutoff).changes;
       deleted.accuracy = db.prepare('DELETE FROM accuracy WHERE last_target_time < ?').run(cutoff).changes;
       deleted.events = db.prepare('DELETE FROM events WHERE at < ?').run(cutoff).changes;
       deleted.dead_letters = db.prepare('DELETE FROM dead_letters WHERE received_at < ?').run(cutoff).changes;
@@ -209,6 +255,8 @@ export class WriterCore {
 
   /** Try once more what waits, then stop; answers with the number of ops left unwritten. */
   #stop(id: number): void {
+    if (this.#drainSoon) clearImmediate(this.#drainSoon);
+    this.#drainSoon = null;
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
     if (this.#queue.length > 0) {
