@@ -85,7 +85,8 @@ describe('operations', () => {
     const tmp = tempDir();
     const broker = new TestBroker(tmp.dir);
     await broker.start();
-    const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-stuck' })), log: silentLogger });
+    // On the main thread's session: the fault below replaces its run (a session thread has a session of its own).
+    const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-stuck', sessionThread: false })), log: silentLogger });
     await daemon.start();
     try {
       assert.equal(daemon.progressed(), true, 'idle counts as healthy');

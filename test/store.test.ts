@@ -6,6 +6,7 @@ import { silentLogger } from '../src/log.js';
 import { Store, latestPredictions, type ForecastLayout } from '../src/store/store.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { float32Text } from '../src/store/codec.js';
+import { InputLog, type InputRow } from '../src/store/input-log.js';
 import { tempDir } from './helpers.js';
 
 const DAY = 86_400_000;
@@ -89,7 +90,7 @@ describe('SQLite store', () => {
   it('logs QoS 0 inputs in group commits and durable ones at once, with positions in order; a batch commit writes the pending group first', async () => {
     const s = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger });
     s.start();
-    const logged = (): number[] => s.db.prepare('SELECT seq FROM input_log ORDER BY seq').pluck().all() as number[];
+    const logged = (): number[] => s.inputAfter(0, 100).map((r) => r.seq);
     assert.equal(s.appendInput(0, 1, 't', Buffer.from('a'), false), 1);
     assert.equal(s.appendInput(0, 2, 't', Buffer.from('b'), false), 2);
     assert.deepEqual(logged(), [], 'QoS 0: waiting for the group commit');
@@ -103,6 +104,46 @@ describe('SQLite store', () => {
     assert.deepEqual(logged(), [1, 2, 3, 4, 5], 'a stored forecast never runs ahead of its logged input');
     await committed;
     await s.stop();
+  });
+
+  it('packs a QoS 0 group commit into one row; replay reads groups and durable rows in position order, page by page; a trim drops whole groups', async () => {
+    const db = new Database(':memory:');
+    const failures: Error[] = [];
+    const log = new InputLog(db, { lastSeq: 10, groupMs: 60_000, onGroupFailure: (err) => failures.push(err) });
+    const inputs: Array<[0 | 1 | 2, string, string, boolean, string | null]> = [
+      [0, 'sensors/a/1', '{"t":1}', false, null],
+      [0, 'sensors/é/2', '', false, null],
+      [2, 'sensors/bad', '{', false, '{"reason":"bad_json"}'],
+      [1, '', '', true, null], // durable: written with the group before it
+      [0, 'sensors/a/1', '{"t":2}', false, null],
+      [0, 'sensors/a/1', 'x'.repeat(100_000), false, null], // grows the group's buffer
+      [0, 'sensors/b/1', '{"t":3}', false, null],
+    ];
+    const seqs = inputs.map(([kind, topic, payload, durable, note], i) => log.append(kind, 1000 + i, topic, Buffer.from(payload), durable, note));
+    assert.deepEqual(seqs, [11, 12, 13, 14, 15, 16, 17]);
+    assert.equal(log.pending, 3, 'the second group waits for its commit');
+    log.flush();
+    assert.deepEqual(db.prepare('SELECT first_seq, last_seq FROM input_groups ORDER BY first_seq').raw().all(), [[11, 13], [15, 17]]);
+    assert.deepEqual(db.prepare('SELECT seq FROM input_log').pluck().all(), [14]);
+    const want = inputs.map(([kind, topic, payload, , note], i) => ({ seq: 11 + i, kind, receivedAt: 1000 + i, topic, payload: payload, note }));
+    const read = (rows: InputRow[]) => rows.map((r) => ({ seq: r.seq, kind: r.kind, receivedAt: r.receivedAt, topic: r.topic, payload: r.payload.toString(), note: r.note ?? null }));
+    assert.deepEqual(read(log.after(0, 100)), want);
+    for (const limit of [1, 2, 3, 5]) {
+      const paged: InputRow[] = [];
+      for (let page = log.after(0, limit); page.length > 0; page = log.after(paged[paged.length - 1]!.seq, limit)) {
+        assert.ok(page.length <= limit);
+        paged.push(...page);
+      }
+      assert.deepEqual(read(paged), want, `pages of ${limit}`);
+    }
+    assert.deepEqual(read(log.after(12, 100)), want.slice(2), 'from inside a group');
+    await log.trim(14);
+    assert.deepEqual(db.prepare('SELECT first_seq FROM input_groups').pluck().all(), [15], 'the covered group is gone');
+    assert.deepEqual(read(log.after(14, 100)), want.slice(4));
+    // A restart continues after the highest position either table holds.
+    assert.equal(new InputLog(db, { lastSeq: 0, onGroupFailure: () => undefined }).lastSeq, 17);
+    assert.deepEqual(failures, []);
+    db.close();
   });
 
   it('on a file: the writer thread commits batches and checkpoints; the input log has its own file, trimmed once a checkpoint commits', async () => {

@@ -14,7 +14,7 @@ export interface InputRow {
   readonly note?: string | null;
 }
 
-/** The input log's table, in its own database file (`<store>-inputs`), or in the store's own database for ':memory:'. */
+/** The input log's tables, in its own database file (`<store>-inputs`), or in the store's own database for ':memory:'. */
 export const INPUT_LOG_SCHEMA = `
   CREATE TABLE IF NOT EXISTS input_log (
     seq INTEGER PRIMARY KEY,        -- log position; never reused (see InputLog)
@@ -23,6 +23,12 @@ export const INPUT_LOG_SCHEMA = `
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     note TEXT                       -- kind 2: the dead letter's reason, detail, stream and size (JSON)
+  );
+  -- A group commit of QoS 0 inputs: one row for all of them (positions first_seq..last_seq, in order).
+  CREATE TABLE IF NOT EXISTS input_groups (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    inputs BLOB NOT NULL            -- per input: kind u8, received_at f64, topic, payload and note lengths u32 (note: 2^32-1 for none), then their bytes
   )`;
 
 export interface InputLogOptions {
@@ -39,6 +45,10 @@ export interface InputLogOptions {
 /** Rows deleted per trim statement: the event loop gets a turn between them. */
 const TRIM_CHUNK = 2000;
 
+/** Bytes before an input's topic in a packed group: kind, received_at, three lengths. */
+const ENTRY_HEAD = 1 + 8 + 4 + 4 + 4;
+const NO_NOTE = 0xffff_ffff;
+
 /**
  * The input log: every accepted message (and wall-clock tick), in order, with
  * a position (`seq`) that the checkpoint refers to. It lives in its own
@@ -46,12 +56,14 @@ const TRIM_CHUNK = 2000;
  * never waits for the writer thread's transactions. Positions are assigned
  * here, in memory, so that a message can be applied before its row is written.
  *
- * - A durable input (QoS 1/2, a tick) is written before `append` returns: the
- *   caller acknowledges only then, so once the broker has its PUBACK the
- *   message survives a crash.
- * - A QoS 0 input has no acknowledgement to hold: it joins a group commit that
- *   runs after `groupMs` or `groupMax` inputs, whichever comes first. A crash
- *   loses at most that window (QoS 0 is at-most-once).
+ * - A durable input (QoS 1/2, a tick) is written before `append` returns (a
+ *   row of `input_log`): the caller acknowledges only then, so once the broker
+ *   has its PUBACK the message survives a crash.
+ * - A QoS 0 input has no acknowledgement to hold: it is packed into a buffer
+ *   that is written as one row of `input_groups` after `groupMs` or `groupMax`
+ *   inputs, whichever comes first (one insert per group, not per input, and
+ *   one delete per group when trimmed). A crash loses at most that window
+ *   (QoS 0 is at-most-once).
  * - `flush()` writes the pending group now; the store calls it before it hands
  *   the writer anything that carries a position, so a stored row's input is
  *   always in the log (and a position is never handed out twice).
@@ -61,11 +73,18 @@ const TRIM_CHUNK = 2000;
 export class InputLog {
   readonly #db: Database.Database;
   readonly #insert: Database.Statement;
+  readonly #insertGroup: Database.Statement;
   readonly #trimRange: Database.Statement;
-  readonly #writeMany: (rows: readonly InputRow[]) => void;
+  readonly #trimGroups: Database.Statement;
+  /** The pending group (if any), then a durable row, in one transaction. */
+  readonly #writeWith: (row: InputRow | null) => void;
   readonly #opts: Required<InputLogOptions>;
   #seq: number;
-  #pending: InputRow[] = [];
+  /** The pending group: `#count` inputs from position `#first`, packed into `#buf` up to `#used`. */
+  #buf = Buffer.allocUnsafe(64 * 1024);
+  #used = 0;
+  #count = 0;
+  #first = 0;
   #timer: NodeJS.Timeout | null = null;
   /** Every position up to here is deleted. */
   #trimmed: number;
@@ -76,15 +95,19 @@ export class InputLog {
     this.#opts = { groupMs: 5, groupMax: 1000, ...options };
     db.exec(INPUT_LOG_SCHEMA);
     this.#insert = db.prepare('INSERT INTO input_log (seq, kind, received_at, topic, payload, note) VALUES (?, ?, ?, ?, ?, ?)');
+    this.#insertGroup = db.prepare('INSERT INTO input_groups (first_seq, last_seq, inputs) VALUES (?, ?, ?)');
     this.#trimRange = db.prepare('DELETE FROM input_log WHERE seq > ? AND seq <= ?');
-    this.#writeMany = db.transaction((rows: readonly InputRow[]) => {
-      for (const r of rows) this.#insert.run(r.seq, r.kind, r.receivedAt, r.topic, r.payload, r.note ?? null);
+    this.#trimGroups = db.prepare('DELETE FROM input_groups WHERE last_seq <= ?');
+    this.#writeWith = db.transaction((row: InputRow | null) => {
+      if (this.#count > 0) this.#insertGroup.run(this.#first, this.#first + this.#count - 1, this.#buf.subarray(0, this.#used));
+      if (row) this.#insert.run(row.seq, row.kind, row.receivedAt, row.topic, row.payload, row.note ?? null);
     });
-    const logged = db.prepare('SELECT max(seq) FROM input_log').pluck().get() as number | null;
-    const first = db.prepare('SELECT min(seq) FROM input_log').pluck().get() as number | null;
+    const bound = (sql: string): number | null => db.prepare(sql).pluck().get() as number | null;
+    const logged = Math.max(bound('SELECT max(seq) FROM input_log') ?? 0, bound('SELECT max(last_seq) FROM input_groups') ?? 0);
+    const firsts = [bound('SELECT min(seq) FROM input_log'), bound('SELECT min(first_seq) FROM input_groups')].filter((x): x is number => x !== null);
     // Positions are never reused, even after a trim: continue after the highest ever handed out.
-    this.#seq = Math.max(logged ?? 0, options.lastSeq);
-    this.#trimmed = first === null ? this.#seq : first - 1;
+    this.#seq = Math.max(logged, options.lastSeq);
+    this.#trimmed = firsts.length === 0 ? this.#seq : Math.min(...firsts) - 1;
   }
 
   /** The last position handed out. */
@@ -94,7 +117,7 @@ export class InputLog {
 
   /** QoS 0 inputs waiting for their group commit. */
   get pending(): number {
-    return this.#pending.length;
+    return this.#count;
   }
 
   /**
@@ -103,28 +126,28 @@ export class InputLog {
    * cannot write, and the position is not used. Otherwise queued for the group commit.
    */
   append(kind: 0 | 1 | 2, receivedAt: number, topic: string, payload: Buffer, durable: boolean, note: string | null = null): number {
-    const row: InputRow = { seq: this.#seq + 1, kind, receivedAt, topic, payload, note };
+    const seq = this.#seq + 1;
     if (durable) {
-      if (this.#pending.length > 0) this.#writeMany([...this.#pending, row]);
-      else this.#insert.run(row.seq, kind, receivedAt, topic, payload, note);
-      this.#pending = [];
-      this.#clearTimer();
-      this.#seq = row.seq;
-      return row.seq;
+      this.#writeWith({ seq, kind, receivedAt, topic, payload, note });
+      this.#clearGroup();
+      this.#seq = seq;
+      return seq;
     }
-    this.#seq = row.seq;
-    this.#pending.push(row);
-    if (this.#pending.length >= this.#opts.groupMax) this.flushQuietly();
+    this.#pack(kind, receivedAt, topic, payload, note);
+    if (this.#count === 0) this.#first = seq;
+    this.#count++;
+    this.#seq = seq;
+    if (this.#count >= this.#opts.groupMax) this.flushQuietly();
     else this.#timer ??= setTimeout(() => this.flushQuietly(), this.#opts.groupMs).unref();
-    return row.seq;
+    return seq;
   }
 
-  /** Write the pending group now, in its own transaction. Throws when the store cannot write (the rows stay pending). */
+  /** Write the pending group now, in its own transaction. Throws when the store cannot write (the group stays pending). */
   flush(): void {
     this.#clearTimer();
-    if (this.#pending.length === 0) return;
-    this.#writeMany(this.#pending);
-    this.#pending = [];
+    if (this.#count === 0) return;
+    this.#writeWith(null);
+    this.#clearGroup();
   }
 
   /** `flush`, a failure reported to onGroupFailure instead of thrown; true when nothing is pending. */
@@ -140,18 +163,38 @@ export class InputLog {
 
   /** Up to `limit` log entries after a position, in order (recovery replays them page by page). */
   after(seq: number, limit: number): InputRow[] {
-    return this.#db.prepare('SELECT seq, kind, received_at AS receivedAt, topic, payload, note FROM input_log WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as InputRow[];
+    const singles = this.#db.prepare('SELECT seq, kind, received_at AS receivedAt, topic, payload, note FROM input_log WHERE seq > ? ORDER BY seq LIMIT ?').all(seq, limit) as InputRow[];
+    // Entries are complete up to the last one each table gave, when it gave all it was asked for.
+    let bound = singles.length === limit ? singles[singles.length - 1]!.seq : Infinity;
+    const grouped: InputRow[] = [];
+    for (const g of this.#db.prepare('SELECT first_seq AS first, last_seq AS last, inputs FROM input_groups WHERE last_seq > ? ORDER BY first_seq').iterate(seq) as IterableIterator<{ first: number; last: number; inputs: Buffer }>) {
+      if (g.first > bound || grouped.length >= limit) {
+        bound = Math.min(bound, g.first - 1);
+        break;
+      }
+      for (const row of unpackGroup(g.first, g.inputs)) if (row.seq > seq) grouped.push(row);
+    }
+    const rows = singles.length === 0 ? grouped : grouped.length === 0 ? singles : [...singles, ...grouped].sort((a, b) => a.seq - b.seq);
+    let n = 0;
+    while (n < rows.length && n < limit && rows[n]!.seq <= bound) n++;
+    return n === rows.length ? rows : rows.slice(0, n);
   }
 
   /** Delete every entry up to `seq` (a committed checkpoint covers them), a chunk per turn of the event loop. */
   trim(seq: number): Promise<void> {
     const run = async (): Promise<void> => {
+      try {
+        // Groups go whole, once their last input is covered (a replay skips what a checkpoint covers).
+        this.#trimGroups.run(seq);
+      } catch {
+        return; // the disk is full or the log closed: the next checkpoint trims it
+      }
       while (this.#trimmed < seq) {
         const to = Math.min(seq, this.#trimmed + TRIM_CHUNK);
         try {
           this.#trimRange.run(this.#trimmed, to);
         } catch {
-          return; // the disk is full or the log closed: the next checkpoint trims it
+          return;
         }
         this.#trimmed = to;
         if (this.#trimmed < seq) await new Promise((r) => setImmediate(r));
@@ -171,8 +214,60 @@ export class InputLog {
     await this.#trimming;
   }
 
+  /** Append an input to the pending group's buffer (grown by doubling, kept for the next group). */
+  #pack(kind: number, receivedAt: number, topic: string, payload: Buffer, note: string | null): void {
+    const topicBytes = Buffer.byteLength(topic);
+    const noteBytes = note === null ? 0 : Buffer.byteLength(note);
+    const need = this.#used + ENTRY_HEAD + topicBytes + payload.length + noteBytes;
+    if (need > this.#buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
+      this.#buf.copy(grown, 0, 0, this.#used);
+      this.#buf = grown;
+    }
+    const b = this.#buf;
+    let at = this.#used;
+    b[at] = kind;
+    b.writeDoubleLE(receivedAt, at + 1);
+    b.writeUInt32LE(topicBytes, at + 9);
+    b.writeUInt32LE(payload.length, at + 13);
+    b.writeUInt32LE(note === null ? NO_NOTE : noteBytes, at + 17);
+    at += ENTRY_HEAD;
+    at += b.write(topic, at, 'utf8');
+    at += payload.copy(b, at);
+    if (note !== null) at += b.write(note, at, 'utf8');
+    this.#used = at;
+  }
+
+  #clearGroup(): void {
+    this.#count = 0;
+    this.#used = 0;
+    this.#clearTimer();
+    // A buffer grown for a burst goes back to its usual size.
+    if (this.#buf.length > 1024 * 1024) this.#buf = Buffer.allocUnsafe(64 * 1024);
+  }
+
   #clearTimer(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
   }
+}
+
+/** The inputs of a group row, positions from `first` on. */
+export function unpackGroup(first: number, b: Buffer): InputRow[] {
+  const rows: InputRow[] = [];
+  for (let at = 0, seq = first; at < b.length; seq++) {
+    const kind = b[at]! as 0 | 1 | 2;
+    const receivedAt = b.readDoubleLE(at + 1);
+    const topicBytes = b.readUInt32LE(at + 9);
+    const payloadBytes = b.readUInt32LE(at + 13);
+    const noteBytes = b.readUInt32LE(at + 17);
+    at += ENTRY_HEAD;
+    const topic = b.toString('utf8', at, (at += topicBytes));
+    // A copy: the row outlives the group's buffer.
+    const payload = Buffer.from(b.subarray(at, (at += payloadBytes)));
+    let note: string | null = null;
+    if (noteBytes !== NO_NOTE) note = b.toString('utf8', at, (at += noteBytes));
+    rows.push({ seq, kind, receivedAt, topic, payload, note });
+  }
+  return rows;
 }

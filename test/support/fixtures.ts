@@ -11,7 +11,7 @@ import { StepRunner } from '../../src/inference/step-runner.js';
 import { modelPath } from '../helpers.js';
 
 /** A daemon config for tests: JSON telemetry on sensors/<site>/<device>/telemetry, weather-lstm. */
-export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number; homeAssistant?: boolean; statsIntervalS?: number } = {}): string {
+export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number; homeAssistant?: boolean; statsIntervalS?: number; sessionThread?: boolean } = {}): string {
   const file = path.join(dir, 'tidecast.yaml');
   writeFileSync(
     file,
@@ -24,7 +24,7 @@ mqtt:
   maxPayloadBytes: ${extra.maxPayloadBytes ?? 4096}
 ${extra.passwordFile ? `  username: tidecast\n  passwordFile: ${extra.passwordFile}\n` : ''}
 models:
-  weather-lstm: {}
+  weather-lstm: {${extra.sessionThread === false ? ' sessionThread: false ' : ''}}
 routes:
 ${STATIONS_ROUTE}
   - name: csv
