@@ -51,7 +51,7 @@ const SECTIONS: Array<{ key: keyof Saved; title: string; about: string; table: (
     about: 'Stream-steps per second of the inference engine alone (state gather, one `session.run`, NaN check, scatter) at each batch size, against re-running a 48-step window per prediction and against a bare `session.run`.',
     table: (r: EngineBenchResult) => engineTable(r),
   },
-  { key: 'store', title: 'Write path (`npm run bench -- store`)', about: '`Store.commit` alone and the in-memory scoring beside it, 10,000 streams, batches of 256; then what one step row costs under the store\'s key (stream, then time) and under a time-major key as each stream\'s history grows (better-sqlite3 on the writer\'s settings, WAL bytes counted before each copy back).', table: (r: StoreBenchResult) => storeTable(r) },
+  { key: 'store', title: 'Write path (`npm run bench -- store`)', about: '`Store.commit` alone and the in-memory scoring beside it, 10,000 streams, batches of 256; then what one step row costs under schema 7\'s key (stream, then time) and under the store\'s time-major key (schema 10) as each stream\'s history grows, the streams of each step arriving in shuffled order (better-sqlite3 on the writer\'s settings, WAL bytes counted before each copy back).', table: (r: StoreBenchResult) => storeTable(r) },
   { key: 'api', title: 'Dashboard API (`npm run bench -- api`)', about: 'Every endpoint the dashboard calls, 15 times each, on a database of 200 streams × 834 daily steps.', table: (r: ApiBenchResult) => apiTable(r) },
 ];
 

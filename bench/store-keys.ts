@@ -15,15 +15,24 @@ export interface KeyLayoutPoint {
 const COLUMNS = 'sid INTEGER NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL, fsid INTEGER NOT NULL, inputs TEXT NOT NULL, filled INTEGER NOT NULL';
 
 /**
- * `step_inputs`'s rows under its key (stream, then time) and under a
- * time-major key, on the writer's settings (WAL, synchronous NORMAL, an 8 MiB
- * cache, 256 rows per transaction, the WAL copied back every 40
- * transactions): `streams` streams, one step of each after another, up to
- * `steps` steps per stream. Stream-major keys put every stream's next row on
- * a page of its own once the stream has a page of history.
+ * `step_inputs`'s rows under schema 7's key (stream, then time) and under the
+ * time-major key of schema 10, on the writer's settings (WAL, synchronous
+ * NORMAL, an 8 MiB cache, 256 rows per transaction, the WAL copied back every
+ * 40 transactions): `streams` streams, one step of each after another (the
+ * streams of a step in shuffled order, as devices report), up to `steps`
+ * steps per stream. Stream-major keys put every stream's next row on a page
+ * of its own once the stream has a page of history; time-major ones put a
+ * step's rows together at the end of the tree.
  */
 export function keyLayoutBench(streams = 10_000, depths: readonly number[] = [20, 100]): KeyLayoutPoint[] {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tidecast-bench-keys-'));
+  // The order streams report in within a step: a fixed shuffle (the same in every run and layout).
+  const order = [...Array(streams).keys()];
+  for (let i = streams - 1, seed = 1; i > 0; i--) {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
   const out: KeyLayoutPoint[] = [];
   try {
     for (const steps of depths) {
@@ -40,7 +49,7 @@ export function keyLayoutBench(streams = 10_000, depths: readonly number[] = [20
         const tx = db.transaction((from: number) => {
           for (let k = from; k < Math.min(rows, from + 256); k++) {
             const ts = 1_420_070_400_000 + Math.floor(k / streams) * 86_400_000;
-            insert.run((k % streams) + 1, ts, ts + 5, '[1.25,12.5,3.75,2.5]');
+            insert.run(order[k % streams]! + 1, ts, ts + 5, '[1.25,12.5,3.75,2.5]');
           }
         });
         let wal = 0;
@@ -66,7 +75,7 @@ export function keyLayoutBench(streams = 10_000, depths: readonly number[] = [20
 
 export function keyLayoutTable(points: readonly KeyLayoutPoint[]): string {
   return [
-    'step rows under two primary keys: 10,000 streams, a step of each after another, 256 rows per transaction (the writer\'s settings)',
+    'step rows under two primary keys: 10,000 streams, a step of each after another in shuffled order, 256 rows per transaction (the writer\'s settings)',
     '',
     '| key | steps per stream | µs per row | WAL bytes per row |',
     '|---|---:|---:|---:|',

@@ -17,7 +17,7 @@ export interface StoreBenchResult {
   main_us_per_step: number[];
   /** µs per step of the in-memory scoring (ScoreBook.step): from day 3, six forecasts scored per step. */
   scoring_us_per_step: number[];
-  /** step_inputs-like rows under the store's key (stream, time) and a time-major one, as history grows (absent in older runs). */
+  /** step_inputs-like rows under schema 7's key (stream, time) and the store's time-major one (schema 10), as history grows (absent in older runs). */
   key_layouts?: KeyLayoutPoint[];
 }
 
