@@ -1,3 +1,5 @@
+// Before mqtt (and mqtt-packet) load: see quiet-debug.ts.
+import './quiet-debug.js';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { LoadedConfig } from '../config/config.js';
 import type { Logger } from '../log.js';
