@@ -9,6 +9,8 @@ const MASK = CHUNK - 1;
  */
 export class SlotIndex {
   readonly #slots = new Map<string, number>();
+  /** Each slot's name: the one string object per stream that the caller can pass on (`nameOf`). */
+  readonly #names: Array<string | undefined> = [];
   readonly #free: number[] = [];
   #next = 0;
 
@@ -35,8 +37,19 @@ export class SlotIndex {
     if (slot === undefined) {
       slot = this.#free.pop() ?? this.#next++;
       this.#slots.set(name, slot);
+      this.#names[slot] = name;
     }
     return slot;
+  }
+
+  /**
+   * The name a slot was taken for, as the index holds it. A message carries a
+   * new string for its stream each time; passing this one on instead lets every
+   * other map keyed by stream find its key by identity (no hashing, no compare
+   * of the characters) and keep one copy of the name.
+   */
+  nameOf(slot: number): string | undefined {
+    return this.#names[slot];
   }
 
   /** Free a name's slot; returns it (undefined when the name had none). */
@@ -44,12 +57,14 @@ export class SlotIndex {
     const slot = this.#slots.get(name);
     if (slot === undefined) return undefined;
     this.#slots.delete(name);
+    this.#names[slot] = undefined;
     this.#free.push(slot);
     return slot;
   }
 
   clear(): void {
     this.#slots.clear();
+    this.#names.length = 0;
     this.#free.length = 0;
     this.#next = 0;
   }

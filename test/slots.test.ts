@@ -17,6 +17,19 @@ describe('SlotIndex', () => {
 });
 
 describe('Slab', () => {
+  it('gives back the name a slot was taken for until it is released', () => {
+    const index = new SlotIndex();
+    const first = ['site', 'dev'].join('/');
+    const slot = index.take(first);
+    const again = ['site', 'dev'].join('/');
+    assert.equal(index.take(again), slot);
+    assert.equal(index.nameOf(slot), first);
+    index.release(first);
+    assert.equal(index.nameOf(slot), undefined);
+    assert.equal(index.take('other'), slot, 'the slot is reused');
+    assert.equal(index.nameOf(slot), 'other');
+  });
+
   it('keeps records in place across chunks, starting at the fill value', () => {
     const slab = new Slab(3, (n) => new Float64Array(n), NaN);
     const first = slab.chunk(0);

@@ -287,6 +287,8 @@ export class Ingest {
     try {
       // A replayed input that the stream's restored state already reflects (an incremental checkpoint wrote it later than the record).
       const slot = this.#touch(group, a.stream, a.receivedAt);
+      // The stream's name as the assembler holds it: the engines' and score books' maps then find it by identity.
+      const stream = group.assembler.nameOf(slot)!;
       if (seq <= group.residency.chunk(slot)[group.residency.offset(slot) + FLOOR]!) {
         this.replaySkipped++;
         return;
@@ -294,7 +296,7 @@ export class Ingest {
       if (this.#log.isLevelEnabled('debug')) this.#log.debug({ topic: a.topic, stream: a.stream, ts: a.sample.ts, features: Object.keys(a.sample.values) }, 'sample accepted');
       const values = a.sample.values;
       for (const feature in values) {
-        const released = group.assembler.addAt(slot, a.stream, feature, a.sample.ts, values[feature]!);
+        const released = group.assembler.addAt(slot, stream, feature, a.sample.ts, values[feature]!);
         for (const e of released) events.push(e);
       }
       this.accepted.set(a.route.name, (this.accepted.get(a.route.name) ?? 0) + 1);

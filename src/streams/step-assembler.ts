@@ -157,6 +157,11 @@ export class StepAssembler {
     return this.#slots.get(stream);
   }
 
+  /** The stream a slot belongs to, as the assembler holds its name (see SlotIndex.nameOf). */
+  nameOf(slot: number): string | undefined {
+    return this.#slots.nameOf(slot);
+  }
+
   /** Every known stream and its slot. */
   streams(): IterableIterator<[string, number]> {
     return this.#slots.entries();
