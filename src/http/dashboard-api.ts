@@ -66,8 +66,9 @@ export class DashboardApi {
   /** Every stream with its latest actuals, latest forecast per model and recent 1-step MAE. */
   streams(): unknown[] {
     const db = this.#db();
-    const streams = db.prepare('SELECT id, route, first_seen AS firstSeen, last_seen AS lastSeen, steps FROM streams ORDER BY id LIMIT ?').all(MAX_STREAMS) as Array<{ id: string; route: string; firstSeen: number; lastSeen: number; steps: number }>;
-    const lastStep = db.prepare('SELECT ts, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1');
+    // Not the streams view: its step count seeks every step time of the stream (skip-scan); the list needs the latest step only.
+    const streams = db.prepare('SELECT name AS id, route, first_seen AS firstSeen FROM stream_ids ORDER BY name LIMIT ?').all(MAX_STREAMS) as Array<{ id: string; route: string; firstSeen: number }>;
+    const lastStep = db.prepare('SELECT ts, received_at, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1');
     // One descending skip-scan per stream x loaded model, which stops at the stream's latest forecast.
     const lastIssue = db
       .prepare('SELECT max(f.issued_at) FROM forecasts f WHERE f.sid = (SELECT sid FROM stream_ids WHERE name = ?) AND f.mid = (SELECT mid FROM model_ids WHERE name = ?)')
@@ -88,7 +89,7 @@ export class DashboardApi {
     };
     const providers = new Map(this.#models().map((m) => [m.name, m.provider]));
     return streams.map((s) => {
-      const step = lastStep.get(s.id) as { ts: number; values_json: string } | undefined;
+      const step = lastStep.get(s.id) as { ts: number; received_at: number; values_json: string } | undefined;
       const issued = loaded.map((model) => ({ model, issuedAt: lastIssue.get(s.id, model) as number | null })).filter((m): m is { model: string; issuedAt: number } => m.issuedAt !== null);
       const models = issued.map(({ model, issuedAt }) => {
         const rows = forecast.all(s.id, model, issuedAt) as Array<{ horizon: number; target: string }>;
@@ -104,7 +105,7 @@ export class DashboardApi {
             .filter((m) => m.n > 0),
         };
       });
-      return { ...s, lastStepAt: step?.ts ?? null, lastValues: step ? (JSON.parse(step.values_json) as Record<string, number>) : null, models };
+      return { ...s, lastSeen: step?.received_at ?? s.firstSeen, lastStepAt: step?.ts ?? null, lastValues: step ? (JSON.parse(step.values_json) as Record<string, number>) : null, models };
     });
   }
 

@@ -37,10 +37,10 @@ async function streamList() {
       <td>${m ? `<a href="#/model/${encodeURIComponent(m.model)}">${esc(m.model)}</a>` : '–'}${s.models.length > 1 ? ` <span class="muted">+${s.models.length - 1}</span>` : ''}</td>
       <td>${esc(m?.provider ?? '–')}</td>
       <td>${day(s.lastStepAt)}</td>
-      <td class="num">${s.steps}</td></tr>`;
+      <td>${day(s.firstSeen)}</td></tr>`;
   });
   view.innerHTML = `<h1>Streams</h1>
-    <table id="streams"><thead><tr><th>stream</th><th>last value</th><th>last forecast</th><th>target</th><th>online MAE</th><th>model</th><th>provider</th><th>last update</th><th>steps</th></tr></thead>
+    <table id="streams"><thead><tr><th>stream</th><th>last value</th><th>last forecast</th><th>target</th><th>online MAE</th><th>model</th><th>provider</th><th>last update</th><th>since</th></tr></thead>
     <tbody>${rows.join('') || '<tr><td colspan="9" class="muted">no streams yet: waiting for messages</td></tr>'}</tbody></table>`;
   view.querySelectorAll('tr.stream').forEach((tr) => tr.addEventListener('click', () => (location.hash = `#/stream/${encodeURIComponent(tr.dataset.stream)}`)));
 }
