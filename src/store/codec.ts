@@ -122,13 +122,16 @@ function filledMask(st: StepRow): number {
   return mask;
 }
 
-/** A step's values as the JSON array `step_inputs.inputs` holds (an absent value: null). */
-export function valuesJson(values: Float64Array, from: number, n: number): string {
+/**
+ * A step's values as the JSON array `step_inputs.inputs` holds (`text`:
+ * String, JSON's form of a finite number); NaN and ±Infinity become null
+ * (an absent value; the CHECK on forecasts refuses it there).
+ */
+export function valuesJson(values: Float64Array, from: number, n: number, text: (x: number) => string = String): string {
   let out = '[';
   for (let i = 0; i < n; i++) {
     const x = values[from + i]!;
-    // String(x) is JSON's form of a finite number; NaN and ±Infinity become null (which forecasts' CHECK refuses).
-    out += (i > 0 ? ',' : '') + (Number.isFinite(x) ? String(x) : 'null');
+    out += (i > 0 ? ',' : '') + (Number.isFinite(x) ? text(x) : 'null');
   }
   return out + ']';
 }
@@ -138,15 +141,9 @@ export function valuesJson(values: Float64Array, from: number, n: number): strin
  * significant digits: a network's output is a float32 (7 digits; 9 name every
  * float32 exactly), scaled back to physical units in float64, and the 17
  * digits of that double add nothing but text (and twice the time to format).
- * A non-finite value becomes null (which the table's CHECK refuses).
  */
 export function forecastJson(values: Float64Array, from: number, n: number): string {
-  let out = '[';
-  for (let i = 0; i < n; i++) {
-    const x = values[from + i]!;
-    out += (i > 0 ? ',' : '') + (Number.isFinite(x) ? float32Text(x) : 'null');
-  }
-  return out + ']';
+  return valuesJson(values, from, n, float32Text);
 }
 
 /** `x` with 9 significant digits, trailing zeros of its fraction dropped ('12.5000000' → '12.5', '1.00000000e+21' → '1e+21'). */
