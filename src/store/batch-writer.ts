@@ -20,6 +20,13 @@ export function writeTransaction<A extends unknown[], R>(db: Database.Database, 
   };
 }
 
+/** One model's batch with its ids, as the writer commits it. */
+export interface QueuedBatch {
+  readonly mid: number;
+  readonly lid: number;
+  readonly batch: PackedBatch;
+}
+
 /**
  * The data path's writes (writer thread): one model's batch of steps,
  * forecasts and events. One `step_inputs` row per step (a step shared by the
@@ -29,20 +36,16 @@ export function writeTransaction<A extends unknown[], R>(db: Database.Database, 
  * rows leaves the others written.
  */
 export class BatchWriter {
-  readonly #db: Database.Database;
-  readonly #ids: Ids;
-  readonly #write: (mid: number, lid: number, b: PackedBatch) => Uint8Array;
+  readonly #group: (batches: readonly QueuedBatch[], transient: (err: unknown) => boolean) => Array<Uint8Array | Error>;
 
   /** `event`: the writer's insert of an event row (the same for a batch's events and for one on its own). */
   constructor(db: Database.Database, ids: Ids, now: () => number, event: (e: EventRow) => void) {
-    this.#db = db;
-    this.#ids = ids;
     const step = db.prepare('INSERT INTO step_inputs (sid, ts, received_at, fsid, inputs, filled) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // ON CONFLICT (not OR IGNORE): a duplicate key is skipped, but a non-finite value
     // (JSON null) still fails the CHECK loudly.
     const forecast = db.prepare('INSERT INTO forecasts (sid, mid, issued_at, lid, created_at, vals, labels) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // A savepoint inside the group's transaction: a batch that throws takes back only its own rows.
-    this.#write = db.transaction((mid: number, lid: number, b: PackedBatch) => {
+    const write = db.transaction((mid: number, lid: number, b: PackedBatch): Uint8Array => {
       const at = now();
       const fsids = b.featureSets.map((names) => ids.featureSet(names));
       let v = 0;
@@ -64,6 +67,18 @@ export class BatchWriter {
       }
       return inserted;
     });
+    this.#group = writeTransaction(db, ids, (batches: readonly QueuedBatch[], transient: (err: unknown) => boolean) => {
+      const out: Array<Uint8Array | Error> = [];
+      for (const b of batches) {
+        try {
+          out.push(write(b.mid, b.lid, b.batch));
+        } catch (err) {
+          if (transient(err)) throw err;
+          out.push(err as Error);
+        }
+      }
+      return out;
+    });
   }
 
   /**
@@ -72,21 +87,7 @@ export class BatchWriter {
    * rows: nothing of it written, the others are). Throws, with nothing
    * written, when the store cannot write (disk full, locked, I/O).
    */
-  commitGroup(batches: ReadonlyArray<{ mid: number; lid: number; batch: PackedBatch }>, transient: (err: unknown) => boolean): Array<Uint8Array | Error> {
-    const ids = this.#ids;
-    const out: Array<Uint8Array | Error> = [];
-    const written = this.#db.transaction(() => {
-      for (const b of batches) {
-        try {
-          out.push(this.#write(b.mid, b.lid, b.batch));
-        } catch (err) {
-          if (transient(err)) throw err;
-          out.push(err as Error);
-        }
-      }
-      return ids.writeNew();
-    })();
-    ids.saved(written);
-    return out;
+  commitGroup(batches: readonly QueuedBatch[], transient: (err: unknown) => boolean): Array<Uint8Array | Error> {
+    return this.#group(batches, transient);
   }
 }
