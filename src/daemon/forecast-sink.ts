@@ -6,6 +6,7 @@ import type { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
 import { fillTemplate } from '../mqtt/topic-pattern.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ModelCard } from '../inference/card.js';
+import { storedValue } from '../store/codec.js';
 import type { EventRow, ForecastLayout, ForecastRow, StepRow, Store } from '../store/store.js';
 import type { StepContext } from '../streams/ingest.js';
 import type { ScoreBook } from './score-book.js';
@@ -159,8 +160,8 @@ export class ForecastSink {
         msg.forecast.push(entry);
       }
       const l = f.labels?.[k];
-      if (!l) entry.values[cell.target] = asStored(f.values[k]!);
-      else entry.labels![cell.target] = { label: l[0], probability: asStored(f.values[k]!), probabilities: { ...l[1] } };
+      if (!l) entry.values[cell.target] = storedValue(f.values[k]!);
+      else entry.labels![cell.target] = { label: l[0], probability: storedValue(f.values[k]!), probabilities: { ...l[1] } };
     });
     return msg;
   }
@@ -187,11 +188,6 @@ export class ForecastSink {
       onForecast?.(msg, f.ctx);
     }
   }
-}
-
-/** A forecast value as the store keeps it (9 significant digits, `float32Text`), so that a message and its row agree. */
-function asStored(x: number): number {
-  return Number(x.toPrecision(9));
 }
 
 /** A forecast read from a batch, waiting for its commit. */

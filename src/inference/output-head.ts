@@ -1,4 +1,5 @@
 import { numericTargets, targetWidth, type ModelCard } from './card.js';
+import { storedValue } from '../store/codec.js';
 
 /** One target at one horizon, read from a model output. */
 export interface HeadReading {
@@ -107,10 +108,9 @@ export class OutputHead {
     const p = s.logits ? softmax(output, s.offset, labels.length) : checkedProbabilities(output, s.offset, labels.length, s.target);
     let best = 0;
     for (let i = 1; i < p.length; i++) if (p[i]! > p[best]!) best = i;
-    // With the 9 significant digits a stored or published forecast value has (store/codec.ts
-    // float32Text), so that the label's probability is the same number in value and in the map.
+    // With the digits a stored or published forecast value has, so that the label's probability is the same number in value and in the map.
     const probabilities: Record<string, number> = {};
-    labels.forEach((label, i) => (probabilities[label] = Number(p[i]!.toPrecision(9))));
+    labels.forEach((label, i) => (probabilities[label] = storedValue(p[i]!)));
     return { horizon: s.horizon, target: s.target, value: probabilities[labels[best]!]!, label: labels[best]!, probabilities };
   }
 

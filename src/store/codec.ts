@@ -146,9 +146,17 @@ export function forecastJson(values: Float64Array, from: number, n: number): str
   return valuesJson(values, from, n, float32Text);
 }
 
+/** Significant digits of a stored or published forecast value: 9 name every float32 exactly. */
+export const FORECAST_DIGITS = 9;
+
+/** A forecast value as the store keeps it (`float32Text` reads back as this number): for messages and class probabilities, so that they agree with the row. */
+export function storedValue(x: number): number {
+  return Number(x.toPrecision(FORECAST_DIGITS));
+}
+
 /** `x` with 9 significant digits, trailing zeros of its fraction dropped ('12.5000000' → '12.5', '1.00000000e+21' → '1e+21'). */
 export function float32Text(x: number): string {
-  const s = x.toPrecision(9);
+  const s = x.toPrecision(FORECAST_DIGITS);
   const e = s.indexOf('e');
   const mantissaEnd = e < 0 ? s.length : e;
   if (s.lastIndexOf('.', mantissaEnd) < 0) return s;
