@@ -48,7 +48,7 @@ const SECTIONS: Array<{ key: keyof Saved; title: string; about: string; table: (
   {
     key: 'engine',
     title: 'Engine (`npm run bench -- engine`)',
-    about: 'Stream-steps per second of the inference engine alone (state gather, one `session.run`, NaN check, scatter) at each batch size, against re-running a 48-step window per prediction and against a bare `session.run`.',
+    about: 'Stream-steps per second of the inference engine alone (state gather, one `session.run`, scatter with its NaN check) at each batch size, against re-running a 48-step window per prediction and against a bare `session.run`. Each point runs in a fresh process; batch 256, the windowed baseline and the bare run (the figures the ratios come from) run three times, interleaved, and report their medians: measured one after another in one process, the later points came out up to 2x slower or faster from run to run, depending on whether the output buffers each `session.run` allocates landed on pages glibc had trimmed (perf: page faults under `napi_create_arraybuffer`).',
     table: (r: EngineBenchResult) => engineTable(r),
   },
   { key: 'store', title: 'Write path (`npm run bench -- store`)', about: '`Store.commit` alone and the in-memory scoring beside it, 10,000 streams, batches of 256; then what one step row costs under schema 7\'s key (stream, then time) and under the store\'s time-major key (schema 10) as each stream\'s history grows, the streams of each step arriving in shuffled order (better-sqlite3 on the writer\'s settings, WAL bytes counted before each copy back).', table: (r: StoreBenchResult) => storeTable(r) },

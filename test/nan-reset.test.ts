@@ -4,6 +4,8 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { loadModel } from '../src/inference/model.js';
+import type ort from 'onnxruntime-node';
+import type { RunOutput } from '../src/inference/session-thread.js';
 import { StepRunner, type StepResult } from '../src/inference/step-runner.js';
 import { testModelPath } from './helpers.js';
 
@@ -57,5 +59,29 @@ describe('non-finite outputs (exploding state)', () => {
     assert.equal(logged.length, 1);
     assert.deepEqual([logged[0]!.stream, logged[0]!.reason, logged[0]!.model], ['a', 'non_finite_output', 'nan-accumulator']);
     assert.ok(results.every((x) => x.output === null || x.output.every(Number.isFinite)));
+  });
+
+  it('resets a stream whose new state is not finite even when its output is (fault injected into the state tensor)', async () => {
+    const model = await loadModel(testModelPath('nan-accumulator.onnx'));
+    // The real session runs; the fault poisons row 1 of the state it returned.
+    const poisoned = async (feeds: Record<string, ort.Tensor>) => {
+      const out = await model.session.run(feeds);
+      const state = out.state_out!.data as Float32Array;
+      if (state.length >= 4) state[3] = Number.NaN; // [1, batch, 2]: row 1, second feature
+      return out as unknown as Record<string, RunOutput>;
+    };
+    const runner = new StepRunner(model, poisoned);
+    const r = await runner.run([
+      { streamId: 'a', input: step(1, 1) },
+      { streamId: 'b', input: step(2, 2) },
+      { streamId: 'c', input: step(0.5) },
+    ]);
+    assert.deepEqual(r.map((x) => x.status), ['ok', 'reset', 'ok']);
+    assert.equal(r[1]!.reason, 'non_finite_state');
+    assert.equal(r[1]!.output, null);
+    assert.deepEqual([...runner.slab!.read('b')!], [0, 0], 'the poisoned state was not kept: the stream starts over');
+    assert.deepEqual([...runner.slab!.read('a')!], [1, 1]);
+    assert.deepEqual([...runner.slab!.read('c')!], [0.5, 0]);
+    await model.session.release();
   });
 });

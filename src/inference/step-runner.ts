@@ -4,7 +4,7 @@ import type { LoadedModel } from './model.js';
 import { runInProcess, type RunSession } from './session-thread.js';
 import { SlotIndex } from '../slots.js';
 import { StateSlab } from './state-slab.js';
-import { allFinite, readRow, rowLayout, writeRow, type RowLayout } from './tensor-rows.js';
+import { allFinite, readRow, readRowFinite, rowLayout, writeRow, type RowLayout } from './tensor-rows.js';
 import { WindowBuffer } from './window-buffer.js';
 
 /** One step of one stream: its feature vector, already scaled for the model. */
@@ -55,7 +55,6 @@ export class StepRunner {
   readonly slab: StateSlab | null;
   readonly windows: WindowBuffer | null;
   readonly #stateOffsets: number[] = [];
-  readonly #scratch: Float32Array;
   readonly #zeroStates = new Map<number, Record<string, ort.Tensor>>();
   readonly #shapes = new Map<number, BatchShapes>();
   readonly #outputLayouts = new Map<string, RowLayout>();
@@ -75,7 +74,6 @@ export class StepRunner {
     }
     this.slab = model.mode === 'stateful' && slotSize > 0 ? new StateSlab(slotSize) : null;
     this.windows = model.mode === 'windowed' ? new WindowBuffer(model.window!, sig.featureCount) : null;
-    this.#scratch = new Float32Array(slotSize);
     this.#keys = this.slab || this.windows ? null : new SlotIndex();
   }
 
@@ -162,21 +160,30 @@ export class StepRunner {
 
   async #runStateful(chunk: readonly StepRequest[]): Promise<StepResult[]> {
     const sig = this.model.signature;
-    const B = this.#rows(chunk.length);
+    const F = sig.featureCount;
+    const n = chunk.length;
+    const B = this.#rows(n);
     const slab = this.slab;
     const slots = slab ? chunk.map((r) => r.slot ?? slab.slotOf(r.streamId)) : [];
     const shapes = this.#shapesFor(B);
-    const input = new Float32Array(B * sig.featureCount);
-    chunk.forEach((r, b) => input.set(r.input, b * sig.featureCount)); // with T = 1 every layout puts row b at b·F
-    const feeds: Record<string, ort.Tensor> = { [sig.input]: new ort.Tensor('float32', input, shapes.inputDims) };
     const stateLayouts = shapes.stateLayouts;
+    // Fresh tensors per batch. Reusing them measured slower, not faster:
+    // allocating them keeps V8's collections frequent enough that the output
+    // buffers onnxruntime allocates per run come from memory glibc still holds,
+    // instead of pages it trimmed and must fault in again (perf: page faults in
+    // napi_create_arraybuffer; bench/engine batch 256 fell from ~780,000 to
+    // ~350,000 steps/s).
+    const input = new Float32Array(B * F);
+    for (let b = 0; b < n; b++) input.set(chunk[b]!.input, b * F); // with T = 1 every layout puts row b at b·F
+    const feeds: Record<string, ort.Tensor> = { [sig.input]: new ort.Tensor('float32', input, shapes.inputDims) };
     if (slab) {
-      sig.states.forEach((s, k) => {
+      for (let k = 0; k < sig.states.length; k++) {
         const layout = stateLayouts[k]!;
+        const offset = this.#stateOffsets[k]!;
         const tensor = new Float32Array(B * layout.rowSize);
-        for (let b = 0; b < chunk.length; b++) writeRow(layout, tensor, b, slab.chunk(slots[b]!), slab.offsetOf(slots[b]!) + this.#stateOffsets[k]!);
-        feeds[s.input] = new ort.Tensor('float32', tensor, shapes.stateDims[k]!);
-      });
+        for (let b = 0; b < n; b++) writeRow(layout, tensor, b, slab.chunk(slots[b]!), slab.offsetOf(slots[b]!) + offset);
+        feeds[sig.states[k]!.input] = new ort.Tensor('float32', tensor, shapes.stateDims[k]!);
+      }
     }
     const out = await this.#runSession(feeds);
     const y = out[sig.output]!;
@@ -184,41 +191,33 @@ export class StepRunner {
     const yData = y.data as Float32Array;
     const newStates = sig.states.map((s) => out[s.output]!.data as Float32Array);
 
-    // Fast path: one scan of the whole tensors; when all is finite (the normal
-    // case) new state goes straight from the output tensors into the slab.
-    // bench/engine, weather-lstm batch 256: per-row checks through a scratch copy
-    // cost about a fifth of the batch's time.
-    const clean = allFinite(yData, 0, yData.length) && newStates.every((d) => allFinite(d, 0, d.length));
-    const results: StepResult[] = [];
-    for (let b = 0; b < chunk.length; b++) {
+    // Each row is copied and checked for NaN/Infinity in one pass: the output
+    // into its own array, the new state straight into the slab. A row that is
+    // not finite leaves its stream at zero state and commits nothing.
+    const results: StepResult[] = new Array(n);
+    for (let b = 0; b < n; b++) {
       const { streamId, context } = chunk[b]!;
       const output = new Float32Array(yLayout.rowSize);
-      readRow(yLayout, yData, b, output, 0);
-      if (clean) {
-        if (slab) {
-          const data = slab.chunk(slots[b]!);
-          const at = slab.offsetOf(slots[b]!);
-          for (let k = 0; k < newStates.length; k++) readRow(stateLayouts[k]!, newStates[k]!, b, data, at + this.#stateOffsets[k]!);
-        }
-        results.push({ streamId, status: 'ok', output, context });
-        continue;
-      }
-      if (!allFinite(output, 0, output.length)) {
-        slab?.reset(streamId);
-        results.push({ streamId, status: 'reset', output: null, reason: 'non_finite_output', context });
+      if (!readRowFinite(yLayout, yData, b, output, 0)) {
+        if (slab) slab.reset(streamId);
+        results[b] = { streamId, status: 'reset', output: null, reason: 'non_finite_output', context };
         continue;
       }
       if (slab) {
-        const scratch = this.#scratch;
-        sig.states.forEach((_, k) => readRow(stateLayouts[k]!, newStates[k]!, b, scratch, this.#stateOffsets[k]!));
-        if (!allFinite(scratch, 0, slab.slotSize)) {
-          slab.reset(streamId);
-          results.push({ streamId, status: 'reset', output: null, reason: 'non_finite_state', context });
+        const slot = slots[b]!;
+        const data = slab.chunk(slot);
+        const at = slab.offsetOf(slot);
+        let finite = true;
+        for (let k = 0; k < newStates.length; k++) {
+          if (!readRowFinite(stateLayouts[k]!, newStates[k]!, b, data, at + this.#stateOffsets[k]!)) finite = false;
+        }
+        if (!finite) {
+          data.fill(0, at, at + slab.slotSize);
+          results[b] = { streamId, status: 'reset', output: null, reason: 'non_finite_state', context };
           continue;
         }
-        slab.chunk(slots[b]!).set(scratch, slab.offsetOf(slots[b]!));
       }
-      results.push({ streamId, status: 'ok', output, context });
+      results[b] = { streamId, status: 'ok', output, context };
     }
     return results;
   }

@@ -61,6 +61,26 @@ export function readRow(layout: RowLayout, tensor: Float32Array, b: number, dst:
   }
 }
 
+/**
+ * Copy row `b` of `tensor` into `dst` at `dstOffset`, and say whether every
+ * element copied was finite: the copy and the check in one pass over the row.
+ */
+export function readRowFinite(layout: RowLayout, tensor: Float32Array, b: number, dst: Float32Array, dstOffset: number): boolean {
+  const { segmentLength, segmentStarts, rowStride } = layout;
+  const base = b * rowStride;
+  let d = dstOffset;
+  let acc = 0;
+  for (let k = 0; k < segmentStarts.length; k++) {
+    const start = base + segmentStarts[k]!;
+    for (let i = start, end = start + segmentLength; i < end; i++) {
+      const v = tensor[i]!;
+      dst[d++] = v;
+      acc += v - v; // see allFinite
+    }
+  }
+  return acc === 0;
+}
+
 /** Copy `src[srcOffset .. srcOffset + rowSize)` into row `b` of `tensor`. */
 export function writeRow(layout: RowLayout, tensor: Float32Array, b: number, src: Float32Array, srcOffset: number): void {
   const { segmentLength, segmentStarts, rowStride } = layout;
