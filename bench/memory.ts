@@ -4,9 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../src/paths.js';
 import { publishAll } from '../test/support/fixtures.js';
-import { BenchBroker, benchMessage, endSession, rssBytes, startDaemon, waitCount, writeBenchConfig, type BenchDaemon } from './support.js';
+import { BenchBroker, benchMessage, endSession, metric, rssBytes, startDaemon, waitCount, writeBenchConfig, type BenchDaemon } from './support.js';
 
 const MiB = 1024 * 1024;
+/** The memory bench's checkpoint interval: longer than its feed, so the first checkpoint writes every stream. */
+const CHECKPOINT_S = 25;
 
 export interface MemoryPoint {
   streams: number;
@@ -24,6 +26,8 @@ export interface MemoryBenchResult {
   engine: MemoryPoint[];
   /** The whole daemon (engine, step assembly, residency), one message per stream through Mosquitto. */
   daemon: MemoryPoint[];
+  /** The daemon at the last point once a checkpoint has written every stream (what a running daemon keeps). */
+  daemon_checkpointed?: MemoryPoint;
 }
 
 export interface RecoveryBenchResult {
@@ -79,8 +83,10 @@ export async function memoryBench(): Promise<MemoryBenchResult> {
   const broker = new BenchBroker(dir);
   await broker.start();
   const daemon: MemoryPoint[] = [];
+  let checkpointed: MemoryPoint | undefined;
   try {
-    const d = await startDaemon(writeBenchConfig(dir, broker.url, { name: 'memory' }));
+    // The first checkpoint comes after the feed (about 10 s here), and writes every stream.
+    const d = await startDaemon(writeBenchConfig(dir, broker.url, { name: 'memory', extra: `durability: { checkpointIntervalS: ${CHECKPOINT_S} }` }));
     try {
       const idle = rssBytes(d.child.proc.pid!);
       let done = 0;
@@ -90,6 +96,11 @@ export async function memoryBench(): Promise<MemoryBenchResult> {
         const rss = rssBytes(d.child.proc.pid!);
         daemon.push(point(n, rss, rss - idle, engine[0]!.state_bytes));
       }
+      const checkpoints = async (): Promise<number> => metric(await (await fetch(`${d.http}/metrics`)).text(), 'tidecast_checkpoint_write_seconds_count');
+      if ((await checkpoints()) > 0) throw new Error(`a checkpoint ran during the feed: raise CHECKPOINT_S (${CHECKPOINT_S} s)`);
+      if ((await waitCount(checkpoints, 1, (CHECKPOINT_S + 60) * 1000, 250)).n < 1) throw new Error('no checkpoint within its interval');
+      const rss = rssBytes(d.child.proc.pid!);
+      checkpointed = point(done, rss, rss - idle, engine[0]!.state_bytes);
     } finally {
       await d.stop();
       await endSession(broker.url, 'memory');
@@ -98,7 +109,7 @@ export async function memoryBench(): Promise<MemoryBenchResult> {
     await broker.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { scenario: 'memory', engine, daemon };
+  return { scenario: 'memory', engine, daemon, daemon_checkpointed: checkpointed };
 }
 
 export async function recoveryBench(streams = 100_000): Promise<RecoveryBenchResult> {
@@ -146,6 +157,7 @@ export function memoryTable(r: MemoryBenchResult): string {
     '|---|---:|---:|---:|---:|---:|---|',
     ...r.engine.map((p) => row('engine', p)),
     ...r.daemon.map((p) => row('daemon', p)),
+    ...(r.daemon_checkpointed ? [row('daemon, after a checkpoint of every stream', r.daemon_checkpointed)] : []),
   ].join('\n');
 }
 

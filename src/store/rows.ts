@@ -69,6 +69,9 @@ export interface StreamStateRow {
   readonly models: readonly ModelStateRow[];
 }
 
+/** What a checkpoint remembers of a stream it wrote, once the row is packed. */
+export type CheckpointedStream = Pick<StreamStateRow, 'group' | 'stream' | 'resident'>;
+
 /** A prediction as `tidecast query` shows it (a row of the `predictions` view). */
 export interface StoredPrediction {
   readonly stream: string;

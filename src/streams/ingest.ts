@@ -4,7 +4,7 @@ import type { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { TopicPattern, compileTemplate } from '../mqtt/topic-pattern.js';
 import type { ScoreBook } from '../daemon/score-book.js';
-import type { DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
+import type { CheckpointedStream, DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
 import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
 import { StepAssembler, type AssembledEvent } from './step-assembler.js';
 import { Slab } from '../slots.js';
@@ -427,7 +427,7 @@ export class Ingest {
   }
 
   /** A checkpoint with these rows failed: their streams are dirty again, for the next one. */
-  unstored(rows: readonly StreamStateRow[]): void {
+  unstored(rows: readonly CheckpointedStream[]): void {
     for (const row of rows) {
       const group = this.#groupOf(row.group);
       if (group) this.#markDirty(group, row.stream);
@@ -439,7 +439,7 @@ export class Ingest {
    * memory, unless a message (or the clock) changed them meanwhile (they stay,
    * dirty, and the next checkpoint writes them resident again).
    */
-  checkpointed(rows: readonly StreamStateRow[]): void {
+  checkpointed(rows: readonly CheckpointedStream[]): void {
     let evicted = 0;
     for (const row of rows) {
       if (row.resident) continue;
