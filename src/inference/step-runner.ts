@@ -41,6 +41,9 @@ interface BatchShapes {
   stateLayouts: RowLayout[];
 }
 
+/** A Float32Array whose memory is not zeroed first (its caller writes every element). */
+const uninitializedFloats = (n: number): Float32Array => new Float32Array(Buffer.allocUnsafeSlow(n * 4).buffer, 0, n);
+
 const concreteDims = (shape: readonly (number | string)[], batchAxis: number, batch: number): number[] =>
   shape.map((d, i) => (i === batchAxis ? batch : (d as number)));
 
@@ -173,14 +176,17 @@ export class StepRunner {
     // instead of pages it trimmed and must fault in again (perf: page faults in
     // napi_create_arraybuffer; bench/engine batch 256 fell from ~780,000 to
     // ~350,000 steps/s).
-    const input = new Float32Array(B * F);
+    // Every row is written below: no zero-fill, except for a fixed batch's padding rows.
+    const input = uninitializedFloats(B * F);
     for (let b = 0; b < n; b++) input.set(chunk[b]!.input, b * F); // with T = 1 every layout puts row b at b·F
+    if (n < B) input.fill(0, n * F);
     const feeds: Record<string, ort.Tensor> = { [sig.input]: new ort.Tensor('float32', input, shapes.inputDims) };
     if (slab) {
       for (let k = 0; k < sig.states.length; k++) {
         const layout = stateLayouts[k]!;
         const offset = this.#stateOffsets[k]!;
-        const tensor = new Float32Array(B * layout.rowSize);
+        const tensor = uninitializedFloats(B * layout.rowSize);
+        if (n < B) tensor.fill(0);
         for (let b = 0; b < n; b++) writeRow(layout, tensor, b, slab.chunk(slots[b]!), slab.offsetOf(slots[b]!) + offset);
         feeds[sig.states[k]!.input] = new ort.Tensor('float32', tensor, shapes.stateDims[k]!);
       }
