@@ -62,13 +62,29 @@ export class Metrics {
   readonly #invalidOutputs: Counter<'model'>;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
   /** Per-label children, looked up once (these two run per message and per forecast). */
-  readonly #byRoute = new Map<string, { inc(): void }>();
+  /**
+   * Messages accepted per route, as plain numbers: prom-client hashes the
+   * labels and allocates on every inc(), which per message cost about 120
+   * bytes; the counter takes the difference when it is read (`collect`).
+   */
+  readonly #byRoute = new Map<string, { n: number; reported: number }>();
   readonly #endToEndOf = new Map<string, { observe(v: number): void }>();
 
   constructor(source: MetricsSource) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: 'tidecast_process_' });
-    this.#messages = new Counter({ name: 'tidecast_messages_total', help: 'MQTT messages accepted, by route', labelNames: ['route'], registers: [r] });
+    this.#messages = new Counter({
+      name: 'tidecast_messages_total',
+      help: 'MQTT messages accepted, by route',
+      labelNames: ['route'],
+      registers: [r],
+      collect: () => {
+        for (const [route, c] of this.#byRoute) {
+          if (c.n > c.reported) this.#messages.inc({ route }, c.n - c.reported);
+          c.reported = c.n;
+        }
+      },
+    });
     this.#deadLetters = new Counter({ name: 'tidecast_dead_letters_total', help: 'Messages rejected into dead_letters, by reason', labelNames: ['reason'], registers: [r] });
     this.#batchSize = new Histogram({ name: 'tidecast_batch_size', help: 'Streams per onnxruntime call', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers: [r] });
     this.#inference = new Histogram({ name: 'tidecast_inference_seconds', help: 'Time of one batch: gather, session.run, checks, scatter', labelNames: ['model'], buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25], registers: [r] });
@@ -143,8 +159,8 @@ export class Metrics {
 
   message(route: string): void {
     let c = this.#byRoute.get(route);
-    if (!c) this.#byRoute.set(route, (c = this.#messages.labels({ route })));
-    c.inc();
+    if (!c) this.#byRoute.set(route, (c = { n: 0, reported: 0 }));
+    c.n++;
   }
 
   deadLetter(reason: string): void {
