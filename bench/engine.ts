@@ -131,8 +131,7 @@ export async function engineBench(seconds: number, modelName = 'weather-lstm', r
     samples.bare!.push(await pointInChild({ kind: 'bare' }, seconds, modelName));
   }
   steps['256'] = median(samples['256']!);
-  const ordered: Record<string, number> = {};
-  for (const B of BATCHES) ordered[String(B)] = steps[String(B)]!;
+  const ordered = Object.fromEntries(BATCHES.map((B) => [String(B), steps[String(B)]!])); // batch order, 256 measured last
   const windowedRate = median(samples.windowed!);
   const bare = median(samples.bare!);
   return {

@@ -4,7 +4,7 @@ import type { LoadedModel } from './model.js';
 import { runInProcess, type RunSession } from './session-thread.js';
 import { SlotIndex } from '../slots.js';
 import { StateSlab } from './state-slab.js';
-import { allFinite, readRow, readRowFinite, rowLayout, writeRow, type RowLayout } from './tensor-rows.js';
+import { readRow, rowLayout, writeRow, type RowLayout } from './tensor-rows.js';
 import { WindowBuffer } from './window-buffer.js';
 
 /** One step of one stream: its feature vector, already scaled for the model. */
@@ -204,7 +204,7 @@ export class StepRunner {
     for (let b = 0; b < n; b++) {
       const { streamId, context } = chunk[b]!;
       const output = new Float32Array(yLayout.rowSize);
-      if (!readRowFinite(yLayout, yData, b, output, 0)) {
+      if (!readRow(yLayout, yData, b, output, 0)) {
         if (slab) slab.reset(streamId);
         results[b] = { streamId, status: 'reset', output: null, reason: 'non_finite_output', context };
         continue;
@@ -215,10 +215,10 @@ export class StepRunner {
         const at = slab.offsetOf(slot);
         let finite = true;
         for (let k = 0; k < newStates.length; k++) {
-          if (!readRowFinite(stateLayouts[k]!, newStates[k]!, b, data, at + this.#stateOffsets[k]!)) finite = false;
+          if (!readRow(stateLayouts[k]!, newStates[k]!, b, data, at + this.#stateOffsets[k]!)) finite = false;
         }
         if (!finite) {
-          data.fill(0, at, at + slab.slotSize);
+          slab.reset(streamId);
           results[b] = { streamId, status: 'reset', output: null, reason: 'non_finite_state', context };
           continue;
         }
@@ -252,8 +252,7 @@ export class StepRunner {
     ready.forEach((i, b) => {
       const { streamId, context } = chunk[i]!;
       const output = new Float32Array(yLayout.rowSize);
-      readRow(yLayout, y.data as Float32Array, b, output, 0);
-      if (allFinite(output, 0, output.length)) {
+      if (readRow(yLayout, y.data as Float32Array, b, output, 0)) {
         results[i] = { streamId, status: 'ok', output, context };
       } else {
         windows.reset(streamId);

@@ -61,13 +61,13 @@ export class Metrics {
   readonly #labels: Counter<'model' | 'target' | 'label'>;
   readonly #invalidOutputs: Counter<'model'>;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
-  /** Per-label children, looked up once (these two run per message and per forecast). */
   /**
    * Messages accepted per route, as plain numbers: prom-client hashes the
    * labels and allocates on every inc(), which per message cost about 120
    * bytes; the counter takes the difference when it is read (`collect`).
    */
   readonly #byRoute = new Map<string, { n: number; reported: number }>();
+  /** Per-model children of the end-to-end histogram, looked up once (it runs per forecast). */
   readonly #endToEndOf = new Map<string, { observe(v: number): void }>();
 
   constructor(source: MetricsSource) {
