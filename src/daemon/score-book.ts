@@ -67,8 +67,6 @@ export class ScoreBook {
   readonly #targetIndex = new Map<string, number>();
   /** Sums taken by a checkpoint not yet committed. */
   #inflight = new Map<string, AccuracyDelta[]>();
-  /** Slots whose current bucket has sums. */
-  readonly #dirty = new Set<string>();
 
   constructor(card: ModelCard, track?: ScoreTracker) {
     this.model = card.name;
@@ -91,8 +89,7 @@ export class ScoreBook {
     const key = JSON.stringify([card.stepSeconds, card.horizons, cells]);
     if (key === this.#key) return;
     if (this.#key !== '') {
-      for (const stream of [...this.#dirty]) this.#close(stream, this.#slots.get(stream)!);
-      this.#dirty.clear();
+      for (const [stream, slot] of [...this.#slots.entries()]) if (this.#dirty(slot)) this.#close(stream, slot);
       this.#slots.clear();
     }
     this.#key = key;
@@ -105,7 +102,7 @@ export class ScoreBook {
     this.#bucketMs = bucketMsFor(this.#stepMs);
     this.#ring = cells.length > 0 ? Math.max(...this.#horizons) : 0;
     this.#entry = 1 + this.#targets.length + cells.length;
-    // A slot: the ring, the current bucket, then SUMS per cell.
+    // A slot: the ring, the current bucket (NaN: no sums since they were last taken), then SUMS per cell.
     this.#slab = new Slab(Math.max(1, this.#ring * this.#entry + 1 + cells.length * SUMS), (n) => new Float64Array(n));
   }
 
@@ -126,7 +123,6 @@ export class ScoreBook {
     const step = this.#stepMs;
     const sums = base + this.#ring * this.#entry;
     const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
-    let scored = false;
     for (let k = 0; k < this.#horizons.length; k++) {
       const h = this.#horizons[k]!;
       const issued = ts - h * step;
@@ -139,7 +135,7 @@ export class ScoreBook {
         if (actual === undefined || Number.isNaN(persistence) || filled.includes(cell.target)) continue;
         const predicted = d[e + 1 + this.#targets.length + c]!;
         if (d[sums] !== bucket) {
-          if (this.#dirty.delete(stream)) this.#close(stream, slot);
+          if (!Number.isNaN(d[sums])) this.#close(stream, slot);
           d[sums] = bucket;
         }
         const s = sums + 1 + c * SUMS;
@@ -150,12 +146,10 @@ export class ScoreBook {
         d[s + 3] = d[s + 3]! + err;
         d[s + 4] = d[s + 4]! + Math.abs(persistence - actual);
         d[s + 5] = Math.max(d[s + 5]!, ts);
-        scored = true;
         this.#trackers[c]?.add(err, persistence - actual);
         out?.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
       }
     }
-    if (scored) this.#dirty.add(stream);
     if (!forecast) return;
     const e = base + this.#ringIndex(ts) * this.#entry;
     d[e] = ts;
@@ -167,7 +161,7 @@ export class ScoreBook {
   deltas(): AccuracyDelta[] {
     const out: AccuracyDelta[] = [];
     for (const [stream, records] of this.#closed) out.push(...this.#read(stream, records));
-    for (const stream of this.#dirty) out.push(...this.#deltasOf(stream, this.#slots.get(stream)!));
+    for (const [stream, slot] of this.#slots.entries()) if (this.#dirty(slot)) out.push(...this.#deltasOf(stream, slot));
     return out;
   }
 
@@ -179,11 +173,11 @@ export class ScoreBook {
    */
   take(streams?: Iterable<string>): AccuracyDelta[] {
     const out: AccuracyDelta[] = [];
-    for (const stream of streams ?? new Set([...this.#closed.keys(), ...this.#dirty])) {
+    for (const stream of streams ?? this.#withSums()) {
       const taken = this.#read(stream, this.#closed.get(stream));
       this.#closed.delete(stream);
-      if (this.#dirty.delete(stream)) {
-        const slot = this.#slots.get(stream)!;
+      const slot = this.#slots.get(stream);
+      if (slot !== undefined && this.#dirty(slot)) {
         taken.push(...this.#deltasOf(stream, slot));
         this.#resetSums(slot);
       }
@@ -200,7 +194,7 @@ export class ScoreBook {
   deltasOf(stream: string): AccuracyDelta[] {
     const out = [...(this.#inflight.get(stream) ?? []), ...this.#read(stream, this.#closed.get(stream))];
     const slot = this.#slots.get(stream);
-    if (slot !== undefined && this.#dirty.has(stream)) out.push(...this.#deltasOf(stream, slot));
+    if (slot !== undefined && this.#dirty(slot)) out.push(...this.#deltasOf(stream, slot));
     return out;
   }
 
@@ -240,7 +234,7 @@ export class ScoreBook {
   release(stream: string): void {
     const slot = this.#slots.get(stream);
     if (slot === undefined) return;
-    if (this.#dirty.delete(stream)) this.#keep(stream, this.#deltasOf(stream, slot));
+    if (this.#dirty(slot)) this.#keep(stream, this.#deltasOf(stream, slot));
     this.#slots.release(stream);
   }
 
@@ -288,14 +282,28 @@ export class ScoreBook {
     const base = this.#slab.offset(slot);
     // Issue times start as NaN: no forecast is open.
     for (let r = 0; r < this.#ring; r++) d[base + r * this.#entry] = NaN;
-    d[base + this.#ring * this.#entry] = 0;
     this.#resetSums(slot);
     return slot;
   }
 
+  /** Whether a slot's current bucket has sums (its bucket is NaN once they are taken or closed). */
+  #dirty(slot: number): boolean {
+    return !Number.isNaN(this.#slab.chunk(slot)[this.#slab.offset(slot) + this.#ring * this.#entry]);
+  }
+
+  /** Streams with closed deltas or sums in their current bucket: what a full checkpoint takes. */
+  #withSums(): Set<string> {
+    const out = new Set(this.#closed.keys());
+    for (const [stream, slot] of this.#slots.entries()) if (this.#dirty(slot)) out.add(stream);
+    return out;
+  }
+
+  /** Start a slot's sums over: no bucket, every sum zero. */
   #resetSums(slot: number): void {
     const sums = this.#slab.offset(slot) + this.#ring * this.#entry;
-    this.#slab.chunk(slot).fill(0, sums + 1, sums + 1 + this.#cells.length * SUMS);
+    const d = this.#slab.chunk(slot);
+    d[sums] = NaN;
+    d.fill(0, sums + 1, sums + 1 + this.#cells.length * SUMS);
   }
 
   #deltasOf(stream: string, slot: number): AccuracyDelta[] {
@@ -314,6 +322,5 @@ export class ScoreBook {
   #close(stream: string, slot: number): void {
     this.#keep(stream, this.#deltasOf(stream, slot));
     this.#resetSums(slot);
-    this.#dirty.delete(stream);
   }
 }

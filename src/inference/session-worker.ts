@@ -15,6 +15,22 @@ const port = parentPort!;
 const dieAt = Number(process.env.TIDECAST_FAULT_SESSION_EXIT_AT ?? 0);
 let runs = 0;
 
+/**
+ * The buffers of a reply's outputs that can move to the main thread instead of
+ * being copied: each output onnxruntime returns has an ArrayBuffer of its own.
+ * Copied, an output passed through a serialization buffer allocated on this
+ * thread and freed on the main one, which kept this thread's malloc arena at
+ * about 30 MB under load; moved, nothing is copied and nothing is allocated.
+ */
+function movable(reply: SessionReply): ArrayBuffer[] {
+  const buffers: ArrayBuffer[] = [];
+  for (const o of Object.values(reply.outputs ?? {})) {
+    const b = o.data.buffer;
+    if (b instanceof ArrayBuffer && o.data.byteOffset === 0 && o.data.byteLength === b.byteLength && !buffers.includes(b)) buffers.push(b);
+  }
+  return buffers;
+}
+
 async function run(session: ort.InferenceSession, req: SessionRequest): Promise<SessionReply> {
   try {
     const feeds: Record<string, ort.Tensor> = {};
@@ -32,7 +48,7 @@ try {
   const session = await ort.InferenceSession.create(file, options);
   port.on('message', (req: SessionRequest) => {
     if (dieAt > 0 && ++runs >= dieAt) process.exit(70);
-    void run(session, req).then((reply) => port.postMessage(reply));
+    void run(session, req).then((reply) => port.postMessage(reply, movable(reply)));
   });
   port.postMessage({ id: 0, outputs: null } satisfies SessionReply);
 } catch (err) {
