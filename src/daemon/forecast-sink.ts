@@ -94,7 +94,7 @@ export class ForecastSink {
     const steps: StepRow[] = [];
     const forecasts: ForecastRow[] = [];
     const events: EventRow[] = [];
-    const issued: Issued[] = [];
+    const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, sent: this.#sending() ? [] : null };
     for (const r of results) {
       const ctx = r.context as StepContext;
       steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, features: ctx.features, values: ctx.values, filled: ctx.filled });
@@ -129,7 +129,7 @@ export class ForecastSink {
       },
       (err: Error) => this.#log.warn({ model: model.name, err: err.message }, 'batch not committed (the store stopped); the input log replays it at the next start'),
     );
-    if (issued.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: issued.length }, 'batch had steps without forecast');
+    if (forecasts.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: forecasts.length }, 'batch had steps without forecast');
   }
 
   /** Store layouts by the head's cells array, which OutputHead.use replaces when a reload brings other cells. */
@@ -141,22 +141,28 @@ export class ForecastSink {
     return layout;
   }
 
+  /** Whether forecasts are published or listened to once committed (then each keeps what its message needs). */
+  #sending(): boolean {
+    return (this.#opts.publish.enabled && this.#opts.publisher !== null) || this.#opts.onForecast !== undefined;
+  }
+
   /** Read one output into its forecast row; returns the cell values (for scoring). */
-  #forecast(stream: string, ctx: StepContext, output: Float32Array, head: OutputHead, rows: ForecastRow[], issued: Issued[]): number[] {
-    const cells = head.cells;
+  #forecast(stream: string, ctx: StepContext, output: Float32Array, head: OutputHead, rows: ForecastRow[], issued: Issued): number[] {
     const { values, labels } = head.readValues(output);
-    rows.push({ stream, issuedAt: ctx.ts, values, labels });
-    issued.push({ stream, ctx, cells, values, labels });
+    const i = rows.push({ stream, issuedAt: ctx.ts, values, labels }) - 1;
+    issued.receivedAt.push(ctx.receivedAt);
+    if (labels) (issued.labels ??= [])[i] = labels;
+    issued.sent?.push({ stream, ctx: this.#opts.onForecast ? ctx : null, ts: ctx.ts, params: ctx.params, values, labels });
     return values;
   }
 
   /** The MQTT message of a forecast (built only for those published or listened to). */
-  #message(model: string, stepS: number, f: Issued): ForecastMessage {
-    const msg: ForecastMessage = { stream: f.stream, model, issued_at: new Date(f.ctx.ts).toISOString(), step_s: stepS, forecast: [] };
+  #message(model: string, stepS: number, cells: OutputHead['cells'], f: SentForecast): ForecastMessage {
+    const msg: ForecastMessage = { stream: f.stream, model, issued_at: new Date(f.ts).toISOString(), step_s: stepS, forecast: [] };
     let entry: ForecastEntry | undefined;
-    f.cells.forEach((cell, k) => {
+    cells.forEach((cell, k) => {
       if (entry?.horizon !== cell.horizon) {
-        entry = { horizon: cell.horizon, target_time: new Date(f.ctx.ts + cell.horizon * stepS * 1000).toISOString(), values: {}, ...(f.labels ? { labels: {} } : {}) };
+        entry = { horizon: cell.horizon, target_time: new Date(f.ts + cell.horizon * stepS * 1000).toISOString(), values: {}, ...(f.labels ? { labels: {} } : {}) };
         msg.forecast.push(entry);
       }
       const l = f.labels?.[k];
@@ -166,36 +172,59 @@ export class ForecastSink {
     return msg;
   }
 
-  #committed(model: LoadedModel, card: ModelCard, issued: readonly Issued[], inserted: boolean[], replayed: boolean): void {
-    const fresh = issued.filter((_f, i) => inserted[i]);
-    this.predictions += fresh.length;
-    const sent = replayed ? issued : fresh;
+  #committed(model: LoadedModel, card: ModelCard, issued: Issued, inserted: boolean[], replayed: boolean): void {
     const { publish, publisher, metrics, discovery, onForecast } = this.#opts;
+    const now = (this.#opts.now ?? Date.now)();
+    const latencies: number[] = [];
+    for (let i = 0; i < inserted.length; i++) if (inserted[i]) latencies.push((now - issued.receivedAt[i]!) / 1000);
+    this.predictions += latencies.length;
     if (metrics) {
-      const now = (this.#opts.now ?? Date.now)();
-      metrics.committed(model.name, fresh.map(({ ctx }) => (now - ctx.receivedAt) / 1000));
-      for (const f of fresh) f.labels?.forEach((l, k) => l && metrics.labelled(model.name, f.cells[k]!.target, l[0]));
+      metrics.committed(model.name, latencies);
+      issued.labels?.forEach((labels, i) => {
+        if (inserted[i]) labels?.forEach((l, k) => l && metrics.labelled(model.name, issued.cells[k]!.target, l[0]));
+      });
     }
+    if (!issued.sent) return;
     const publishing = publish.enabled && publisher !== null;
-    if (!publishing && !onForecast) return;
-    for (const f of sent) {
-      const msg = this.#message(model.name, card.stepSeconds, f);
+    issued.sent.forEach((f, i) => {
+      if (!replayed && !inserted[i]) return;
+      const msg = this.#message(model.name, card.stepSeconds, issued.cells, f);
       if (publishing) {
-        const topic = fillTemplate(publish.topic, { ...f.ctx.params, stream: msg.stream, model: msg.model });
+        const topic = fillTemplate(publish.topic, { ...f.params, stream: msg.stream, model: msg.model });
         publisher.publish(topic, JSON.stringify(msg), publish.qos, publish.retain);
         discovery?.announce(msg.stream, msg.model, card, topic);
       }
-      onForecast?.(msg, f.ctx);
-    }
+      onForecast?.(msg, f.ctx!);
+    });
   }
 }
 
-/** A forecast read from a batch, waiting for its commit. */
+type Labels = ReadonlyArray<readonly [string, Readonly<Record<string, number>>] | null>;
+
+/**
+ * A batch's forecasts waiting for their commit: only what is needed then.
+ * Whatever this holds lives until the writer answers, long enough for the
+ * young-generation GC to copy it, so a forecast that is neither published
+ * nor listened to keeps one number (its arrival, for the latency metric).
+ */
 interface Issued {
-  readonly stream: string;
-  readonly ctx: StepContext;
-  /** The head's cells when it was read (a hot reload may bring other ones later). */
+  /** Per forecast, when its step's message arrived. */
+  readonly receivedAt: number[];
+  /** Per forecast, its labels (classification models only). */
+  labels: Array<Labels | null> | null;
+  /** The head's cells when the batch was read (a hot reload may bring other ones later). */
   readonly cells: OutputHead['cells'];
+  /** Per forecast, what its message needs; null when nothing is published or listened to. */
+  readonly sent: SentForecast[] | null;
+}
+
+/** A forecast to publish once committed. */
+interface SentForecast {
+  readonly stream: string;
+  /** Its step's context, kept only for an `onForecast` listener. */
+  readonly ctx: StepContext | null;
+  readonly ts: number;
+  readonly params: Readonly<Record<string, string>>;
   readonly values: readonly number[];
-  readonly labels: ReadonlyArray<readonly [string, Readonly<Record<string, number>>] | null> | null;
+  readonly labels: Labels | null;
 }

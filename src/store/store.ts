@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedCheckpoint } from './codec.js';
+import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedBatch, type PackedCheckpoint } from './codec.js';
 import { CACHE_MIB, configure, inputLogPath, openDatabase } from './database.js';
 import type { ForecastLayout } from './ids.js';
 import { INPUT_LOG_SCHEMA, InputLog, type InputRow } from './input-log.js';
@@ -198,12 +198,21 @@ export class Store {
    * events and its forecasts, one row each. Resolves, per forecast, whether it
    * was new (a replay after a crash recomputes forecasts already stored), or
    * null when the writer refused the batch (logged there).
+   *
+   * Not an async function: one would keep its arguments, every row object
+   * of the batch, alive until the writer answers, long enough for the
+   * young-generation GC to copy them and often to promote them. Packed here,
+   * the rows die young.
    */
-  async commit(model: string, layout: ForecastLayout, steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[] = []): Promise<boolean[] | null> {
-    this.#flushLog();
-    const batch = packBatch(steps, forecasts, events);
-    const inserted = (await this.#send({ op: 'commit', model, layout, batch }, batchTransfer(batch))) as Uint8Array | null;
-    return inserted ? Array.from(inserted, (x) => x === 1) : null;
+  commit(model: string, layout: ForecastLayout, steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[] = []): Promise<boolean[] | null> {
+    let batch: PackedBatch;
+    try {
+      this.#flushLog();
+      batch = packBatch(steps, forecasts, events);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return this.#send({ op: 'commit', model, layout, batch }, batchTransfer(batch)).then((inserted) => (inserted ? Array.from(inserted as Uint8Array, (x) => x === 1) : null));
   }
 
   /**
