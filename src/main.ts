@@ -8,6 +8,8 @@
  * failed; 78 invalid configuration (systemd: RestartPreventExitStatus=78);
  * 130 a second signal during shutdown.
  */
+// Before the daemon allocates: see heap-growth.ts.
+import './heap-growth.js';
 // Before anything loads mqtt: see quiet-debug.ts.
 import './mqtt/quiet-debug.js';
 import { readFileSync } from 'node:fs';
