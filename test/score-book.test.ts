@@ -80,6 +80,23 @@ describe('ScoreBook (online scoring in memory)', () => {
     assert.deepEqual(none, [], 'a ring saved under another layout is not taken');
   });
 
+  it('restores open forecasts from a checkpoint written before the predicted cells moved to float32', () => {
+    const a = new ScoreBook(card);
+    a.step('s', 0, { x: 1, y: 0 }, [], forecast(2, 3), []);
+    a.step('s', DAY, { x: 2, y: 0 }, [], forecast(4, 5), []);
+    // The old layout: per ring entry (by issue day modulo 2) [issuedAt, persistence of x, x@1, x@2], all float64.
+    const legacy = Buffer.from(new Float64Array([0, 1, 2, 3, DAY, 2, 4, 5]).buffer);
+    assert.notEqual(legacy.byteLength, a.exportStream('s')!.byteLength, 'the new layout is smaller');
+    const b = new ScoreBook(card);
+    b.importStream('s', legacy);
+    const fromA: ScoredRow[] = [];
+    const fromB: ScoredRow[] = [];
+    a.step('s', 2 * DAY, { x: 6, y: 0 }, [], null, fromA);
+    b.step('s', 2 * DAY, { x: 6, y: 0 }, [], null, fromB);
+    assert.equal(fromA.length, 2);
+    assert.deepEqual(fromB, fromA);
+  });
+
   it('a hot reload with another layout keeps the sums scored so far and drops the open forecasts', () => {
     const book = new ScoreBook(card);
     book.step('s', 0, { x: 1, y: 0 }, [], forecast(2, 3), []);
