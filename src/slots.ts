@@ -78,7 +78,7 @@ export class SlotIndex {
   }
 }
 
-type Typed = Float32Array | Float64Array | Uint8Array;
+type Typed = Float32Array | Float64Array | Int32Array | Uint8Array;
 
 /**
  * Fixed-size records of `width` elements per slot, in chunks of 1,024 slots.

@@ -155,4 +155,49 @@ describe('StepAssembler', () => {
     assert.equal(b.duplicates, 1, 'the redelivered sample of step 11 is recognised after the import');
     assert.throws(() => new StepAssembler(opts({ features: ['a', 'c'] })).importStream('s', saved), /other features/);
   });
+
+  it('tells a repeat from a late sample exactly when event times carry fractions of a millisecond', () => {
+    const asm = new StepAssembler(opts({ emit: 'complete' }));
+    asm.add('s', 'a', 0.25, 1);
+    asm.add('s', 'b', 7.5, 2); // step 0 complete: both lone samples have offsets that are not whole ms
+    asm.add('s', 'a', H + 10, 3);
+    asm.add('s', 'b', H + 10, 4); // step 1 complete, whole-ms offsets
+    assert.deepEqual(asm.add('s', 'a', 0.25, 1), [], 'the same sample again: a repeat');
+    assert.deepEqual(asm.add('s', 'b', H + 10, 4), []);
+    assert.equal(asm.duplicates, 2);
+    for (const [f, t] of [['a', 0.5], ['b', 7], ['a', H + 10.5]] as const) {
+      assert.throws(() => asm.add('s', f, t, 0), (e: DecodeError) => e.reason === 'late', `${f}@${t} is another sample for a closed step`);
+    }
+    const copy = new StepAssembler(opts({ emit: 'complete' }));
+    copy.importStream('s', asm.exportStream('s')!);
+    assert.deepEqual(copy.add('s', 'a', 0.25, 1), [], 'a checkpoint keeps the fractional key');
+    assert.throws(() => copy.add('s', 'a', 0.5, 0), (e: DecodeError) => e.reason === 'late');
+  });
+
+  it('restores the binary checkpoint of version 1, whose ring held event times in the record', () => {
+    const a = new StepAssembler(opts({ emit: 'complete', latenessMs: H }));
+    for (let t = 0; t < 12; t++) for (const f of ['a', 'b']) if (t % 5 !== 3 || f === 'a') a.add('s', f, t * H + 60_000, t);
+    const v2 = new Float64Array(Uint8Array.from(a.exportStream('s') as Buffer).buffer);
+    // Version 2: [2, hash, open, head, NEXT, WATERMARK, EMITTED, last value × 2, last bucket × 2, 8 starts, 8 × 2 offsets (-1: none)].
+    assert.equal(v2[0], 2);
+    const kept = 7 + 4;
+    const v1 = [1, ...v2.subarray(1, kept)];
+    for (let r = 0; r < 8; r++) {
+      const start = v2[kept + r]!;
+      v1.push(start, ...[0, 1].map((fi) => (v2[kept + 8 + r * 2 + fi] === -1 ? NaN : start + v2[kept + 8 + r * 2 + fi]!)));
+    }
+    const b = new StepAssembler(opts({ emit: 'complete', latenessMs: H }));
+    b.importStream('s', Buffer.from(new Float64Array(v1).buffer));
+    for (const [f, t, v] of [['a', 11 * H + 60_000, 11], ['b', 9 * H + 60_000, 9], ['b', 9 * H + 60_001, 9], ['b', 8 * H + 60_000, 8], ['b', 3 * H + 60_000, 3], ['a', 12 * H, 12], ['b', 12 * H, 12]] as const) {
+      const outcome = (asm: StepAssembler): unknown => {
+        try {
+          return asm.add('s', f, t, v);
+        } catch (e) {
+          return (e as DecodeError).reason;
+        }
+      };
+      assert.deepEqual(outcome(b), outcome(a), `${f}@${t / H}h`);
+    }
+    assert.equal(b.duplicates, 2, 'the repeats of steps 11 and 9 are recognised after the import (step 8 had no b)');
+  });
 });

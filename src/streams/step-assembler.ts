@@ -57,9 +57,12 @@ const RECENT_BUCKETS = 8;
  * A stream's record, one slot of the assembler's slab, holds back to back:
  * the next bucket to emit (NaN: no sample yet), the watermark, the last
  * emitted bucket (NaN: none), the head of the ring below, each feature's last
- * value and its bucket (NaN: none), and a ring of the last RECENT_BUCKETS
- * closed buckets (start, then per feature the event time of its only sample;
- * NaN for none, -Infinity for several, whose keys are in `#recentMulti`).
+ * value and its bucket (NaN: none), and the starts of a ring of the last
+ * RECENT_BUCKETS closed buckets (NaN: none). Per ring position and feature, a
+ * second slab (Int32Array) holds the event time of the bucket's only sample
+ * of that feature as an offset from the bucket's start (NONE: no sample;
+ * SEVERAL: its keys are in `#recentMulti`, which also takes a lone sample
+ * whose offset is not a whole number of ms below 2^31: exact either way).
  * Open buckets and the rare sample-key sets live in maps by slot, only for
  * the streams that have them.
  */
@@ -69,8 +72,17 @@ const EMITTED = 2;
 const HEAD = 3;
 const FIXED = 4;
 
-/** Version of the binary checkpoint layout. */
-const BINARY_VERSION = 1;
+/** A ring offset: the feature had no sample in that bucket. */
+const NONE = -1;
+/** A ring offset: the feature's samples' keys are in `#recentMulti`. */
+const SEVERAL = -2;
+
+/**
+ * Version of the binary checkpoint layout. 2: the ring's offsets follow the
+ * record as numbers. 1 (read too): the ring was in the record, per position
+ * its start then per feature the sample's event time (NaN: none).
+ */
+const BINARY_VERSION = 2;
 /** The binary layout's head: version, feature-set hash, open buckets, ring head; then NEXT, WATERMARK, EMITTED and the record from FIXED on. */
 const BINARY_HEAD = 4;
 const BINARY_FIXED = 3;
@@ -122,7 +134,8 @@ export class StepAssembler {
   readonly #lastValue: number;
   readonly #lastBucket: number;
   readonly #recent: number;
-  readonly #recentSize: number;
+  /** Per slot, RECENT_BUCKETS × features ring offsets (see the record above). */
+  readonly #t: Slab<Int32Array>;
   /** Aggregate arrays of closed buckets, reused by new ones. */
   readonly #pool: Float64Array[] = [];
   /** Samples ignored as repeats. */
@@ -139,8 +152,8 @@ export class StepAssembler {
     this.#lastValue = FIXED;
     this.#lastBucket = FIXED + F;
     this.#recent = FIXED + 2 * F;
-    this.#recentSize = 1 + F;
-    this.#f = new Slab(this.#recent + RECENT_BUCKETS * this.#recentSize, (n) => new Float64Array(n));
+    this.#f = new Slab(this.#recent + RECENT_BUCKETS, (n) => new Float64Array(n));
+    this.#t = new Slab(Math.max(1, RECENT_BUCKETS * F), (n) => new Int32Array(n));
   }
 
   bucketOf(ts: number): number {
@@ -287,12 +300,15 @@ export class StepAssembler {
   #exportBinary(slot: number, open: readonly Bucket[]): Buffer {
     const f = this.#f.chunk(slot);
     const o = this.#f.offset(slot);
-    const size = this.#f.width - 1;
+    const record = this.#f.width - 1;
+    const size = record + this.#t.width;
     const per = 2 + this.#features.length * AGG;
     const out = new Float64Array(BINARY_HEAD + size + open.length * per);
     out.set([BINARY_VERSION, this.#featureHash, open.length, f[o + HEAD]!]);
     out.set(f.subarray(o, o + BINARY_FIXED), BINARY_HEAD);
     out.set(f.subarray(o + FIXED, o + this.#f.width), BINARY_HEAD + BINARY_FIXED);
+    const t = this.#t.offset(slot);
+    out.set(this.#t.chunk(slot).subarray(t, t + this.#t.width), BINARY_HEAD + record);
     open.forEach((b, k) => {
       const at = BINARY_HEAD + size + k * per;
       out[at] = b.start;
@@ -304,16 +320,35 @@ export class StepAssembler {
 
   #importBinary(stream: string, saved: Buffer): void {
     const v = new Float64Array(saved.buffer.slice(saved.byteOffset, saved.byteOffset + saved.byteLength));
-    if (v[0] !== BINARY_VERSION || v[1] !== this.#featureHash) {
+    if ((v[0] !== BINARY_VERSION && v[0] !== 1) || v[1] !== this.#featureHash) {
       throw new Error(`the saved step assembly of ${stream} was made for other features (${this.#features.join(', ')} now)`);
     }
+    const F = this.#features.length;
     const slot = this.#fresh(stream);
     const f = this.#f.chunk(slot);
     const o = this.#f.offset(slot);
-    const size = this.#f.width - 1;
-    f.set(v.subarray(BINARY_HEAD, BINARY_HEAD + BINARY_FIXED), o);
-    f.set(v.subarray(BINARY_HEAD + BINARY_FIXED, BINARY_HEAD + size), o + FIXED);
+    // NEXT, WATERMARK, EMITTED, then each feature's last value and bucket: the same in both versions.
+    const kept = BINARY_FIXED + 2 * F;
+    f.set(v.subarray(BINARY_HEAD, BINARY_HEAD + kept), o);
+    f.copyWithin(o + FIXED, o + BINARY_FIXED, o + kept);
     f[o + HEAD] = v[3]!;
+    let size: number;
+    if (v[0] === 1) {
+      // Version 1: per ring position its start, then each feature's event time (NaN: none).
+      const ring = BINARY_HEAD + kept;
+      for (let r = 0; r < RECENT_BUCKETS; r++) {
+        const at = ring + r * (1 + F);
+        const start = v[at]!;
+        f[o + this.#recent + r] = start;
+        if (!Number.isNaN(start)) this.#writeRing(slot, r, start, (fi) => (Number.isNaN(v[at + 1 + fi]!) ? [] : [v[at + 1 + fi]!]));
+      }
+      size = kept + RECENT_BUCKETS * (1 + F);
+    } else {
+      f.set(v.subarray(BINARY_HEAD + kept, BINARY_HEAD + kept + RECENT_BUCKETS), o + this.#recent);
+      const t = this.#t.offset(slot);
+      this.#t.chunk(slot).set(v.subarray(BINARY_HEAD + kept + RECENT_BUCKETS, BINARY_HEAD + kept + RECENT_BUCKETS + this.#t.width), t);
+      size = this.#f.width - 1 + this.#t.width;
+    }
     const per = 2 + this.#features.length * AGG;
     const open: Bucket[] = [];
     for (let k = 0; k < v[2]!; k++) {
@@ -338,19 +373,21 @@ export class StepAssembler {
     };
     const recent: Array<[number, string[]]> = [];
     const multi = this.#recentMulti[slot];
+    const t = this.#t.chunk(slot);
     for (let k = 0; k < RECENT_BUCKETS; k++) {
       // Oldest first, as they were closed.
       const r = (f[o + HEAD]! + k) % RECENT_BUCKETS;
-      const base = o + this.#recent + r * this.#recentSize;
-      if (Number.isNaN(f[base]!)) continue;
+      const start = f[o + this.#recent + r]!;
+      if (Number.isNaN(start)) continue;
       const keys: string[] = [];
+      const base = this.#t.offset(slot) + r * F.length;
       F.forEach((name, fi) => {
-        const t = f[base + 1 + fi]!;
-        if (t === -Infinity) {
+        const off = t[base + fi]!;
+        if (off === SEVERAL) {
           for (const key of multi?.[r] ?? []) if (key.startsWith(`${fi}@`)) keys.push(`${name}@${key.slice(key.indexOf('@') + 1)}`);
-        } else if (!Number.isNaN(t)) keys.push(`${name}@${t}`);
+        } else if (off !== NONE) keys.push(`${name}@${start + off}`);
       });
-      recent.push([f[base]!, keys]);
+      recent.push([start, keys]);
     }
     const snap: StreamSnapshot = {
       n: f[o + NEXT]!,
@@ -445,22 +482,29 @@ export class StepAssembler {
     return this.join(stream);
   }
 
+  /** A lone sample's event time as a ring offset from its bucket's start, or SEVERAL when it is not a whole number of ms below 2^31. */
+  static #offset(start: number, ts: number): number {
+    const d = ts - start;
+    return Number.isInteger(d) && d >= 0 && d <= 0x7fffffff && start + d === ts ? d : SEVERAL;
+  }
+
   /** Record a closed bucket's sample keys in the stream's ring (`times(fi)`: the event times of feature fi's samples). */
   #remember(slot: number, start: number, times: (fi: number) => readonly number[]): void {
-    const f = this.#f.chunk(slot);
-    const o = this.#f.offset(slot);
-    const r = this.#ringNext(f, o, start);
-    const base = o + this.#recent + r * this.#recentSize;
+    this.#writeRing(slot, this.#ringNext(this.#f.chunk(slot), this.#f.offset(slot), start), start, times);
+  }
+
+  /** Ring position r's offsets (and sample keys) for the bucket at `start`, whose start the record already holds there. */
+  #writeRing(slot: number, r: number, start: number, times: (fi: number) => readonly number[]): void {
+    const t = this.#t.chunk(slot);
+    const base = this.#t.offset(slot) + r * this.#features.length;
     let multi: Set<string> | null = null;
     for (let fi = 0; fi < this.#features.length; fi++) {
-      const t = times(fi);
-      if (t.length === 0) f[base + 1 + fi] = NaN;
-      else if (t.length === 1) f[base + 1 + fi] = t[0]!;
-      else {
-        f[base + 1 + fi] = -Infinity;
-        multi ??= new Set();
-        for (const x of t) multi.add(`${fi}@${x}`);
-      }
+      const x = times(fi);
+      const off = x.length === 0 ? NONE : x.length === 1 ? StepAssembler.#offset(start, x[0]!) : SEVERAL;
+      t[base + fi] = off;
+      if (off !== SEVERAL) continue;
+      multi ??= new Set();
+      for (const y of x) multi.add(`${fi}@${y}`);
     }
     let ring = this.#recentMulti[slot];
     if (multi && !ring) this.#recentMulti[slot] = ring = new Array<Set<string> | null>(RECENT_BUCKETS).fill(null);
@@ -471,16 +515,26 @@ export class StepAssembler {
   }
 
   /** `#remember` for a bucket with at most one sample per feature, in a stream whose ring holds no keys: what nearly every step is. */
-  #rememberSingles(f: Float64Array, o: number, start: number, a: Float64Array): void {
-    const base = o + this.#recent + this.#ringNext(f, o, start) * this.#recentSize;
-    for (let fi = 0; fi < this.#features.length; fi++) f[base + 1 + fi] = a[fi * AGG + N] === 0 ? NaN : a[fi * AGG + LAST_TS]!;
+  #rememberSingles(slot: number, f: Float64Array, o: number, start: number, a: Float64Array): void {
+    const F = this.#features.length;
+    for (let fi = 0; fi < F; fi++) {
+      if (a[fi * AGG + N] !== 0 && StepAssembler.#offset(start, a[fi * AGG + LAST_TS]!) === SEVERAL) {
+        // A time the offsets cannot hold exactly: its key goes to the ring's sets.
+        this.#remember(slot, start, (k) => (a[k * AGG + N] === 0 ? [] : [a[k * AGG + LAST_TS]!]));
+        return;
+      }
+    }
+    const r = this.#ringNext(f, o, start);
+    const t = this.#t.chunk(slot);
+    const base = this.#t.offset(slot) + r * F;
+    for (let fi = 0; fi < F; fi++) t[base + fi] = a[fi * AGG + N] === 0 ? NONE : a[fi * AGG + LAST_TS]! - start;
   }
 
   /** Take the ring's next position (the oldest closed bucket's) for a bucket closing at `start`; returns it. */
   #ringNext(f: Float64Array, o: number, start: number): number {
     const r = f[o + HEAD]!;
     f[o + HEAD] = (r + 1) % RECENT_BUCKETS;
-    f[o + this.#recent + r * this.#recentSize] = start;
+    f[o + this.#recent + r] = start;
     return r;
   }
 
@@ -489,14 +543,15 @@ export class StepAssembler {
     const f = this.#f.chunk(slot);
     const o = this.#f.offset(slot);
     for (let r = 0; r < RECENT_BUCKETS; r++) {
-      const base = o + this.#recent + r * this.#recentSize;
-      if (f[base] !== start) continue;
-      const t = f[base + 1 + fi]!;
-      if (t === ts) return true;
-      return t === -Infinity && (this.#recentMulti[slot]?.[r]?.has(`${fi}@${ts}`) ?? false);
+      if (f[o + this.#recent + r] !== start) continue;
+      const off = this.#t.chunk(slot)[this.#t.offset(slot) + r * this.#features.length + fi]!;
+      if (off === NONE) return false;
+      if (off !== SEVERAL) return start + off === ts;
+      return this.#recentMulti[slot]?.[r]?.has(`${fi}@${ts}`) ?? false;
     }
     return false;
   }
+
 
   #complete(b: Bucket | undefined): boolean {
     if (!b) return false;
@@ -558,7 +613,7 @@ export class StepAssembler {
         f[o + this.#lastValue + fi] = this.#value(a, fi);
         f[o + this.#lastBucket + fi] = b;
       }
-      if (bucket.multi === null && this.#recentMulti[slot] === undefined) this.#rememberSingles(f, o, b, a);
+      if (bucket.multi === null && this.#recentMulti[slot] === undefined) this.#rememberSingles(slot, f, o, b, a);
       else {
         this.#remember(slot, b, (fi) => {
           const n = a[fi * AGG + N]!;
