@@ -17,6 +17,16 @@ const card = {
 /** Cells in order: x@1, c@1, x@2, c@2. */
 const forecast = (x1: number, x2: number): number[] => [x1, 0.9, x2, 0.6];
 
+/** Day 2's step scores the same in both books (two forecasts target it). */
+function assertSameNextStep(a: ScoreBook, b: ScoreBook): void {
+  const fromA: ScoredRow[] = [];
+  const fromB: ScoredRow[] = [];
+  a.step('s', 2 * DAY, { x: 6, y: 0 }, [], null, fromA);
+  b.step('s', 2 * DAY, { x: 6, y: 0 }, [], null, fromB);
+  assert.equal(fromA.length, 2);
+  assert.deepEqual(fromB, fromA);
+}
+
 describe('ScoreBook (online scoring in memory)', () => {
   it('scores each forecast when its target step arrives, against the actual and persistence, skipping forward-filled actuals', () => {
     const book = new ScoreBook(card);
@@ -67,12 +77,7 @@ describe('ScoreBook (online scoring in memory)', () => {
     a.step('s', 0, { x: 1, y: 0 }, [], forecast(2, 3), []);
     a.step('s', DAY, { x: 2, y: 0 }, [], forecast(4, 5), []);
     b.importStream('s', a.exportStream('s'));
-    const fromA: ScoredRow[] = [];
-    const fromB: ScoredRow[] = [];
-    a.step('s', 2 * DAY, { x: 6, y: 0 }, [], null, fromA);
-    b.step('s', 2 * DAY, { x: 6, y: 0 }, [], null, fromB);
-    assert.equal(fromA.length, 2);
-    assert.deepEqual(fromB, fromA);
+    assertSameNextStep(a, b);
     const other = new ScoreBook({ ...card, horizons: [1] } as ModelCard);
     other.importStream('s', a.exportStream('s'));
     const none: ScoredRow[] = [];
@@ -89,12 +94,7 @@ describe('ScoreBook (online scoring in memory)', () => {
     assert.notEqual(legacy.byteLength, a.exportStream('s')!.byteLength, 'the new layout is smaller');
     const b = new ScoreBook(card);
     b.importStream('s', legacy);
-    const fromA: ScoredRow[] = [];
-    const fromB: ScoredRow[] = [];
-    a.step('s', 2 * DAY, { x: 6, y: 0 }, [], null, fromA);
-    b.step('s', 2 * DAY, { x: 6, y: 0 }, [], null, fromB);
-    assert.equal(fromA.length, 2);
-    assert.deepEqual(fromB, fromA);
+    assertSameNextStep(a, b);
   });
 
   it('a hot reload with another layout keeps the sums scored so far and drops the open forecasts', () => {

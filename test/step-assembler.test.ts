@@ -16,6 +16,14 @@ const opts = (o: Partial<AssemblerOptions> = {}): AssemblerOptions => ({
   maxGapSteps: 2,
   ...o,
 });
+/** What adding a sample to stream s gives: its events, or the reason it was refused. */
+function outcome(asm: StepAssembler, feature: string, ts: number, value: number): unknown {
+  try {
+    return asm.add('s', feature, ts, value);
+  } catch (e) {
+    return (e as DecodeError).reason;
+  }
+}
 const steps = (ev: AssembledEvent[]): Array<[number, Record<string, number>]> =>
   ev.filter((e) => e.kind === 'step').map((e) => [e.ts / H, (e as { values: Record<string, number> }).values]);
 
@@ -143,14 +151,7 @@ describe('StepAssembler', () => {
     const b = new StepAssembler(opts({ emit: 'complete', latenessMs: H }));
     b.importStream('s', saved);
     for (const [f, t, v] of [['b', 12 * H, 5], ['a', 11 * H + 60_000, 11], ['a', 2 * H, 1], ['b', 13 * H, 6], ['a', 13 * H, 7]] as const) {
-      const outcome = (asm: StepAssembler): unknown => {
-        try {
-          return asm.add('s', f, t, v);
-        } catch (e) {
-          return (e as DecodeError).reason;
-        }
-      };
-      assert.deepEqual(outcome(b), outcome(a), `${f}@${t / H}h`);
+      assert.deepEqual(outcome(b, f, t, v), outcome(a, f, t, v), `${f}@${t / H}h`);
     }
     assert.equal(b.duplicates, 1, 'the redelivered sample of step 11 is recognised after the import');
     assert.throws(() => new StepAssembler(opts({ features: ['a', 'c'] })).importStream('s', saved), /other features/);
@@ -189,14 +190,7 @@ describe('StepAssembler', () => {
     const b = new StepAssembler(opts({ emit: 'complete', latenessMs: H }));
     b.importStream('s', Buffer.from(new Float64Array(v1).buffer));
     for (const [f, t, v] of [['a', 11 * H + 60_000, 11], ['b', 9 * H + 60_000, 9], ['b', 9 * H + 60_001, 9], ['b', 8 * H + 60_000, 8], ['b', 3 * H + 60_000, 3], ['a', 12 * H, 12], ['b', 12 * H, 12]] as const) {
-      const outcome = (asm: StepAssembler): unknown => {
-        try {
-          return asm.add('s', f, t, v);
-        } catch (e) {
-          return (e as DecodeError).reason;
-        }
-      };
-      assert.deepEqual(outcome(b), outcome(a), `${f}@${t / H}h`);
+      assert.deepEqual(outcome(b, f, t, v), outcome(a, f, t, v), `${f}@${t / H}h`);
     }
     assert.equal(b.duplicates, 2, 'the repeats of steps 11 and 9 are recognised after the import (step 8 had no b)');
   });
