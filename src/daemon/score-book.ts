@@ -98,7 +98,7 @@ export class ScoreBook {
     const key = JSON.stringify([card.stepSeconds, card.horizons, cells]);
     if (key === this.#key) return;
     if (this.#key !== '') {
-      for (const [stream, slot] of [...this.#slots.entries()]) if (this.#dirty(slot)) this.#close(stream, slot);
+      for (const [stream, slot] of this.#withCurrentSums()) this.#close(stream, slot);
       this.#slots.clear();
     }
     this.#key = key;
@@ -177,7 +177,7 @@ export class ScoreBook {
   deltas(): AccuracyDelta[] {
     const out: AccuracyDelta[] = [];
     for (const [stream, records] of this.#closed) out.push(...this.#read(stream, records));
-    for (const [stream, slot] of this.#slots.entries()) if (this.#dirty(slot)) out.push(...this.#deltasOf(stream, slot));
+    for (const [stream, slot] of this.#withCurrentSums()) out.push(...this.#deltasOf(stream, slot));
     return out;
   }
 
@@ -256,11 +256,11 @@ export class ScoreBook {
    */
   importStream(stream: string, saved: Buffer | null | undefined): void {
     if (!saved || this.#ring === 0) return;
-    const T = this.#entry;
+    const E = this.#entry;
     const C = this.#cells.length;
-    const doubles = this.#ring * T;
+    const doubles = this.#ring * E;
     const floats = this.#ring * C;
-    const legacy = saved.byteLength === this.#ring * (T + C) * 8;
+    const legacy = saved.byteLength === this.#ring * (E + C) * 8;
     if (!legacy && saved.byteLength !== doubles * 8 + floats * 4) return;
     // A copy: the blob's byte offset need not be a multiple of 8.
     const bytes = new Uint8Array(saved);
@@ -270,10 +270,10 @@ export class ScoreBook {
     const p = this.#predicted.chunk(slot);
     const pBase = this.#predicted.offset(slot);
     if (legacy) {
-      const old = new Float64Array(bytes.buffer, 0, this.#ring * (T + C));
+      const old = new Float64Array(bytes.buffer, 0, this.#ring * (E + C));
       for (let r = 0; r < this.#ring; r++) {
-        for (let k = 0; k < T; k++) d[base + r * T + k] = old[r * (T + C) + k]!;
-        for (let c = 0; c < C; c++) p[pBase + r * C + c] = old[r * (T + C) + T + c]!;
+        for (let k = 0; k < E; k++) d[base + r * E + k] = old[r * (E + C) + k]!;
+        for (let c = 0; c < C; c++) p[pBase + r * C + c] = old[r * (E + C) + E + c]!;
       }
       return;
     }
@@ -342,10 +342,15 @@ export class ScoreBook {
     return !Number.isNaN(this.#slab.chunk(slot)[this.#slab.offset(slot) + this.#ring * this.#entry]);
   }
 
+  /** Streams (with their slots) whose current bucket has sums. */
+  *#withCurrentSums(): Generator<[string, number]> {
+    for (const entry of this.#slots.entries()) if (this.#dirty(entry[1])) yield entry;
+  }
+
   /** Streams with closed deltas or sums in their current bucket: what a full checkpoint takes. */
   #withSums(): Set<string> {
     const out = new Set(this.#closed.keys());
-    for (const [stream, slot] of this.#slots.entries()) if (this.#dirty(slot)) out.add(stream);
+    for (const [stream] of this.#withCurrentSums()) out.add(stream);
     return out;
   }
 

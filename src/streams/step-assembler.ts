@@ -517,17 +517,18 @@ export class StepAssembler {
   /** `#remember` for a bucket with at most one sample per feature, in a stream whose ring holds no keys: what nearly every step is. */
   #rememberSingles(slot: number, f: Float64Array, o: number, start: number, a: Float64Array): void {
     const F = this.#features.length;
-    for (let fi = 0; fi < F; fi++) {
-      if (a[fi * AGG + N] !== 0 && StepAssembler.#offset(start, a[fi * AGG + LAST_TS]!) === SEVERAL) {
-        // A time the offsets cannot hold exactly: its key goes to the ring's sets.
-        this.#remember(slot, start, (k) => (a[k * AGG + N] === 0 ? [] : [a[k * AGG + LAST_TS]!]));
-        return;
-      }
-    }
     const r = this.#ringNext(f, o, start);
     const t = this.#t.chunk(slot);
     const base = this.#t.offset(slot) + r * F;
-    for (let fi = 0; fi < F; fi++) t[base + fi] = a[fi * AGG + N] === 0 ? NONE : a[fi * AGG + LAST_TS]! - start;
+    for (let fi = 0; fi < F; fi++) {
+      const off = a[fi * AGG + N] === 0 ? NONE : StepAssembler.#offset(start, a[fi * AGG + LAST_TS]!);
+      if (off === SEVERAL) {
+        // A time the offsets cannot hold exactly: the position is written again, that key in the ring's sets.
+        this.#writeRing(slot, r, start, (k) => (a[k * AGG + N] === 0 ? [] : [a[k * AGG + LAST_TS]!]));
+        return;
+      }
+      t[base + fi] = off;
+    }
   }
 
   /** Take the ring's next position (the oldest closed bucket's) for a bucket closing at `start`; returns it. */
@@ -551,7 +552,6 @@ export class StepAssembler {
     }
     return false;
   }
-
 
   #complete(b: Bucket | undefined): boolean {
     if (!b) return false;
