@@ -71,6 +71,25 @@ describe('ScoreBook (online scoring in memory)', () => {
     assert.deepEqual(book.deltas().map((a) => [a.horizon, a.n]), [[1, 1], [2, 1]]);
   });
 
+  it('holds sums only for the streams scored since their sums were taken, and reuses the freed ones without mixing streams', () => {
+    const book = new ScoreBook(card);
+    for (const s of ['a', 'b', 'c']) book.step(s, 0, { x: 1, y: 0 }, [], forecast(2, 3), []);
+    assert.equal(book.summing, 0, 'nothing scored yet: no sums held');
+    book.step('a', DAY, { x: 4, y: 0 }, [], null, []);
+    book.step('b', DAY, { x: 5, y: 0 }, [], null, []);
+    assert.equal(book.summing, 2);
+    assert.deepEqual(book.take(['a']).map((d) => [d.stream, d.n, d.sumAbs]), [['a', 1, 2]]);
+    book.stored(['a']);
+    assert.equal(book.summing, 1, "a's sums were taken: its record is free");
+    book.step('c', DAY, { x: 7, y: 0 }, [], null, []);
+    assert.equal(book.summing, 2, "c took a's freed record");
+    assert.deepEqual(book.deltas().map((d) => [d.stream, d.n, d.sumAbs]), [['b', 1, 3], ['c', 1, 5]], 'each stream its own sums, none of a\'s');
+    book.release('b');
+    assert.equal(book.summing, 1, 'an evicted stream gives its record back');
+    assert.deepEqual(book.take().map((d) => [d.stream, d.sumAbs]).sort(), [['b', 3], ['c', 5]], "b's sums wait for the checkpoint all the same");
+    assert.equal(book.summing, 0);
+  });
+
   it('checkpoints a stream\'s open forecasts: restored into a new book, the next step scores as if nothing happened', () => {
     const a = new ScoreBook(card);
     const b = new ScoreBook(card);

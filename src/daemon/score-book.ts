@@ -34,8 +34,11 @@ const RECORD = 3 + SUMS;
 /**
  * Online scoring of one model in memory. Each stream keeps, in one slot of a
  * Float64Array slab, the forecasts it issued whose horizons are still open (a
- * ring indexed by issue step) and the errors summed since the last checkpoint
- * for the current time bucket. When a step arrives, the forecasts that target
+ * ring indexed by issue step). The errors summed since the last checkpoint
+ * for the current time bucket sit in a second slab, in a record a stream
+ * holds only from its first scored error until a checkpoint takes the sums
+ * (or the bucket closes): a stream that was not scored since the last
+ * checkpoint costs no sums. When a step arrives, the forecasts that target
  * it are scored against its values (forward-filled actuals are not scored;
  * persistence is the target's value at the issue step), as the store's SQL did
  * before schema 7. A stream's open forecasts are checkpointed with its model
@@ -60,6 +63,13 @@ export class ScoreBook {
   #key = '';
   readonly #slots = new SlotIndex();
   #slab = new Slab(1, (n) => new Float64Array(n));
+  /** Per slot, its sums record in `#sums` (-1: none, the sums are zero). */
+  #sumsOf = new Slab(1, (n) => new Int32Array(n), -1);
+  /** Sums records: the current bucket, then SUMS per cell. */
+  #sums = new Slab(1, (n) => new Float64Array(n));
+  /** Sums records free for reuse, and one past the highest handed out. */
+  #freeSums: number[] = [];
+  #nextSums = 0;
   /**
    * Per slot, the ring's predicted cells, in float32: a forecast is a float32
    * network output scaled back to physical units, so its precision is a
@@ -98,7 +108,7 @@ export class ScoreBook {
     const key = JSON.stringify([card.stepSeconds, card.horizons, cells]);
     if (key === this.#key) return;
     if (this.#key !== '') {
-      for (const [stream, slot] of this.#withCurrentSums()) this.#close(stream, slot);
+      for (const [stream, record] of this.#withCurrentSums()) this.#keep(stream, this.#deltasOf(stream, record));
       this.#slots.clear();
     }
     this.#key = key;
@@ -111,14 +121,22 @@ export class ScoreBook {
     this.#bucketMs = bucketMsFor(this.#stepMs);
     this.#ring = cells.length > 0 ? Math.max(...this.#horizons) : 0;
     this.#entry = 1 + this.#targets.length;
-    // A slot: the ring, the current bucket (NaN: no sums since they were last taken), then SUMS per cell.
-    this.#slab = new Slab(Math.max(1, this.#ring * this.#entry + 1 + cells.length * SUMS), (n) => new Float64Array(n));
+    this.#slab = new Slab(Math.max(1, this.#ring * this.#entry), (n) => new Float64Array(n));
+    this.#sumsOf = new Slab(1, (n) => new Int32Array(n), -1);
+    this.#sums = new Slab(1 + cells.length * SUMS, (n) => new Float64Array(n));
+    this.#freeSums = [];
+    this.#nextSums = 0;
     this.#predicted = new Slab(Math.max(1, this.#ring * cells.length), (n) => new Float32Array(n));
   }
 
   /** Streams with a slot. */
   get size(): number {
     return this.#slots.size;
+  }
+
+  /** Streams holding error sums (scored since their sums were last taken). */
+  get summing(): number {
+    return this.#nextSums - this.#freeSums.length;
   }
 
   /**
@@ -131,7 +149,8 @@ export class ScoreBook {
     const d = this.#slab.chunk(slot);
     const base = this.#slab.offset(slot);
     const step = this.#stepMs;
-    const sums = base + this.#ring * this.#entry;
+    const sumsOf = this.#sumsOf.chunk(slot);
+    const at = this.#sumsOf.offset(slot);
     const p = this.#predicted.chunk(slot);
     const pBase = this.#predicted.offset(slot);
     const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
@@ -148,18 +167,24 @@ export class ScoreBook {
         const persistence = d[e + 1 + cell.t]!;
         if (actual === undefined || Number.isNaN(persistence) || filled.includes(cell.target)) continue;
         const predicted = p[pe + c]!;
-        if (d[sums] !== bucket) {
-          if (!Number.isNaN(d[sums])) this.#close(stream, slot);
-          d[sums] = bucket;
+        let record = sumsOf[at]!;
+        if (record < 0) {
+          record = sumsOf[at] = this.#newSums();
+          this.#sums.chunk(record)[this.#sums.offset(record)] = bucket;
+        } else if (this.#sums.chunk(record)[this.#sums.offset(record)] !== bucket) {
+          this.#keep(stream, this.#deltasOf(stream, record));
+          this.#sums.fill(record, 0);
+          this.#sums.chunk(record)[this.#sums.offset(record)] = bucket;
         }
-        const s = sums + 1 + c * SUMS;
+        const u = this.#sums.chunk(record);
+        const s = this.#sums.offset(record) + 1 + c * SUMS;
         const err = predicted - actual;
-        d[s] = d[s]! + 1;
-        d[s + 1] = d[s + 1]! + Math.abs(err);
-        d[s + 2] = d[s + 2]! + err * err;
-        d[s + 3] = d[s + 3]! + err;
-        d[s + 4] = d[s + 4]! + Math.abs(persistence - actual);
-        d[s + 5] = Math.max(d[s + 5]!, ts);
+        u[s] = u[s]! + 1;
+        u[s + 1] = u[s + 1]! + Math.abs(err);
+        u[s + 2] = u[s + 2]! + err * err;
+        u[s + 3] = u[s + 3]! + err;
+        u[s + 4] = u[s + 4]! + Math.abs(persistence - actual);
+        u[s + 5] = Math.max(u[s + 5]!, ts);
         this.#trackers[c]?.add(err, persistence - actual);
         out?.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
       }
@@ -177,7 +202,7 @@ export class ScoreBook {
   deltas(): AccuracyDelta[] {
     const out: AccuracyDelta[] = [];
     for (const [stream, records] of this.#closed) out.push(...this.#read(stream, records));
-    for (const [stream, slot] of this.#withCurrentSums()) out.push(...this.#deltasOf(stream, slot));
+    for (const [stream, record] of this.#withCurrentSums()) out.push(...this.#deltasOf(stream, record));
     return out;
   }
 
@@ -193,9 +218,10 @@ export class ScoreBook {
       const taken = this.#read(stream, this.#closed.get(stream));
       this.#closed.delete(stream);
       const slot = this.#slots.get(stream);
-      if (slot !== undefined && this.#dirty(slot)) {
-        taken.push(...this.#deltasOf(stream, slot));
-        this.#resetSums(slot);
+      const record = slot === undefined ? -1 : this.#sumsRecord(slot);
+      if (record >= 0) {
+        taken.push(...this.#deltasOf(stream, record));
+        this.#freeSumsOf(slot!);
       }
       if (taken.length === 0) continue;
       const list = this.#inflight.get(stream);
@@ -210,7 +236,8 @@ export class ScoreBook {
   deltasOf(stream: string): AccuracyDelta[] {
     const out = [...(this.#inflight.get(stream) ?? []), ...this.#read(stream, this.#closed.get(stream))];
     const slot = this.#slots.get(stream);
-    if (slot !== undefined && this.#dirty(slot)) out.push(...this.#deltasOf(stream, slot));
+    const record = slot === undefined ? -1 : this.#sumsRecord(slot);
+    if (record >= 0) out.push(...this.#deltasOf(stream, record));
     return out;
   }
 
@@ -285,7 +312,11 @@ export class ScoreBook {
   release(stream: string): void {
     const slot = this.#slots.get(stream);
     if (slot === undefined) return;
-    if (this.#dirty(slot)) this.#keep(stream, this.#deltasOf(stream, slot));
+    const record = this.#sumsRecord(slot);
+    if (record >= 0) {
+      this.#keep(stream, this.#deltasOf(stream, record));
+      this.#freeSumsOf(slot);
+    }
     this.#slots.release(stream);
   }
 
@@ -333,18 +364,36 @@ export class ScoreBook {
     const base = this.#slab.offset(slot);
     // Issue times start as NaN: no forecast is open.
     for (let r = 0; r < this.#ring; r++) d[base + r * this.#entry] = NaN;
-    this.#resetSums(slot);
+    this.#sumsOf.chunk(slot)[this.#sumsOf.offset(slot)] = -1;
     return slot;
   }
 
-  /** Whether a slot's current bucket has sums (its bucket is NaN once they are taken or closed). */
-  #dirty(slot: number): boolean {
-    return !Number.isNaN(this.#slab.chunk(slot)[this.#slab.offset(slot) + this.#ring * this.#entry]);
+  /** A slot's sums record (-1: none, its current bucket has no sums). */
+  #sumsRecord(slot: number): number {
+    return this.#sumsOf.chunk(slot)[this.#sumsOf.offset(slot)]!;
   }
 
-  /** Streams (with their slots) whose current bucket has sums. */
+  /** A zeroed sums record. */
+  #newSums(): number {
+    const record = this.#freeSums.pop() ?? this.#nextSums++;
+    this.#sums.fill(record, 0);
+    return record;
+  }
+
+  /** The slot's sums were taken or kept elsewhere: its record goes back to the free list. */
+  #freeSumsOf(slot: number): void {
+    const record = this.#sumsRecord(slot);
+    if (record < 0) return;
+    this.#freeSums.push(record);
+    this.#sumsOf.chunk(slot)[this.#sumsOf.offset(slot)] = -1;
+  }
+
+  /** Streams (with their sums records) whose current bucket has sums. */
   *#withCurrentSums(): Generator<[string, number]> {
-    for (const entry of this.#slots.entries()) if (this.#dirty(entry[1])) yield entry;
+    for (const [stream, slot] of this.#slots.entries()) {
+      const record = this.#sumsRecord(slot);
+      if (record >= 0) yield [stream, record];
+    }
   }
 
   /** Streams with closed deltas or sums in their current bucket: what a full checkpoint takes. */
@@ -354,17 +403,10 @@ export class ScoreBook {
     return out;
   }
 
-  /** Start a slot's sums over: no bucket, every sum zero. */
-  #resetSums(slot: number): void {
-    const sums = this.#slab.offset(slot) + this.#ring * this.#entry;
-    const d = this.#slab.chunk(slot);
-    d[sums] = NaN;
-    d.fill(0, sums + 1, sums + 1 + this.#cells.length * SUMS);
-  }
-
-  #deltasOf(stream: string, slot: number): AccuracyDelta[] {
-    const d = this.#slab.chunk(slot);
-    const sums = this.#slab.offset(slot) + this.#ring * this.#entry;
+  /** A sums record's deltas. */
+  #deltasOf(stream: string, record: number): AccuracyDelta[] {
+    const d = this.#sums.chunk(record);
+    const sums = this.#sums.offset(record);
     const out: AccuracyDelta[] = [];
     this.#cells.forEach((cell, c) => {
       const s = sums + 1 + c * SUMS;
@@ -372,11 +414,5 @@ export class ScoreBook {
       out.push({ stream, model: this.model, horizon: cell.horizon, target: cell.target, bucket: d[sums]!, n: d[s]!, sumAbs: d[s + 1]!, sumSq: d[s + 2]!, sumErr: d[s + 3]!, sumPAbs: d[s + 4]!, lastTargetTime: d[s + 5]! });
     });
     return out;
-  }
-
-  /** The current bucket is over: keep its sums as closed deltas and start over. */
-  #close(stream: string, slot: number): void {
-    this.#keep(stream, this.#deltasOf(stream, slot));
-    this.#resetSums(slot);
   }
 }
