@@ -6,6 +6,7 @@ const MASK = CHUNK - 1;
 /**
  * Stream names to small integer slots, reused after release: the one Map a
  * per-stream table needs, every other column being a typed array indexed by slot.
+ * Several tables may share one index (see `SlotView`): one map for all of them.
  */
 export class SlotIndex {
   readonly #slots = new Map<string, number>();
@@ -13,6 +14,8 @@ export class SlotIndex {
   readonly #names: Array<string | undefined> = [];
   readonly #free: number[] = [];
   #next = 0;
+  /** Per slot, how many times it was released: with a view's own count, tells whether the view's columns still belong to the slot's stream. */
+  readonly #released = new Slab(1, (n) => new Int32Array(n));
 
   get size(): number {
     return this.#slots.size;
@@ -59,10 +62,18 @@ export class SlotIndex {
     this.#slots.delete(name);
     this.#names[slot] = undefined;
     this.#free.push(slot);
+    const c = this.#released.chunk(slot);
+    c[this.#released.offset(slot)]!++;
     return slot;
   }
 
+  /** The slot's generation: 1 at first, one more each time it is released (a view that held it before then holds nothing there now). */
+  generation(slot: number): number {
+    return this.#released.chunk(slot)[this.#released.offset(slot)]! + 1;
+  }
+
   clear(): void {
+    for (const slot of this.#slots.values()) this.#released.chunk(slot)[this.#released.offset(slot)]!++;
     this.#slots.clear();
     this.#names.length = 0;
     this.#free.length = 0;
@@ -136,5 +147,93 @@ export class Slab<A extends Typed> {
   /** Bytes allocated (every chunk). */
   get bytes(): number {
     return this.#chunks.reduce((n, c) => n + c.byteLength, 0);
+  }
+}
+
+/**
+ * A per-stream table's hold on the slots of an index, its own or one it
+ * shares with other tables (the step assembler's: then the stream costs one
+ * map entry for all of them, and the caller can pass the slot instead of the
+ * name). The view knows which slots it holds columns for; a slot the index
+ * released and handed to another stream since is not held any more (its
+ * generation moved on), so a table never reads another stream's leftovers.
+ * On a shared index the view never takes or releases names: the index's
+ * owner does.
+ */
+export class SlotView {
+  readonly index: SlotIndex;
+  /** Whether the view owns its index (takes and releases names in it). */
+  readonly owns: boolean;
+  /** Per slot, the index generation the view's columns belong to (0: none). */
+  #gen = new Slab(1, (n) => new Int32Array(n));
+  #held = 0;
+
+  constructor(shared?: SlotIndex) {
+    this.index = shared ?? new SlotIndex();
+    this.owns = shared === undefined;
+  }
+
+  /** Streams held (a stream the owner of a shared index released before the view did counts until its slot is held again). */
+  get size(): number {
+    return this.#held;
+  }
+
+  /** Whether the view holds columns for the slot's current stream. */
+  holds(slot: number): boolean {
+    return this.#gen.chunk(slot)[this.#gen.offset(slot)] === this.index.generation(slot);
+  }
+
+  /** The slot of a stream the view holds. */
+  get(name: string): number | undefined {
+    const slot = this.index.get(name);
+    return slot !== undefined && this.holds(slot) ? slot : undefined;
+  }
+
+  /**
+   * Hold a stream's slot; `init` runs when the view did not hold it (its
+   * columns hold whatever an earlier stream left). Undefined on a shared
+   * index whose owner does not know the name.
+   */
+  hold(name: string, init: (slot: number) => void): number | undefined {
+    const slot = this.owns ? this.index.take(name) : this.index.get(name);
+    if (slot !== undefined) this.holdAt(slot, init);
+    return slot;
+  }
+
+  /** Hold a slot the caller took from the index (see `hold`). */
+  holdAt(slot: number, init: (slot: number) => void): void {
+    const c = this.#gen.chunk(slot);
+    const o = this.#gen.offset(slot);
+    const gen = this.index.generation(slot);
+    if (c[o] === gen) return;
+    if (c[o] === 0) this.#held++;
+    c[o] = gen;
+    init(slot);
+  }
+
+  /** Stop holding a stream (on its own index, release it there too); returns its slot. */
+  release(name: string): number | undefined {
+    const slot = this.get(name);
+    if (slot === undefined) return undefined;
+    this.#gen.chunk(slot)[this.#gen.offset(slot)] = 0;
+    this.#held--;
+    if (this.owns) this.index.release(name);
+    return slot;
+  }
+
+  /** Hold nothing (on its own index, clear it too). */
+  clear(): void {
+    this.#gen = new Slab(1, (n) => new Int32Array(n));
+    this.#held = 0;
+    if (this.owns) this.index.clear();
+  }
+
+  /** The streams held, with their slots. */
+  *entries(): IterableIterator<[string, number]> {
+    for (const entry of this.index.entries()) if (this.holds(entry[1])) yield entry;
+  }
+
+  *names(): IterableIterator<string> {
+    for (const [name] of this.entries()) yield name;
   }
 }

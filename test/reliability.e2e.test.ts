@@ -145,6 +145,9 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
       const worst = worstVsExpected(rows, want);
       assert.ok(worst < 1e-4, `stored vs one uninterrupted run: max diff ${worst}`);
       assert.equal(count(db, "SELECT count(*) n FROM events WHERE kind IN ('state_reset', 'gap_reset', 'state_discarded')"), 0, 'no stream started over');
+      // The open forecasts went to SQLite and came back with the state: every forecast whose target day arrived is scored once,
+      // across the spill too (per stream, 2 targets × 19, 18 and 17 days at horizons 1, 2 and 3).
+      await waitFor(() => count(db, 'SELECT sum(n) n FROM accuracy') === S * 2 * (19 + 18 + 17), 10_000, 'every forecast scored');
     } finally {
       await daemon?.stop();
       await broker.stop();

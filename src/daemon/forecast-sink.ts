@@ -117,7 +117,7 @@ export class ForecastSink {
         }
       }
       // The step is an actual for the forecasts that target it, whatever became of its own.
-      book.step(r.streamId, ctx.ts, ctx.values, ctx.filled, values);
+      book.step(r.streamId, ctx.ts, ctx.values, ctx.filled, values, undefined, ctx.slot, ctx.slots);
     }
     const layout = this.#layout(head, stepMs);
     // Whether the batch was a replay is decided now: its commit is answered later.

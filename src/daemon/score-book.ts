@@ -1,7 +1,7 @@
 import { numericTargets, type ModelCard } from '../inference/card.js';
 import { bucketMsFor } from '../store/schema-7.js';
 import type { AccuracyDelta } from '../store/rows.js';
-import { Slab, SlotIndex } from '../slots.js';
+import { Slab, SlotView, type SlotIndex } from '../slots.js';
 
 /** An earlier forecast scored against the step that just arrived. */
 export interface ScoredRow {
@@ -61,7 +61,8 @@ export class ScoreBook {
   #ring = 0;
   #entry = 0;
   #key = '';
-  readonly #slots = new SlotIndex();
+  #slots = new SlotView();
+  readonly #init = (slot: number): void => this.#initSlot(slot);
   #slab = new Slab(1, (n) => new Float64Array(n));
   /** Per slot, its sums record in `#sums` (-1: none, the sums are zero). */
   #sumsOf = new Slab(1, (n) => new Int32Array(n), -1);
@@ -134,6 +135,16 @@ export class ScoreBook {
     return this.#slots.size;
   }
 
+  /**
+   * Key the open forecasts by another table's slot index (the step
+   * assembler's of the one route group that uses the model): one map entry
+   * per stream for both. Only while the book holds no stream.
+   */
+  shareSlots(index: SlotIndex): void {
+    if (this.#slots.size > 0) throw new Error(`score book of ${this.model} holds streams: it cannot share a slot index now`);
+    this.#slots = new SlotView(index);
+  }
+
   /** Streams holding error sums (scored since their sums were last taken). */
   get summing(): number {
     return this.#nextSums - this.#freeSums.length;
@@ -141,16 +152,24 @@ export class ScoreBook {
 
   /**
    * Score the open forecasts that target this step (adding to `out`), then
-   * remember the forecast issued at it (null: the step gave none).
+   * remember the forecast issued at it (null: the step gave none). `at`,
+   * `index`: the stream's slot in an index, taken without a lookup when it is
+   * the one the book shares.
    */
-  step(stream: string, ts: number, values: Readonly<Record<string, number>>, filled: readonly string[], forecast: ArrayLike<number> | null, out?: ScoredRow[]): void {
+  step(stream: string, ts: number, values: Readonly<Record<string, number>>, filled: readonly string[], forecast: ArrayLike<number> | null, out?: ScoredRow[], at?: number, index?: SlotIndex): void {
     if (this.#cells.length === 0) return;
-    const slot = this.#slotOf(stream);
+    let slot: number | undefined;
+    if (at !== undefined && index !== undefined && !this.#slots.owns && index === this.#slots.index) {
+      this.#slots.holdAt(at, this.#init);
+      slot = at;
+    } else slot = this.#slots.hold(stream, this.#init);
+    // A shared index that no longer knows the stream (it left memory): nothing to score it against.
+    if (slot === undefined) return;
     const d = this.#slab.chunk(slot);
     const base = this.#slab.offset(slot);
     const step = this.#stepMs;
     const sumsOf = this.#sumsOf.chunk(slot);
-    const at = this.#sumsOf.offset(slot);
+    const so = this.#sumsOf.offset(slot);
     const p = this.#predicted.chunk(slot);
     const pBase = this.#predicted.offset(slot);
     const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
@@ -167,9 +186,9 @@ export class ScoreBook {
         const persistence = d[e + 1 + cell.t]!;
         if (actual === undefined || Number.isNaN(persistence) || filled.includes(cell.target)) continue;
         const predicted = p[pe + c]!;
-        let record = sumsOf[at]!;
+        let record = sumsOf[so]!;
         if (record < 0) {
-          record = sumsOf[at] = this.#newSums();
+          record = sumsOf[so] = this.#newSums();
           this.#sums.chunk(record)[this.#sums.offset(record)] = bucket;
         } else if (this.#sums.chunk(record)[this.#sums.offset(record)] !== bucket) {
           this.#keep(stream, this.#deltasOf(stream, record));
@@ -291,7 +310,8 @@ export class ScoreBook {
     if (!legacy && saved.byteLength !== doubles * 8 + floats * 4) return;
     // A copy: the blob's byte offset need not be a multiple of 8.
     const bytes = new Uint8Array(saved);
-    const slot = this.#slotOf(stream);
+    const slot = this.#slots.hold(stream, this.#init);
+    if (slot === undefined) return;
     const d = this.#slab.chunk(slot);
     const base = this.#slab.offset(slot);
     const p = this.#predicted.chunk(slot);
@@ -356,16 +376,13 @@ export class ScoreBook {
     return k < 0 ? k + this.#ring : k;
   }
 
-  #slotOf(stream: string): number {
-    const known = this.#slots.get(stream);
-    if (known !== undefined) return known;
-    const slot = this.#slots.take(stream);
+  /** A slot newly held: no forecast open, no sums. */
+  #initSlot(slot: number): void {
     const d = this.#slab.chunk(slot);
     const base = this.#slab.offset(slot);
     // Issue times start as NaN: no forecast is open.
     for (let r = 0; r < this.#ring; r++) d[base + r * this.#entry] = NaN;
     this.#sumsOf.chunk(slot)[this.#sumsOf.offset(slot)] = -1;
-    return slot;
   }
 
   /** A slot's sums record (-1: none, its current bucket has no sums). */

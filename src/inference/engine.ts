@@ -4,6 +4,7 @@ import { MicroBatcher, type Timer } from './micro-batcher.js';
 import { loadModel, type LoadedModel, type LoadModelOptions } from './model.js';
 import { SessionThread } from './session-thread.js';
 import { StepRunner, type StepRequest, type StepResult } from './step-runner.js';
+import type { SlotIndex } from '../slots.js';
 
 export interface EngineOptions {
   /** Most streams in one `session.run` (default 256: bench/engine measured the knee there). */
@@ -44,6 +45,8 @@ export class InferenceEngine {
   readonly stats: EngineStats = { steps: 0, batches: 0, resets: 0, failedBatches: 0 };
   readonly #batcher: MicroBatcher<StepRequest, number>;
   #closed: Promise<void> | null = null;
+  /** The slot index the state slab shares (`shareSlots`). */
+  #slots: SlotIndex | undefined;
 
   constructor(model: LoadedModel, options: EngineOptions) {
     this.#model = model;
@@ -97,14 +100,33 @@ export class InferenceEngine {
     return new InferenceEngine(await loadModel(file, load), options);
   }
 
-  /** Queue one step of a stream. `input` must hold the model's feature count, scaled; `context` comes back with the result. */
-  submit(streamId: string, input: Float32Array, context?: unknown, options?: { resetBefore?: boolean }): void {
+  /**
+   * Queue one step of a stream. `input` must hold the model's feature count,
+   * scaled; `context` comes back with the result. `slot`, `slots`: the
+   * stream's slot in an index, taken without a lookup when it is the one the
+   * engine shares (`shareSlots`).
+   */
+  submit(streamId: string, input: Float32Array, context?: unknown, options?: { resetBefore?: boolean }, slot?: number, slots?: SlotIndex): void {
     if (this.#closed) throw new TidecastError(ErrorCodes.STOPPED, `engine for ${this.model.name} is closed`);
     const F = this.model.signature.featureCount;
     if (input.length !== F) {
       throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${streamId}: step has ${input.length} features, model ${this.model.name} takes ${F}`);
     }
-    this.#batcher.push({ streamId, slot: this.#runner.slotOf(streamId), input, context, resetBefore: options?.resetBefore === true });
+    this.#batcher.push({ streamId, slot: this.#runner.slotOf(streamId, slot, slots), input, context, resetBefore: options?.resetBefore === true });
+  }
+
+  /**
+   * Key the per-stream state by another table's slot index (the step
+   * assembler's of the one route group that uses the model): one map entry
+   * per stream for both, and `submit` takes the slot instead of looking up
+   * the name. Only while no stream holds state; a model without a state
+   * slab (windowed, stateless) keeps its own.
+   */
+  shareSlots(index: SlotIndex): void {
+    if (this.#runner.streams > 0) throw new Error(`engine for ${this.model.name} holds streams: it cannot share a slot index now`);
+    if (!this.#runner.slab) return;
+    this.#slots = index;
+    this.#runner = new StepRunner(this.#model, this.#thread?.run, index);
   }
 
   /** Steps waiting for a batch. */
@@ -170,7 +192,7 @@ export class InferenceEngine {
     const oldThread = this.#thread;
     const thread = this.#threaded ? new SessionThread(next, this.#log) : null;
     await thread?.ready;
-    const runner = new StepRunner(next, thread?.run);
+    const runner = new StepRunner(next, thread?.run, this.#slots);
     const sameShape =
       old.streamStateSize === runner.streamStateSize &&
       next.mode === this.#model.mode &&

@@ -1,4 +1,4 @@
-import { Slab, SlotIndex } from '../slots.js';
+import { Slab, SlotView, type SlotIndex } from '../slots.js';
 
 /**
  * Per-stream recurrent state of one model, in Float32Array chunks.
@@ -7,16 +7,26 @@ import { Slab, SlotIndex } from '../slots.js';
  * back); new slots start at zero, the state an RNN starts a sequence with.
  * Freed slots are reused before the slab grows; growth adds a chunk of 1,024
  * slots, so the memory held is the states plus at most one partly used chunk.
+ * Slots come from the slab's own index, or from one it shares (the step
+ * assembler's, see `SlotView`): on a shared index a stream must be known to
+ * the index's owner before it can hold state.
  */
 export class StateSlab {
   readonly slotSize: number;
-  readonly #index = new SlotIndex();
+  readonly #index: SlotView;
   readonly #slab: Slab<Float32Array>;
+  readonly #zero = (slot: number): void => this.#slab.fill(slot, 0);
 
-  constructor(slotSize: number) {
+  constructor(slotSize: number, shared?: SlotIndex) {
     if (!Number.isInteger(slotSize) || slotSize <= 0) throw new RangeError(`slotSize must be a positive integer, got ${slotSize}`);
     this.slotSize = slotSize;
     this.#slab = new Slab(slotSize, (n) => new Float32Array(n));
+    this.#index = new SlotView(shared);
+  }
+
+  /** The index the slab shares, if it shares one. */
+  get sharedIndex(): SlotIndex | undefined {
+    return this.#index.owns ? undefined : this.#index.index;
   }
 
   /** Number of streams that hold a slot. */
@@ -25,7 +35,7 @@ export class StateSlab {
   }
 
   has(streamId: string): boolean {
-    return this.#index.has(streamId);
+    return this.#index.get(streamId) !== undefined;
   }
 
   streamIds(): string[] {
@@ -37,12 +47,18 @@ export class StateSlab {
     return this.#index.get(streamId);
   }
 
-  /** The slot of a stream, allocating a zeroed one on first use. */
-  slotOf(streamId: string): number {
-    const known = this.#index.get(streamId);
-    if (known !== undefined) return known;
-    const slot = this.#index.take(streamId);
-    this.#slab.fill(slot, 0);
+  /**
+   * The slot of a stream, allocating a zeroed one on first use; `at`: its
+   * slot in `index`, when the caller has it: taken as is (no lookup by name)
+   * when that is the index the slab shares.
+   */
+  slotOf(streamId: string, at?: number, index?: SlotIndex): number {
+    if (at !== undefined && index !== undefined && !this.#index.owns && index === this.#index.index) {
+      this.#index.holdAt(at, this.#zero);
+      return at;
+    }
+    const slot = this.#index.hold(streamId, this.#zero);
+    if (slot === undefined) throw new RangeError(`stream ${streamId} is not in the shared slot index`);
     return slot;
   }
 

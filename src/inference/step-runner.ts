@@ -65,8 +65,11 @@ export class StepRunner {
   readonly #keys: SlotIndex | null;
   readonly #runSession: RunSession;
 
-  /** `runSession`: where the graph runs (default: the model's session, on this thread). */
-  constructor(model: LoadedModel, runSession: RunSession = runInProcess(model)) {
+  /**
+   * `runSession`: where the graph runs (default: the model's session, on this
+   * thread). `slots`: an index the state slab shares (see `SlotView`).
+   */
+  constructor(model: LoadedModel, runSession: RunSession = runInProcess(model), slots?: SlotIndex) {
     this.model = model;
     this.#runSession = runSession;
     const sig = model.signature;
@@ -75,7 +78,7 @@ export class StepRunner {
       this.#stateOffsets.push(slotSize);
       slotSize += s.perStream;
     }
-    this.slab = model.mode === 'stateful' && slotSize > 0 ? new StateSlab(slotSize) : null;
+    this.slab = model.mode === 'stateful' && slotSize > 0 ? new StateSlab(slotSize, slots) : null;
     this.windows = model.mode === 'windowed' ? new WindowBuffer(model.window!, sig.featureCount) : null;
     this.#keys = this.slab || this.windows ? null : new SlotIndex();
   }
@@ -84,9 +87,10 @@ export class StepRunner {
    * The stream's slot in this runner (its state's or its window's, taken on
    * first use; a model with neither keeps a slot anyway): a number that stands
    * for the stream in a batch's bookkeeping, where a name would be hashed.
+   * `at`, `index`: the stream's slot in an index the state slab may share.
    */
-  slotOf(streamId: string): number {
-    return this.slab?.slotOf(streamId) ?? this.windows?.slotOf(streamId) ?? this.#keys!.take(streamId);
+  slotOf(streamId: string, at?: number, index?: SlotIndex): number {
+    return this.slab?.slotOf(streamId, at, index) ?? this.windows?.slotOf(streamId) ?? this.#keys!.take(streamId);
   }
 
   /** The stream's slot when it holds one. */

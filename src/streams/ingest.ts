@@ -7,7 +7,7 @@ import type { ScoreBook } from '../daemon/score-book.js';
 import type { CheckpointedStream, DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
 import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
 import { StepAssembler, type AssembledEvent } from './step-assembler.js';
-import { Slab } from '../slots.js';
+import { Slab, type SlotIndex } from '../slots.js';
 
 /** A model as a route uses it. */
 export interface RouteModel {
@@ -38,6 +38,9 @@ export interface StepContext {
   readonly receivedAt: number;
   /** Input-log position of the message (or tick) that released the step. */
   readonly seq: number;
+  /** The stream's slot in its route group's index (`slots`): the engines and score books that share that index take it without a lookup. */
+  readonly slot: number;
+  readonly slots: SlotIndex;
 }
 
 /**
@@ -93,7 +96,7 @@ export function compileRoutes(
   limits: { maxSamplesPerStep?: number } = {},
 ): CompiledRoute[] {
   const groups = new Map<string, RouteGroup>();
-  return configs.map((cfg, i) => {
+  const compiled = configs.map((cfg, i) => {
     const models = modelsOf(cfg);
     const features = [...new Set(models.flatMap((m) => m.features))];
     const key = [...cfg.models].sort().join('+');
@@ -123,6 +126,25 @@ export function compileRoutes(
     }
     return { name: cfg.name ?? `route${i}`, pattern: new TopicPattern(cfg.topic), stream: cfg.stream, streamId: compileTemplate(cfg.stream), decoder: createDecoder(cfg.decoder, features), group };
   });
+  shareSlots([...groups.values()]);
+  return compiled;
+}
+
+/**
+ * A model that only one route group runs keys its state and open forecasts
+ * by the group assembler's slots: one map entry per stream for all three
+ * tables. A model of several groups keeps its own (a stream name then means
+ * one stream across the groups, as it always did).
+ */
+function shareSlots(groups: readonly RouteGroup[]): void {
+  const groupsOf = new Map<RouteModel, RouteGroup[]>();
+  for (const g of groups) for (const m of g.models) groupsOf.set(m, [...(groupsOf.get(m) ?? []), g]);
+  for (const [m, gs] of groupsOf) {
+    // Routes compiled for admission alone (tests) have no engine or book.
+    if (gs.length !== 1 || !m.engine || !m.scores) continue;
+    m.engine.shareSlots(gs[0]!.assembler.slots);
+    m.scores.shareSlots(gs[0]!.assembler.slots);
+  }
 }
 
 /** Where ingest keeps what it produces besides steps. */
@@ -447,11 +469,12 @@ export class Ingest {
       if (!group || this.#field(group, row.stream, DIRTY) !== 0) continue;
       evicted++;
       this.#residents--;
-      group.assembler.release(row.stream);
+      // The engines and score books first: those that share the assembler's slot index find the stream by it.
       for (const m of group.models) {
         m.engine.releaseStream(row.stream);
         m.scores.release(row.stream);
       }
+      group.assembler.release(row.stream);
       this.residency.evicted++;
     }
     if (evicted > 0) this.#opts.onResidency?.('evicted', evicted);
@@ -503,6 +526,8 @@ export class Ingest {
       // The route's features changed across the restart: the stream's steps start over (its model state still loads).
       this.#log.warn({ stream: row.stream, err: (err as Error).message }, 'saved step assembly does not fit the route: the stream starts a new step');
     }
+    // Known to the assembler either way: the engines and score books that share its slot index hold the stream by it.
+    group.assembler.join(row.stream);
     for (const m of group.models) {
       const saved = row.models.find((x) => x.model === m.name);
       if (!saved) continue;
@@ -530,9 +555,10 @@ export class Ingest {
         const row: EventRow = { at: e.ts, stream: e.stream, model: null, kind: 'step_skipped', detail: `missing ${e.missing.join(', ')}`, seq: origin.seq };
         this.#write('event', () => this.#opts.store.addEvent(row));
       } else {
-        const context: StepContext = { route: origin.route, topic: origin.topic, params: origin.params, receivedAt: origin.receivedAt, seq: origin.seq, features: group.features, ts: e.ts, values: e.values, filled: e.filled };
+        const slots = group.assembler.slots;
+        const context: StepContext = { route: origin.route, topic: origin.topic, params: origin.params, receivedAt: origin.receivedAt, seq: origin.seq, features: group.features, ts: e.ts, values: e.values, filled: e.filled, slot: e.slot, slots };
         const resetBefore = resetNext?.delete(e.stream) ?? false;
-        for (const m of group.models) m.engine.submit(e.stream, m.scaler.scaleNamed(e.values, m.features), context, resetBefore ? RESET : undefined);
+        for (const m of group.models) m.engine.submit(e.stream, m.scaler.scaleNamed(e.values, m.features), context, resetBefore ? RESET : undefined, e.slot, slots);
         this.steps.submitted++;
       }
     }

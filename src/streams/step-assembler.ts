@@ -26,7 +26,8 @@ export interface AssemblerOptions {
 
 /** What the assembler hands on, in event-time order per stream. */
 export type AssembledEvent =
-  | { kind: 'step'; stream: string; ts: number; values: Record<string, number>; filled: string[] }
+  /** `slot`: the stream's slot in the assembler's index (`slots`). */
+  | { kind: 'step'; stream: string; slot: number; ts: number; values: Record<string, number>; filled: string[] }
   | { kind: 'skip'; stream: string; ts: number; missing: string[] }
   | { kind: 'gap'; stream: string; ts: number; steps: number };
 
@@ -163,6 +164,11 @@ export class StepAssembler {
   /** Streams known. */
   get size(): number {
     return this.#slots.size;
+  }
+
+  /** The streams' slot index: other per-stream tables may share it (`SlotView`). */
+  get slots(): SlotIndex {
+    return this.#slots;
   }
 
   /** A known stream's slot (stable until `release`), for columns the caller keeps per stream. */
@@ -595,7 +601,7 @@ export class StepAssembler {
         // decides whether the stream starts over.
         const fill = this.#fillFrom(f, o, b, null);
         if (fill) {
-          this.#emit(stream, f, o, b, fill.values, fill.filled, out);
+          this.#emit(stream, slot, f, o, b, fill.values, fill.filled, out);
           f[o + NEXT] = b + stepMs;
         } else {
           const nextOpen = open?.find((x) => x.start > b)?.start ?? Infinity;
@@ -605,7 +611,7 @@ export class StepAssembler {
         continue;
       }
       const fill = this.#fillFrom(f, o, b, bucket.agg);
-      if (fill) this.#emit(stream, f, o, b, fill.values, fill.filled, out);
+      if (fill) this.#emit(stream, slot, f, o, b, fill.values, fill.filled, out);
       else out.push({ kind: 'skip', stream, ts: b, missing: this.#features.filter((_, fi) => bucket.agg[fi * AGG + N] === 0) });
       const a = bucket.agg;
       for (let fi = 0; fi < this.#features.length; fi++) {
@@ -649,14 +655,14 @@ export class StepAssembler {
     return { values, filled: filled ?? [] };
   }
 
-  #emit(stream: string, f: Float64Array, o: number, b: number, values: Record<string, number>, filled: string[], out: AssembledEvent[]): void {
+  #emit(stream: string, slot: number, f: Float64Array, o: number, b: number, values: Record<string, number>, filled: string[], out: AssembledEvent[]): void {
     const last = f[o + EMITTED]!;
     if (!Number.isNaN(last)) {
       const missed = (b - last) / this.#o.stepMs - 1;
       if (missed > this.#o.maxGapSteps) out.push({ kind: 'gap', stream, ts: b, steps: missed });
     }
     f[o + EMITTED] = b;
-    out.push({ kind: 'step', stream, ts: b, values, filled });
+    out.push({ kind: 'step', stream, slot, ts: b, values, filled });
   }
 }
 
