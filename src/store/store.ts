@@ -32,6 +32,13 @@ export interface StoreOptions {
 }
 
 /** Ops the writer may have in hand before the intake waits (a batch op carries up to maxBatch steps). */
+/**
+ * The writer thread's young generation, MB. Under load V8 grew it to 16 MB
+ * (the text of its rows dies young either way); at 8 MB the thread's heap at
+ * 100k streams is about 22 MB instead of 30, at the same CPU per message
+ * (7.0–7.3 µs against 7.5–7.7, two runs each).
+ */
+const WRITER_YOUNG_GENERATION_MB = 8;
 const MAX_BACKLOG = 64;
 /** Retry delays for the input log after a failed write. */
 const LOG_RETRY_MIN_MS = 50;
@@ -116,6 +123,7 @@ export class Store {
     }
     const worker = new Worker(new URL('./writer-thread.js', import.meta.url), {
       workerData: { file, durability: this.#opts.durability, maxSizeMiB: this.#opts.maxSizeMiB },
+      resourceLimits: { maxYoungGenerationSizeMb: WRITER_YOUNG_GENERATION_MB },
     });
     const checkpointer = new Worker(new URL('./wal-checkpointer.js', import.meta.url), { workerData: { files: [file, inputLogPath(file)], intervalMs: 1000 } });
     checkpointer.on('message', (m: { error?: string }) => this.#opts.log.warn({ err: m.error }, 'WAL checkpoint failed; retrying'));
