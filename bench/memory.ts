@@ -28,6 +28,8 @@ export interface MemoryBenchResult {
   daemon: MemoryPoint[];
   /** The daemon at the last point once a checkpoint has written every stream (what a running daemon keeps). */
   daemon_checkpointed?: MemoryPoint;
+  /** RSS the daemon grew from its first point to its last, per stream added: a stream's cost once the process has warmed up. */
+  daemon_added_bytes_per_stream?: number;
 }
 
 export interface RecoveryBenchResult {
@@ -109,7 +111,9 @@ export async function memoryBench(): Promise<MemoryBenchResult> {
     await broker.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-  return { scenario: 'memory', engine, daemon, daemon_checkpointed: checkpointed };
+  const [first, last] = [daemon[0]!, daemon[daemon.length - 1]!];
+  const added = Math.round((last.bytes_per_stream * last.streams - first.bytes_per_stream * first.streams) / (last.streams - first.streams));
+  return { scenario: 'memory', engine, daemon, daemon_checkpointed: checkpointed, daemon_added_bytes_per_stream: added };
 }
 
 export async function recoveryBench(streams = 100_000): Promise<RecoveryBenchResult> {
@@ -158,6 +162,9 @@ export function memoryTable(r: MemoryBenchResult): string {
     ...r.engine.map((p) => row('engine', p)),
     ...r.daemon.map((p) => row('daemon', p)),
     ...(r.daemon_checkpointed ? [row('daemon, after a checkpoint of every stream', r.daemon_checkpointed)] : []),
+    ...(r.daemon_added_bytes_per_stream !== undefined
+      ? ['', `daemon: ${r.daemon_added_bytes_per_stream} bytes per stream added from ${r.daemon[0]!.streams} to ${r.daemon[r.daemon.length - 1]!.streams} streams (what a stream costs once the process has warmed up)`]
+      : []),
   ].join('\n');
 }
 
