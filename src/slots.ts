@@ -8,7 +8,11 @@ const MASK = CHUNK - 1;
  * per-stream table needs, every other column being a typed array indexed by slot.
  * Several tables may share one index (see `SlotView`): one map for all of them.
  */
+let nextIndexKey = 1;
+
 export class SlotIndex {
+  /** Tells this index from the process's others (the writer thread keys its stream ids by index and slot). */
+  readonly key = nextIndexKey++;
   readonly #slots = new Map<string, number>();
   /** Each slot's name: the one string object per stream that the caller can pass on (`nameOf`). */
   readonly #names: Array<string | undefined> = [];

@@ -61,6 +61,34 @@ describe('SQLite store', () => {
     await s.stop();
   });
 
+  it("finds a stream's id by the main thread's slot and its generation: by name only for a slot generation it has not seen", async () => {
+    const s = new Store({ path: ':memory:', retentionDays: 36500, log: silentLogger });
+    s.start();
+    const { streamRef } = await import('../src/store/rows.js');
+    const ref = streamRef(3, 7);
+    const step = (stream: string, ts: number, gen: number) => ({ stream, ref, gen, route: 'r', ts, receivedAt: ts, features: FEATURES, values: { x: 1, y: 2 }, filled: [] });
+    const fc = (stream: string, issuedAt: number, gen: number, value = 1) => ({ stream, ref, gen, issuedAt, values: [value], labels: null });
+    await s.commit('m1', LAYOUT, [step('a', DAY, 1)], [fc('a', DAY, 1)]);
+    // The same slot generation: the rows go to stream a whatever name they carry (the name is not read).
+    await s.commit('m1', LAYOUT, [step('not-a', 2 * DAY, 1)], [fc('not-a', 2 * DAY, 1)]);
+    // The slot released and taken by stream b (generation 2): found by name, a new stream.
+    await s.commit('m1', LAYOUT, [step('b', 3 * DAY, 2)], [fc('b', 3 * DAY, 2)]);
+    // A refused batch that brings stream c: its id is still written by the next transaction, for the rows that use it.
+    assert.equal(await s.commit('m1', LAYOUT, [step('c', 4 * DAY, 3)], [fc('c', 4 * DAY, 3, NaN)]), null);
+    await s.commit('m1', LAYOUT, [step('c', 5 * DAY, 3)], [fc('c', 5 * DAY, 3)]);
+    // Rows without a slot are found by name: stream a again.
+    await s.commit('m1', LAYOUT, [{ ...step('a', 6 * DAY, 0), ref: undefined, gen: undefined }], []);
+    assert.deepEqual(s.db.prepare('SELECT stream, ts FROM steps ORDER BY ts').all(), [
+      { stream: 'a', ts: DAY },
+      { stream: 'a', ts: 2 * DAY },
+      { stream: 'b', ts: 3 * DAY },
+      { stream: 'c', ts: 5 * DAY },
+      { stream: 'a', ts: 6 * DAY },
+    ]);
+    assert.deepEqual(s.db.prepare('SELECT name FROM stream_ids ORDER BY sid').pluck().all(), ['a', 'b', 'c'], 'no stream named not-a');
+    await s.stop();
+  });
+
   it('commits batches handed over together as a group; one refused for its rows leaves the others written', async () => {
     const s = new Store({ path: ':memory:', retentionDays: 36500, log: silentLogger });
     s.start();

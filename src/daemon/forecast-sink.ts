@@ -7,6 +7,7 @@ import { fillTemplate } from '../mqtt/topic-pattern.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ModelCard } from '../inference/card.js';
 import { storedValue } from '../store/codec.js';
+import { streamRef } from '../store/rows.js';
 import type { EventRow, ForecastLayout, ForecastRow, StepRow, Store } from '../store/store.js';
 import type { StepContext } from '../streams/ingest.js';
 import type { ScoreBook } from './score-book.js';
@@ -97,14 +98,17 @@ export class ForecastSink {
     const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, sent: this.#sending() ? [] : null };
     for (const r of results) {
       const ctx = r.context as StepContext;
-      steps.push({ stream: r.streamId, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, features: ctx.features, values: ctx.values, filled: ctx.filled });
+      // Where the main thread holds the stream: the writer finds its id by that, not by name.
+      const ref = streamRef(ctx.slots.key, ctx.slot);
+      const gen = ctx.slots.generation(ctx.slot);
+      steps.push({ stream: r.streamId, ref, gen, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, features: ctx.features, values: ctx.values, filled: ctx.filled });
       let values: number[] | null = null;
       if (r.status === 'reset') {
         this.#opts.metrics?.reset(model.name, 'non_finite');
         events.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite', seq: ctx.seq });
       } else if (r.status === 'ok') {
         try {
-          values = this.#forecast(r.streamId, ctx, r.output!, head, forecasts, issued);
+          values = this.#forecast(r.streamId, ref, gen, ctx, r.output!, head, forecasts, issued);
         } catch (err) {
           if (!(err instanceof OutputReadError)) throw err;
           this.#opts.metrics?.invalidOutput(model.name);
@@ -147,9 +151,9 @@ export class ForecastSink {
   }
 
   /** Read one output into its forecast row; returns the cell values (for scoring). */
-  #forecast(stream: string, ctx: StepContext, output: Float32Array, head: OutputHead, rows: ForecastRow[], issued: Issued): number[] {
+  #forecast(stream: string, ref: number, gen: number, ctx: StepContext, output: Float32Array, head: OutputHead, rows: ForecastRow[], issued: Issued): number[] {
     const { values, labels } = head.readValues(output);
-    const i = rows.push({ stream, issuedAt: ctx.ts, values, labels }) - 1;
+    const i = rows.push({ stream, ref, gen, issuedAt: ctx.ts, values, labels }) - 1;
     issued.receivedAt.push(ctx.receivedAt);
     if (labels) (issued.labels ??= [])[i] = labels;
     issued.sent?.push({ stream, ctx: this.#opts.onForecast ? ctx : null, ts: ctx.ts, params: ctx.params, values, labels });

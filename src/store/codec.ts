@@ -36,12 +36,16 @@ export interface PackedBatch {
   readonly featureSets: string[][];
   /** Per step: ts, receivedAt, filled mask. */
   readonly stepNums: Float64Array;
+  /** Per step: its stream's slot and generation (`StepRow.ref`, `gen`), NaN when the row carries none. */
+  readonly stepRefs: Float64Array;
   /** Every step's values in its feature set's order, one after the other (NaN: absent). */
   readonly stepValues: Float64Array;
   readonly forecasts: number;
   /** The forecasts' streams, joined (`splitNames`). */
   readonly forecastStreams: string;
   readonly issuedAt: Float64Array;
+  /** Per forecast: its stream's slot and generation, as `stepRefs`. */
+  readonly forecastRefs: Float64Array;
   /** Per forecast, one value per layout cell. */
   readonly forecastValues: Float64Array;
   readonly cells: number;
@@ -54,6 +58,7 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
   const sets: Array<readonly string[]> = [];
   const stepSet = new Uint16Array(steps.length);
   const stepNums = new Float64Array(steps.length * 3);
+  const stepRefs = new Float64Array(steps.length * 2);
   let nValues = 0;
   for (const st of steps) nValues += st.features.length;
   const stepValues = new Float64Array(nValues);
@@ -73,17 +78,22 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
     stepNums[i * 3] = st.ts;
     stepNums[i * 3 + 1] = st.receivedAt;
     stepNums[i * 3 + 2] = filledMask(st);
+    stepRefs[i * 2] = st.ref ?? NaN;
+    stepRefs[i * 2 + 1] = st.gen ?? NaN;
     for (const f of st.features) stepValues[v++] = st.values[f] ?? NaN;
   }
   const cells = forecasts.length > 0 ? forecasts[0]!.values.length : 0;
   const forecastValues = new Float64Array(forecasts.length * cells);
   const issuedAt = new Float64Array(forecasts.length);
+  const forecastRefs = new Float64Array(forecasts.length * 2);
   const forecastStreams = new Array<string>(forecasts.length);
   let labels: Array<string | null> | null = null;
   for (let i = 0; i < forecasts.length; i++) {
     const f = forecasts[i]!;
     forecastStreams[i] = f.stream;
     issuedAt[i] = f.issuedAt;
+    forecastRefs[i * 2] = f.ref ?? NaN;
+    forecastRefs[i * 2 + 1] = f.gen ?? NaN;
     if (f.values.length !== cells) throw new Error(`forecast of ${f.stream} has ${f.values.length} values, the batch's layout ${cells}`);
     forecastValues.set(f.values, i * cells);
     if (f.labels) (labels ??= new Array<string | null>(forecasts.length).fill(null))[i] = JSON.stringify(f.labels);
@@ -96,10 +106,12 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
     stepSet,
     featureSets: sets.map((s) => [...s]),
     stepNums,
+    stepRefs,
     stepValues,
     forecasts: forecasts.length,
     forecastStreams: joinNames(forecastStreams),
     issuedAt,
+    forecastRefs,
     forecastValues,
     cells,
     labels,
@@ -109,7 +121,7 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
 
 /** The buffers of a packed batch, for postMessage's transfer list. */
 export function batchTransfer(b: PackedBatch): ArrayBuffer[] {
-  return [b.stepRoute.buffer, b.stepSet.buffer, b.stepNums.buffer, b.stepValues.buffer, b.issuedAt.buffer, b.forecastValues.buffer] as ArrayBuffer[];
+  return [b.stepRoute.buffer, b.stepSet.buffer, b.stepNums.buffer, b.stepRefs.buffer, b.stepValues.buffer, b.issuedAt.buffer, b.forecastRefs.buffer, b.forecastValues.buffer] as ArrayBuffer[];
 }
 
 /** Bit i set: the step's feature i (in `features` order) was forward-filled (exact for the first 53 features). */

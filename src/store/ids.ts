@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { Slab } from '../slots.js';
 
 /** How a model's forecast vector reads: one cell per horizon × target, in output order. */
 export interface ForecastLayout {
@@ -7,31 +8,48 @@ export interface ForecastLayout {
   readonly cells: ReadonlyArray<readonly [number, string, 0 | 1]>;
 }
 
+/** A stream's id and the generation of the main thread's slot it was found for, per slot of one slot index. */
+interface SlotIds {
+  readonly sid: Slab<Int32Array>;
+  readonly gen: Slab<Int32Array>;
+}
+
 /**
  * Integer ids for the names the hot tables would otherwise repeat in every
  * row: streams, models, feature sets and forecast layouts. Ids are handed out
  * in memory; a new name's row is written by the next batch transaction
  * (`writeNew`, then `saved` once it commits), so a rolled-back batch writes it
  * again on its retry.
+ *
+ * Stream ids are kept by where the main thread holds the stream (`streamAt`:
+ * its slot index, slot and the slot's generation), 8 bytes a stream, not by
+ * name: a map of every name would cost this thread about 70 bytes a stream
+ * (the entry and its own copy of the name). A name is looked up in
+ * `stream_ids` the first time a slot generation brings it, or for rows that
+ * carry no slot.
  */
 export class Ids {
-  readonly #streams = new Map<string, number>();
+  /** By slot index key. */
+  readonly #slots = new Map<number, SlotIds>();
+  /** Streams handed an id whose row is not committed yet (a lookup in stream_ids would not find them). */
+  readonly #pendingStreams = new Map<string, number>();
+  /** Whether stream_ids may hold a name (false while it was empty at start and nothing was handed out since). */
+  #streamsStored: boolean;
   readonly #models = new Map<string, number>();
   readonly #featureSets = new Map<readonly string[], number>();
   readonly #featureKeys = new Map<string, number>();
   readonly #layouts = new Map<string, number>();
   readonly #layoutOf = new WeakMap<ForecastLayout, string>();
-  #unsaved: Array<[Database.Statement, unknown[]]> = [];
+  /** Rows to write: statement, arguments, and the stream name of a stream's row. */
+  #unsaved: Array<[Database.Statement, unknown[], string | null]> = [];
   #nextSid: number;
-  /** False while stream_ids was empty at start: a name not cached is then new, no lookup needed. */
-  readonly #storedStreams: boolean;
   readonly #findStream: Database.Statement;
   readonly #stmts: Record<'stream' | 'model' | 'featureSet' | 'layout', Database.Statement>;
 
   constructor(db: Database.Database) {
     this.#findStream = db.prepare('SELECT sid FROM stream_ids WHERE name = ?').pluck();
     this.#nextSid = ((db.prepare('SELECT max(sid) FROM stream_ids').pluck().get() as number | null) ?? 0) + 1;
-    this.#storedStreams = this.#nextSid > 1;
+    this.#streamsStored = this.#nextSid > 1;
     for (const r of db.prepare('SELECT mid, name FROM model_ids').all() as Array<{ mid: number; name: string }>) this.#models.set(r.name, r.mid);
     for (const r of db.prepare('SELECT fsid, names FROM feature_sets').all() as Array<{ fsid: number; names: string }>) this.#featureKeys.set(r.names, r.fsid);
     for (const r of db.prepare('SELECT lid, mid, step_ms, cells FROM forecast_layouts').all() as Array<{ lid: number; mid: number; step_ms: number; cells: string }>) {
@@ -45,16 +63,41 @@ export class Ids {
     };
   }
 
-  /** A stream's id (looked up once, then cached); a new stream is registered with its route and first arrival. */
+  /**
+   * A stream's id by name (looked up in stream_ids); a new stream is
+   * registered with its route and first arrival.
+   */
   stream(name: string, route: string, at: number): number {
-    let sid = this.#streams.get(name);
+    let sid = this.#pendingStreams.get(name);
     if (sid !== undefined) return sid;
-    sid = this.#storedStreams ? (this.#findStream.get(name) as number | undefined) : undefined;
+    sid = this.#streamsStored ? (this.#findStream.get(name) as number | undefined) : undefined;
     if (sid === undefined) {
       sid = this.#nextSid++;
-      this.#unsaved.push([this.#stmts.stream, [sid, name, route, at]]);
+      this.#unsaved.push([this.#stmts.stream, [sid, name, route, at], name]);
+      this.#pendingStreams.set(name, sid);
+      this.#streamsStored = true;
     }
-    this.#streams.set(name, sid);
+    return sid;
+  }
+
+  /**
+   * A stream's id by where the main thread holds it (`ref`: `streamRef`,
+   * `gen`: the slot's generation), found by `name()` the first time that
+   * slot generation comes (NaN `ref`: the row carries no slot, by name).
+   */
+  streamAt(ref: number, gen: number, name: () => string, route: string, at: number): number {
+    if (Number.isNaN(ref)) return this.stream(name(), route, at);
+    const key = Math.floor(ref / 2 ** 32);
+    const slot = ref - key * 2 ** 32;
+    let ids = this.#slots.get(key);
+    if (!ids) this.#slots.set(key, (ids = { sid: new Slab(1, (n) => new Int32Array(n)), gen: new Slab(1, (n) => new Int32Array(n)) }));
+    const gens = ids.gen.chunk(slot);
+    const o = ids.gen.offset(slot);
+    const sids = ids.sid.chunk(slot);
+    if (gens[o] === gen) return sids[o]!;
+    const sid = this.stream(name(), route, at);
+    gens[o] = gen;
+    sids[o] = sid;
     return sid;
   }
 
@@ -63,7 +106,7 @@ export class Ids {
     if (mid === undefined) {
       mid = Math.max(0, ...this.#models.values()) + 1;
       this.#models.set(name, mid);
-      this.#unsaved.push([this.#stmts.model, [mid, name]]);
+      this.#unsaved.push([this.#stmts.model, [mid, name], null]);
     }
     return mid;
   }
@@ -77,7 +120,7 @@ export class Ids {
     if (fsid === undefined) {
       fsid = Math.max(0, ...this.#featureKeys.values()) + 1;
       this.#featureKeys.set(key, fsid);
-      this.#unsaved.push([this.#stmts.featureSet, [fsid, key]]);
+      this.#unsaved.push([this.#stmts.featureSet, [fsid, key], null]);
     }
     this.#featureSets.set(names, fsid);
     return fsid;
@@ -96,7 +139,7 @@ export class Ids {
     if (lid === undefined) {
       lid = Math.max(0, ...this.#layouts.values()) + 1;
       this.#layouts.set(key, lid);
-      this.#unsaved.push([this.#stmts.layout, [lid, mid, layout.stepMs, cells]]);
+      this.#unsaved.push([this.#stmts.layout, [lid, mid, layout.stepMs, cells], null]);
     }
     return lid;
   }
@@ -109,6 +152,11 @@ export class Ids {
 
   /** The transaction that called `writeNew` committed. */
   saved(n: number): void {
-    if (n > 0) this.#unsaved = this.#unsaved.slice(n);
+    if (n === 0) return;
+    for (let i = 0; i < n; i++) {
+      const name = this.#unsaved[i]![2];
+      if (name !== null) this.#pendingStreams.delete(name);
+    }
+    this.#unsaved = this.#unsaved.slice(n);
   }
 }

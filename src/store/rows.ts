@@ -1,8 +1,21 @@
 /** The rows the store writes and reads, shared by the data path and the readers. */
 
 /** A step a model consumed: the actuals, in physical units. */
+/**
+ * A slot of a slot index as one number: the index's key × 2^32 + the slot
+ * (exact below 2^53). With the slot's generation, it names where the main
+ * thread holds a stream; the writer thread keeps its stream ids by the two,
+ * so a row that carries them needs no lookup by name.
+ */
+export function streamRef(indexKey: number, slot: number): number {
+  return indexKey * 2 ** 32 + slot;
+}
+
 export interface StepRow {
   readonly stream: string;
+  /** The stream's slot (`streamRef`) and its generation, when the row comes from the data path. */
+  readonly ref?: number;
+  readonly gen?: number;
   readonly route: string;
   readonly ts: number;
   readonly receivedAt: number;
@@ -16,6 +29,8 @@ export interface StepRow {
 /** One forecast: every cell of the model's layout, for one stream and issue step. */
 export interface ForecastRow {
   readonly stream: string;
+  readonly ref?: number;
+  readonly gen?: number;
   readonly issuedAt: number;
   /** One value per layout cell (a classification cell: the probability of its label). */
   readonly values: readonly number[];

@@ -40,9 +40,13 @@ export class CheckpointWriter {
         streamState.run(st.group, st.stream, st.resident ? 1 : 0, st.lastActive, st.assembler, st.seq ?? 0);
         for (const m of st.models) modelState.run(m.model, st.stream, m.fingerprint, m.state, m.filled, m.pending ?? null);
       }
+      // A stream's deltas come one after the other: its id is looked up once.
+      let name = '';
+      let sid = 0;
       for (const p of packs) {
         for (const a of unpackAccuracy(p.accuracy)) {
-          accuracy.run(ids.stream(a.stream, '', a.lastTargetTime), ids.model(a.model), a.horizon, a.target, a.bucket, a.n, a.sumAbs, a.sumSq, a.sumErr, a.sumPAbs, a.lastTargetTime);
+          if (a.stream !== name) [name, sid] = [a.stream, ids.stream(a.stream, '', a.lastTargetTime)];
+          accuracy.run(sid, ids.model(a.model), a.horizon, a.target, a.bucket, a.n, a.sumAbs, a.sumSq, a.sumErr, a.sumPAbs, a.lastTargetTime);
         }
       }
       if (seq !== null) checkpoint.run(seq, now(), streams.length);
