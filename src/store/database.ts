@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { INPUT_LOG_SCHEMA } from './input-log.js';
 import { MIGRATIONS } from './migrations.js';
 
 export interface DatabaseOptions {
@@ -77,4 +78,38 @@ function migrate(db: Database.Database, version: number, log: Logger): void {
     })();
     log.info({ version: v + 1 }, 'store schema migrated');
   }
+}
+
+/** Page size of a new input log file: an input row is some 100-200 bytes. */
+const INPUT_LOG_PAGE_SIZE = 1024;
+
+/** Open (or create) the input log's own file beside the store's (`inputLogPath`). */
+export function openInputLog(opts: Pick<DatabaseOptions, 'path' | 'durability' | 'maxSizeMiB'>): Database.Database {
+  const file = inputLogPath(opts.path);
+  let logDb: Database.Database | undefined;
+  try {
+    logDb = new Database(file);
+    // A durable append commits one page to the WAL: small pages for small rows (a new file only;
+    // WAL mode fixes the page size of an existing one). bench: 3.2x less WAL, a third less time per append.
+    if ((logDb.pragma('page_count', { simple: true }) as number) === 0) logDb.pragma(`page_size = ${INPUT_LOG_PAGE_SIZE}`);
+    configure(logDb, opts, CACHE_MIB.log);
+    // The checkpointer thread copies its WAL back: never on the main thread.
+    logDb.pragma('wal_autocheckpoint = 0');
+    return logDb;
+  } catch (err) {
+    logDb?.close();
+    throw new TidecastError(ErrorCodes.STORE, `cannot open the input log ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Copy an input log of schema 7 or older into the log's own file (idempotent: a crash before the migration copies again). */
+export function moveLegacyLog(db: Database.Database, logDb: Database.Database): void {
+  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'input_log'").get();
+  if (!exists) return;
+  const rows = db.prepare('SELECT seq, kind, received_at, topic, payload FROM input_log ORDER BY seq').iterate() as IterableIterator<{ seq: number; kind: number; received_at: number; topic: string; payload: Buffer }>;
+  logDb.exec(INPUT_LOG_SCHEMA);
+  const insert = logDb.prepare('INSERT OR IGNORE INTO input_log (seq, kind, received_at, topic, payload) VALUES (?, ?, ?, ?, ?)');
+  logDb.transaction(() => {
+    for (const r of rows) insert.run(r.seq, r.kind, r.received_at, r.topic, r.payload);
+  })();
 }

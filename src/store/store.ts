@@ -1,14 +1,14 @@
 import Database from 'better-sqlite3';
-import { Worker } from 'node:worker_threads';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedBatch, type PackedCheckpoint } from './codec.js';
-import { CACHE_MIB, configure, inputLogPath, openDatabase } from './database.js';
+import { moveLegacyLog, openDatabase, openInputLog } from './database.js';
 import type { ForecastLayout } from './ids.js';
-import { INPUT_LOG_SCHEMA, InputLog, type InputRow } from './input-log.js';
+import { InputLog, type InputRow } from './input-log.js';
 import type { AccuracyDelta, DeadLetterRow, EventRow, ForecastRow, StepRow, StreamStateRow } from './rows.js';
 import { StateReader } from './state-store.js';
-import { WriterCore, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
+import { MAX_BACKLOG, WriterClient } from './writer-client.js';
+import type { WriterRequest } from './writer.js';
 
 export type { ForecastLayout } from './ids.js';
 export type { InputRow } from './input-log.js';
@@ -31,20 +31,9 @@ export interface StoreOptions {
   maxSizeMiB?: number;
 }
 
-/** Ops the writer may have in hand before the intake waits (a batch op carries up to maxBatch steps). */
-/**
- * The writer thread's young generation, MB. Under load V8 grew it to 16 MB
- * (the text of its rows dies young either way); at 8 MB the thread's heap at
- * 100k streams is about 22 MB instead of 30, at the same CPU per message
- * (7.0–7.3 µs against 7.5–7.7, two runs each).
- */
-const WRITER_YOUNG_GENERATION_MB = 8;
-const MAX_BACKLOG = 64;
 /** Retry delays for the input log after a failed write. */
 const LOG_RETRY_MIN_MS = 50;
 const LOG_RETRY_MAX_MS = 2000;
-
-type Pending = { resolve(result: unknown): void; reject(err: Error): void };
 
 /**
  * The SQLite store (better-sqlite3, WAL, schema 8), as the main thread sees it.
@@ -67,14 +56,7 @@ export class Store {
   #logDb: Database.Database | null = null;
   #log: InputLog | null = null;
   #states: StateReader | null = null;
-  #worker: Worker | null = null;
-  #checkpointer: Worker | null = null;
-  #checkpointerExited: Promise<void> | null = null;
-  #inline: WriterCore | null = null;
-  #exited: Promise<void> | null = null;
-  readonly #pending = new Map<number, Pending>();
-  #nextId = 1;
-  #writerFailure: Error | null = null;
+  #writer: WriterClient | null = null;
   #logFailure: Error | null = null;
   #logRetry: NodeJS.Timeout | null = null;
   #logRetryMs = LOG_RETRY_MIN_MS;
@@ -91,22 +73,7 @@ export class Store {
   start(): void {
     if (this.#db) return;
     const file = this.#opts.path;
-    const memory = file === ':memory:';
-    let logDb: Database.Database | null = null;
-    try {
-      if (!memory) {
-        logDb = new Database(inputLogPath(file));
-        // A durable append commits one page to the WAL: small pages for small rows (a new file only;
-        // WAL mode fixes the page size of an existing one). bench: 3.2x less WAL, a third less time per append.
-        if ((logDb.pragma('page_count', { simple: true }) as number) === 0) logDb.pragma(`page_size = ${INPUT_LOG_PAGE_SIZE}`);
-        configure(logDb, this.#opts, CACHE_MIB.log);
-        // The checkpointer thread copies its WAL back: never on this thread.
-        logDb.pragma('wal_autocheckpoint = 0');
-      }
-    } catch (err) {
-      logDb?.close();
-      throw new TidecastError(ErrorCodes.STORE, `cannot open the input log ${inputLogPath(file)}: ${(err as Error).message}`, { cause: err });
-    }
+    const logDb = file === ':memory:' ? null : openInputLog(this.#opts);
     const db = openDatabase(this.#opts, (old, version) => {
       // Schema 8 moved the input log into its own file: carry over what an older version left.
       if (logDb && version < 8) moveLegacyLog(old, logDb);
@@ -117,39 +84,16 @@ export class Store {
     // Positions are never reused: a stream checkpointed after the record may reflect inputs beyond the log (a QoS 0 group lost in a crash).
     const lastSeq = Math.max(this.#states.checkpointSeq(), this.#states.maxStreamSeq());
     this.#log = new InputLog(this.#logDb, { lastSeq, onGroupFailure: (err) => this.reportFailure(err, 'input log (QoS 0 group)') });
-    if (memory) {
-      this.#inline = new WriterCore(db, (r) => this.#onReply(r), this.#now);
-      return;
-    }
-    const worker = new Worker(new URL('./writer-thread.js', import.meta.url), {
-      workerData: { file, durability: this.#opts.durability, maxSizeMiB: this.#opts.maxSizeMiB },
-      resourceLimits: { maxYoungGenerationSizeMb: WRITER_YOUNG_GENERATION_MB },
+    this.#writer = new WriterClient({
+      db,
+      file,
+      durability: this.#opts.durability,
+      maxSizeMiB: this.#opts.maxSizeMiB,
+      now: this.#now,
+      log: this.#opts.log,
+      failing: () => this.failing,
+      recovered: () => this.onRecovered?.(),
     });
-    const checkpointer = new Worker(new URL('./wal-checkpointer.js', import.meta.url), { workerData: { files: [file, inputLogPath(file)], intervalMs: 1000 } });
-    checkpointer.on('message', (m: { error?: string }) => this.#opts.log.warn({ err: m.error }, 'WAL checkpoint failed; retrying'));
-    checkpointer.on('error', (err) => this.#opts.log.error({ err }, 'WAL checkpointer stopped'));
-    checkpointer.unref();
-    this.#checkpointer = checkpointer;
-    this.#checkpointerExited = new Promise((resolve) => checkpointer.once('exit', () => resolve()));
-    worker.on('message', (r: WriterReply) => this.#onReply(r));
-    worker.on('error', (err) => {
-      this.#opts.log.error({ err }, 'store writer thread failed');
-      this.#writerFailure = err;
-    });
-    this.#exited = new Promise((resolve) =>
-      worker.once('exit', (code) => {
-        this.#worker = null;
-        if (this.#pending.size > 0 && this.#stopping === null) {
-          // Died before stop: nothing it had is written (the input log replays it at the next start).
-          this.#writerFailure ??= new TidecastError(ErrorCodes.STORE_UNAVAILABLE, `the store writer thread exited (code ${code})`);
-          this.#opts.log.error({ code, ops: this.#pending.size }, 'store writer thread exited; holding messages');
-        }
-        for (const p of this.#pending.values()) p.resolve(null);
-        this.#pending.clear();
-        resolve();
-      }),
-    );
-    this.#worker = worker;
   }
 
   #database(): Database.Database {
@@ -160,45 +104,7 @@ export class Store {
   /** Hand an op to the writer; resolves with its result, or null when it was dropped. */
   #send(op: WriterRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
     this.#database();
-    if (this.#exited !== null && this.#worker === null) return Promise.resolve(null); // the writer thread is gone
-    const id = this.#nextId++;
-    const full = { ...op, id } as WriterOp;
-    const done = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
-    if (this.#worker) this.#worker.postMessage(full, transfer);
-    else {
-      const core = this.#inline!;
-      setImmediate(() => core.receive(full));
-    }
-    return done;
-  }
-
-  #onReply(r: WriterReply): void {
-    const log = this.#opts.log;
-    switch (r.kind) {
-      case 'done':
-      case 'dropped': {
-        const p = this.#pending.get(r.id);
-        this.#pending.delete(r.id);
-        if (r.kind === 'dropped') {
-          log.error({ err: r.error, write: r.what }, 'store write refused; row dropped');
-          p?.resolve(null);
-        } else p?.resolve(r.result);
-        if (this.#pending.size === MAX_BACKLOG / 2 && !this.failing) this.onRecovered?.();
-        return;
-      }
-      case 'failing':
-        if (!this.failing) log.error({ err: r.error, write: r.what }, 'store cannot write: holding messages unacknowledged and retrying');
-        this.#writerFailure = Object.assign(new Error(r.error.message), { code: r.error.code });
-        return;
-      case 'fault':
-        log.warn({ what: r.what, holdMs: r.holdMs }, 'fault injection: holding a checkpoint transaction open');
-        return;
-      case 'recovered':
-        this.#writerFailure = null;
-        log.warn({ after: r.after }, 'store writable again; queued writes committed');
-        if (!this.failing) this.onRecovered?.();
-        return;
-    }
+    return this.#writer!.send(op, transfer);
   }
 
   /**
@@ -340,22 +246,22 @@ export class Store {
 
   /** True while writes fail (the writer's, or the input log's). */
   get failing(): boolean {
-    return this.#writerFailure !== null || this.#logFailure !== null;
+    return (this.#writer?.failure ?? null) !== null || this.#logFailure !== null;
   }
 
   /** The failure writes are waiting on, for logs and readiness. */
   get failure(): Error | null {
-    return this.#writerFailure ?? this.#logFailure;
+    return this.#writer?.failure ?? this.#logFailure;
   }
 
   /** Ops handed to the writer and not yet answered. */
   get backlog(): number {
-    return this.#pending.size;
+    return this.#writer?.backlog ?? 0;
   }
 
   /** True while the writer has as much in hand as it should (the intake waits). */
   get backlogged(): boolean {
-    return this.#pending.size >= MAX_BACKLOG;
+    return this.backlog >= MAX_BACKLOG;
   }
 
   /** Note a failed input-log write (the caller holds its message) and retry the log until it writes again. */
@@ -422,24 +328,10 @@ export class Store {
     if (this.#logRetry) clearTimeout(this.#logRetry);
     this.#logRetry = null;
     this.#log!.flushQuietly();
-    // Its connections close (and may delete the WAL files) before stop returns: nothing touches the files after.
-    // Referenced again, so that the event loop waits for its exit even when nothing else is left (a writer that
-    // died); terminated if it has not gone within 5 s.
-    const checkpointer = this.#checkpointer;
-    this.#checkpointer = null;
-    checkpointer?.ref();
-    checkpointer?.postMessage('stop');
-    const checkpointerGone = checkpointer
-      ? Promise.race([this.#checkpointerExited, new Promise<void>((r) => setTimeout(r, 5000).unref())]).then(() => void checkpointer.terminate())
-      : Promise.resolve();
-    const left = ((await this.#send({ op: 'stop' })) as number | null) ?? this.#pending.size;
+    const left = await this.#writer!.stop();
     if (left > 0 || this.#log!.pending > 0) {
       this.#opts.log.error({ queued: left, pendingInputs: this.#log!.pending, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');
     }
-    await this.#exited;
-    await checkpointerGone;
-    for (const p of this.#pending.values()) p.reject(new TidecastError(ErrorCodes.STOPPED, 'the store stopped before this write'));
-    this.#pending.clear();
     await this.#log!.stop();
     try {
       if (this.#logDb !== this.#db) {
@@ -455,23 +347,6 @@ export class Store {
       this.#logDb = null;
       this.#log = null;
       this.#states = null;
-      this.#worker = null;
-      this.#inline = null;
     }
   }
-}
-
-/** Page size of a new input log file: an input row is some 100-200 bytes. */
-const INPUT_LOG_PAGE_SIZE = 1024;
-
-/** Copy an input log of schema 7 or older into the log's own file (idempotent: a crash before the migration copies again). */
-function moveLegacyLog(db: Database.Database, logDb: Database.Database): void {
-  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'input_log'").get();
-  if (!exists) return;
-  const rows = db.prepare('SELECT seq, kind, received_at, topic, payload FROM input_log ORDER BY seq').iterate() as IterableIterator<{ seq: number; kind: number; received_at: number; topic: string; payload: Buffer }>;
-  logDb.exec(INPUT_LOG_SCHEMA);
-  const insert = logDb.prepare('INSERT OR IGNORE INTO input_log (seq, kind, received_at, topic, payload) VALUES (?, ?, ?, ?, ?)');
-  logDb.transaction(() => {
-    for (const r of rows) insert.run(r.seq, r.kind, r.received_at, r.topic, r.payload);
-  })();
 }
