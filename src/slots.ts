@@ -3,13 +3,13 @@ const CHUNK_BITS = 10;
 const CHUNK = 1 << CHUNK_BITS;
 const MASK = CHUNK - 1;
 
+let nextIndexKey = 1;
+
 /**
  * Stream names to small integer slots, reused after release: the one Map a
  * per-stream table needs, every other column being a typed array indexed by slot.
  * Several tables may share one index (see `SlotView`): one map for all of them.
  */
-let nextIndexKey = 1;
-
 export class SlotIndex {
   /** Tells this index from the process's others (the writer thread keys its stream ids by index and slot). */
   readonly key = nextIndexKey++;
@@ -202,6 +202,16 @@ export class SlotView {
     const slot = this.owns ? this.index.take(name) : this.index.get(name);
     if (slot !== undefined) this.holdAt(slot, init);
     return slot;
+  }
+
+  /**
+   * `hold`, given the stream's slot in `index` when the caller has it: taken
+   * as is (no lookup by name) when that is the index the view shares.
+   */
+  holdFrom(name: string, at: number | undefined, index: SlotIndex | undefined, init: (slot: number) => void): number | undefined {
+    if (at === undefined || index !== this.index || this.owns) return this.hold(name, init);
+    this.holdAt(at, init);
+    return at;
   }
 
   /** Hold a slot the caller took from the index (see `hold`). */

@@ -158,18 +158,12 @@ export class ScoreBook {
    */
   step(stream: string, ts: number, values: Readonly<Record<string, number>>, filled: readonly string[], forecast: ArrayLike<number> | null, out?: ScoredRow[], at?: number, index?: SlotIndex): void {
     if (this.#cells.length === 0) return;
-    let slot: number | undefined;
-    if (at !== undefined && index !== undefined && !this.#slots.owns && index === this.#slots.index) {
-      this.#slots.holdAt(at, this.#init);
-      slot = at;
-    } else slot = this.#slots.hold(stream, this.#init);
+    const slot = this.#slots.holdFrom(stream, at, index, this.#init);
     // A shared index that no longer knows the stream (it left memory): nothing to score it against.
     if (slot === undefined) return;
     const d = this.#slab.chunk(slot);
     const base = this.#slab.offset(slot);
     const step = this.#stepMs;
-    const sumsOf = this.#sumsOf.chunk(slot);
-    const so = this.#sumsOf.offset(slot);
     const p = this.#predicted.chunk(slot);
     const pBase = this.#predicted.offset(slot);
     const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
@@ -186,15 +180,7 @@ export class ScoreBook {
         const persistence = d[e + 1 + cell.t]!;
         if (actual === undefined || Number.isNaN(persistence) || filled.includes(cell.target)) continue;
         const predicted = p[pe + c]!;
-        let record = sumsOf[so]!;
-        if (record < 0) {
-          record = sumsOf[so] = this.#newSums();
-          this.#sums.chunk(record)[this.#sums.offset(record)] = bucket;
-        } else if (this.#sums.chunk(record)[this.#sums.offset(record)] !== bucket) {
-          this.#keep(stream, this.#deltasOf(stream, record));
-          this.#sums.fill(record, 0);
-          this.#sums.chunk(record)[this.#sums.offset(record)] = bucket;
-        }
+        const record = this.#sumsFor(stream, slot, bucket);
         const u = this.#sums.chunk(record);
         const s = this.#sums.offset(record) + 1 + c * SUMS;
         const err = predicted - actual;
@@ -390,10 +376,20 @@ export class ScoreBook {
     return this.#sumsOf.chunk(slot)[this.#sumsOf.offset(slot)]!;
   }
 
-  /** A zeroed sums record. */
-  #newSums(): number {
-    const record = this.#freeSums.pop() ?? this.#nextSums++;
+  /**
+   * The slot's sums record for `bucket`: a zeroed one from the free list when
+   * it has none; a bucket that closed keeps its sums as closed deltas and the
+   * record starts over.
+   */
+  #sumsFor(stream: string, slot: number, bucket: number): number {
+    const sumsOf = this.#sumsOf.chunk(slot);
+    const so = this.#sumsOf.offset(slot);
+    let record = sumsOf[so]!;
+    if (record >= 0 && this.#sums.chunk(record)[this.#sums.offset(record)] === bucket) return record;
+    if (record >= 0) this.#keep(stream, this.#deltasOf(stream, record));
+    else record = sumsOf[so] = this.#freeSums.pop() ?? this.#nextSums++;
     this.#sums.fill(record, 0);
+    this.#sums.chunk(record)[this.#sums.offset(record)] = bucket;
     return record;
   }
 

@@ -53,11 +53,7 @@ export class StateSlab {
    * when that is the index the slab shares.
    */
   slotOf(streamId: string, at?: number, index?: SlotIndex): number {
-    if (at !== undefined && index !== undefined && !this.#index.owns && index === this.#index.index) {
-      this.#index.holdAt(at, this.#zero);
-      return at;
-    }
-    const slot = this.#index.hold(streamId, this.#zero);
+    const slot = this.#index.holdFrom(streamId, at, index, this.#zero);
     if (slot === undefined) throw new RangeError(`stream ${streamId} is not in the shared slot index`);
     return slot;
   }

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { Slab } from '../slots.js';
+import { streamRefParts } from './rows.js';
 
 /** How a model's forecast vector reads: one cell per horizon × target, in output order. */
 export interface ForecastLayout {
@@ -8,11 +9,6 @@ export interface ForecastLayout {
   readonly cells: ReadonlyArray<readonly [number, string, 0 | 1]>;
 }
 
-/** A stream's id and the generation of the main thread's slot it was found for, per slot of one slot index. */
-interface SlotIds {
-  readonly sid: Slab<Int32Array>;
-  readonly gen: Slab<Int32Array>;
-}
 
 /**
  * Integer ids for the names the hot tables would otherwise repeat in every
@@ -29,8 +25,8 @@ interface SlotIds {
  * carry no slot.
  */
 export class Ids {
-  /** By slot index key. */
-  readonly #slots = new Map<number, SlotIds>();
+  /** By slot index key: per slot, the stream's id and the generation of the main thread's slot it was found for. */
+  readonly #slots = new Map<number, Slab<Int32Array>>();
   /** Streams handed an id whose row is not committed yet (a lookup in stream_ids would not find them). */
   readonly #pendingStreams = new Map<string, number>();
   /** Whether stream_ids may hold a name (false while it was empty at start and nothing was handed out since). */
@@ -87,17 +83,15 @@ export class Ids {
    */
   streamAt(ref: number, gen: number, name: () => string, route: string, at: number): number {
     if (Number.isNaN(ref)) return this.stream(name(), route, at);
-    const key = Math.floor(ref / 2 ** 32);
-    const slot = ref - key * 2 ** 32;
+    const [key, slot] = streamRefParts(ref);
     let ids = this.#slots.get(key);
-    if (!ids) this.#slots.set(key, (ids = { sid: new Slab(1, (n) => new Int32Array(n)), gen: new Slab(1, (n) => new Int32Array(n)) }));
-    const gens = ids.gen.chunk(slot);
-    const o = ids.gen.offset(slot);
-    const sids = ids.sid.chunk(slot);
-    if (gens[o] === gen) return sids[o]!;
+    if (!ids) this.#slots.set(key, (ids = new Slab(2, (n) => new Int32Array(n))));
+    const c = ids.chunk(slot);
+    const o = ids.offset(slot);
+    if (c[o + 1] === gen) return c[o]!;
     const sid = this.stream(name(), route, at);
-    gens[o] = gen;
-    sids[o] = sid;
+    c[o] = sid;
+    c[o + 1] = gen;
     return sid;
   }
 

@@ -8,8 +8,16 @@
  * so a row that carries them needs no lookup by name.
  */
 export function streamRef(indexKey: number, slot: number): number {
-  return indexKey * 2 ** 32 + slot;
+  return indexKey * REF_SLOTS + slot;
 }
+
+/** A `streamRef`'s index key and slot. */
+export function streamRefParts(ref: number): [indexKey: number, slot: number] {
+  const key = Math.floor(ref / REF_SLOTS);
+  return [key, ref - key * REF_SLOTS];
+}
+
+const REF_SLOTS = 2 ** 32;
 
 export interface StepRow {
   readonly stream: string;
