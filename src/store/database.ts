@@ -102,6 +102,15 @@ export function openInputLog(opts: Pick<DatabaseOptions, 'path' | 'durability' |
   }
 }
 
+/** Copy the input log's WAL back into its file and close it. */
+export function closeInputLog(logDb: Database.Database): void {
+  try {
+    logDb.pragma('wal_checkpoint(TRUNCATE)');
+  } finally {
+    logDb.close();
+  }
+}
+
 /** Copy an input log of schema 7 or older into the log's own file (idempotent: a crash before the migration copies again). */
 export function moveLegacyLog(db: Database.Database, logDb: Database.Database): void {
   const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'input_log'").get();

@@ -208,6 +208,16 @@ export class InputLog {
     return next;
   }
 
+  /** Whether a write can take the log's lock now (readiness). */
+  writable(): boolean {
+    try {
+      this.#db.exec('BEGIN IMMEDIATE; ROLLBACK');
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Stop the group timer and wait for a trim under way. */
   async stop(): Promise<void> {
     this.#clearTimer();

@@ -2,9 +2,10 @@ import Database from 'better-sqlite3';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedBatch, type PackedCheckpoint } from './codec.js';
-import { moveLegacyLog, openDatabase, openInputLog } from './database.js';
+import { closeInputLog, moveLegacyLog, openDatabase, openInputLog } from './database.js';
 import type { ForecastLayout } from './ids.js';
 import { InputLog, type InputRow } from './input-log.js';
+import { LogGuard } from './log-guard.js';
 import type { AccuracyDelta, DeadLetterRow, EventRow, ForecastRow, StepRow, StreamStateRow } from './rows.js';
 import { StateReader } from './state-store.js';
 import { MAX_BACKLOG, WriterClient } from './writer-client.js';
@@ -31,10 +32,6 @@ export interface StoreOptions {
   maxSizeMiB?: number;
 }
 
-/** Retry delays for the input log after a failed write. */
-const LOG_RETRY_MIN_MS = 50;
-const LOG_RETRY_MAX_MS = 2000;
-
 /**
  * The SQLite store (better-sqlite3, WAL, schema 8), as the main thread sees it.
  *
@@ -57,9 +54,7 @@ export class Store {
   #log: InputLog | null = null;
   #states: StateReader | null = null;
   #writer: WriterClient | null = null;
-  #logFailure: Error | null = null;
-  #logRetry: NodeJS.Timeout | null = null;
-  #logRetryMs = LOG_RETRY_MIN_MS;
+  readonly #guard: LogGuard;
   #stopping: Promise<void> | null = null;
   /** Called when writes go through again after a failure, or the writer's backlog has drained. */
   onRecovered: (() => void) | null = null;
@@ -67,6 +62,12 @@ export class Store {
   constructor(options: StoreOptions) {
     this.#opts = options;
     this.#now = options.now ?? Date.now;
+    this.#guard = new LogGuard({
+      log: options.log,
+      retry: () => this.#log?.flushQuietly() ?? false,
+      othersFailing: () => (this.#writer?.failure ?? null) !== null,
+      recovered: () => this.onRecovered?.(),
+    });
   }
 
   /** Open the files, run pending migrations, start the writer. */
@@ -246,12 +247,12 @@ export class Store {
 
   /** True while writes fail (the writer's, or the input log's). */
   get failing(): boolean {
-    return (this.#writer?.failure ?? null) !== null || this.#logFailure !== null;
+    return (this.#writer?.failure ?? null) !== null || this.#guard.failure !== null;
   }
 
   /** The failure writes are waiting on, for logs and readiness. */
   get failure(): Error | null {
-    return this.#writer?.failure ?? this.#logFailure;
+    return this.#writer?.failure ?? this.#guard.failure;
   }
 
   /** Ops handed to the writer and not yet answered. */
@@ -266,40 +267,17 @@ export class Store {
 
   /** Note a failed input-log write (the caller holds its message) and retry the log until it writes again. */
   reportFailure(err: Error, what: string): void {
-    if (!this.failing) this.#opts.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, write: what }, 'store cannot write: holding messages unacknowledged and retrying');
-    this.#logFailure = err;
-    if (this.#logRetry) return;
-    this.#logRetry = setTimeout(() => {
-      this.#logRetry = null;
-      if (!this.#log) return;
-      if (this.#log.flushQuietly()) this.reportSuccess();
-    }, this.#logRetryMs);
-    this.#logRetry.unref();
-    this.#logRetryMs = Math.min(this.#logRetryMs * 2, LOG_RETRY_MAX_MS);
+    this.#guard.fail(err, what);
   }
 
   /** An input-log write went through: clears its failure. */
   reportSuccess(): void {
-    if (!this.#logFailure) return;
-    this.#logFailure = null;
-    this.#logRetryMs = LOG_RETRY_MIN_MS;
-    if (this.#logRetry) clearTimeout(this.#logRetry);
-    this.#logRetry = null;
-    if (!this.failing) {
-      this.#opts.log.warn('store writable again; queued writes committed');
-      this.onRecovered?.();
-    }
+    this.#guard.succeed();
   }
 
   /** Whether the input log can take a write now (readiness), and the writer is not failing. */
   writable(): boolean {
-    if (this.failing) return false;
-    try {
-      this.#logDb!.exec('BEGIN IMMEDIATE; ROLLBACK');
-      return true;
-    } catch {
-      return false;
-    }
+    return !this.failing && this.#log !== null && this.#log.writable();
   }
 
   /** Write the pending QoS 0 group; a failure is reported, the rows stay pending. */
@@ -325,8 +303,7 @@ export class Store {
 
   async #stop(): Promise<void> {
     if (!this.#db) return;
-    if (this.#logRetry) clearTimeout(this.#logRetry);
-    this.#logRetry = null;
+    this.#guard.cancel();
     this.#log!.flushQuietly();
     const left = await this.#writer!.stop();
     if (left > 0 || this.#log!.pending > 0) {
@@ -334,13 +311,7 @@ export class Store {
     }
     await this.#log!.stop();
     try {
-      if (this.#logDb !== this.#db) {
-        try {
-          this.#logDb!.pragma('wal_checkpoint(TRUNCATE)');
-        } finally {
-          this.#logDb!.close();
-        }
-      }
+      if (this.#logDb !== this.#db) closeInputLog(this.#logDb!);
     } finally {
       this.#db.close();
       this.#db = null;
