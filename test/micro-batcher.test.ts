@@ -29,7 +29,22 @@ class ManualTimer implements Timer {
 interface Item { key: string; n: number }
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-function harness(maxBatch: number, maxDelayMs: number) {
+/**
+ * The batcher's key for an item: its name (hash tables), or with `slotKeys` a
+ * small integer given to each name in order of first use, as a SlotIndex
+ * gives slots (tables indexed by key).
+ */
+function keyOf(slotKeys: boolean): (i: Item) => string {
+  if (!slotKeys) return (i) => i.key;
+  const ids = new Map<string, number>();
+  return ((i: Item) => {
+    let id = ids.get(i.key);
+    if (id === undefined) ids.set(i.key, (id = ids.size));
+    return id;
+  }) as unknown as (i: Item) => string;
+}
+
+function harness(maxBatch: number, maxDelayMs: number, slotKeys = false) {
   const timer = new ManualTimer();
   const batches: Item[][] = [];
   let release: (() => void) | null = null;
@@ -38,7 +53,8 @@ function harness(maxBatch: number, maxDelayMs: number) {
     maxBatch,
     maxDelayMs,
     timer,
-    key: (i) => i.key,
+    key: keyOf(slotKeys),
+    slotKeys,
     run: async (b) => {
       batches.push(b);
       if (hold) await new Promise<void>((r) => (release = r));
@@ -48,16 +64,16 @@ function harness(maxBatch: number, maxDelayMs: number) {
   return { timer, batches, batcher, holdRuns: (on: boolean) => (hold = on), release: () => release?.() };
 }
 
-describe('MicroBatcher', () => {
+for (const slotKeys of [false, true]) describe(`MicroBatcher, keys in ${slotKeys ? 'arrays by slot' : 'hash tables'}`, () => {
   it('flushes at maxBatch without waiting for the timer', async () => {
-    const h = harness(3, 1000);
+    const h = harness(3, 1000, slotKeys);
     for (const key of ['a', 'b', 'c']) h.batcher.push({ key, n: 0 });
     await tick();
     assert.deepEqual(h.batches.map((b) => b.map((i) => i.key)), [['a', 'b', 'c']]);
   });
 
   it('an idle batcher holds a lone step at most maxDelayMs', async () => {
-    const h = harness(100, 5);
+    const h = harness(100, 5, slotKeys);
     h.batcher.push({ key: 'a', n: 0 });
     h.timer.advance(4);
     await tick();
@@ -69,7 +85,7 @@ describe('MicroBatcher', () => {
   });
 
   it('puts a stream at most once in a batch and keeps its steps in arrival order', async () => {
-    const h = harness(10, 5);
+    const h = harness(10, 5, slotKeys);
     for (let n = 0; n < 3; n++) h.batcher.push({ key: 'a', n });
     h.batcher.push({ key: 'b', n: 0 });
     h.batcher.push({ key: 'a', n: 3 });
@@ -81,7 +97,7 @@ describe('MicroBatcher', () => {
   });
 
   it('runs one batch at a time; arrivals during a run go next, together', async () => {
-    const h = harness(100, 5);
+    const h = harness(100, 5, slotKeys);
     h.holdRuns(true);
     h.batcher.push({ key: 'a', n: 0 });
     h.timer.advance(5);
@@ -106,7 +122,8 @@ describe('MicroBatcher', () => {
       maxDelayMs: 5,
       maxInFlight: 2,
       timer,
-      key: (i) => i.key,
+      key: keyOf(slotKeys),
+      slotKeys,
       run: async (b) => {
         batches.push(b);
         await new Promise<void>((r) => releases.push(r));
@@ -146,7 +163,7 @@ describe('MicroBatcher', () => {
   });
 
   it('drain runs everything now and resolves when nothing is left', async () => {
-    const h = harness(2, 10_000);
+    const h = harness(2, 10_000, slotKeys);
     for (let n = 0; n < 5; n++) h.batcher.push({ key: `k${n}`, n });
     await h.batcher.drain();
     assert.equal(h.batcher.pending, 0);
@@ -160,7 +177,8 @@ describe('MicroBatcher', () => {
     const batcher = new MicroBatcher<Item>({
       maxBatch: 1,
       maxDelayMs: 0,
-      key: (i) => i.key,
+      key: keyOf(slotKeys),
+      slotKeys,
       run: async (b) => {
         if (first) {
           first = false;

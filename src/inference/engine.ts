@@ -64,6 +64,7 @@ export class InferenceEngine {
       timer: options.timer,
       // The stream's slot, taken at submit: a batch's bookkeeping hashes a number, not the name.
       key: (r) => r.slot!,
+      slotKeys: true,
       run: async (batch) => {
         const started = process.hrtime.bigint();
         const results = await this.runner.run(batch);

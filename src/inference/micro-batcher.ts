@@ -22,11 +22,46 @@ export interface MicroBatcherOptions<T, K = string> {
   maxInFlight?: number;
   /** Items with the same key never share a batch and run in arrival order (a number, such as a stream's slot, hashes faster than a name). */
   key(item: T): K;
+  /**
+   * Keys are small non-negative integers (slots of a `SlotIndex`): the
+   * batcher's per-key tables are then arrays indexed by key, not hash
+   * tables, which a key entering and leaving with every item would keep
+   * rehashing.
+   */
+  slotKeys?: boolean;
   /** Process one batch. */
   run(batch: T[]): Promise<void>;
   /** Called when `run` rejects; the batch counts as consumed. */
   onError(err: unknown, batch: T[]): void;
   timer?: Timer;
+}
+
+/** What the batcher keeps per key: a hash map, or an array by key for slot keys. */
+interface KeyTable<K, V> {
+  get(key: K): V | undefined;
+  set(key: K, value: V): void;
+  delete(key: K): void;
+  has(key: K): boolean;
+}
+
+class SlotTable<V> implements KeyTable<number, V> {
+  readonly #values: Array<V | undefined> = [];
+  get(key: number): V | undefined {
+    return this.#values[key];
+  }
+  set(key: number, value: V): void {
+    this.#values[key] = value;
+  }
+  delete(key: number): void {
+    if (key < this.#values.length) this.#values[key] = undefined;
+  }
+  has(key: number): boolean {
+    return this.#values[key] !== undefined;
+  }
+}
+
+function keyTable<K, V>(slots: boolean): KeyTable<K, V> {
+  return (slots ? new SlotTable<V>() : new Map<K, V>()) as KeyTable<K, V>;
 }
 
 /**
@@ -46,14 +81,16 @@ export class MicroBatcher<T, K = string> {
   readonly #opts: MicroBatcherOptions<T, K>;
   readonly #timer: Timer;
   readonly #maxInFlight: number;
-  /** Waiting items of each key, oldest first. */
-  readonly #byKey = new Map<K, T[]>();
+  /** The oldest waiting item of each key with one. */
+  readonly #first: KeyTable<K, T>;
+  /** Further waiting items of a key, oldest first (rare: a key's next item while one waits). */
+  readonly #more: KeyTable<K, T[]>;
   /** Keys with waiting items, in the order their next item became eligible. */
   #ready: K[] = [];
   #readyHead = 0;
   #pending = 0;
   /** Keys of the running batches. */
-  readonly #inFlightKeys = new Set<K>();
+  readonly #inFlightKeys: KeyTable<K, true>;
   #running = 0;
   #timerHandle: unknown = null;
   #drainWaiters: Array<() => void> = [];
@@ -63,6 +100,10 @@ export class MicroBatcher<T, K = string> {
     this.#opts = options;
     this.#timer = options.timer ?? systemTimer;
     this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1);
+    const slots = options.slotKeys === true;
+    this.#first = keyTable(slots);
+    this.#more = keyTable(slots);
+    this.#inFlightKeys = keyTable(slots);
   }
 
   /** Items waiting (not yet handed to `run`). */
@@ -77,16 +118,17 @@ export class MicroBatcher<T, K = string> {
 
   /** Whether an item of this key is waiting or in a running batch. */
   has(key: K): boolean {
-    return this.#byKey.has(key) || this.#inFlightKeys.has(key);
+    return this.#first.has(key) || this.#inFlightKeys.has(key);
   }
 
   push(item: T): void {
     const key = this.#opts.key(item);
-    const queue = this.#byKey.get(key);
-    if (queue) {
-      queue.push(item);
+    if (this.#first.has(key)) {
+      const more = this.#more.get(key);
+      if (more) more.push(item);
+      else this.#more.set(key, [item]);
     } else {
-      this.#byKey.set(key, [item]);
+      this.#first.set(key, item);
       this.#ready.push(key);
     }
     this.#pending++;
@@ -152,12 +194,17 @@ export class MicroBatcher<T, K = string> {
     }
     const batch: T[] = [];
     for (const key of keys) {
-      this.#inFlightKeys.add(key);
-      const queue = this.#byKey.get(key)!;
-      batch.push(queue.shift()!);
-      // A key's next item waits for a later batch, behind keys already waiting.
-      if (queue.length > 0) this.#ready.push(key);
-      else this.#byKey.delete(key);
+      this.#inFlightKeys.set(key, true);
+      batch.push(this.#first.get(key)!);
+      const more = this.#more.get(key);
+      if (more) {
+        // A key's next item waits for a later batch, behind keys already waiting.
+        this.#first.set(key, more.shift()!);
+        if (more.length === 0) this.#more.delete(key);
+        this.#ready.push(key);
+      } else {
+        this.#first.delete(key);
+      }
     }
     this.#pending -= batch.length;
     return batch;
