@@ -97,22 +97,22 @@ export class ForecastSink {
     const events: EventRow[] = [];
     const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, sent: this.#sending() ? [] : null };
     for (const r of results) {
-      const ctx = r.context as StepContext;
+      const { origin, group, step } = r.context as StepContext;
       // Where the main thread holds the stream: the writer finds its id by that, not by name.
-      const ref = streamRef(ctx.slots.key, ctx.slot);
-      const gen = ctx.slots.generation(ctx.slot);
-      steps.push({ stream: r.streamId, ref, gen, route: ctx.route, ts: ctx.ts, receivedAt: ctx.receivedAt, features: ctx.features, values: ctx.values, filled: ctx.filled });
+      const ref = streamRef(group.slots.key, step.slot);
+      const gen = group.slots.generation(step.slot);
+      steps.push({ stream: r.streamId, ref, gen, route: origin.route, ts: step.ts, receivedAt: origin.receivedAt, features: group.features, values: step.values, filled: step.filled });
       let values: number[] | null = null;
       if (r.status === 'reset') {
         this.#opts.metrics?.reset(model.name, 'non_finite');
-        events.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite', seq: ctx.seq });
+        events.push({ at: step.ts, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite', seq: origin.seq });
       } else if (r.status === 'ok') {
         try {
-          values = this.#forecast(r.streamId, ref, gen, ctx, r.output!, head, forecasts, issued);
+          values = this.#forecast(r.streamId, ref, gen, r.context as StepContext, r.output!, head, forecasts, issued);
         } catch (err) {
           if (!(err instanceof OutputReadError)) throw err;
           this.#opts.metrics?.invalidOutput(model.name);
-          events.push({ at: ctx.ts, stream: r.streamId, model: model.name, kind: 'invalid_output', detail: err.message, seq: ctx.seq });
+          events.push({ at: step.ts, stream: r.streamId, model: model.name, kind: 'invalid_output', detail: err.message, seq: origin.seq });
           // Every such step has its event and metric; the log says it once per model.
           if (!this.#warnedInvalid.has(model.name)) {
             this.#warnedInvalid.add(model.name);
@@ -121,7 +121,7 @@ export class ForecastSink {
         }
       }
       // The step is an actual for the forecasts that target it, whatever became of its own.
-      book.step(r.streamId, ctx.ts, ctx.values, ctx.filled, values, undefined, ctx.slot, ctx.slots);
+      book.step(r.streamId, step.ts, step.values, step.filled, values, undefined, step.slot, group.slots);
     }
     const layout = this.#layout(head, stepMs);
     // Whether the batch was a replay is decided now: its commit is answered later.
@@ -153,10 +153,11 @@ export class ForecastSink {
   /** Read one output into its forecast row; returns the cell values (for scoring). */
   #forecast(stream: string, ref: number, gen: number, ctx: StepContext, output: Float32Array, head: OutputHead, rows: ForecastRow[], issued: Issued): number[] {
     const { values, labels } = head.readValues(output);
-    const i = rows.push({ stream, ref, gen, issuedAt: ctx.ts, values, labels }) - 1;
-    issued.receivedAt.push(ctx.receivedAt);
+    const ts = ctx.step.ts;
+    const i = rows.push({ stream, ref, gen, issuedAt: ts, values, labels }) - 1;
+    issued.receivedAt.push(ctx.origin.receivedAt);
     if (labels) (issued.labels ??= [])[i] = labels;
-    issued.sent?.push({ stream, ctx: this.#opts.onForecast ? ctx : null, ts: ctx.ts, params: ctx.params, values, labels });
+    issued.sent?.push({ stream, ctx: this.#opts.onForecast ? ctx : null, ts, params: ctx.origin.params, values, labels });
     return values;
   }
 

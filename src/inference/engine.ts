@@ -3,7 +3,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { MicroBatcher, type Timer } from './micro-batcher.js';
 import { loadModel, type LoadedModel, type LoadModelOptions } from './model.js';
 import { SessionThread } from './session-thread.js';
-import { StepRunner, type StepRequest, type StepResult } from './step-runner.js';
+import { StepRunner, type InputReader, type StepRequest, type StepResult } from './step-runner.js';
 import type { SlotIndex } from '../slots.js';
 
 export interface EngineOptions {
@@ -114,6 +114,16 @@ export class InferenceEngine {
       throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${streamId}: step has ${input.length} features, model ${this.model.name} takes ${F}`);
     }
     this.#batcher.push({ streamId, slot: this.#runner.slotOf(streamId, slot, slots), input, context, resetBefore: options?.resetBefore === true });
+  }
+
+  /**
+   * `submit` for a step whose input `reader` writes from `values` into the
+   * batch tensor when the batch runs (scaled, in the model's feature order):
+   * no input vector per step. `values` must not change until then.
+   */
+  submitRead(streamId: string, values: object, reader: InputReader, context?: unknown, options?: { resetBefore?: boolean }, slot?: number, slots?: SlotIndex): void {
+    if (this.#closed) throw new TidecastError(ErrorCodes.STOPPED, `engine for ${this.model.name} is closed`);
+    this.#batcher.push({ streamId, slot: this.#runner.slotOf(streamId, slot, slots), input: values, reader, context, resetBefore: options?.resetBefore === true });
   }
 
   /**

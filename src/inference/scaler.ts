@@ -1,4 +1,5 @@
 import type { ModelCard } from './card.js';
+import type { InputReader } from './step-runner.js';
 
 /**
  * Input standardisation from a model card (outputs are read by OutputHead).
@@ -7,6 +8,8 @@ import type { ModelCard } from './card.js';
 export class CardScaler {
   #fMean!: Float64Array;
   #fStd!: Float64Array;
+  /** The reader `readerFor` made last, and for which features. */
+  #reader: { features: readonly string[]; reader: InputReader } | null = null;
 
   constructor(card: ModelCard) {
     this.use(card);
@@ -19,11 +22,21 @@ export class CardScaler {
     this.#fStd = Float64Array.from(card.scaler?.features.std ?? new Array<number>(f).fill(1));
   }
 
-  /** A step's physical values, read by feature name in card order, to the model's input vector (scaled in float64). */
-  scaleNamed(values: Readonly<Record<string, number>>, features: readonly string[]): Float32Array {
-    const into = new Float32Array(features.length);
-    for (let i = 0; i < features.length; i++) into[i] = this.#scale(i, values[features[i]!]!);
-    return into;
+  /**
+   * An engine input reader (`InferenceEngine.submitRead`): a step's physical
+   * values, read by feature name in card order, scaled in float64 into the
+   * batch tensor. One per features array, kept.
+   */
+  readerFor(features: readonly string[]): InputReader {
+    if (this.#reader?.features === features) return this.#reader.reader;
+    const reader: InputReader = {
+      read: (values, into, at) => {
+        const named = values as Readonly<Record<string, number>>;
+        for (let i = 0; i < features.length; i++) into[at + i] = this.#scale(i, named[features[i]!]!);
+      },
+    };
+    this.#reader = { features, reader };
+    return reader;
   }
 
   /** Raw feature values (card order) to the model's input vector. */

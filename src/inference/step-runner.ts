@@ -7,10 +7,20 @@ import { StateSlab } from './state-slab.js';
 import { readRow, rowLayout, writeRow, type RowLayout } from './tensor-rows.js';
 import { WindowBuffer } from './window-buffer.js';
 
-/** One step of one stream: its feature vector, already scaled for the model. */
+/**
+ * Writes a step's model input (scaled, in the model's feature order) from
+ * the caller's own values straight into a batch tensor: a step then needs no
+ * input vector of its own while it waits for its batch.
+ */
+export interface InputReader {
+  read(values: object, into: Float32Array, at: number): void;
+}
+
+/** One step of one stream: its feature vector, already scaled for the model; or, with `reader`, the values it reads that vector from. */
 export interface StepRequest {
   readonly streamId: string;
-  readonly input: Float32Array;
+  readonly input: Float32Array | object;
+  readonly reader?: InputReader;
   /** Caller's data carried through to the result untouched (e.g. the sample's time). */
   readonly context?: unknown;
   /** Start this stream over (zero state, empty window) before this step: a gap in its data. */
@@ -146,8 +156,8 @@ export class StepRunner {
   async run(batch: readonly StepRequest[]): Promise<StepResult[]> {
     const F = this.model.signature.featureCount;
     for (const r of batch) {
-      if (r.input.length !== F) {
-        throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${r.streamId}: step has ${r.input.length} features, model ${this.model.name} takes ${F}`);
+      if (!r.reader && (r.input as Float32Array).length !== F) {
+        throw new TidecastError(ErrorCodes.STEP_SHAPE, `stream ${r.streamId}: step has ${(r.input as Float32Array).length} features, model ${this.model.name} takes ${F}`);
       }
     }
     for (const r of batch) if (r.resetBefore) this.resetStream(r.streamId);
@@ -182,7 +192,7 @@ export class StepRunner {
     // ~350,000 steps/s).
     // Every row is written below: no zero-fill, except for a fixed batch's padding rows.
     const input = uninitializedFloats(B * F);
-    for (let b = 0; b < n; b++) input.set(chunk[b]!.input, b * F); // with T = 1 every layout puts row b at b·F
+    for (let b = 0; b < n; b++) writeInput(chunk[b]!, input, b * F); // with T = 1 every layout puts row b at b·F
     if (n < B) input.fill(0, n * F);
     const feeds: Record<string, ort.Tensor> = { [sig.input]: new ort.Tensor('float32', input, shapes.inputDims) };
     if (slab) {
@@ -238,8 +248,10 @@ export class StepRunner {
     const T = windows.window;
     const results: StepResult[] = new Array(chunk.length);
     const ready: number[] = [];
+    const step = new Float32Array(sig.featureCount);
     chunk.forEach((r, i) => {
-      if (windows.push(r.streamId, r.input) < T) results[i] = { streamId: r.streamId, status: 'warming', output: null, context: r.context };
+      writeInput(r, step, 0);
+      if (windows.push(r.streamId, step) < T) results[i] = { streamId: r.streamId, status: 'warming', output: null, context: r.context };
       else ready.push(i);
     });
     if (ready.length === 0) return results;
@@ -310,4 +322,10 @@ export class StepRunner {
     }
     return feeds;
   }
+}
+
+/** A request's input vector into `into` at `at`. */
+function writeInput(r: StepRequest, into: Float32Array, at: number): void {
+  if (r.reader) r.reader.read(r.input, into, at);
+  else into.set(r.input as Float32Array, at);
 }

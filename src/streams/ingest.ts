@@ -6,7 +6,7 @@ import { TopicPattern, compileTemplate } from '../mqtt/topic-pattern.js';
 import type { ScoreBook } from '../daemon/score-book.js';
 import type { CheckpointedStream, DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
 import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
-import { StepAssembler, type AssembledEvent } from './step-assembler.js';
+import { StepAssembler, type AssembledEvent, type AssembledStep } from './step-assembler.js';
 import { Slab, type SlotIndex } from '../slots.js';
 
 /** A model as a route uses it. */
@@ -21,26 +21,36 @@ export interface RouteModel {
   readonly stepSeconds: number;
 }
 
-/** What travels with a step through the engine to the result sink. */
-export interface StepContext {
+/** The message (or clock tick) that released a step: one object for every step it released. */
+export interface StepOrigin {
   readonly route: string;
   /** The topic of the message that completed the step. */
   readonly topic: string;
   readonly params: Readonly<Record<string, string>>;
-  /** Start of the step's bucket: the forecasts' issue time, ms. */
-  readonly ts: number;
-  /** The route group's features, in the order the store keeps a step's values. */
-  readonly features: readonly string[];
-  /** Every feature's value for the step, physical units (filled ones included). */
-  readonly values: Readonly<Record<string, number>>;
-  /** Features forward-filled from an earlier step. */
-  readonly filled: readonly string[];
   readonly receivedAt: number;
   /** Input-log position of the message (or tick) that released the step. */
   readonly seq: number;
-  /** The stream's slot in its route group's index (`slots`): the engines and score books that share that index take it without a lookup. */
-  readonly slot: number;
+}
+
+/** What every step of a route group shares. */
+export interface StepGroup {
+  /** The route group's features, in the order the store keeps a step's values. */
+  readonly features: readonly string[];
+  /** The group's slot index: the engines and score books that share it take a step's slot without a lookup. */
   readonly slots: SlotIndex;
+}
+
+/**
+ * What travels with a step through the engine to the result sink: three
+ * references, the step's own data being the assembler's event (a context
+ * waits in the engine's queue, long enough for the young-generation GC to
+ * copy it).
+ */
+export interface StepContext {
+  readonly origin: StepOrigin;
+  readonly group: StepGroup;
+  /** The step: its stream and slot, the start of its bucket (the forecasts' issue time, ms), every feature's value in physical units (filled ones included), and the features forward-filled from an earlier step. */
+  readonly step: AssembledStep;
 }
 
 /**
@@ -64,6 +74,8 @@ interface RouteGroup {
   readonly models: readonly RouteModel[];
   /** Every feature of its models, in one order (the same array in every step context). */
   readonly features: readonly string[];
+  /** What its step contexts share: the features above and the assembler's slot index. */
+  readonly shared: StepGroup;
   readonly assembler: StepAssembler;
   readonly residency: Slab<Float64Array>;
 }
@@ -105,23 +117,18 @@ export function compileRoutes(
       const steps = new Set(models.map((m) => m.stepSeconds));
       if (steps.size !== 1) throw new Error(`routes[${i}]: models ${cfg.models.join(', ')} have different step intervals (${[...steps].join(', ')} s)`);
       const r = cfg.resample;
-      group = {
-        key,
-        models,
+      const assembler = new StepAssembler({
         features,
-        residency: new Slab(RESIDENCY, (n) => new Float64Array(n)),
-        assembler: new StepAssembler({
-          features,
-          stepMs: [...steps][0]! * 1000,
-          aggregate: (f) => r.aggregate[f] ?? r.aggregate.default ?? 'mean',
-          latenessMs: r.latenessMs,
-          emit: r.emit,
-          wallClock: r.wallClock,
-          maxFillSteps: r.maxFillSteps,
-          maxGapSteps: r.maxGapSteps,
-          maxSamplesPerStep: limits.maxSamplesPerStep,
-        }),
-      };
+        stepMs: [...steps][0]! * 1000,
+        aggregate: (f) => r.aggregate[f] ?? r.aggregate.default ?? 'mean',
+        latenessMs: r.latenessMs,
+        emit: r.emit,
+        wallClock: r.wallClock,
+        maxFillSteps: r.maxFillSteps,
+        maxGapSteps: r.maxGapSteps,
+        maxSamplesPerStep: limits.maxSamplesPerStep,
+      });
+      group = { key, models, features, shared: { features, slots: assembler.slots }, residency: new Slab(RESIDENCY, (n) => new Float64Array(n)), assembler };
       groups.set(key, group);
     }
     return { name: cfg.name ?? `route${i}`, pattern: new TopicPattern(cfg.topic), stream: cfg.stream, streamId: compileTemplate(cfg.stream), decoder: createDecoder(cfg.decoder, features), group };
@@ -304,7 +311,7 @@ export class Ingest {
   /** The stateful half: feed an admitted message, logged at `seq`, to its stream. */
   apply(a: Admitted, seq: number): void {
     const group = a.route.group;
-    const origin = { route: a.route.name, topic: a.topic, params: a.params, receivedAt: a.receivedAt, seq };
+    const origin: StepOrigin = { route: a.route.name, topic: a.topic, params: a.params, receivedAt: a.receivedAt, seq };
     const events: AssembledEvent[] = [];
     try {
       // A replayed input that the stream's restored state already reflects (an incremental checkpoint wrote it later than the record).
@@ -539,7 +546,7 @@ export class Ingest {
     }
   }
 
-  #dispatch(group: RouteGroup, events: readonly AssembledEvent[], origin: Pick<StepContext, 'route' | 'topic' | 'params' | 'receivedAt' | 'seq'>): void {
+  #dispatch(group: RouteGroup, events: readonly AssembledEvent[], origin: StepOrigin): void {
     let resetNext: Set<string> | null = null;
     for (const e of events) {
       if (e.kind === 'gap') {
@@ -555,10 +562,10 @@ export class Ingest {
         const row: EventRow = { at: e.ts, stream: e.stream, model: null, kind: 'step_skipped', detail: `missing ${e.missing.join(', ')}`, seq: origin.seq };
         this.#write('event', () => this.#opts.store.addEvent(row));
       } else {
-        const slots = group.assembler.slots;
-        const context: StepContext = { route: origin.route, topic: origin.topic, params: origin.params, receivedAt: origin.receivedAt, seq: origin.seq, features: group.features, ts: e.ts, values: e.values, filled: e.filled, slot: e.slot, slots };
+        const slots = group.shared.slots;
+        const context: StepContext = { origin, group: group.shared, step: e };
         const resetBefore = resetNext?.delete(e.stream) ?? false;
-        for (const m of group.models) m.engine.submit(e.stream, m.scaler.scaleNamed(e.values, m.features), context, resetBefore ? RESET : undefined, e.slot, slots);
+        for (const m of group.models) m.engine.submitRead(e.stream, e.values, m.scaler.readerFor(m.features), context, resetBefore ? RESET : undefined, e.slot, slots);
         this.steps.submitted++;
       }
     }

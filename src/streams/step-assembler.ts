@@ -31,6 +31,9 @@ export type AssembledEvent =
   | { kind: 'skip'; stream: string; ts: number; missing: string[] }
   | { kind: 'gap'; stream: string; ts: number; steps: number };
 
+/** A step, as the assembler hands it on. */
+export type AssembledStep = Extract<AssembledEvent, { kind: 'step' }>;
+
 /** Per feature of an open bucket: samples, sum, min, max, last value and its event time. */
 const AGG = 6;
 const N = 0;
