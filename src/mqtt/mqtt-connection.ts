@@ -78,6 +78,8 @@ export class MqttConnection {
   readonly #now: () => number;
   #client: MqttClient | null = null;
   #accepting = false;
+  /** Set while the connection's writes are held for the rest of this turn (`#coalesceWrites`). */
+  #corked = false;
   #backoffMs: number;
   #connectedOnce: Promise<void> | null = null;
   /** Bumped when a connection closes: acks of its messages become stale. */
@@ -131,6 +133,7 @@ export class MqttConnection {
     client.handleMessage = (packet: IPublishPacket, done: (err?: Error) => void) => {
       if (!this.#accepting) return; // no PUBACK: the broker redelivers to the next session
       this.received++;
+      this.#coalesceWrites(client);
       try {
         this.#opts.onMessage({ topic: packet.topic, payload: packet.payload as Buffer, receivedAt: this.#now(), qos: packet.qos }, new PacketAck(this, done));
       } catch (err) {
@@ -170,6 +173,27 @@ export class MqttConnection {
     });
     client.on('error', (err) => log.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'broker connection error'));
     return this.#connectedOnce;
+  }
+
+  /**
+   * Hold the connection's writes until this turn of the event loop has
+   * handled every packet it read. mqtt.js handles one packet per tick and
+   * writes each PUBACK on its own (one socket write per QoS 1 message, about
+   * 14 µs of the main thread on loopback); corked, the PUBACKs of the
+   * messages one read brought (the broker sends up to its in-flight window
+   * at once) leave in one write. Each still follows its message's durable
+   * log write.
+   */
+  #coalesceWrites(client: MqttClient): void {
+    if (this.#corked) return;
+    const stream = client.stream as (typeof client.stream & { cork?: () => void; uncork?: () => void }) | undefined;
+    if (!stream?.cork || !stream.uncork) return;
+    stream.cork();
+    this.#corked = true;
+    setImmediate(() => {
+      this.#corked = false;
+      stream.uncork!();
+    });
   }
 
   /** Publish (fire and forget; QoS 1/2 are retried by mqtt.js across reconnects). */

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../src/config/load-config.js';
+import { silentLogger } from '../src/log.js';
+import { MqttConnection } from '../src/mqtt/mqtt-connection.js';
+import { tempDir } from './helpers.js';
+import { TestBroker } from './support/broker.js';
+import { publishAll, waitFor, writeTestConfig } from './support/fixtures.js';
+
+/** MQTT fixed-header byte of a PUBACK. */
+const PUBACK = 0x40;
+
+/**
+ * Counts this process's socket writes that carry PUBACKs (an observer on
+ * net.Socket's write hooks, which it calls through unchanged), and the
+ * PUBACKs they carry (each is 4 bytes: 0x40, 0x02, packet id).
+ */
+function countPubackWrites(): { writes: number; pubacks: number; restore(): void } {
+  const proto = net.Socket.prototype as unknown as {
+    _write(chunk: Buffer, enc: string, cb: () => void): void;
+    _writev(chunks: Array<{ chunk: Buffer }>, cb: () => void): void;
+  };
+  const { _write, _writev } = proto;
+  const seen = { writes: 0, pubacks: 0, restore: () => Object.assign(proto, { _write, _writev }) };
+  const count = (chunks: Buffer[]): void => {
+    const bytes = Buffer.concat(chunks);
+    let acks = 0;
+    for (let at = 0; at + 4 <= bytes.length && bytes[at] === PUBACK && bytes[at + 1] === 2; at += 4) acks++;
+    if (acks > 0) {
+      seen.writes++;
+      seen.pubacks += acks;
+    }
+  };
+  proto._write = function (this: unknown, chunk, enc, cb) {
+    count([Buffer.from(chunk)]);
+    return _write.call(this, chunk, enc, cb);
+  };
+  proto._writev = function (this: unknown, chunks, cb) {
+    count(chunks.map((c) => Buffer.from(c.chunk)));
+    return _writev.call(this, chunks, cb);
+  };
+  return seen;
+}
+
+describe('MQTT connection', () => {
+  it('acknowledges every QoS 1 message, the PUBACKs of one read leaving in one socket write', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const loaded = loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'coalesce-test' }));
+    const received: string[] = [];
+    const conn = new MqttConnection({
+      config: loaded.config.mqtt,
+      secrets: loaded.secrets,
+      filters: ['coalesce/#'],
+      log: silentLogger,
+      onMessage: (m, ack) => {
+        received.push(m.payload.toString());
+        ack.ack();
+      },
+    });
+    const seen = countPubackWrites();
+    try {
+      await conn.start();
+      const N = 400;
+      await publishAll(broker.url, 'coalesce-pub', Array.from({ length: N }, (_, i) => ({ topic: `coalesce/${i % 7}`, payload: String(i) })));
+      await waitFor(() => received.length >= N && seen.pubacks >= N, 10_000, `${N} messages acknowledged (received ${received.length}, PUBACKs ${seen.pubacks})`);
+      assert.equal(received.length, N);
+      assert.equal(seen.pubacks, N, 'one PUBACK per message');
+      // One write per PUBACK without coalescing; the broker sends up to 20 unacknowledged messages at once.
+      assert.ok(seen.writes < N * 0.75, `${seen.writes} socket writes carried the ${N} PUBACKs`);
+    } finally {
+      seen.restore();
+      await conn.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+});
