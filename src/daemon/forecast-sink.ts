@@ -97,7 +97,8 @@ export class ForecastSink {
     const events: EventRow[] = [];
     const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, sent: this.#sending() ? [] : null };
     for (const r of results) {
-      const { origin, group, step } = r.context as StepContext;
+      const ctx = r.context as StepContext;
+      const { origin, group, step } = ctx;
       // Where the main thread holds the stream: the writer finds its id by that, not by name.
       const ref = streamRef(group.slots.key, step.slot);
       const gen = group.slots.generation(step.slot);
@@ -108,7 +109,7 @@ export class ForecastSink {
         events.push({ at: step.ts, stream: r.streamId, model: model.name, kind: 'state_reset', detail: r.reason ?? 'non_finite', seq: origin.seq });
       } else if (r.status === 'ok') {
         try {
-          values = this.#forecast(r.streamId, ref, gen, r.context as StepContext, r.output!, head, forecasts, issued);
+          values = this.#forecast(r.streamId, ref, gen, ctx, r.output!, head, forecasts, issued);
         } catch (err) {
           if (!(err instanceof OutputReadError)) throw err;
           this.#opts.metrics?.invalidOutput(model.name);

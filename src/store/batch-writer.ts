@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { forecastJson, splitNames, valuesJson, type PackedBatch } from './codec.js';
+import { forecastJson, namesOnDemand, valuesJson, type PackedBatch } from './codec.js';
 import type { Ids } from './ids.js';
 import type { EventRow } from './rows.js';
 
@@ -49,27 +49,22 @@ export class BatchWriter {
       const at = now();
       const fsids = b.featureSets.map((names) => ids.featureSet(names));
       let v = 0;
-      // Names are split only when a row's slot is new to the ids (its stream's first rows here, or rows without a slot).
-      let stepStreams: string[] | null = null;
-      let i = 0;
-      const stepStream = (): string => (stepStreams ??= splitNames(b.stepStreams, b.steps))[i]!;
-      for (; i < b.steps; i++) {
+      const stepStream = namesOnDemand(b.stepStreams, b.steps);
+      for (let i = 0; i < b.steps; i++) {
         const n = b.featureSets[b.stepSet[i]!]!.length;
         const ts = b.stepNums[i * 3]!;
         const receivedAt = b.stepNums[i * 3 + 1]!;
-        const sid = ids.streamAt(b.stepRefs[i * 2]!, b.stepRefs[i * 2 + 1]!, stepStream, b.routes[b.stepRoute[i]!]!, receivedAt);
+        const sid = ids.streamAt(b.stepRefs[i * 2]!, b.stepRefs[i * 2 + 1]!, stepStream, i, b.routes[b.stepRoute[i]!]!, receivedAt);
         step.run(sid, ts, receivedAt, fsids[b.stepSet[i]!], valuesJson(b.stepValues, v, n), b.stepNums[i * 3 + 2]!);
         v += n;
       }
       for (const e of b.events) event(e);
-      let forecastStreams: string[] | null = null;
-      let k = 0;
-      const forecastStream = (): string => (forecastStreams ??= splitNames(b.forecastStreams, b.forecasts))[k]!;
+      const forecastStream = namesOnDemand(b.forecastStreams, b.forecasts);
       const inserted = new Uint8Array(b.forecasts);
-      for (; k < b.forecasts; k++) {
+      for (let k = 0; k < b.forecasts; k++) {
         const issuedAt = b.issuedAt[k]!;
         const vals = forecastJson(b.forecastValues, k * b.cells, b.cells);
-        const sid = ids.streamAt(b.forecastRefs[k * 2]!, b.forecastRefs[k * 2 + 1]!, forecastStream, '', issuedAt);
+        const sid = ids.streamAt(b.forecastRefs[k * 2]!, b.forecastRefs[k * 2 + 1]!, forecastStream, k, '', issuedAt);
         inserted[k] = forecast.run(sid, mid, issuedAt, lid, at, vals, b.labels?.[k] ?? null).changes;
       }
       return inserted;

@@ -18,6 +18,15 @@ export function splitNames(joined: string, n: number): string[] {
   return n === 0 ? [] : joined.split(NAME_SEPARATOR);
 }
 
+/**
+ * The names `joinNames` joined, `n` of them, by index, split on first use:
+ * a row whose stream the writer's ids know by its slot needs no name.
+ */
+export function namesOnDemand(joined: string, n: number): (i: number) => string {
+  let names: string[] | null = null;
+  return (i) => (names ??= splitNames(joined, n))[i]!;
+}
+
 function joinNames(names: readonly string[]): string {
   for (const name of names) if (name.includes(NAME_SEPARATOR)) throw new Error(`stream id ${JSON.stringify(name.slice(0, 100))} holds a line break`);
   return names.join(NAME_SEPARATOR);

@@ -9,7 +9,6 @@ export interface ForecastLayout {
   readonly cells: ReadonlyArray<readonly [number, string, 0 | 1]>;
 }
 
-
 /**
  * Integer ids for the names the hot tables would otherwise repeat in every
  * row: streams, models, feature sets and forecast layouts. Ids are handed out
@@ -78,18 +77,19 @@ export class Ids {
 
   /**
    * A stream's id by where the main thread holds it (`ref`: `streamRef`,
-   * `gen`: the slot's generation), found by `name()` the first time that
-   * slot generation comes (NaN `ref`: the row carries no slot, by name).
+   * `gen`: the slot's generation), found by its name (`nameOf(row)`) the
+   * first time that slot generation comes (NaN `ref`: the row carries no
+   * slot, by name).
    */
-  streamAt(ref: number, gen: number, name: () => string, route: string, at: number): number {
-    if (Number.isNaN(ref)) return this.stream(name(), route, at);
+  streamAt(ref: number, gen: number, nameOf: (row: number) => string, row: number, route: string, at: number): number {
+    if (Number.isNaN(ref)) return this.stream(nameOf(row), route, at);
     const [key, slot] = streamRefParts(ref);
     let ids = this.#slots.get(key);
     if (!ids) this.#slots.set(key, (ids = new Slab(2, (n) => new Int32Array(n))));
     const c = ids.chunk(slot);
     const o = ids.offset(slot);
     if (c[o + 1] === gen) return c[o]!;
-    const sid = this.stream(name(), route, at);
+    const sid = this.stream(nameOf(row), route, at);
     c[o] = sid;
     c[o + 1] = gen;
     return sid;

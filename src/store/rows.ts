@@ -1,6 +1,5 @@
 /** The rows the store writes and reads, shared by the data path and the readers. */
 
-/** A step a model consumed: the actuals, in physical units. */
 /**
  * A slot of a slot index as one number: the index's key × 2^32 + the slot
  * (exact below 2^53). With the slot's generation, it names where the main
@@ -19,6 +18,7 @@ export function streamRefParts(ref: number): [indexKey: number, slot: number] {
 
 const REF_SLOTS = 2 ** 32;
 
+/** A step a model consumed: the actuals, in physical units. */
 export interface StepRow {
   readonly stream: string;
   /** The stream's slot (`streamRef`) and its generation, when the row comes from the data path. */

@@ -72,9 +72,7 @@ interface RouteGroup {
   /** The models' names joined with '+': the group's name in checkpoints. */
   readonly key: string;
   readonly models: readonly RouteModel[];
-  /** Every feature of its models, in one order (the same array in every step context). */
-  readonly features: readonly string[];
-  /** What its step contexts share: the features above and the assembler's slot index. */
+  /** What its step contexts share: every feature of its models in one order, and the assembler's slot index. */
   readonly shared: StepGroup;
   readonly assembler: StepAssembler;
   readonly residency: Slab<Float64Array>;
@@ -128,7 +126,7 @@ export function compileRoutes(
         maxGapSteps: r.maxGapSteps,
         maxSamplesPerStep: limits.maxSamplesPerStep,
       });
-      group = { key, models, features, shared: { features, slots: assembler.slots }, residency: new Slab(RESIDENCY, (n) => new Float64Array(n)), assembler };
+      group = { key, models, shared: { features, slots: assembler.slots }, residency: new Slab(RESIDENCY, (n) => new Float64Array(n)), assembler };
       groups.set(key, group);
     }
     return { name: cfg.name ?? `route${i}`, pattern: new TopicPattern(cfg.topic), stream: cfg.stream, streamId: compileTemplate(cfg.stream), decoder: createDecoder(cfg.decoder, features), group };
