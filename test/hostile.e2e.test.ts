@@ -117,6 +117,9 @@ describe('hostile input, live', () => {
       assert.ok(metric(text, 'tidecast_resident_streams') <= 5000);
       const grown = (rssPeak - rssReady) / MiB;
       assert.ok(rssPeak < 600 * MiB && grown < 300, `RSS at ready ${(rssReady / MiB).toFixed(0)} MiB, peak ${(rssPeak / MiB).toFixed(0)} MiB`);
+      // Started as the unit starts it (src/node-flags.ts): the flood grew the young generation to its cap, 2 × 8 MiB, not V8's 2 × 16.
+      const young = metric(text, 'tidecast_process_nodejs_heap_space_size_total_bytes', 'space="new"');
+      assert.ok(young > 0 && young <= 16 * MiB, `young generation ${(young / MiB).toFixed(1)} MiB`);
       child.proc.kill('SIGTERM');
       assert.equal(await child.exit, 0, child.stderr());
       console.log(JSON.stringify({ hostile: samples.length, valid: valid.length, accepted, rejected, reasons: Object.fromEntries(byReason.map((r) => [r.reason, r.n])), rssReadyMiB: Math.round(rssReady / MiB), rssPeakMiB: Math.round(rssPeak / MiB) }));

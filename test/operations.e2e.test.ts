@@ -8,6 +8,7 @@ import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import { silentLogger } from '../src/log.js';
+import { SERVICE_NODE_FLAGS } from '../src/node-flags.js';
 import { packageRoot } from '../src/paths.js';
 import { tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
@@ -217,6 +218,8 @@ describe('operations', () => {
         p.on('error', (err) => resolve({ code: -1, out: `systemd-analyze not found (apt-get install -y systemd): ${err.message}` }));
         p.on('exit', (code) => resolve({ code, out }));
       });
+    const execStart = /^ExecStart=(.*)$/m.exec(readFileSync(unit, 'utf8'))?.[1] ?? '';
+    assert.ok(execStart.startsWith(['/usr/bin/node', ...SERVICE_NODE_FLAGS, ''].join(' ')), `node's flags (src/node-flags.ts) in ExecStart: ${execStart}`);
     const verify = await run(['verify', unit]);
     assert.equal(verify.code, 0, verify.out);
     assert.equal(verify.out.trim(), '', 'verify is clean');

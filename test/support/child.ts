@@ -2,6 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { SERVICE_NODE_FLAGS } from '../../src/node-flags.js';
 import { packageRoot } from '../../src/paths.js';
 import { waitFor } from './fixtures.js';
 
@@ -15,9 +16,9 @@ export interface Child {
   readonly exit: Promise<number | null>;
 }
 
-/** Run the built CLI (`dist/src/main.js`) with arguments and extra environment. */
+/** Run the built CLI (`dist/src/main.js`) with arguments and extra environment, under node's flags as the service runs it. */
 export function startChild(args: string[], env: NodeJS.ProcessEnv = {}): Child {
-  const proc = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...SERVICE_NODE_FLAGS, bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let buf = '';
   let err = '';
