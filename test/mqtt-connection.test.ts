@@ -43,7 +43,42 @@ function countPubackWrites(): { writes: number; pubacks: number; restore(): void
   return seen;
 }
 
+/** Records the sockets of this process that turn Nagle's algorithm off (an observer on net.Socket's setNoDelay, which it calls through). */
+function watchNoDelay(): { ports: number[]; restore(): void } {
+  const proto = net.Socket.prototype;
+  const { setNoDelay } = proto;
+  const seen = { ports: [] as number[], restore: () => Object.assign(proto, { setNoDelay }) };
+  proto.setNoDelay = function (this: net.Socket, on?: boolean) {
+    if (on !== false && this.remotePort !== undefined) seen.ports.push(this.remotePort);
+    return setNoDelay.call(this, on);
+  };
+  return seen;
+}
+
 describe('MQTT connection', () => {
+  it('turns Nagle\'s algorithm off on its socket, again after a reconnect', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const loaded = loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'nodelay-test' }));
+    const conn = new MqttConnection({ config: loaded.config.mqtt, secrets: loaded.secrets, filters: ['nodelay/#'], log: silentLogger, onMessage: (_m, ack) => ack.ack() });
+    const seen = watchNoDelay();
+    try {
+      await conn.start();
+      assert.deepEqual(seen.ports, [broker.port], 'the connection to the broker');
+      await broker.stop();
+      await broker.start();
+      await waitFor(() => seen.ports.length === 2, 20_000, 'a reconnect');
+      assert.deepEqual(seen.ports, [broker.port, broker.port]);
+    } finally {
+      seen.restore();
+      await conn.stop();
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+
   it('acknowledges every QoS 1 message, the PUBACKs of one read leaving in one socket write', async () => {
     const tmp = tempDir();
     const broker = new TestBroker(tmp.dir);
