@@ -4,6 +4,7 @@ import { InferenceEngine } from '../src/inference/engine.js';
 import { loadModel } from '../src/inference/model.js';
 import { StepRunner, type StepResult } from '../src/inference/step-runner.js';
 import { maxAbsDiff, modelPath, prng } from './helpers.js';
+import { waitFor } from './support/fixtures.js';
 
 const STREAMS = 1000;
 const STEPS = 12;
@@ -26,8 +27,19 @@ describe('cross-stream batching', () => {
     }
 
     // Rounds 3-5 run the graph on a session thread, two batches in flight; in round 5 the thread dies at its fifth batch and the rest (that one included) run on this thread.
-    const rounds = [[0, 1000, false, 0], [1, 7, false, 0], [2, 256, false, 0], [3, 7, true, 0], [4, 256, true, 0], [5, 64, true, 5]] as const;
-    for (const [round, maxBatch, thread, dieAt] of rounds) {
+    // Rounds 6-7 start on this thread ('auto'): in round 6 every run counts as too long, so the model moves to a session thread
+    // while steps flow (the test waits for it halfway); in round 7 none does, and it stays.
+    const rounds = [
+      [0, 1000, false, 0, 0],
+      [1, 7, false, 0, 0],
+      [2, 256, false, 0, 0],
+      [3, 7, true, 0, 0],
+      [4, 256, true, 0, 0],
+      [5, 64, true, 5, 0],
+      [6, 64, 'auto', 0, -1],
+      [7, 64, 'auto', 0, Infinity],
+    ] as const;
+    for (const [round, maxBatch, thread, dieAt, threadAboveMs] of rounds) {
       // A random interleaving that keeps each stream's own order: draw a random stream with steps left.
       const order: number[] = [];
       const left = new Array<number>(STREAMS).fill(STEPS);
@@ -45,6 +57,7 @@ describe('cross-stream batching', () => {
         maxBatch,
         maxDelayMs: 1,
         thread,
+        threadAboveMs,
         onResults: (results: StepResult[]) => {
           batchSizes.push(results.length);
           const seen = new Set<string>();
@@ -58,15 +71,22 @@ describe('cross-stream batching', () => {
       });
       await engine.ready;
       delete process.env.TIDECAST_FAULT_SESSION_EXIT_AT;
-      assert.equal(engine.runsOn, thread ? 'thread' : 'main');
+      assert.equal(engine.runsOn, thread === true ? 'thread' : 'main');
       // Submit in bursts of random size so batches form from different mixes.
       const next = new Array<number>(STREAMS).fill(0);
+      let moved = false;
       for (let i = 0; i < order.length; ) {
         const burst = 1 + Math.floor(rand() * 500);
         for (const s of order.slice(i, i + burst)) engine.submit(`s${s}`, seqs[s]![next[s]!++]!);
         i += burst;
         await new Promise((r) => setImmediate(r));
+        if (round === 6 && !moved && i >= order.length / 2) {
+          await waitFor(() => engine.runsOn === 'thread', 20_000, 'the model to move to a session thread');
+          moved = true;
+        }
       }
+      if (round === 6) assert.ok(moved, 'round 6 moved halfway');
+      if (round === 7) assert.equal(engine.runsOn, 'main', 'round 7: no run was too long, the model stays on this thread');
       await engine.close();
       if (dieAt > 0) assert.equal(engine.runsOn, 'main', `round ${round}: the dead session thread's batches ran on this thread`);
 

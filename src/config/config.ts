@@ -36,8 +36,8 @@ export interface ModelConfig {
   readonly path?: string;
   readonly card?: string;
   readonly threads: number;
-  /** Run the session on a thread of its own (default true). */
-  readonly sessionThread: boolean;
+  /** Where the session runs: 'auto' (default: the main thread until its runs take over 2 ms), true (a session thread), false (the main thread). */
+  readonly sessionThread: boolean | 'auto';
   readonly providers: readonly ProviderConfig[];
   readonly strictProviders: boolean;
   readonly signature?: {

@@ -221,7 +221,7 @@ export class Daemon {
       const engine = new InferenceEngine(model, {
         maxBatch: cfg.batching.maxBatch,
         maxDelayMs: cfg.batching.maxDelayMs,
-        thread: m.sessionThread !== false,
+        thread: m.sessionThread,
         log,
         onBatch: (size, seconds) => {
           this.metrics.batch(model.name, size, seconds);

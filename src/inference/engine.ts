@@ -2,7 +2,7 @@ import { ErrorCodes, TidecastError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { MicroBatcher, type Timer } from './micro-batcher.js';
 import { loadModel, type LoadedModel, type LoadModelOptions } from './model.js';
-import { SessionThread } from './session-thread.js';
+import { SessionThread, type RunOutput, type RunSession } from './session-thread.js';
 import { StepRunner, type InputReader, type StepRequest, type StepResult } from './step-runner.js';
 import type { SlotIndex } from '../slots.js';
 
@@ -12,8 +12,15 @@ export interface EngineOptions {
   /** Longest an idle engine holds a step waiting for company (default 5 ms). */
   maxDelayMs?: number;
   timer?: Timer;
-  /** Run the graph on a session thread of the model's own (see SessionThread) instead of the calling thread. */
-  thread?: boolean;
+  /**
+   * Where the graph runs: true, on a session thread of the model's own (see
+   * SessionThread); false, on the calling thread; 'auto', on the calling
+   * thread until its runs hold it longer than `threadAboveMs`, then on a
+   * session thread (default false).
+   */
+  thread?: boolean | 'auto';
+  /** With `thread: 'auto'`: how long (ms) a run may hold the calling thread before the model moves to a session thread (default AUTO_THREAD_ABOVE_MS). */
+  threadAboveMs?: number;
   /** Where resets and failed batches are logged (default: nowhere). */
   log?: Logger;
   /** Receives every batch's results, in the order the batch ran. */
@@ -23,6 +30,19 @@ export interface EngineOptions {
   /** A batch whose `session.run` failed; its steps produced nothing. */
   onError?(err: unknown, requests: StepRequest[]): void;
 }
+
+/**
+ * `thread: 'auto'`: a model whose run holds the calling thread longer than
+ * this (ms) AUTO_SLOW_RUNS times in a row moves to a session thread. Below
+ * it, a session thread costs more than it saves on a small machine: a copy
+ * of every batch's tensors each way, a second V8 heap and malloc arena (about
+ * 110 bytes per stream at 100,000 streams), and one more thread to schedule
+ * beside the broker; on this 2-core machine the shipped models (a batch of
+ * 256 in about 0.4 ms) ran with as good or better latency on the main thread
+ * (README, "Where inference runs").
+ */
+export const AUTO_THREAD_ABOVE_MS = 2;
+const AUTO_SLOW_RUNS = 3;
 
 /** Running totals, for logs and metrics. */
 export interface EngineStats {
@@ -40,7 +60,14 @@ export class InferenceEngine {
   #model: LoadedModel;
   #runner: StepRunner;
   #thread: SessionThread | null;
-  readonly #threaded: boolean;
+  readonly #threaded: boolean | 'auto';
+  readonly #threadAboveMs: number;
+  /** 'auto': consecutive runs over `#threadAboveMs`, and whether a session thread is starting (or failed to: then the model stays here). */
+  #slowRuns = 0;
+  #moving = false;
+  #stayHere = false;
+  /** Where every runner of this engine runs its graph: the session thread once there is one, else this thread. */
+  readonly #dispatch: RunSession = (feeds) => this.#runGraph(feeds);
   readonly #log: Logger;
   readonly stats: EngineStats = { steps: 0, batches: 0, resets: 0, failedBatches: 0 };
   readonly #batcher: MicroBatcher<StepRequest, number>;
@@ -53,14 +80,15 @@ export class InferenceEngine {
     const onError = options.onError ?? (() => undefined);
     const log = (options.log ?? silentLogger).child({ component: 'engine', model: model.name });
     this.#log = log;
-    this.#threaded = options.thread === true;
-    this.#thread = this.#threaded ? new SessionThread(model, log) : null;
-    this.#runner = new StepRunner(model, this.#thread?.run);
+    this.#threaded = options.thread ?? false;
+    this.#threadAboveMs = options.threadAboveMs ?? AUTO_THREAD_ABOVE_MS;
+    this.#thread = this.#threaded === true ? new SessionThread(model, log) : null;
+    this.#runner = new StepRunner(model, this.#dispatch);
     this.#batcher = new MicroBatcher<StepRequest, number>({
       maxBatch: options.maxBatch ?? 256,
       maxDelayMs: options.maxDelayMs ?? 5,
       // On a session thread the next batch's graph runs while this thread handles the last one's results.
-      maxInFlight: this.#threaded ? 2 : 1,
+      maxInFlight: this.#thread ? 2 : 1,
       timer: options.timer,
       // The stream's slot, taken at submit: a batch's bookkeeping hashes a number, not the name.
       key: (r) => r.slot!,
@@ -137,7 +165,7 @@ export class InferenceEngine {
     if (this.#runner.streams > 0) throw new Error(`engine for ${this.model.name} holds streams: it cannot share a slot index now`);
     if (!this.#runner.slab) return;
     this.#slots = index;
-    this.#runner = new StepRunner(this.#model, this.#thread?.run, index);
+    this.#runner = new StepRunner(this.#model, this.#dispatch, index);
   }
 
   /** Steps waiting for a batch. */
@@ -201,9 +229,9 @@ export class InferenceEngine {
     if (this.#batcher.busy || this.#batcher.pending > 0) throw new Error('replaceModel needs a drained engine');
     const old = this.#runner;
     const oldThread = this.#thread;
-    const thread = this.#threaded ? new SessionThread(next, this.#log) : null;
+    const thread = this.#threaded === true ? new SessionThread(next, this.#log) : null;
     await thread?.ready;
-    const runner = new StepRunner(next, thread?.run, this.#slots);
+    const runner = new StepRunner(next, this.#dispatch, this.#slots);
     const sameShape =
       old.streamStateSize === runner.streamStateSize &&
       next.mode === this.#model.mode &&
@@ -219,9 +247,58 @@ export class InferenceEngine {
     this.#model = next;
     this.#runner = runner;
     this.#thread = thread;
+    // 'auto': the new graph starts on this thread and is timed afresh.
+    this.#slowRuns = 0;
+    this.#stayHere = false;
+    this.#batcher.maxInFlight = thread ? 2 : 1;
     await oldThread?.close();
     await previous.session.release();
     return { stateKept: sameShape, streams: ids.length };
+  }
+
+  #runGraph(feeds: Parameters<RunSession>[0]): Promise<Record<string, RunOutput>> {
+    if (this.#thread) return this.#thread.run(feeds);
+    if (this.#threaded !== 'auto' || this.#stayHere) return this.#model.session.run(feeds) as unknown as Promise<Record<string, RunOutput>>;
+    return this.#runTimed(feeds);
+  }
+
+  /**
+   * A run on this thread, timed. onnxruntime-node runs the graph in a
+   * setImmediate callback it queues when called; one queued just before it
+   * and one just after bracket that callback.
+   */
+  async #runTimed(feeds: Parameters<RunSession>[0]): Promise<Record<string, RunOutput>> {
+    let started = 0;
+    setImmediate(() => (started = performance.now()));
+    const run = this.#model.session.run(feeds);
+    const held = new Promise<number>((resolve) => setImmediate(() => resolve(performance.now() - started)));
+    const out = (await run) as unknown as Record<string, RunOutput>;
+    this.#timed(await held);
+    return out;
+  }
+
+  /** 'auto': after AUTO_SLOW_RUNS runs in a row over the bound, start a session thread and run there once it is ready. */
+  #timed(ms: number): void {
+    if (ms <= this.#threadAboveMs) {
+      this.#slowRuns = 0;
+      return;
+    }
+    if (++this.#slowRuns < AUTO_SLOW_RUNS || this.#moving || this.#stayHere) return;
+    this.#moving = true;
+    const model = this.#model;
+    const thread = new SessionThread(model, this.#log);
+    void thread.ready.then(() => {
+      this.#moving = false;
+      if (this.#closed || model !== this.#model || this.#thread || !thread.running) {
+        // Stopped or reloaded meanwhile, or the thread failed (logged): the model stays on this thread.
+        if (!thread.running && !this.#closed && model === this.#model) this.#stayHere = true;
+        void thread.close();
+        return;
+      }
+      this.#thread = thread;
+      this.#batcher.maxInFlight = 2;
+      this.#log.info({ runMs: Math.round(ms * 100) / 100, boundMs: this.#threadAboveMs, runs: AUTO_SLOW_RUNS }, 'batches hold the main thread too long: the model runs on a session thread of its own from now on');
+    });
   }
 
   /** Run everything queued; resolves when all results have been delivered. */

@@ -80,7 +80,7 @@ function keyTable<K, V>(slots: boolean): KeyTable<K, V> {
 export class MicroBatcher<T, K = string> {
   readonly #opts: MicroBatcherOptions<T, K>;
   readonly #timer: Timer;
-  readonly #maxInFlight: number;
+  #maxInFlight: number;
   /** The oldest waiting item of each key with one. */
   readonly #first: KeyTable<K, T>;
   /** Further waiting items of a key, oldest first (rare: a key's next item while one waits). */
@@ -104,6 +104,15 @@ export class MicroBatcher<T, K = string> {
     this.#first = keyTable(slots);
     this.#more = keyTable(slots);
     this.#inFlightKeys = keyTable(slots);
+  }
+
+  /** Batches that may run at once (the engine raises it when its model moves to a session thread). */
+  get maxInFlight(): number {
+    return this.#maxInFlight;
+  }
+
+  set maxInFlight(n: number) {
+    this.#maxInFlight = Math.max(1, n);
   }
 
   /** Items waiting (not yet handed to `run`). */
