@@ -109,6 +109,7 @@ async function run(args: string[]): Promise<number> {
   process.on('SIGHUP', onHangup);
   let watchdog: NodeJS.Timeout | null = null;
   const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+  let fatal: TidecastError | null = null;
   try {
     const started = await Promise.race([daemon.start().then(() => true), stopped.then(() => false)]);
     if (started) {
@@ -122,8 +123,9 @@ async function run(args: string[]): Promise<number> {
         notifier.watchdog();
       }
     }
-    await stopped;
-    log.info({ signal: stop.signal.reason as string }, 'signal received');
+    // A store that cannot write without losing something (a damaged database) stops the daemon: exit 74.
+    fatal = await Promise.race([stopped.then(() => null), daemon.failed]);
+    if (fatal === null) log.info({ signal: stop.signal.reason as string }, 'signal received');
   } finally {
     notifier.stopping();
     if (watchdog) clearInterval(watchdog);
@@ -132,6 +134,7 @@ async function run(args: string[]): Promise<number> {
     notifier.close();
     log.flush();
   }
+  if (fatal) throw fatal;
   return 0;
 }
 

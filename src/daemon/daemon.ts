@@ -1,6 +1,7 @@
 import { unwatchFile, watchFile } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { ConfigError } from '../config/load-config.js';
+import type { TidecastError } from '../errors.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { readCard } from '../inference/card.js';
 import { fingerprintOf, loadModel, loadOptionsFor, type LoadedModel } from '../inference/model.js';
@@ -106,6 +107,14 @@ export class Daemon {
   #lastBatches = -1;
   readonly metrics: Metrics;
   #stopping: Promise<void> | null = null;
+  #fail: (err: TidecastError) => void = () => undefined;
+  /**
+   * Settles (never rejects) with the store's fatal error if its writer meets a
+   * failure no retry fixes (a damaged database): the caller stops the daemon
+   * and exits with the store's code. Nothing is trimmed from the input log
+   * after it.
+   */
+  readonly failed: Promise<TidecastError> = new Promise((resolve) => (this.#fail = resolve));
   /** Publications made before the broker connection started (recovery replay); null once sent. */
   #deferred: Array<[string, string, 0 | 1 | 2, boolean]> | null = [];
 
@@ -176,9 +185,11 @@ export class Daemon {
       retentionDays: cfg.store.retentionDays,
       durability: cfg.durability.level,
       maxSizeMiB: cfg.store.maxSizeMiB,
+      integrityCheck: cfg.store.integrityCheck,
       log: log.child({ component: 'store' }),
       now: this.#opts.now,
     });
+    store.onFatal = (err) => this.#fail(err);
     store.start();
     this.#store = store;
     log.info({ path: cfg.store.path }, 'store open');

@@ -11,6 +11,32 @@ export interface DatabaseOptions {
   log: Logger;
   durability?: 'process' | 'power';
   maxSizeMiB?: number;
+  /** `quick` (default): `PRAGMA quick_check` on each file when it opens; `off`: none. */
+  integrityCheck?: 'quick' | 'off';
+}
+
+/** Where the README and RELIABILITY.md say how to recover a damaged database. */
+const RECOVER = 'recover it first (docs/RELIABILITY.md, "A damaged database": sqlite3 FILE .recover)';
+
+/**
+ * `PRAGMA quick_check` on a file as it opens (about 2 ms per MB on this
+ * machine: 0.4 s for 185 MB): a damaged page is found before the daemon
+ * reports ready and acknowledges anything, not when a write meets it.
+ * Throws the store's error (exit 74) naming the first problems.
+ */
+export function checkIntegrity(db: Database.Database, file: string, what: string): void {
+  const rows = db.pragma('quick_check(20)') as Array<{ quick_check: string }>;
+  const problems = rows.map((r) => r.quick_check).filter((x) => x !== 'ok');
+  if (problems.length === 0) return;
+  throw new TidecastError(ErrorCodes.STORE, `the ${what} ${file} is damaged (PRAGMA quick_check: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? `; and ${problems.length - 3} more` : ''}); ${RECOVER}`);
+}
+
+/** An open failure's message, with how to recover when SQLite says the file is damaged. */
+function openFailure(what: string, file: string, err: unknown): TidecastError {
+  if (err instanceof TidecastError) return err;
+  const code = (err as { code?: unknown }).code;
+  const damaged = typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB)/.test(code);
+  return new TidecastError(ErrorCodes.STORE, `cannot open the ${what} ${file}: ${(err as Error).message}${damaged ? `; the file is damaged: ${RECOVER}` : ''}`, { cause: err });
 }
 
 /** The input log's own database file, beside the store's. */
@@ -55,6 +81,7 @@ export function openDatabase(opts: DatabaseOptions, beforeMigrate?: (db: Databas
     if (file !== ':memory:') mkdirSync(path.dirname(file), { recursive: true });
     db = new Database(file);
     configure(db, opts, CACHE_MIB.reader);
+    if (file !== ':memory:' && opts.integrityCheck !== 'off') checkIntegrity(db, file, 'database');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
       throw new Error(`the database is at schema version ${version}, newer than this tidecast (${MIGRATIONS.length}); upgrade tidecast`);
@@ -64,7 +91,7 @@ export function openDatabase(opts: DatabaseOptions, beforeMigrate?: (db: Databas
     return db;
   } catch (err) {
     db?.close();
-    throw new TidecastError(ErrorCodes.STORE, `cannot open the store ${file}: ${(err as Error).message}`, { cause: err });
+    throw openFailure('store', file, err);
   }
 }
 
@@ -84,7 +111,7 @@ function migrate(db: Database.Database, version: number, log: Logger): void {
 const INPUT_LOG_PAGE_SIZE = 1024;
 
 /** Open (or create) the input log's own file beside the store's (`inputLogPath`). */
-export function openInputLog(opts: Pick<DatabaseOptions, 'path' | 'durability' | 'maxSizeMiB'>): Database.Database {
+export function openInputLog(opts: Pick<DatabaseOptions, 'path' | 'durability' | 'maxSizeMiB' | 'integrityCheck'>): Database.Database {
   const file = inputLogPath(opts.path);
   let logDb: Database.Database | undefined;
   try {
@@ -93,12 +120,13 @@ export function openInputLog(opts: Pick<DatabaseOptions, 'path' | 'durability' |
     // WAL mode fixes the page size of an existing one). bench: 3.2x less WAL, a third less time per append.
     if ((logDb.pragma('page_count', { simple: true }) as number) === 0) logDb.pragma(`page_size = ${INPUT_LOG_PAGE_SIZE}`);
     configure(logDb, opts, CACHE_MIB.log);
+    if (opts.integrityCheck !== 'off') checkIntegrity(logDb, file, 'input log');
     // The checkpointer thread copies its WAL back: never on the main thread.
     logDb.pragma('wal_autocheckpoint = 0');
     return logDb;
   } catch (err) {
     logDb?.close();
-    throw new TidecastError(ErrorCodes.STORE, `cannot open the input log ${file}: ${(err as Error).message}`, { cause: err });
+    throw openFailure('input log', file, err);
   }
 }
 

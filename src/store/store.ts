@@ -30,6 +30,8 @@ export interface StoreOptions {
   durability?: 'process' | 'power';
   /** Cap on the database size (0: only the disk limits it); reaching it behaves as a full disk. */
   maxSizeMiB?: number;
+  /** `quick` (default): `PRAGMA quick_check` on the database and the input log at start; `off`: none. */
+  integrityCheck?: 'quick' | 'off';
 }
 
 /**
@@ -58,6 +60,8 @@ export class Store {
   #stopping: Promise<void> | null = null;
   /** Called when writes go through again after a failure, or the writer's backlog has drained. */
   onRecovered: (() => void) | null = null;
+  /** Called once if the writer meets a failure no retry fixes (a damaged database): nothing more is written, the daemon must stop. */
+  onFatal: ((err: TidecastError) => void) | null = null;
 
   constructor(options: StoreOptions) {
     this.#opts = options;
@@ -94,6 +98,7 @@ export class Store {
       log: this.#opts.log,
       failing: () => this.failing,
       recovered: () => this.onRecovered?.(),
+      fatal: (err) => this.onFatal?.(err),
     });
   }
 

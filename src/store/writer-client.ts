@@ -31,6 +31,8 @@ export interface WriterClientOptions {
   failing(): boolean;
   /** The writer's backlog drained to half, or its writes go through again. */
   recovered(): void;
+  /** The writer met a failure no retry fixes and writes nothing more (logged): the daemon must stop. */
+  fatal(err: TidecastError): void;
 }
 
 /**
@@ -50,6 +52,8 @@ export class WriterClient {
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
   #failure: Error | null = null;
+  /** Set once the writer halted: every op in hand and every later one is refused with it. */
+  #fatal: TidecastError | null = null;
   #stopping = false;
 
   constructor(options: WriterClientOptions) {
@@ -102,6 +106,8 @@ export class WriterClient {
 
   /** Hand an op to the writer; resolves with its result, or null when it was dropped. */
   send(op: WriterRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    // After a fatal failure only the stop goes through (the thread closes its connection and exits).
+    if (this.#fatal && op.op !== 'stop') return Promise.reject(this.#fatal);
     if (this.#exited !== null && this.#worker === null) return Promise.resolve(null); // the writer thread is gone
     const id = this.#nextId++;
     const full = { ...op, id } as WriterOp;
@@ -126,6 +132,20 @@ export class WriterClient {
           p?.resolve(null);
         } else p?.resolve(r.result);
         if (this.#pending.size === MAX_BACKLOG / 2 && !this.#opts.failing()) this.#opts.recovered();
+        return;
+      }
+      case 'fatal': {
+        const err = new TidecastError(
+          ErrorCodes.STORE,
+          `the database ${this.#opts.file} is damaged (${r.error.code ?? 'error'}: ${r.error.message}, writing ${r.what}); tidecast stops with every input since the last checkpoint kept in its input log. Recover the database (docs/RELIABILITY.md, "A damaged database"), then start tidecast again`,
+        );
+        this.#fatal = err;
+        this.#failure = err;
+        log.fatal({ err: r.error, write: r.what, unwritten: this.#pending.size }, 'database damaged: stopping');
+        const pending = [...this.#pending.values()];
+        this.#pending.clear();
+        for (const p of pending) p.reject(err);
+        this.#opts.fatal(err);
         return;
       }
       case 'failing':

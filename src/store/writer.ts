@@ -26,8 +26,14 @@ export type WriterOp = WriterRequest & { readonly id: number };
 export type WriterReply =
   /** The op went through (`result`: a commit's per-forecast "new" flags, a prune's counts, a stop's ops left unwritten). */
   | { readonly kind: 'done'; readonly id: number; readonly result?: unknown }
-  /** The op failed for a reason a retry cannot fix (a bug in the row): dropped. */
+  /** The op's rows were refused (a bug in the row, such as a non-finite value the schema's CHECK refuses): dropped. */
   | { readonly kind: 'dropped'; readonly id: number; readonly what: string; readonly error: SerializedError }
+  /**
+   * The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB): the writer
+   * stops writing, nothing is dropped, and the daemon stops (exit 74) with
+   * every input since the last checkpoint still in the log.
+   */
+  | { readonly kind: 'fatal'; readonly id: number; readonly what: string; readonly error: SerializedError }
   /** Writes fail for now (disk full, locked, I/O): they wait, in order, and are retried with backoff. */
   | { readonly kind: 'failing'; readonly what: string; readonly error: SerializedError }
   /** Every write that waited has gone through. */
@@ -50,6 +56,15 @@ export function isTransientStoreError(err: unknown): boolean {
   return typeof code === 'string' && TRANSIENT.test(code);
 }
 
+/** SQLite result codes of a damaged database file. */
+const DAMAGED = /^SQLITE_(CORRUPT|NOTADB)/;
+
+/** True for a store error that says the database file is damaged (SQLITE_CORRUPT*, SQLITE_NOTADB). */
+export function isDamagedStoreError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && DAMAGED.test(code);
+}
+
 /** Most rows (steps and forecasts) in one group of batches committed together: about 16 full batches. */
 const GROUP_ROWS = 8192;
 
@@ -70,8 +85,10 @@ const serialize = (err: unknown): SerializedError => {
  *
  * A transient failure (disk full, locked, I/O) keeps the op, and every op
  * after it, waiting and retried with backoff; the main thread hears
- * `failing`, then `recovered`. Any other failure is a bug in the row: the op
- * is dropped and the main thread hears why.
+ * `failing`, then `recovered`. A damaged database (SQLITE_CORRUPT,
+ * SQLITE_NOTADB) is `fatal`: the writer writes nothing more, so no later
+ * checkpoint can cover what was not written. Any other failure is a bug in
+ * the row: the op is dropped and the main thread hears why.
  */
 export class WriterCore {
   readonly #db: Database.Database;
@@ -86,14 +103,22 @@ export class WriterCore {
   #retryMs = RETRY_MIN_MS;
   #drainSoon: NodeJS.Immediate | null = null;
   #stopped = false;
+  /** Set by a fatal failure: nothing more is written. */
+  #halted = false;
+  /** Fault injection: the commit group that fails as a damaged database would (0: none), and the groups so far. */
+  readonly #corruptAt: number;
+  #commits = 0;
 
   /**
    * `checkpointHoldMs` (fault injection, TIDECAST_FAULT_CHECKPOINT_HOLD_MS): each
    * checkpoint transaction, its rows written, says so and waits that long
    * before it commits, so that a test can kill the process right there.
+   * `corruptAtCommit` (fault injection, TIDECAST_FAULT_WRITER_CORRUPT_AT): that
+   * commit group fails with SQLITE_CORRUPT, nothing of it written.
    */
-  constructor(db: Database.Database, reply: (r: WriterReply) => void, now: () => number = Date.now, checkpointHoldMs = 0) {
+  constructor(db: Database.Database, reply: (r: WriterReply) => void, now: () => number = Date.now, checkpointHoldMs = 0, corruptAtCommit = 0) {
     this.#db = db;
+    this.#corruptAt = corruptAtCommit;
     this.#reply = reply;
     this.#ids = new Ids(db);
     this.#batches = new BatchWriter(db, this.#ids, now, (e) => this.#event(e));
@@ -131,7 +156,7 @@ export class WriterCore {
   }
 
   #drain(): void {
-    while (this.#queue.length > 0) {
+    while (this.#queue.length > 0 && !this.#halted) {
       const op = this.#queue[0]!;
       if (op.op === 'commit') {
         if (!this.#commitGroup()) return;
@@ -145,6 +170,10 @@ export class WriterCore {
           this.#fail(err, op);
           return;
         }
+        if (isDamagedStoreError(err)) {
+          this.#halt(err, op);
+          return;
+        }
         this.#queue.shift();
         this.#reply({ kind: 'dropped', id: op.id, what: describe(op), error: serialize(err) });
         continue;
@@ -152,7 +181,7 @@ export class WriterCore {
       this.#queue.shift();
       this.#reply({ kind: 'done', id: op.id, result });
     }
-    if (this.#failure) {
+    if (this.#failure && !this.#halted) {
       const after = this.#failure.message;
       this.#failure = null;
       this.#retryMs = RETRY_MIN_MS;
@@ -176,13 +205,20 @@ export class WriterCore {
     }
     let results: Array<Uint8Array | Error>;
     try {
+      if (this.#corruptAt > 0 && ++this.#commits === this.#corruptAt) {
+        throw Object.assign(new Error('database disk image is malformed (fault injection: TIDECAST_FAULT_WRITER_CORRUPT_AT)'), { code: 'SQLITE_CORRUPT' });
+      }
       results = this.#batches.commitGroup(
         group.map((op) => ({ mid: this.#ids.model(op.model), lid: this.#ids.layout(op.model, op.layout), batch: op.batch })),
-        isTransientStoreError,
+        (e) => isTransientStoreError(e) || isDamagedStoreError(e),
       );
     } catch (err) {
       if (isTransientStoreError(err)) {
         this.#fail(err, group[0]!);
+        return false;
+      }
+      if (isDamagedStoreError(err)) {
+        this.#halt(err, group[0]!);
         return false;
       }
       // Not the rows of one batch (those are caught inside): refuse the first, try the rest again.
@@ -197,6 +233,12 @@ export class WriterCore {
       else this.#reply({ kind: 'done', id: op.id, result: r });
     });
     return true;
+  }
+
+  /** A failure no retry fixes: stop writing and say why; the op and every op after it stay unwritten. */
+  #halt(err: unknown, op: WriterOp): void {
+    this.#halted = true;
+    this.#reply({ kind: 'fatal', id: op.id, what: describe(op), error: serialize(err) });
   }
 
   #fail(err: unknown, op: WriterOp): void {
