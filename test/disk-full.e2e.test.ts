@@ -90,6 +90,7 @@ describe('disk full', () => {
       text = await metrics();
       assert.equal(metric(text, 'tidecast_holding'), 0);
       assert.equal(metric(text, 'tidecast_store_failing'), 0);
+      assert.match(text, /^tidecast_store_dropped_total 0$/m, 'a full disk drops no write: they wait');
       assert.equal(count(dbFile, 'SELECT count(*) n FROM steps'), msgs.length, 'every message stored once');
       assert.equal(count(dbFile, 'SELECT count(*) n FROM dead_letters'), 0, 'nothing dead-lettered');
       child.proc.kill('SIGTERM');

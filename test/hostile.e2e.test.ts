@@ -80,6 +80,7 @@ describe('hostile input, live', () => {
       const rejected = metric(text, 'tidecast_dead_letters_total');
       assert.equal(accepted + rejected, total, 'every message is either accepted or dead-lettered, exactly once');
       assert.equal(child.proc.exitCode, null, 'no crash');
+      assert.match(text, /^tidecast_store_dropped_total 0$/m, 'no store write dropped');
 
       await waitFor(() => {
         const db = new Database(dbFile, { readonly: true });

@@ -51,9 +51,12 @@ describe('SQLite store', () => {
     // forecast_errors joins a forecast with the actual at its target time (m1's day-5 forecast of day 6: no step, no error).
     await s.commit('m1', LAYOUT, [{ ...step, ts: 6 * DAY, filled: [] }], []);
     assert.deepEqual(s.db.prepare('SELECT model, issued_at, predicted, actual, persistence FROM forecast_errors').all(), [{ model: 'm1', issued_at: 5 * DAY, predicted: 0.5, actual: 1, persistence: 1 }]);
-    // The schema refuses a non-finite value even if one slipped past the engine: the batch is refused, nothing of it stored.
+    // The schema refuses a non-finite value even if one slipped past the engine: the batch is refused, nothing of it stored, and counted.
+    let dropped = 0;
+    s.onDropped = () => dropped++;
     assert.equal(await s.commit('m1', LAYOUT, [{ ...step, ts: 8 * DAY }], [fc(8 * DAY, NaN)]), null);
     assert.equal(await s.commit('m1', LAYOUT, [], [fc(8 * DAY, Infinity)]), null);
+    assert.equal(dropped, 2, 'each refused batch reported (tidecast_store_dropped_total)');
     assert.equal((s.db.prepare('SELECT count(*) n FROM forecasts').get() as { n: number }).n, 3);
     assert.equal((s.db.prepare('SELECT count(*) n FROM step_inputs').get() as { n: number }).n, 3, 'the refused batch\'s step neither');
     now = 10 * DAY;

@@ -190,6 +190,7 @@ export class Daemon {
       now: this.#opts.now,
     });
     store.onFatal = (err) => this.#fail(err);
+    store.onDropped = () => this.metrics.storeDropped();
     store.start();
     this.#store = store;
     log.info({ path: cfg.store.path }, 'store open');

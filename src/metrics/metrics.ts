@@ -60,6 +60,7 @@ export class Metrics {
   readonly #reloads: Counter<'model' | 'outcome'>;
   readonly #labels: Counter<'model' | 'target' | 'label'>;
   readonly #invalidOutputs: Counter<'model'>;
+  readonly #storeDropped: Counter;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
   /**
    * Messages accepted per route, as plain numbers: prom-client hashes the
@@ -117,6 +118,7 @@ export class Metrics {
     this.#reloads = new Counter({ name: 'tidecast_model_reloads_total', help: 'Hot reloads of a model file: kept_state, reset_state (the new graph\'s state differs), failed (the old model keeps running)', labelNames: ['model', 'outcome'], registers: [r] });
     this.#labels = new Counter({ name: 'tidecast_labels_total', help: 'Committed predictions of classification targets, by most probable label', labelNames: ['model', 'target', 'label'], registers: [r] });
     this.#invalidOutputs = new Counter({ name: 'tidecast_invalid_outputs_total', help: 'Model outputs not stored because the card does not describe them (class scores declared as probabilities that are not)', labelNames: ['model'], registers: [r] });
+    this.#storeDropped = new Counter({ name: 'tidecast_store_dropped_total', help: 'Store writes refused for their rows (a bug: e.g. a non-finite value past the engine\'s check) and dropped; 0 in a healthy daemon (a damaged database stops it instead)', registers: [r] });
     this.#replayed = new Counter({ name: 'tidecast_replayed_inputs_total', help: 'Input-log entries replayed at start (recovery after a crash)', registers: [r] });
     new Gauge({
       name: 'tidecast_holding', help: '1 while a message is held unacknowledged (backpressure)', registers: [r],
@@ -189,6 +191,11 @@ export class Metrics {
 
   invalidOutput(model: string): void {
     this.#invalidOutputs.inc({ model });
+  }
+
+  /** A store write refused for its rows and dropped (logged by the store). */
+  storeDropped(): void {
+    this.#storeDropped.inc();
   }
 
   /** The rolling window of one model × horizon × target: a score book adds each error it scores (no row object per error). */

@@ -62,6 +62,8 @@ export class Store {
   onRecovered: (() => void) | null = null;
   /** Called once if the writer meets a failure no retry fixes (a damaged database): nothing more is written, the daemon must stop. */
   onFatal: ((err: TidecastError) => void) | null = null;
+  /** Called for each write refused for its rows and dropped (logged). */
+  onDropped: (() => void) | null = null;
 
   constructor(options: StoreOptions) {
     this.#opts = options;
@@ -99,6 +101,7 @@ export class Store {
       failing: () => this.failing,
       recovered: () => this.onRecovered?.(),
       fatal: (err) => this.onFatal?.(err),
+      dropped: () => this.onDropped?.(),
     });
   }
 

@@ -33,6 +33,8 @@ export interface WriterClientOptions {
   recovered(): void;
   /** The writer met a failure no retry fixes and writes nothing more (logged): the daemon must stop. */
   fatal(err: TidecastError): void;
+  /** An op's rows were refused and it was dropped (logged). */
+  dropped?(): void;
 }
 
 /**
@@ -129,6 +131,7 @@ export class WriterClient {
         this.#pending.delete(r.id);
         if (r.kind === 'dropped') {
           log.error({ err: r.error, write: r.what }, 'store write refused; row dropped');
+          this.#opts.dropped?.();
           p?.resolve(null);
         } else p?.resolve(r.result);
         if (this.#pending.size === MAX_BACKLOG / 2 && !this.#opts.failing()) this.#opts.recovered();
