@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { formatAccuracy, formatPredictions, queryAccuracy, queryPredictions } from './cli/query.js';
 import { replayCsv } from './cli/replay.js';
 import { ConfigError, findConfigFile, loadConfig } from './config/load-config.js';
+import { redactUrl } from './config/redact.js';
 import { Daemon } from './daemon/daemon.js';
 import { runMqttDemo } from './demo/mqtt-demo.js';
 import { ErrorCodes, TidecastError } from './errors.js';
@@ -151,7 +152,7 @@ async function checkConfig(args: string[]): Promise<number> {
     used.push(`${name} on ${model.provider}${fell.length > 0 ? ` (${fell.join('; ')})` : ''}`);
   }
   out(`ok: ${file}`);
-  out(`  broker ${config.mqtt.url} as ${config.mqtt.clientId}; store ${config.store.path}`);
+  out(`  broker ${redactUrl(config.mqtt.url)} as ${config.mqtt.clientId}; store ${config.store.path}`);
   out(`  models ${used.join(', ')}; routes ${config.routes.map((r) => `${r.topic} -> ${r.models.join('+')}`).join('; ')}`);
   if (overrides.length > 0) out(`  environment overrides: ${overrides.join(', ')}`);
   return 0;

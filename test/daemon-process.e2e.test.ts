@@ -46,6 +46,34 @@ describe('the daemon as a child process', () => {
     tmp.remove();
   });
 
+  it('a password in mqtt.url is never printed: check-config and the logs show it as ***', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const secret = 'PlantedUrlSecret42';
+    const file = writeTestConfig(tmp.dir, broker.url.replace('mqtt://', `mqtt://tidecast:${secret}@`), { clientId: 'url-secret' });
+    try {
+      const check = startChild(['check-config', '--config', file]);
+      assert.equal(await check.exit, 0, check.stderr());
+      const checked = check.lines.join('\n') + check.stderr();
+      assert.match(checked, /broker mqtt:\/\/tidecast:\*\*\*@127\.0\.0\.1:\d+ as url-secret/, 'the broker is shown, its password masked');
+      const child = startChild(['run', '--config', file], { TIDECAST_LOG__LEVEL: 'debug' });
+      try {
+        await waitFor(() => logged(child, 'ready') !== undefined, 15_000, 'the daemon to be ready');
+        assert.match(String(logged(child, 'connected to broker')?.url), /^mqtt:\/\/tidecast:\*\*\*@/);
+        child.proc.kill('SIGTERM');
+        assert.equal(await child.exit, 0, child.stderr());
+      } finally {
+        child.proc.kill('SIGKILL');
+      }
+      const out = checked + child.lines.join('\n') + child.stderr();
+      assert.ok(!out.includes(secret), 'the password appears nowhere in the output');
+    } finally {
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
   it('a bad config exits 78 and names the offending paths', async () => {
     const tmp = tempDir();
     const file = path.join(tmp.dir, 'bad.yaml');

@@ -1,6 +1,7 @@
 import { unwatchFile, watchFile } from 'node:fs';
 import type { LoadedConfig } from '../config/config.js';
 import { ConfigError } from '../config/load-config.js';
+import { redactUrl } from '../config/redact.js';
 import type { TidecastError } from '../errors.js';
 import { InferenceEngine } from '../inference/engine.js';
 import { readCard } from '../inference/card.js';
@@ -318,7 +319,7 @@ export class Daemon {
       await this.#http.start();
       log.info({ url: `http://${this.#http.address!.host}:${this.#http.address!.port}` }, 'http endpoint listening');
     }
-    log.info({ url: cfg.mqtt.url, filters: ingest.filters }, 'connecting to broker');
+    log.info({ url: redactUrl(cfg.mqtt.url), filters: ingest.filters }, 'connecting to broker');
     await this.#mqtt.start();
     const deferred = this.#deferred ?? [];
     this.#deferred = null;

@@ -2,6 +2,7 @@
 import './quiet-debug.js';
 import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import type { LoadedConfig } from '../config/config.js';
+import { redactUrl } from '../config/redact.js';
 import type { Logger } from '../log.js';
 
 export interface IncomingMessage {
@@ -146,7 +147,7 @@ export class MqttConnection {
         MqttConnection.#noDelay(client);
         this.#backoffMs = c.reconnectPeriodMs;
         client.options.reconnectPeriod = c.reconnectPeriodMs;
-        log.info({ url: c.url, clientId: c.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
+        log.info({ url: redactUrl(c.url), clientId: c.clientId, sessionPresent: connack.sessionPresent }, 'connected to broker');
         client.subscribe(
           this.#opts.filters.map((f) => f),
           { qos: 1 },
