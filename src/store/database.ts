@@ -5,6 +5,7 @@ import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { INPUT_LOG_SCHEMA } from './input-log.js';
 import { MIGRATIONS } from './migrations.js';
+import { isDamagedStoreError } from './writer.js';
 
 export interface DatabaseOptions {
   path: string;
@@ -34,9 +35,7 @@ export function checkIntegrity(db: Database.Database, file: string, what: string
 /** An open failure's message, with how to recover when SQLite says the file is damaged. */
 function openFailure(what: string, file: string, err: unknown): TidecastError {
   if (err instanceof TidecastError) return err;
-  const code = (err as { code?: unknown }).code;
-  const damaged = typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB)/.test(code);
-  return new TidecastError(ErrorCodes.STORE, `cannot open the ${what} ${file}: ${(err as Error).message}${damaged ? `; the file is damaged: ${RECOVER}` : ''}`, { cause: err });
+  return new TidecastError(ErrorCodes.STORE, `cannot open the ${what} ${file}: ${(err as Error).message}${isDamagedStoreError(err) ? `; the file is damaged: ${RECOVER}` : ''}`, { cause: err });
 }
 
 /** The input log's own database file, beside the store's. */
