@@ -29,6 +29,8 @@ export const ErrorCodes = {
   STORE: 'TIDECAST_ERR_STORE',
   /** The store cannot write right now (disk full, locked, I/O error); the write is retried. */
   STORE_UNAVAILABLE: 'TIDECAST_ERR_STORE_UNAVAILABLE',
+  /** Another tidecast holds this store's lock (exit code 75: try again once it has stopped). */
+  LOCKED: 'TIDECAST_ERR_LOCKED',
   /** The engine was used after stop(). */
   STOPPED: 'TIDECAST_ERR_STOPPED',
 } as const;

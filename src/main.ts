@@ -3,10 +3,10 @@
  * The process edge: arguments, signals, stdout and exit codes live here and
  * nowhere else.
  *
- * Exit codes: 0 ok (also after a clean SIGTERM/SIGINT stop); 1 runtime
- * failure; 64 usage error; 65 a model or card was refused; 74 the SQLite store
- * failed; 78 invalid configuration (systemd: RestartPreventExitStatus=78);
- * 130 a second signal during shutdown.
+ * Exit codes: see exit-codes.ts (0 ok, also after a clean SIGTERM/SIGINT
+ * stop; 1 runtime failure; 64 usage; 65 a model or card refused; 69 no
+ * execution provider; 74 the SQLite store failed or is damaged; 75 another
+ * tidecast holds the store; 78 invalid configuration; 130 a second signal).
  */
 // Before the daemon allocates: see heap-growth.ts.
 import './heap-growth.js';
@@ -27,13 +27,15 @@ import { formatInspect, inspectReport } from './inspect.js';
 import { createHumanLogger, createLogger, setLogLevel } from './log.js';
 import { SystemdNotifier } from './systemd/notifier.js';
 import { packageRoot } from './paths.js';
+import { ExitCodes } from './exit-codes.js';
 
-const EXIT_USAGE = 64;
-const EXIT_MODEL = 65;
-const EXIT_UNAVAILABLE = 69;
-const EXIT_STORE = 74;
-const EXIT_CONFIG = 78;
-const EXIT_SECOND_SIGNAL = 130;
+const EXIT_USAGE = ExitCodes.USAGE;
+const EXIT_MODEL = ExitCodes.MODEL;
+const EXIT_UNAVAILABLE = ExitCodes.UNAVAILABLE;
+const EXIT_STORE = ExitCodes.STORE;
+const EXIT_LOCKED = ExitCodes.LOCKED;
+const EXIT_CONFIG = ExitCodes.CONFIG;
+const EXIT_SECOND_SIGNAL = ExitCodes.SECOND_SIGNAL;
 
 const HELP = `tidecast: stateful LSTM/GRU forecasts for MQTT sensor streams
 
@@ -324,6 +326,7 @@ function exitCodeFor(e: unknown): number {
   if (e instanceof ConfigError) return EXIT_CONFIG;
   if (e instanceof TidecastError) {
     if (e.code === ErrorCodes.STORE) return EXIT_STORE;
+    if (e.code === ErrorCodes.LOCKED) return EXIT_LOCKED;
     if (e.code === ErrorCodes.CONFIG) return EXIT_CONFIG;
     if (e.code === ErrorCodes.PROVIDER) return EXIT_UNAVAILABLE;
     return EXIT_MODEL;

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { defaultCardPath, readCard } from '../src/inference/card.js';
+import { packageRoot } from '../src/paths.js';
 import { modelPath, tempDir } from './helpers.js';
 import { runCli } from './support/child.js';
 
@@ -83,5 +85,20 @@ describe('tidecast demo', () => {
     assert.equal(acc.length, 2 * 3 * 2, 'two streams x three horizons x two targets');
     assert.ok(acc.every((r) => r.n === 365 && r.mae > 0 && Number.isFinite(r.skill)));
     tmp.remove();
+  });
+});
+
+describe('npx tidecast', () => {
+  it('runs after the build (`npm test` builds first): executable, and without npm warnings', async () => {
+    const main = path.join(packageRoot, 'dist', 'src', 'main.js');
+    assert.ok((statSync(main).mode & 0o111) !== 0, 'dist/src/main.js is executable (the build sets the bit tsc does not)');
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile('npx', ['--no-install', 'tidecast', '--version'], { cwd: packageRoot, timeout: 60_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version);
+    assert.equal(r.stderr, '', 'nothing on stderr: no "Permission denied", no npm warning');
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, findConfigFile, loadConfig } from '../src/config/load-config.js';
@@ -112,6 +112,43 @@ batching: { maxBatch: 0 }
     assert.ok(!JSON.stringify(loaded.config).includes('s3cret'), 'the password is not part of the config values');
     assert.match(problemsOf(() => loadConfig(c.file, { TIDECAST_MQTT__PASSWORD_FILE: '/nonexistent/pw' })).join('\n'), /mqtt\.passwordFile: cannot read \/nonexistent\/pw/);
     c.remove();
+  });
+
+  it('reads secret files from $CREDENTIALS_DIRECTORY (systemd LoadCredential=) and says when it is not set', () => {
+    const c = write(
+      MINIMAL.replace(
+        'url: mqtt://127.0.0.1:1883',
+        'url: mqtts://127.0.0.1:8883\n  passwordFile: $CREDENTIALS_DIRECTORY/mqtt-password\n  tls: { keyFile: "${CREDENTIALS_DIRECTORY}/mqtt-key", certFile: cert.pem }',
+      ),
+    );
+    const creds = path.join(c.dir, 'creds');
+    mkdirSync(creds);
+    writeFileSync(path.join(creds, 'mqtt-password'), 'from-credential\n');
+    writeFileSync(path.join(creds, 'mqtt-key'), 'KEY');
+    writeFileSync(path.join(c.dir, 'cert.pem'), 'CERT');
+    const loaded = loadConfig(c.file, { CREDENTIALS_DIRECTORY: creds });
+    assert.equal(loaded.secrets.password, 'from-credential');
+    assert.equal(loaded.secrets.key?.toString(), 'KEY');
+    assert.equal(loaded.secrets.cert?.toString(), 'CERT', 'other paths stay relative to the config file');
+    const unset = problemsOf(() => loadConfig(c.file, {})).join('\n');
+    assert.match(unset, /mqtt\.passwordFile: names \$CREDENTIALS_DIRECTORY, which is not set/);
+    assert.match(unset, /mqtt\.tls\.keyFile: names \$CREDENTIALS_DIRECTORY, which is not set/);
+    c.remove();
+  });
+
+  it('refuses a tls block with a plaintext URL (it would connect without TLS)', () => {
+    for (const url of ['mqtt://u:hunter2@broker:1883', 'tcp://broker:1883', 'ws://broker:9001']) {
+      const c = write(MINIMAL.replace('url: mqtt://127.0.0.1:1883', `url: ${url}\n  tls: { rejectUnauthorized: true }`));
+      const problems = problemsOf(() => loadConfig(c.file)).join('\n');
+      assert.match(problems, /mqtt\.tls: set, but mqtt\.url ".*" is not a TLS URL, so the connection would be plaintext/, url);
+      assert.ok(!problems.includes('hunter2'), 'the message does not print the password');
+      c.remove();
+    }
+    for (const url of ['mqtts://broker:8883', 'tls://broker:8883', 'wss://broker:443/mqtt']) {
+      const c = write(MINIMAL.replace('url: mqtt://127.0.0.1:1883', `url: ${url}\n  tls: { rejectUnauthorized: true }`));
+      assert.doesNotThrow(() => loadConfig(c.file), url);
+      c.remove();
+    }
   });
 
   it('looks up --config, $TIDECAST_CONFIG, /etc/tidecast, then ./config', () => {

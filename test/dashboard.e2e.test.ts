@@ -13,7 +13,7 @@ const artifacts = path.join(packageRoot, 'test-artifacts');
 
 describe('dashboard in a real browser', () => {
   it('lists both weather streams of a running demo and draws actuals against forecasts', async () => {
-    assert.ok(existsSync(CHROMIUM), 'needs Debian chromium (apt-get install -y chromium); .ci/run installs it');
+    assert.ok(existsSync(CHROMIUM), 'needs Debian chromium (apt-get install -y chromium); .ci/setup installs it');
     const tmp = tempDir();
     const demo = spawn(process.execPath, [path.join(packageRoot, 'dist', 'src', 'main.js'), 'demo', '--rate', '40', '--from', '2015-06-01', '--duration', '120', '--db', path.join(tmp.dir, 'demo.db')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

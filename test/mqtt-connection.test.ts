@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import mqttPacket from 'mqtt-packet';
+import pino from 'pino';
 import { loadConfig } from '../src/config/load-config.js';
 import { silentLogger } from '../src/log.js';
 import { MqttConnection } from '../src/mqtt/mqtt-connection.js';
@@ -109,6 +111,40 @@ describe('MQTT connection', () => {
       seen.restore();
       await conn.stop();
       await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('counts and logs (once) a session taken over, from MQTT 5 DISCONNECT reason 0x8E', async () => {
+    // A broker that injects the fault: it accepts each connection and then hands the session to "another client".
+    const server = net.createServer((socket) => {
+      const parser = mqttPacket.parser({ protocolVersion: 5 });
+      parser.on('packet', (packet) => {
+        if (packet.cmd !== 'connect') return;
+        socket.write(mqttPacket.generate({ cmd: 'connack', returnCode: 0, reasonCode: 0, sessionPresent: false }, { protocolVersion: 5 }));
+        setTimeout(() => socket.end(mqttPacket.generate({ cmd: 'disconnect', reasonCode: 0x8e }, { protocolVersion: 5 })), 20);
+      });
+      socket.on('data', (d) => parser.parse(d));
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const tmp = tempDir();
+    const loaded = loadConfig(writeTestConfig(tmp.dir, `mqtt://127.0.0.1:${port}`, { clientId: 'taken', mqtt: 'protocolVersion: 5', reconnectPeriodMs: 100 }));
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    let takeovers = 0;
+    const conn = new MqttConnection({ config: loaded.config.mqtt, secrets: loaded.secrets, filters: ['x/#'], log, onMessage: (_m, ack) => ack.ack(), onTakeover: () => takeovers++ });
+    try {
+      void conn.start();
+      await waitFor(() => takeovers >= 3, 10_000, 'three takeovers');
+      const errors = lines.filter((l) => String(l.msg).startsWith('session takeover:'));
+      assert.equal(errors.length, 1, 'logged once a minute, not once a takeover');
+      assert.match(String(errors[0]!.why), /MQTT 5 reason code 0x8E/);
+      assert.ok(lines.some((l) => l.msg === 'broker sent DISCONNECT' && l.reasonCode === 0x8e));
+    } finally {
+      await conn.stop();
+      await new Promise<void>((r) => server.close(() => r()));
       tmp.remove();
     }
   });

@@ -8,6 +8,7 @@ import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import { silentLogger } from '../src/log.js';
+import { ExitCodes, NO_RESTART_EXIT_CODES } from '../src/exit-codes.js';
 import { SERVICE_NODE_FLAGS } from '../src/node-flags.js';
 import { packageRoot } from '../src/paths.js';
 import { tempDir } from './helpers.js';
@@ -207,7 +208,7 @@ describe('operations', () => {
     }
   });
 
-  it('the unit file verifies and scores an exposure of 2.0 or less', async () => {
+  it('the unit file verifies, scores an exposure of 1.5 or less, limits restarts and never restarts into a data or config error', async () => {
     const unit = path.join(packageRoot, 'systemd', 'tidecast.service');
     const run = (args: string[]): Promise<{ code: number | null; out: string }> =>
       new Promise((resolve) => {
@@ -226,6 +227,17 @@ describe('operations', () => {
     const security = await run(['security', '--offline=true', unit]);
     const m = /Overall exposure level for tidecast\.service: (\d+\.\d+)/.exec(security.out);
     assert.ok(m, security.out.slice(-500));
-    assert.ok(Number(m[1]) <= 2.0, `exposure ${m[1]}`);
+    assert.ok(Number(m[1]) <= 1.5, `exposure ${m[1]}`);
+
+    const text = readFileSync(unit, 'utf8');
+    const unitSection = text.slice(text.indexOf('[Unit]'), text.indexOf('[Service]'));
+    assert.match(unitSection, /^StartLimitIntervalSec=\d+$/m, 'a start limit (in [Unit], where systemd reads it)');
+    assert.match(unitSection, /^StartLimitBurst=\d+$/m);
+    const prevent = /^RestartPreventExitStatus=(.*)$/m.exec(text)?.[1]?.split(/\s+/).map(Number).sort((a, b) => a - b);
+    assert.deepEqual(prevent, [...NO_RESTART_EXIT_CODES].sort((a, b) => a - b), 'the exit codes a restart cannot fix (src/exit-codes.ts)');
+    for (const code of [ExitCodes.LOCKED, ExitCodes.UNAVAILABLE]) assert.ok(!prevent!.includes(code), `${code} can pass on a restart`);
+    // The password credential is where the example config reads it.
+    const credential = /^LoadCredential=([^:]+):/m.exec(text)?.[1];
+    assert.ok(readFileSync(path.join(packageRoot, 'config', 'tidecast.yaml'), 'utf8').includes(`passwordFile: $CREDENTIALS_DIRECTORY/${credential}`));
   });
 });

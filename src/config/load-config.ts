@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { modelsDir, packageRoot } from '../paths.js';
 import { TopicPattern } from '../mqtt/topic-pattern.js';
+import { redactUrl } from './redact.js';
 import type { LoadedConfig, TidecastConfig } from './config.js';
 
 /** Where the schema lives: shipped beside the example configs so editors can use it. */
@@ -167,6 +168,29 @@ function crossCheck(cfg: TidecastConfig, problems: string[]): void {
   for (const [name, m] of Object.entries(cfg.models)) {
     if (!existsSync(m.path!)) problems.push(`models.${name}.path: file not found: ${m.path}`);
   }
+  const scheme = /^([a-z]+):/.exec(cfg.mqtt.url)?.[1] ?? '';
+  if (cfg.mqtt.tls !== undefined && !TLS_SCHEMES.has(scheme)) {
+    problems.push(`mqtt.tls: set, but mqtt.url "${redactUrl(cfg.mqtt.url)}" is not a TLS URL, so the connection would be plaintext (use mqtts://, tls:// or wss://, or remove the tls block)`);
+  }
+}
+
+const TLS_SCHEMES = new Set(['mqtts', 'tls', 'wss']);
+
+/**
+ * A secret file's path: `$CREDENTIALS_DIRECTORY` (or `${CREDENTIALS_DIRECTORY}`)
+ * at its start is replaced by that variable, which systemd sets to where the
+ * unit's `LoadCredential=` files are (readable by the service alone, even
+ * under `DynamicUser=`); other paths are relative to the config file.
+ */
+function secretPath(p: string, what: string, env: NodeJS.ProcessEnv, resolve: (p: string) => string, problems: string[]): string | undefined {
+  const m = /^\$(?:CREDENTIALS_DIRECTORY\b|\{CREDENTIALS_DIRECTORY\})(.*)$/.exec(p);
+  if (!m) return resolve(p);
+  const dir = env.CREDENTIALS_DIRECTORY;
+  if (!dir) {
+    problems.push(`${what}: names $CREDENTIALS_DIRECTORY, which is not set (systemd sets it for a unit with LoadCredential=)`);
+    return undefined;
+  }
+  return path.join(dir, m[1]!);
 }
 
 /** Read, override from the environment, validate, resolve paths and read secrets; all problems at once. */
@@ -200,13 +224,15 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = {}): LoadedCon
 
   const secrets: { password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
   const mq = cfg.mqtt;
-  if (mq.passwordFile !== undefined) {
-    const pw = readSecret(resolve(mq.passwordFile), 'mqtt.passwordFile', problems);
-    if (pw) secrets.password = pw.toString('utf8').replace(/\r?\n$/, '');
-  }
-  if (mq.tls?.caFile) secrets.ca = readSecret(resolve(mq.tls.caFile), 'mqtt.tls.caFile', problems);
-  if (mq.tls?.certFile) secrets.cert = readSecret(resolve(mq.tls.certFile), 'mqtt.tls.certFile', problems);
-  if (mq.tls?.keyFile) secrets.key = readSecret(resolve(mq.tls.keyFile), 'mqtt.tls.keyFile', problems);
+  const secret = (p: string | undefined, what: string): Buffer | undefined => {
+    const file = p === undefined ? undefined : secretPath(p, what, env, resolve, problems);
+    return file === undefined ? undefined : readSecret(file, what, problems);
+  };
+  const pw = secret(mq.passwordFile, 'mqtt.passwordFile');
+  if (pw) secrets.password = pw.toString('utf8').replace(/\r?\n$/, '');
+  secrets.ca = secret(mq.tls?.caFile, 'mqtt.tls.caFile');
+  secrets.cert = secret(mq.tls?.certFile, 'mqtt.tls.certFile');
+  secrets.key = secret(mq.tls?.keyFile, 'mqtt.tls.keyFile');
   if (problems.length > 0) throw new ConfigError(file, problems);
   return { config: deepFreeze(cfg), file: path.resolve(file), overrides, secrets };
 }

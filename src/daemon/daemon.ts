@@ -15,6 +15,7 @@ import { DashboardApi } from '../http/dashboard-api.js';
 import { HttpEndpoint } from '../http/http-endpoint.js';
 import { Metrics } from '../metrics/metrics.js';
 import { packCheckpoint, type PackedCheckpoint } from '../store/codec.js';
+import { InstanceLock } from '../store/instance-lock.js';
 import { Store, type CheckpointedStream, type StreamStateRow } from '../store/store.js';
 import { Ingest, compileRoutes, type RouteModel, type StepContext } from '../streams/ingest.js';
 import { ForecastSink, type ForecastMessage } from './forecast-sink.js';
@@ -83,6 +84,7 @@ export class Daemon {
   readonly #engines = new Map<string, InferenceEngine>();
   #store: Store | null = null;
   #mqtt: MqttConnection | null = null;
+  #lock: InstanceLock | null = null;
   #ingest: Ingest | null = null;
   #intake: Intake | null = null;
   #sink: ForecastSink | null = null;
@@ -179,6 +181,19 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
+    const cfg = this.#opts.loaded.config;
+    // Before anything touches the database: a second daemon on it stops here (exit 75).
+    this.#lock = InstanceLock.acquire(cfg.store.path);
+    try {
+      await this.#start();
+    } catch (err) {
+      this.#lock?.release();
+      this.#lock = null;
+      throw err;
+    }
+  }
+
+  async #start(): Promise<void> {
     const { config: cfg, file } = this.#opts.loaded;
     const log = this.#log;
     const store = new Store({
@@ -306,6 +321,7 @@ export class Daemon {
       secrets: this.#opts.loaded.secrets,
       filters: ingest.filters,
       onMessage: (message, ack) => intake.offer(message, ack),
+      onTakeover: () => this.metrics.sessionTakeover(),
       log: log.child({ component: 'mqtt' }),
       now: this.#opts.now,
     });
@@ -318,6 +334,9 @@ export class Daemon {
       this.#http = new HttpEndpoint({ host: cfg.http.host, port: cfg.http.port, metrics: this.metrics, readiness: () => this.readiness(), api, log: log.child({ component: 'http' }) });
       await this.#http.start();
       log.info({ url: `http://${this.#http.address!.host}:${this.#http.address!.port}` }, 'http endpoint listening');
+    }
+    if (cfg.mqtt.tls?.rejectUnauthorized === false) {
+      log.warn({ url: redactUrl(cfg.mqtt.url) }, "TLS certificate checks are off (mqtt.tls.rejectUnauthorized: false): anyone on the network path can pose as the broker; give the broker's CA in mqtt.tls.caFile instead");
     }
     log.info({ url: redactUrl(cfg.mqtt.url), filters: ingest.filters }, 'connecting to broker');
     await this.#mqtt.start();
@@ -660,6 +679,7 @@ export class Daemon {
     await this.#http?.stop();
     for (const e of this.#engines.values()) await e.close(inTime ? Infinity : 0);
     await this.#store?.stop();
+    this.#lock?.release();
     log.info(this.stats(), 'stopped');
   }
 }

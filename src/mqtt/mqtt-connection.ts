@@ -59,7 +59,25 @@ export interface MqttConnectionOptions {
   onMessage: MessageHandler;
   log: Logger;
   now?: () => number;
+  /** Called for each connection that looks taken over by another client with our client id. */
+  onTakeover?: () => void;
 }
+
+/** MQTT 5 DISCONNECT reason code 0x8E: another connection with the same client id took the session over. */
+const SESSION_TAKEN_OVER = 0x8e;
+/** A connection the broker closes this soon after accepting it counts toward a takeover (MQTT 3.1.1 gives no reason). */
+const SHORT_LIVED_MS = 10_000;
+/** This many short-lived connections within TAKEOVER_WINDOW_MS are a takeover. */
+const TAKEOVER_CLOSES = 3;
+const TAKEOVER_WINDOW_MS = 60_000;
+
+/**
+ * Room beside the payload in MQTT 5's maximumPacketSize: fixed header, topic
+ * and properties. A larger payload that still fits is dead-lettered as
+ * too_large (its first 1 KiB kept); one past the packet size the broker
+ * drops without sending (MQTT 5 §3.1.2.11.4), so it never reaches memory here.
+ */
+export const PACKET_OVERHEAD_BYTES = 4096;
 
 /**
  * The broker connection: a fixed client id with a persistent session
@@ -87,6 +105,13 @@ export class MqttConnection {
   #generation = 0;
   /** Messages received, for logs and tests. */
   received = 0;
+  /** When the current connection was accepted (0: not connected). */
+  #connectedAt = 0;
+  /** When recent connections the broker closed soon after accepting them ended (takeover detection). */
+  #shortLived: number[] = [];
+  /** When the last connection closed soon after being accepted, until the next attempt tells whether the broker took us straight back. */
+  #closedShortly = 0;
+  #takeoverLoggedAt = -Infinity;
 
   constructor(options: MqttConnectionOptions) {
     this.#opts = options;
@@ -126,7 +151,7 @@ export class MqttConnection {
       // mqtt.js logs a dozen debug lines per packet, each call allocating its arguments even when
       // disabled: without DEBUG=mqttjs* its log is a no-op.
       ...(/mqttjs/.test(process.env.DEBUG ?? '') ? {} : { log: noLog }),
-      ...(c.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
+      ...(c.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 0xffffffff, maximumPacketSize: c.maxPayloadBytes + PACKET_OVERHEAD_BYTES } } : {}),
     };
     const client = mqtt.connect(c.url, options);
     this.#client = client;
@@ -144,6 +169,9 @@ export class MqttConnection {
     };
     this.#connectedOnce = new Promise<void>((resolve) => {
       client.on('connect', (connack) => {
+        this.#connectedAt = this.#now();
+        if (this.#closedShortly > 0) this.#shortLivedConfirmed(this.#closedShortly);
+        this.#closedShortly = 0;
         MqttConnection.#noDelay(client);
         this.#backoffMs = c.reconnectPeriodMs;
         client.options.reconnectPeriod = c.reconnectPeriodMs;
@@ -165,9 +193,18 @@ export class MqttConnection {
         );
       });
     });
+    client.on('disconnect', (packet) => {
+      const reasonCode = packet.reasonCode ?? 0;
+      log.warn({ reasonCode, reason: packet.properties?.reasonString }, 'broker sent DISCONNECT');
+      if (reasonCode === SESSION_TAKEN_OVER) this.#takenOver(`the broker says another connection took the session over (MQTT 5 reason code 0x8E)`);
+    });
     client.on('close', () => {
       this.#generation++;
+      const connectedAt = this.#connectedAt;
+      this.#connectedAt = 0;
       if (!this.#accepting) return;
+      // A failed attempt after a close (connectedAt 0): the broker was away, not someone else on our session.
+      this.#closedShortly = connectedAt > 0 && this.#now() - connectedAt < SHORT_LIVED_MS ? this.#now() : 0;
       // Exponential backoff: mqtt.js reads reconnectPeriod each time it schedules a reconnect.
       log.warn({ retryInMs: this.#backoffMs }, 'disconnected from broker');
       client.options.reconnectPeriod = this.#backoffMs;
@@ -175,6 +212,36 @@ export class MqttConnection {
     });
     client.on('error', (err) => log.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'broker connection error'));
     return this.#connectedOnce;
+  }
+
+  /**
+   * A connection the broker closed soon after accepting it (at `closedAt`),
+   * and took the very next attempt back. Under MQTT 3.1.1 a session takeover
+   * gives no reason: the broker accepts the other client and closes this
+   * one, we reconnect at once (the broker is up) and close the other, about
+   * once a reconnect period. Several such connections in a minute are that
+   * pattern; a broker restart or a network fault fails the reconnect
+   * attempts in between instead.
+   */
+  #shortLivedConfirmed(closedAt: number): void {
+    const now = this.#now();
+    this.#shortLived = this.#shortLived.filter((t) => now - t < TAKEOVER_WINDOW_MS);
+    this.#shortLived.push(closedAt);
+    if (this.#shortLived.length >= TAKEOVER_CLOSES) {
+      this.#takenOver(`the broker closed this connection ${this.#shortLived.length} times within ${SHORT_LIVED_MS / 1000} s of accepting it in the last minute, and took each reconnect at once`);
+    }
+  }
+
+  #takenOver(why: string): void {
+    this.#opts.onTakeover?.();
+    const now = this.#now();
+    if (now - this.#takeoverLoggedAt < TAKEOVER_WINDOW_MS) return;
+    this.#takeoverLoggedAt = now;
+    const c = this.#opts.config;
+    this.#opts.log.error(
+      { clientId: c.clientId, why },
+      `session takeover: another MQTT client is most likely connected with client id "${c.clientId}", and the two keep closing each other's connection (messages go to whichever holds the session). Give each tidecast its own mqtt.clientId; if none other runs, see the broker's log for why it closes this client`,
+    );
   }
 
   /**

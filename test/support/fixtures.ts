@@ -11,7 +11,7 @@ import { StepRunner } from '../../src/inference/step-runner.js';
 import { modelPath } from '../helpers.js';
 
 /** A daemon config for tests: JSON telemetry on sensors/<site>/<device>/telemetry, weather-lstm. */
-export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number; homeAssistant?: boolean; statsIntervalS?: number; sessionThread?: boolean } = {}): string {
+export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number; homeAssistant?: boolean; statsIntervalS?: number; sessionThread?: boolean; mqtt?: string } = {}): string {
   const file = path.join(dir, 'tidecast.yaml');
   writeFileSync(
     file,
@@ -22,7 +22,7 @@ mqtt:
   clientId: ${extra.clientId ?? 'tidecast-test'}
   reconnectPeriodMs: ${extra.reconnectPeriodMs ?? 200}
   maxPayloadBytes: ${extra.maxPayloadBytes ?? 4096}
-${extra.passwordFile ? `  username: tidecast\n  passwordFile: ${extra.passwordFile}\n` : ''}
+${extra.passwordFile ? `  username: tidecast\n  passwordFile: ${extra.passwordFile}\n` : ''}${extra.mqtt ? `  ${extra.mqtt}\n` : ''}
 models:
   weather-lstm: {${extra.sessionThread === false ? ' sessionThread: false ' : ''}}
 routes:
