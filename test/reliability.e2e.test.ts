@@ -191,7 +191,8 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
     await broker.start();
     const MAX = 1000;
     const TOTAL = 10_000;
-    const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-flood', extra: `limits: { maxStreams: ${MAX} }` });
+    // Every refusal stored (no per-minute dead-letter caps): each refused stream is checked below.
+    const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-flood', extra: `limits: { maxStreams: ${MAX}, deadLettersPerMinute: 100000, deadLettersPerSourcePerMinute: 100000 }` });
     const child = startChild(['run', '--config', file]);
     try {
       const url = await waitReady(child);

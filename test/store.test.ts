@@ -14,6 +14,27 @@ const LAYOUT: ForecastLayout = { stepMs: DAY, cells: [[1, 'x', 0]] };
 const FEATURES = ['x', 'y'];
 
 describe('SQLite store', () => {
+  it('gathers dead letters into one write, in order with other writes, and prunes the oldest past store.deadLetterMaxMiB', async () => {
+    const tmp = tempDir();
+    const s = new Store({ path: path.join(tmp.dir, 'dl.db'), retentionDays: 30, deadLetterMaxMiB: 0.5, log: silentLogger, now: () => 1000 });
+    s.start();
+    const payload = Buffer.alloc(1024, 0x7b);
+    for (let i = 0; i < 2000; i++) s.addDeadLetter({ stream: `s${i % 7}`, receivedAt: 1000 + i, topic: `t/${i}`, reason: 'bad_json', detail: 'Unexpected token', payload, payloadBytes: 60_000 });
+    await s.settled();
+    const count = (): number => (s.db.prepare('SELECT count(*) n FROM dead_letters').get() as { n: number }).n;
+    assert.equal(count(), 2000, 'all written before the barrier that followed them');
+    // Each row's size, as the cap counts it: its columns and about 64 bytes of record and index.
+    const rowBytes = 1024 + 't/1999'.length + 'Unexpected token'.length + 's0'.length + 64;
+    const pruned = await s.prune();
+    const kept = count();
+    assert.equal(pruned.dead_letters, 2000 - kept);
+    assert.ok(kept * rowBytes <= 0.5 * 1024 * 1024 && (kept + 1) * (rowBytes - 1) > 0.5 * 1024 * 1024, `kept ${kept} of 2000 rows of about ${rowBytes} bytes under 0.5 MiB`);
+    const oldest = (s.db.prepare('SELECT min(received_at) t, max(received_at) u FROM dead_letters').get() as { t: number; u: number });
+    assert.deepEqual(oldest, { t: 1000 + 2000 - kept, u: 2999 }, 'the newest are kept');
+    await s.stop();
+    tmp.remove();
+  });
+
   it('migrates to the latest user_version once, in WAL mode', async () => {
     const tmp = tempDir();
     const file = path.join(tmp.dir, 't.db');

@@ -67,7 +67,7 @@ export interface TidecastConfig {
   readonly models: Readonly<Record<string, ModelConfig>>;
   readonly routes: readonly RouteConfig[];
   readonly batching: { readonly maxBatch: number; readonly maxDelayMs: number };
-  readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number; readonly maxSizeMiB: number; readonly integrityCheck: 'quick' | 'off' };
+  readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number; readonly maxSizeMiB: number; readonly deadLetterMaxMiB: number; readonly integrityCheck: 'quick' | 'off' };
   readonly durability: { readonly level: 'process' | 'power'; readonly checkpointIntervalS: number };
   readonly limits: {
     readonly maxStreams: number;
@@ -75,6 +75,8 @@ export interface TidecastConfig {
     readonly maxQueuedSteps: number;
     readonly maxFutureS: number;
     readonly maxSamplesPerStep: number;
+    readonly deadLettersPerMinute: number;
+    readonly deadLettersPerSourcePerMinute: number;
   };
   readonly publish: { readonly enabled: boolean; readonly topic: string; readonly qos: 0 | 1 | 2; readonly retain: boolean };
   readonly http: { readonly enabled: boolean; readonly host: string; readonly port: number };

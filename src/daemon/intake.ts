@@ -129,10 +129,13 @@ export class Intake {
     const a = ingest.admit(msg.topic, msg.payload, msg.receivedAt);
     try {
       if (!a.ok) {
-        // QoS 1/2: the refusal is logged before the PUBACK, so its dead letter is stored whatever comes next.
-        store.refuse(a.row, msg.qos > 0);
-        store.reportSuccess();
-        ingest.refused(a);
+        const verdict = ingest.judge(a);
+        if (verdict.store) {
+          // QoS 1/2: the refusal is logged before the PUBACK, so its dead letter is stored whatever comes next.
+          store.refuse(a.row, msg.qos > 0);
+          store.reportSuccess();
+        }
+        ingest.refused(a, verdict);
         return null;
       }
       // QoS 1/2: logged before the PUBACK. QoS 0 has no acknowledgement to hold: group commit.

@@ -47,6 +47,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly #messages: Counter<'route'>;
   readonly #deadLetters: Counter<'reason'>;
+  readonly #deadLettersUnstored: Counter<'reason'>;
   readonly #batchSize: Histogram<'model'>;
   readonly #inference: Histogram<'model'>;
   readonly #endToEnd: Histogram<'model'>;
@@ -87,7 +88,8 @@ export class Metrics {
         }
       },
     });
-    this.#deadLetters = new Counter({ name: 'tidecast_dead_letters_total', help: 'Messages rejected into dead_letters, by reason', labelNames: ['reason'], registers: [r] });
+    this.#deadLetters = new Counter({ name: 'tidecast_dead_letters_total', help: 'Messages refused, by reason (each a row in dead_letters, unless over the per-minute caps)', labelNames: ['reason'], registers: [r] });
+    this.#deadLettersUnstored = new Counter({ name: 'tidecast_dead_letters_unstored_total', help: 'Refused messages whose dead letter was not stored: over limits.deadLettersPerMinute or deadLettersPerSourcePerMinute', labelNames: ['reason'], registers: [r] });
     this.#batchSize = new Histogram({ name: 'tidecast_batch_size', help: 'Streams per onnxruntime call', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers: [r] });
     this.#inference = new Histogram({ name: 'tidecast_inference_seconds', help: 'Time of one batch: gather, session.run, checks, scatter', labelNames: ['model'], buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25], registers: [r] });
     this.#endToEnd = new Histogram({ name: 'tidecast_end_to_end_seconds', help: 'Message arrival to prediction committed', labelNames: ['model'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r] });
@@ -167,8 +169,9 @@ export class Metrics {
     c.n++;
   }
 
-  deadLetter(reason: string): void {
+  deadLetter(reason: string, stored = true): void {
     this.#deadLetters.inc({ reason });
+    if (!stored) this.#deadLettersUnstored.inc({ reason });
   }
 
   batch(model: string, size: number, seconds: number): void {

@@ -20,6 +20,8 @@ export interface StoreOptions {
   /** SQLite file, or ':memory:'. */
   path: string;
   retentionDays: number;
+  /** Dead letters kept at most (MiB, the oldest pruned first); 0 or absent: by age only. */
+  deadLetterMaxMiB?: number;
   log: Logger;
   now?: () => number;
   /**
@@ -48,6 +50,10 @@ export interface StoreOptions {
  * - Reads (recovery, a returning stream, the dashboard and `tidecast query`)
  *   run on the main thread's connection.
  */
+/** How long, and up to how many, dead letters are gathered into one write. */
+const DEAD_LETTER_GATHER_MS = 50;
+const DEAD_LETTER_GATHER_ROWS = 256;
+
 export class Store {
   readonly #opts: StoreOptions;
   readonly #now: () => number;
@@ -58,6 +64,8 @@ export class Store {
   #writer: WriterClient | null = null;
   readonly #guard: LogGuard;
   #stopping: Promise<void> | null = null;
+  #deadLetters: DeadLetterRow[] = [];
+  #deadLetterTimer: NodeJS.Timeout | null = null;
   /** Called when writes go through again after a failure, or the writer's backlog has drained. */
   onRecovered: (() => void) | null = null;
   /** Called once if the writer meets a failure no retry fixes (a damaged database): nothing more is written, the daemon must stop. */
@@ -113,7 +121,19 @@ export class Store {
   /** Hand an op to the writer; resolves with its result, or null when it was dropped. */
   #send(op: WriterRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
     this.#database();
+    // Dead letters gathered before this op go first: the writer sees every op in the order it was made.
+    if (this.#deadLetters.length > 0) this.#sendDeadLetters();
     return this.#writer!.send(op, transfer);
+  }
+
+  /** The gathered dead letters, to the writer as one op (one transaction). */
+  #sendDeadLetters(): void {
+    if (this.#deadLetterTimer) clearTimeout(this.#deadLetterTimer);
+    this.#deadLetterTimer = null;
+    const rows = this.#deadLetters;
+    if (rows.length === 0 || !this.#writer) return;
+    this.#deadLetters = [];
+    void this.#writer.send({ op: 'deadLetters', rows });
   }
 
   /**
@@ -222,11 +242,19 @@ export class Store {
     return this.#states!.load(group, stream);
   }
 
-  /** Store a dead letter (retried while the store fails). */
+  /**
+   * Store a dead letter (retried while the store fails). Dead letters are
+   * gathered for up to DEAD_LETTER_GATHER_MS (or DEAD_LETTER_GATHER_ROWS) and
+   * written in one transaction: one at a time, a flood of refused messages
+   * wrote several pages of WAL for each. Any other op sends them first.
+   */
   addDeadLetter(row: DeadLetterRow): void {
+    this.#database();
     if (row.seq !== undefined) this.#flushLog();
     // Its own copy of the payload: a slice of the connection's read buffer would carry the whole buffer across.
-    void this.#send({ op: 'deadLetter', row: { ...row, payload: Buffer.from(row.payload) } });
+    this.#deadLetters.push({ ...row, payload: Buffer.from(row.payload) });
+    if (this.#deadLetters.length >= DEAD_LETTER_GATHER_ROWS) this.#sendDeadLetters();
+    else this.#deadLetterTimer ??= setTimeout(() => this.#sendDeadLetters(), DEAD_LETTER_GATHER_MS).unref();
   }
 
   /** Store an event (retried while the store fails). */
@@ -245,10 +273,10 @@ export class Store {
     await this.#send({ op: 'barrier' });
   }
 
-  /** Delete rows older than the retention window; resolves with rows deleted per table. */
+  /** Delete rows older than the retention window, and the oldest dead letters past their size cap; resolves with rows deleted per table. */
   async prune(): Promise<Record<string, number>> {
     const cutoff = this.#now() - this.#opts.retentionDays * 86_400_000;
-    const result = await this.#send({ op: 'prune', cutoff });
+    const result = await this.#send({ op: 'prune', cutoff, deadLetterMaxBytes: (this.#opts.deadLetterMaxMiB ?? 0) * 1024 * 1024 });
     if (result === null) throw new TidecastError(ErrorCodes.STORE, 'retention pruning was refused by the store');
     return result as Record<string, number>;
   }
@@ -313,6 +341,7 @@ export class Store {
     if (!this.#db) return;
     this.#guard.cancel();
     this.#log!.flushQuietly();
+    this.#sendDeadLetters();
     const left = await this.#writer!.stop();
     if (left > 0 || this.#log!.pending > 0) {
       this.#opts.log.error({ queued: left, pendingInputs: this.#log!.pending, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');

@@ -11,10 +11,10 @@ export type WriterRequest =
   | { readonly op: 'commit'; readonly model: string; readonly layout: ForecastLayout; readonly batch: PackedBatch }
   /** Streams of a checkpoint; with `seq` (not null), also the checkpoint's record. */
   | { readonly op: 'checkpoint'; readonly seq: number | null; readonly packs: readonly PackedCheckpoint[] }
-  | { readonly op: 'deadLetter'; readonly row: DeadLetterRow }
+  | { readonly op: 'deadLetters'; readonly rows: readonly DeadLetterRow[] }
   | { readonly op: 'event'; readonly row: EventRow }
   | { readonly op: 'adoptFingerprint'; readonly model: string; readonly from: string; readonly to: string }
-  | { readonly op: 'prune'; readonly cutoff: number }
+  | { readonly op: 'prune'; readonly cutoff: number; readonly deadLetterMaxBytes: number }
   /** Nothing to write: answered once every op before it is. */
   | { readonly op: 'barrier' }
   | { readonly op: 'stop' };
@@ -67,6 +67,12 @@ export function isDamagedStoreError(err: unknown): boolean {
 
 /** Most rows (steps and forecasts) in one group of batches committed together: about 16 full batches. */
 const GROUP_ROWS = 8192;
+/** Most dead letters and events written in one transaction. */
+const ROW_GROUP = 512;
+
+function isRowOp(op: WriterOp | undefined): boolean {
+  return op !== undefined && (op.op === 'deadLetters' || op.op === 'event');
+}
 
 /** Retry delays for waiting writes after a transient failure. */
 const RETRY_MIN_MS = 100;
@@ -162,6 +168,12 @@ export class WriterCore {
         if (!this.#commitGroup()) return;
         continue;
       }
+      if (isRowOp(op) && isRowOp(this.#queue[1])) {
+        const done = this.#rowGroup();
+        if (done === 'stop') return;
+        if (done === 'done') continue;
+        // 'single': one of them is refused for itself; the path below finds which.
+      }
       let result: unknown;
       try {
         result = this.#run(op);
@@ -235,6 +247,37 @@ export class WriterCore {
     return true;
   }
 
+  /**
+   * Dead letters and events waiting at the head of the queue (up to
+   * ROW_GROUP), in one transaction: each page they share is written once per
+   * group rather than once per row (a flood of refused messages wrote 20 KB
+   * of WAL per dead letter, one transaction each). 'stop' when the store
+   * cannot write; 'single' when one of them is refused for itself.
+   */
+  #rowGroup(): 'done' | 'stop' | 'single' {
+    let n = 0;
+    while (n < ROW_GROUP && isRowOp(this.#queue[n])) n++;
+    const group = this.#queue.slice(0, n);
+    try {
+      this.#db.transaction(() => {
+        for (const op of group) this.#run(op);
+      })();
+    } catch (err) {
+      if (isTransientStoreError(err)) {
+        this.#fail(err, group[0]!);
+        return 'stop';
+      }
+      if (isDamagedStoreError(err)) {
+        this.#halt(err, group[0]!);
+        return 'stop';
+      }
+      return 'single';
+    }
+    this.#queue.splice(0, n);
+    for (const op of group) this.#reply({ kind: 'done', id: op.id, result: undefined });
+    return 'done';
+  }
+
   /** A failure no retry fixes: stop writing and say why; the op and every op after it stay unwritten. */
   #halt(err: unknown, op: WriterOp): void {
     this.#halted = true;
@@ -256,9 +299,11 @@ export class WriterCore {
       case 'checkpoint':
         this.#checkpoints.write(op.seq, op.packs);
         return undefined;
-      case 'deadLetter': {
-        const r = op.row;
-        this.#stmts.deadLetter.run(r.receivedAt, r.topic, r.reason, r.detail, r.payload, r.payloadBytes, r.stream ?? null, r.seq ?? null);
+      case 'deadLetters': {
+        const insert = this.#stmts.deadLetter;
+        this.#db.transaction(() => {
+          for (const r of op.rows) insert.run(r.receivedAt, r.topic, r.reason, r.detail, r.payload, r.payloadBytes, r.stream ?? null, r.seq ?? null);
+        })();
         return undefined;
       }
       case 'event':
@@ -267,7 +312,7 @@ export class WriterCore {
       case 'adoptFingerprint':
         return this.#stmts.adopt.run(op.to, op.model, op.from).changes;
       case 'prune':
-        return this.#prune(op.cutoff);
+        return this.#prune(op.cutoff, op.deadLetterMaxBytes);
       case 'barrier':
         return undefined;
       default:
@@ -280,8 +325,8 @@ export class WriterCore {
     this.#stmts.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
   }
 
-  /** Delete rows older than `cutoff`; returns rows deleted per table. */
-  #prune(cutoff: number): Record<string, number> {
+  /** Delete rows older than `cutoff`, and the oldest dead letters past `deadLetterMaxBytes` (0: no cap); returns rows deleted per table. */
+  #prune(cutoff: number, deadLetterMaxBytes: number): Record<string, number> {
     const db = this.#db;
     const deleted: Record<string, number> = {};
     db.transaction(() => {
@@ -291,6 +336,13 @@ export class WriterCore {
       deleted.accuracy = db.prepare('DELETE FROM accuracy WHERE last_target_time < ?').run(cutoff).changes;
       deleted.events = db.prepare('DELETE FROM events WHERE at < ?').run(cutoff).changes;
       deleted.dead_letters = db.prepare('DELETE FROM dead_letters WHERE received_at < ?').run(cutoff).changes;
+      if (deadLetterMaxBytes > 0) {
+        // The newest dead letters that fit the cap stay (a row's size: its columns plus about 64 bytes of record and index).
+        const over = db
+          .prepare('SELECT id FROM (SELECT id, sum(length(payload) + length(topic) + length(detail) + coalesce(length(stream), 0) + 64) OVER (ORDER BY id DESC) AS total FROM dead_letters) WHERE total > ? LIMIT 1')
+          .get(deadLetterMaxBytes) as { id: number } | undefined;
+        if (over) deleted.dead_letters += db.prepare('DELETE FROM dead_letters WHERE id <= ?').run(over.id).changes;
+      }
     })();
     return deleted;
   }
@@ -316,8 +368,8 @@ function describe(op: WriterOp): string {
   switch (op.op) {
     case 'commit':
       return `batch of ${op.model}`;
-    case 'deadLetter':
-      return 'dead letter';
+    case 'deadLetters':
+      return op.rows.length === 1 ? 'dead letter' : `${op.rows.length} dead letters`;
     case 'adoptFingerprint':
       return 'model state';
     default:

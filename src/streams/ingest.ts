@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import { TopicPattern, compileTemplate } from '../mqtt/topic-pattern.js';
 import type { ScoreBook } from '../daemon/score-book.js';
 import type { CheckpointedStream, DeadLetterRow, EventRow, StreamStateRow } from '../store/store.js';
+import { DeadLetterGate, keptPayload, keptText } from './dead-letter-gate.js';
 import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
 import { StepAssembler, type AssembledEvent, type AssembledStep } from './step-assembler.js';
 import { Slab, type SlotIndex } from '../slots.js';
@@ -92,7 +93,6 @@ export interface CompiledRoute {
 const RESET = { resetBefore: true } as const;
 
 /** Payload kept for a too-large message: enough to see what it was. */
-const TOO_LARGE_KEEP = 1024;
 /** Longest stream id taken (ids become topic levels and primary keys). */
 const MAX_STREAM_ID = 256;
 // C0 and C1 control characters, DEL, and MQTT's wildcards: no place in a stream id that names topics.
@@ -170,9 +170,11 @@ export interface IngestOptions {
   /** Samples more than this ahead of their arrival are refused as bad_timestamp (default 1 h). */
   maxFutureMs?: number;
   store: IngestStore;
-  /** Counters for metrics. */
+  /** Per-minute caps on stored dead letters (default: store every one). */
+  deadLetters?: { perMinute: number; perSourcePerMinute: number; warnPerMinute?: number; now?: () => number };
+  /** Counters for metrics (`stored`: false when a dead letter was over the caps). */
   onAccepted?(route: string): void;
-  onRejected?(reason: DeadLetterReason): void;
+  onRejected?(reason: DeadLetterReason, stored: boolean): void;
   onGap?(stream: string, models: readonly string[]): void;
   /** Streams spilled and evicted (at a checkpoint) or restored (on their return), for metrics. */
   onResidency?(action: 'evicted' | 'restored', streams: number): void;
@@ -198,6 +200,14 @@ export interface Refused {
   readonly ok: false;
   readonly reason: DeadLetterReason;
   readonly row: DeadLetterRow;
+}
+
+const STORE_AND_LOG: Verdict = { store: true, log: true };
+
+/** What becomes of a refusal: its dead letter stored or not, the refusal logged or not (the per-minute caps). */
+export interface Verdict {
+  readonly store: boolean;
+  readonly log: boolean;
 }
 
 /** A stream a checkpoint must write: changed since the last one, or idle (spilled, then evicted). */
@@ -227,6 +237,7 @@ export class Ingest {
   readonly #log: Logger;
   readonly #groups: readonly RouteGroup[];
   #residents = 0;
+  readonly #gate: DeadLetterGate | null;
   /** Accepted messages per route. */
   readonly accepted = new Map<string, number>();
   /** Dead letters per reason. */
@@ -242,6 +253,17 @@ export class Ingest {
     this.#opts = options;
     this.#log = options.log.child({ component: 'ingest' });
     this.#groups = [...new Set(options.routes.map((r) => r.group))];
+    const log = this.#log;
+    this.#gate = options.deadLetters
+      ? new DeadLetterGate({
+          ...options.deadLetters,
+          onSummary: (s) =>
+            log.warn(
+              { since: new Date(s.since).toISOString(), refused: s.refused, unstored: s.unstored, unlogged: s.unlogged, byReason: s.byReason },
+              `refused messages in the last minute: ${s.refused}; ${s.unstored} dead letters not stored (over limits.deadLettersPerMinute or deadLettersPerSourcePerMinute) and ${s.unlogged} refusals not logged one by one; tidecast_dead_letters_total counts them all`,
+            ),
+        })
+      : null;
   }
 
   /** MQTT filters to subscribe. */
@@ -300,10 +322,19 @@ export class Ingest {
     }
   }
 
-  /** Count and log a refusal whose dead letter the caller has stored. */
-  refused(r: Refused): void {
-    this.#count(r.reason);
-    this.#log.warn({ topic: r.row.topic.slice(0, 200), stream: r.row.stream, reason: r.reason, detail: r.row.detail, bytes: r.row.payloadBytes }, 'message dead-lettered');
+  /**
+   * Whether a refusal's dead letter is to be stored and the refusal logged
+   * (per-minute caps, so that a flood fills neither the disk nor the
+   * journal); asked once before the caller stores it.
+   */
+  judge(r: Refused): Verdict {
+    return this.#judge(r.row.stream ?? r.row.topic, r.reason);
+  }
+
+  /** Count and log (as judged) a refusal whose dead letter the caller has stored, or not (over the caps). */
+  refused(r: Refused, verdict: Verdict): void {
+    this.#count(r.reason, verdict.store);
+    if (verdict.log) this.#log.warn({ topic: r.row.topic.slice(0, 200), stream: r.row.stream, reason: r.reason, detail: r.row.detail, bytes: r.row.payloadBytes, stored: verdict.store }, 'message dead-lettered');
   }
 
   /** The stateful half: feed an admitted message, logged at `seq`, to its stream. */
@@ -332,9 +363,10 @@ export class Ingest {
       // late, too_many_samples: the message is in the log; its dead letter carries the seq so a replay stores it once.
       const reason: DeadLetterReason = err instanceof DecodeError ? err.reason : 'internal';
       const row = { ...this.#deadLetter(a.stream, a.topic, a.payload, a.receivedAt, reason, (err as Error).message), seq };
-      this.#count(reason);
-      this.#log.warn({ topic: a.topic, stream: a.stream, reason, detail: row.detail }, 'sample dead-lettered');
-      this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
+      const verdict = this.#judge(a.stream, reason);
+      this.#count(reason, verdict.store);
+      if (verdict.log) this.#log.warn({ topic: a.topic.slice(0, 200), stream: a.stream, reason, detail: row.detail, stored: verdict.store }, 'sample dead-lettered');
+      if (verdict.store) this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
     }
     // Steps an earlier feature of the message released still go on.
     try {
@@ -363,9 +395,10 @@ export class Ingest {
       return;
     }
     // Logged when it passed, refused now: the configuration changed across the restart.
-    this.refused(a);
+    const verdict = this.judge(a);
+    this.refused(a, verdict);
     const row = { ...a.row, seq };
-    this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
+    if (verdict.store) this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
   }
 
   /** Whether a wall-clock sweep now would close some step (the caller logs a tick first). */
@@ -577,20 +610,17 @@ export class Ingest {
     }
   }
 
-  #count(reason: DeadLetterReason): void {
+  #count(reason: DeadLetterReason, stored: boolean): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
-    this.#opts.onRejected?.(reason);
+    this.#opts.onRejected?.(reason, stored);
   }
 
+  #judge(source: string, reason: DeadLetterReason): Verdict {
+    return this.#gate?.refuse(source, reason) ?? STORE_AND_LOG;
+  }
+
+  /** A refused message's dead letter: the first KiB of its payload, topic and detail (with their full sizes). */
   #deadLetter(stream: string | undefined, topic: string, payload: Buffer, receivedAt: number, reason: DeadLetterReason, detail: string): DeadLetterRow {
-    return {
-      stream,
-      receivedAt,
-      topic,
-      reason,
-      detail,
-      payload: reason === 'too_large' ? payload.subarray(0, TOO_LARGE_KEEP) : payload,
-      payloadBytes: payload.length,
-    };
+    return { stream, receivedAt, topic: keptText(topic), reason, detail: keptText(detail), payload: keptPayload(payload), payloadBytes: payload.length };
   }
 }
