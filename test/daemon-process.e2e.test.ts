@@ -5,9 +5,9 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { tempDir } from './helpers.js';
-import { logged, startChild } from './support/child.js';
+import { logged, startChild, waitReady } from './support/child.js';
 import { TestBroker } from './support/broker.js';
-import { telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 
 describe('the daemon as a child process', () => {
   it('SIGTERM: exits 0 with every accepted message\'s predictions in the database; secrets stay out of the logs', async () => {
@@ -46,7 +46,7 @@ describe('the daemon as a child process', () => {
     tmp.remove();
   });
 
-  it('a password in mqtt.url is never printed: check-config and the logs show it as ***', async () => {
+  it('a password in mqtt.url is never printed: check-config, the logs (also of a lost broker), the dashboard and the API show it as *** or not at all', async () => {
     const tmp = tempDir();
     const broker = new TestBroker(tmp.dir);
     await broker.start();
@@ -58,15 +58,28 @@ describe('the daemon as a child process', () => {
       const checked = check.lines.join('\n') + check.stderr();
       assert.match(checked, /broker mqtt:\/\/tidecast:\*\*\*@127\.0\.0\.1:\d+ as url-secret/, 'the broker is shown, its password masked');
       const child = startChild(['run', '--config', file], { TIDECAST_LOG__LEVEL: 'debug' });
+      let served = '';
       try {
-        await waitFor(() => logged(child, 'ready') !== undefined, 15_000, 'the daemon to be ready');
+        const http = await waitReady(child);
         assert.match(String(logged(child, 'connected to broker')?.url), /^mqtt:\/\/tidecast:\*\*\*@/);
+        await publishAll(broker.url, 'url-secret-pub', telemetry(1, 3).map((m) => ({ topic: m.topic, payload: m.payload })));
+        // Every page and answer the HTTP endpoint serves.
+        for (const p of ['/', '/metrics', '/healthz', '/readyz', '/api/streams', '/api/models', '/api/events', '/api/accuracy', '/api/streams/a%2Fb/series', '/api/nope']) {
+          served += await (await fetch(`${http}${p}`)).text();
+        }
+        assert.match(served, /tidecast_messages_total/, 'the pages were read');
+        // The broker goes away and comes back: the connection errors and reconnects are logged too.
+        await broker.stop();
+        await waitFor(() => logged(child, 'disconnected from broker') !== undefined, 15_000, 'the disconnect');
+        await waitFor(() => logged(child, 'broker connection error') !== undefined, 15_000, 'a connection error');
+        await broker.start();
+        await waitFor(() => child.lines.filter((l) => l.includes('"subscribed"')).length >= 2, 20_000, 'the reconnect');
         child.proc.kill('SIGTERM');
         assert.equal(await child.exit, 0, child.stderr());
       } finally {
         child.proc.kill('SIGKILL');
       }
-      const out = checked + child.lines.join('\n') + child.stderr();
+      const out = checked + child.lines.join('\n') + child.stderr() + served;
       assert.ok(!out.includes(secret), 'the password appears nowhere in the output');
     } finally {
       await broker.stop();

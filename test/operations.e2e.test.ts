@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
+import { deviceId, entityId } from '../src/mqtt/ha-discovery.js';
 import { silentLogger } from '../src/log.js';
 import { ExitCodes, NO_RESTART_EXIT_CODES } from '../src/exit-codes.js';
 import { SERVICE_NODE_FLAGS } from '../src/node-flags.js';
@@ -113,16 +114,25 @@ describe('operations', () => {
     const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-ha', homeAssistant: true, statsIntervalS: 1 })), log: silentLogger });
     await daemon.start();
     try {
+      // An id of an earlier version, retained on the broker: announcing the entity under its new id clears it.
+      const legacy = 'homeassistant/sensor/tidecast_weather-lstm_site0_dev0_temp_max_h1/config';
+      const pub = await mqtt.connectAsync(broker.url, { clientId: 'ops-ha-legacy' });
+      await pub.publishAsync(legacy, '{"name":"old"}', { qos: 1, retain: true });
+      await pub.endAsync();
       await publishAll(broker.url, telemetry(1, 2));
       await waitFor(() => daemon.stats().predictions === 2, 10_000, 'forecasts');
       const configs = await retained(broker.url, 'homeassistant/sensor/#');
-      assert.equal(configs.size, 6, 'one entity per target and horizon');
-      const c = JSON.parse(configs.get('homeassistant/sensor/tidecast_weather-lstm_site0_dev0_temp_max_h1/config')!) as Record<string, unknown> & { device: { identifiers: string[] } };
+      assert.equal(configs.size, 6, 'one entity per target and horizon, the legacy config cleared');
+      assert.ok(!configs.has(legacy));
+      const id = entityId('weather-lstm', 'site0/dev0', 'temp_max', 1);
+      assert.match(id, /^tidecast_weather-lstm_site0_dev0_temp_max_h1_[0-9a-f]{12}$/, 'a readable prefix and a hash');
+      const c = JSON.parse(configs.get(`homeassistant/sensor/${id}/config`)!) as Record<string, unknown> & { device: { identifiers: string[] } };
       assert.equal(c.state_topic, 'forecast/weather-lstm/site0/dev0');
       assert.equal(c.unit_of_measurement, '°C');
       assert.equal(c.device_class, 'temperature');
       assert.equal(c.availability_topic, 'tidecast/status');
-      assert.deepEqual(c.device.identifiers, ['tidecast_site0_dev0']);
+      assert.deepEqual(c.device.identifiers, [deviceId('site0/dev0')]);
+      assert.equal(c.unique_id, id);
       assert.match(String(c.value_template), /forecast\[0\]\.values\['temp_max'\]/);
       const stats = await retained(broker.url, 'tidecast/stats', 1500);
       const s = JSON.parse(stats.get('tidecast/stats')!) as { messages: number; predictions: number };
@@ -203,6 +213,43 @@ describe('operations', () => {
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
+      await broker.stop();
+      tmp.remove();
+    }
+  });
+
+  it('Home Assistant ids cannot collide: streams that differ only in replaced characters get entities of their own; a cap bounds them', async () => {
+    const tmp = tempDir();
+    const broker = new TestBroker(tmp.dir);
+    await broker.start();
+    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-ha-ids', homeAssistant: true });
+    // 6 entities a stream (3 horizons x 2 targets of weather-lstm's card): room for 3 streams.
+    const loaded = loadConfig(file, { TIDECAST_HOME_ASSISTANT__MAX_ENTITIES: '18' });
+    const daemon = new Daemon({ loaded, log: silentLogger });
+    await daemon.start();
+    try {
+      const pub = await mqtt.connectAsync(broker.url, { clientId: 'ops-ha-ids-pub' });
+      for (const site of ['garden', 'garden%', 'garden_x', 'shed']) {
+        await pub.publishAsync(`sensors/${site}/ws1/telemetry`, JSON.stringify({ ts: 1_420_070_400, rain: 0, tmax: 10, tmin: 5, wind: 2 }), { qos: 1 });
+      }
+      await pub.endAsync();
+      await waitFor(() => daemon.stats().predictions === 4, 10_000, 'forecasts');
+      const configs = await retained(broker.url, 'homeassistant/sensor/#');
+      const owners = new Map<string, string>();
+      for (const [topic, text] of configs) {
+        if (text === '') continue;
+        const c = JSON.parse(text) as { state_topic: string; unique_id: string };
+        assert.ok(!owners.has(c.unique_id), `unique_id ${c.unique_id} once`);
+        owners.set(c.unique_id, c.state_topic);
+        assert.equal(topic, `homeassistant/sensor/${c.unique_id}/config`);
+      }
+      assert.equal(owners.size, 18, 'the first three streams, each its own 6 entities; the fourth over homeAssistant.maxEntities');
+      const streams = new Set(owners.values());
+      assert.deepEqual([...streams].sort(), ['forecast/weather-lstm/garden%/ws1', 'forecast/weather-lstm/garden/ws1', 'forecast/weather-lstm/garden_x/ws1']);
+      assert.notEqual(entityId('weather-lstm', 'garden/ws1', 'temp_max', 1), entityId('weather-lstm', 'garden%/ws1', 'temp_max', 1));
+      assert.notEqual(deviceId('garden/ws1'), deviceId('garden%/ws1'));
+    } finally {
+      await daemon.stop();
       await broker.stop();
       tmp.remove();
     }

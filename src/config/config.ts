@@ -81,7 +81,7 @@ export interface TidecastConfig {
   readonly publish: { readonly enabled: boolean; readonly topic: string; readonly qos: 0 | 1 | 2; readonly retain: boolean };
   readonly http: { readonly enabled: boolean; readonly host: string; readonly port: number };
   readonly stats: { readonly intervalS: number; readonly topic: string };
-  readonly homeAssistant: { readonly discovery: boolean; readonly prefix: string };
+  readonly homeAssistant: { readonly discovery: boolean; readonly prefix: string; readonly maxEntities: number };
   readonly shutdown: { readonly drainTimeoutMs: number };
 }
 

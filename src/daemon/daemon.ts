@@ -222,7 +222,13 @@ export class Daemon {
       },
     };
     if (cfg.homeAssistant.discovery) {
-      this.#discovery = new HomeAssistantDiscovery({ prefix: cfg.homeAssistant.prefix, availabilityTopic: cfg.mqtt.availabilityTopic, publish: publisher.publish });
+      this.#discovery = new HomeAssistantDiscovery({
+        prefix: cfg.homeAssistant.prefix,
+        availabilityTopic: cfg.mqtt.availabilityTopic,
+        maxEntities: cfg.homeAssistant.maxEntities,
+        publish: publisher.publish,
+        log: log.child({ component: 'home-assistant' }),
+      });
     }
     this.#sink = new ForecastSink({
       store,

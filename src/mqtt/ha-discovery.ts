@@ -1,13 +1,39 @@
+import { createHash } from 'node:crypto';
 import type { ModelCard } from '../inference/card.js';
+import type { Logger } from '../log.js';
 
 export interface DiscoveryOptions {
   prefix: string;
   availabilityTopic: string;
+  /** Most entities announced (stream × model × target × horizon); later ones are not announced. */
+  maxEntities?: number;
   publish(topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean): void;
+  log?: Logger;
 }
 
-/** Home Assistant object ids: letters, digits, _ and - only. */
-const objectId = (s: string): string => s.replace(/[^A-Za-z0-9_-]+/g, '_').replace(/^_+|_+$/g, '');
+/** Letters, digits, _ and - only (what Home Assistant takes in an object id). */
+const readable = (s: string): string => s.replace(/[^A-Za-z0-9_-]+/g, '_').replace(/^_+|_+$/g, '');
+
+/** The first 12 hex digits of the SHA-256 of the parts, NUL-joined: the part of an id that cannot collide. */
+const digest = (...parts: string[]): string => createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 12);
+
+/**
+ * An object id that stays readable and cannot collide: a readable prefix (cut
+ * to 48 characters) and a hash of the exact names. Two streams whose names
+ * differ only in characters the prefix replaces (`garden/ws1`,
+ * `garden%/ws1`) get different ids.
+ */
+export function entityId(model: string, stream: string, target: string, horizon: number): string {
+  return `tidecast_${readable(`${model}_${stream}_${target}_h${horizon}`).slice(0, 48)}_${digest(model, stream, target, String(horizon))}`;
+}
+
+/** The id of a stream's device: readable prefix and hash, as `entityId`. */
+export function deviceId(stream: string): string {
+  return `tidecast_${readable(stream).slice(0, 48)}_${digest(stream)}`;
+}
+
+/** Object ids of earlier versions (no hash, so two streams could share one): their retained configs are cleared when the entity is announced under its new id. */
+const legacyId = (model: string, stream: string, target: string, horizon: number): string => readable(`tidecast_${model}_${stream}_${target}_h${horizon}`);
 
 /**
  * Home Assistant MQTT discovery: the first forecast of a stream × model
@@ -20,9 +46,17 @@ const objectId = (s: string): string => s.replace(/[^A-Za-z0-9_-]+/g, '_').repla
 export class HomeAssistantDiscovery {
   readonly #opts: DiscoveryOptions;
   readonly #announced = new Set<string>();
+  /** Entities announced (each retained config topic once). */
+  #entities = 0;
+  #capped = false;
 
   constructor(options: DiscoveryOptions) {
     this.#opts = options;
+  }
+
+  /** Entities announced so far. */
+  get entities(): number {
+    return this.#entities;
   }
 
   /** Announce a model's entities again on its next forecasts (a hot reload may have changed its card). */
@@ -34,16 +68,26 @@ export class HomeAssistantDiscovery {
   announce(stream: string, model: string, card: ModelCard, stateTopic: string): void {
     const key = `${model}\u0000${stream}`;
     if (this.#announced.has(key)) return;
+    const entities = card.horizons.length * card.targets.length;
+    const max = this.#opts.maxEntities ?? Infinity;
+    if (this.#entities + entities > max) {
+      if (!this.#capped) {
+        this.#capped = true;
+        this.#opts.log?.warn({ announced: this.#entities, max }, 'Home Assistant discovery: homeAssistant.maxEntities reached; later streams are not announced (their forecasts are still stored and published)');
+      }
+      return;
+    }
     this.#announced.add(key);
+    this.#entities += entities;
     const device = {
-      identifiers: [`tidecast_${objectId(stream)}`],
+      identifiers: [deviceId(stream)],
       name: `tidecast ${stream}`,
       manufacturer: 'tidecast',
       model: 'stream forecast',
     };
     card.horizons.forEach((horizon, hi) => {
       for (const t of card.targets) {
-        const id = objectId(`tidecast_${model}_${stream}_${t.name}_h${horizon}`);
+        const id = entityId(model, stream, t.name, horizon);
         const entry = `value_json.forecast[${hi}]`;
         // A classification target is an enum sensor whose state is the label, with the probabilities as attributes.
         const reading = t.labels
@@ -73,6 +117,9 @@ export class HomeAssistantDiscovery {
           device,
         };
         this.#opts.publish(`${this.#opts.prefix}/sensor/${id}/config`, JSON.stringify(config), 1, true);
+        // The same entity under its old id (which could collide) goes away: an empty retained message clears it.
+        const old = legacyId(model, stream, t.name, horizon);
+        if (old !== id) this.#opts.publish(`${this.#opts.prefix}/sensor/${old}/config`, '', 1, true);
       }
     });
   }
