@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { packageRoot } from '../src/paths.js';
 import { apiTable, type ApiBenchResult } from './api.js';
+import { apiLoadTable, type ApiLoadResult } from './api-load.js';
 import { e2eTable, latencySvg, type E2eBenchResult } from './e2e.js';
 import { engineTable, type EngineBenchResult } from './engine.js';
 import { memoryTable, recoveryTable, type MemoryBenchResult, type RecoveryBenchResult } from './memory.js';
@@ -28,6 +29,7 @@ type Saved = Partial<{
   engine: EngineBenchResult & Stamped;
   store: StoreBenchResult & Stamped;
   api: ApiBenchResult & Stamped;
+  'api-load': ApiLoadResult & Stamped;
 }>;
 
 /** Each scenario: its heading, what it measures (fixed text), and its table from the JSON. */
@@ -53,6 +55,12 @@ const SECTIONS: Array<{ key: keyof Saved; title: string; about: string; table: (
   },
   { key: 'store', title: 'Write path (`npm run bench -- store`)', about: '`Store.commit` alone and the in-memory scoring beside it, 10,000 streams, batches of 256; then what one step row costs under schema 7\'s key (stream, then time) and under the store\'s time-major key (schema 10) as each stream\'s history grows, the streams of each step arriving in shuffled order (better-sqlite3 on the writer\'s settings, WAL bytes counted before each copy back).', table: (r: StoreBenchResult) => storeTable(r) },
   { key: 'api', title: 'Dashboard API (`npm run bench -- api`)', about: 'Every endpoint the dashboard calls, 15 times each, on a database of 200 streams × 834 daily steps.', table: (r: ApiBenchResult) => apiTable(r) },
+  {
+    key: 'api-load',
+    title: 'MQTT under API load (`npm run bench -- api-load`)',
+    about: 'What 200 dashboard clients cost the acknowledging thread: QoS 1 messages paced to 2,000 streams, publish → forecast committed, with and without 200 concurrent API clients looping over the stream list and distinct series (alternated, twice each, one daemon), and /healthz probed every 20 ms. The clients run in a child process at nice 19, as browsers on other machines would; the HTTP endpoint runs on its own thread at nice 19, paces dashboard and API answers to `http.ratePerS` (250/s), and asks the main thread only for the unstored error sums of a listed stream (every 5 s at most).',
+    table: (r: ApiLoadResult) => apiLoadTable(r),
+  },
 ];
 
 /** Record this run's results and write the docs. */

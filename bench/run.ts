@@ -1,5 +1,5 @@
 /**
- * Benchmarks: `npm run bench -- <engine|e2e|memory|recovery|store|api|all> [--json] [--seconds S] [--save FILE] [--docs]`.
+ * Benchmarks: `npm run bench -- <engine|e2e|memory|recovery|store|api|api-load|all> [--json] [--seconds S] [--save FILE] [--docs]`.
  * Prints a readable table; with --json, one JSON object per scenario per line;
  * with --save FILE, the JSON lines appended to FILE; with --docs, the results
  * recorded in docs/benchmarks.json and docs/BENCHMARKS.md regenerated (bench/docs.ts).
@@ -9,6 +9,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { apiBench, apiTable } from './api.js';
+import { apiLoadBench, apiLoadTable } from './api-load.js';
 import { appendFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeBenchDocs } from './docs.js';
@@ -42,6 +43,10 @@ const SCENARIOS = {
   api: async () => {
     const r = await apiBench();
     return { json: r, table: apiTable(r) };
+  },
+  'api-load': async () => {
+    const r = await apiLoadBench();
+    return { json: r, table: apiLoadTable(r) };
   },
 } as const;
 

@@ -9,6 +9,18 @@ import { tempDir } from './helpers.js';
 import { waitFor } from './support/fixtures.js';
 
 const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * Poll a condition read through Playwright's locators. (Not page.waitForFunction with a string: that evaluates it
+ * with eval, which the dashboard's content security policy refuses, as it should.)
+ */
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 const artifacts = path.join(packageRoot, 'test-artifacts');
 
 describe('dashboard in a real browser', () => {
@@ -33,6 +45,11 @@ describe('dashboard in a real browser', () => {
       const page = await browser.newPage();
       const failed: string[] = [];
       page.on('requestfailed', (r) => failed.push(r.url()));
+      // The page works under the endpoint's content security policy: nothing refused.
+      const refused: string[] = [];
+      page.on('console', (m) => {
+        if (/Content Security Policy|Refused to/.test(m.text())) refused.push(m.text());
+      });
       await page.goto(url);
       await page.waitForSelector('tr.stream[data-stream="seattle"]', { timeout: 15_000 });
       await page.waitForSelector('tr.stream[data-stream="new-york"]', { timeout: 15_000 });
@@ -41,10 +58,18 @@ describe('dashboard in a real browser', () => {
       assert.match(list, /cpu/);
       mkdirSync(artifacts, { recursive: true });
       await page.screenshot({ path: path.join(artifacts, 'dashboard-streams.png') });
+      // Search: the list narrows to the matching streams, and keeps narrowing across refreshes.
+      await page.fill('#search', 'seat');
+      await until(async () => (await page.locator('tr.stream').count()) === 1, 'the list narrowed by the search');
+      assert.equal(await page.getAttribute('tr.stream', 'data-stream'), 'seattle');
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(await page.locator('tr.stream').count(), 1, 'still narrowed after the next refresh');
+      await page.fill('#search', '');
+      await page.waitForSelector('tr.stream[data-stream="new-york"]', { timeout: 15_000 });
 
       await page.click('tr.stream[data-stream="seattle"]');
       await page.waitForSelector('#chart canvas', { timeout: 15_000 });
-      await page.waitForFunction("Number(document.querySelector('#chart')?.getAttribute('data-actual-points')) > 30", undefined, { timeout: 15_000 });
+      await until(async () => Number(await page.getAttribute('#chart', 'data-actual-points')) > 30, 'actual points drawn');
       const actual = Number(await page.getAttribute('#chart', 'data-actual-points'));
       const forecast = Number(await page.getAttribute('#chart', 'data-forecast-points'));
       assert.ok(actual > 30 && forecast > 3 * 30, `both series drawn: ${actual} actual, ${forecast} forecast points`);
@@ -58,7 +83,7 @@ describe('dashboard in a real browser', () => {
 
       // The classifier: its chart is the probability of its last label, "wet", with no actual line.
       await page.selectOption('#model', 'weather-rain');
-      await page.waitForFunction("document.querySelector('#chart .u-legend')?.innerText.includes('P(wet) +1')", undefined, { timeout: 15_000 });
+      await until(async () => (await page.locator('#chart .u-legend').innerText()).includes('P(wet) +1'), 'the classifier legend');
       assert.equal(Number(await page.getAttribute('#chart', 'data-actual-points')), 0);
       assert.ok(Number(await page.getAttribute('#chart', 'data-forecast-points')) > 30, 'P(wet) drawn per day');
       await page.screenshot({ path: path.join(artifacts, 'dashboard-classifier.png'), fullPage: true });
@@ -67,9 +92,10 @@ describe('dashboard in a real browser', () => {
       await page.waitForSelector('pre', { timeout: 10_000 });
       assert.match(await page.locator('main').innerText(), /persistence MAE/);
       await page.goto(`${url}#/model/weather-rain`);
-      await page.waitForFunction("document.querySelector('main')?.innerText.includes('test accuracy')", undefined, { timeout: 10_000 });
+      await until(async () => (await page.locator('main').innerText()).includes('test accuracy'), 'the model view');
       assert.match(await page.locator('main').innerText(), /rain@1\s+0\.\d{3}\s+0\.\d{3}/);
       assert.deepEqual(failed, [], 'every asset is served locally');
+      assert.deepEqual(refused, [], 'nothing refused by the content security policy');
     } finally {
       await browser.close();
       demo.kill('SIGINT');

@@ -79,7 +79,7 @@ export interface TidecastConfig {
     readonly deadLettersPerSourcePerMinute: number;
   };
   readonly publish: { readonly enabled: boolean; readonly topic: string; readonly qos: 0 | 1 | 2; readonly retain: boolean };
-  readonly http: { readonly enabled: boolean; readonly host: string; readonly port: number };
+  readonly http: { readonly enabled: boolean; readonly host: string; readonly port: number; readonly tokenFile?: string; readonly protectMetrics: boolean; readonly allowedHosts: readonly string[]; readonly ratePerS: number };
   readonly stats: { readonly intervalS: number; readonly topic: string };
   readonly homeAssistant: { readonly discovery: boolean; readonly prefix: string; readonly maxEntities: number };
   readonly shutdown: { readonly drainTimeoutMs: number };
@@ -93,5 +93,5 @@ export interface LoadedConfig {
   /** Environment variables that overrode a value (names only, never values). */
   readonly overrides: readonly string[];
   /** Secrets read from the files the config names; never logged. */
-  readonly secrets: { readonly password?: string; readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  readonly secrets: { readonly password?: string; readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer; readonly httpToken?: string };
 }

@@ -222,7 +222,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = {}): LoadedCon
   cfg.store.path = cfg.store.path === ':memory:' ? cfg.store.path : resolve(cfg.store.path);
   crossCheck(cfg, problems);
 
-  const secrets: { password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer } = {};
+  const secrets: { password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer; httpToken?: string } = {};
   const mq = cfg.mqtt;
   const secret = (p: string | undefined, what: string): Buffer | undefined => {
     const file = p === undefined ? undefined : secretPath(p, what, env, resolve, problems);
@@ -233,6 +233,11 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = {}): LoadedCon
   secrets.ca = secret(mq.tls?.caFile, 'mqtt.tls.caFile');
   secrets.cert = secret(mq.tls?.certFile, 'mqtt.tls.certFile');
   secrets.key = secret(mq.tls?.keyFile, 'mqtt.tls.keyFile');
+  const token = secret(cfg.http.tokenFile, 'http.tokenFile')?.toString('utf8').trim();
+  if (token !== undefined) {
+    if (token.length < 16) problems.push('http.tokenFile: the token must be at least 16 characters (e.g. `openssl rand -hex 32`)');
+    else secrets.httpToken = token;
+  }
   if (problems.length > 0) throw new ConfigError(file, problems);
   return { config: deepFreeze(cfg), file: path.resolve(file), overrides, secrets };
 }

@@ -11,8 +11,7 @@ import { CardScaler } from '../inference/scaler.js';
 import type { Logger } from '../log.js';
 import { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
 import { MqttConnection } from '../mqtt/mqtt-connection.js';
-import { DashboardApi } from '../http/dashboard-api.js';
-import { HttpEndpoint } from '../http/http-endpoint.js';
+import { HttpService } from '../http/http-service.js';
 import { Metrics } from '../metrics/metrics.js';
 import { packCheckpoint, type PackedCheckpoint } from '../store/codec.js';
 import { InstanceLock } from '../store/instance-lock.js';
@@ -105,7 +104,7 @@ export class Daemon {
   #pruneTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #statsTimer: NodeJS.Timeout | null = null;
-  #http: HttpEndpoint | null = null;
+  #http: HttpService | null = null;
   #ready = false;
   #lastBatches = -1;
   readonly metrics: Metrics;
@@ -334,12 +333,23 @@ export class Daemon {
       now: this.#opts.now,
     });
     if (cfg.http.enabled) {
-      const api = new DashboardApi(
-        () => store.db,
-        () => [...this.#engines.values()].map((e) => ({ name: e.model.name, provider: e.model.provider, mode: e.model.mode, path: e.model.path, card: e.model.card })),
-        (stream, model) => this.#scores.get(model)?.deltasOf(stream) ?? [],
-      );
-      this.#http = new HttpEndpoint({ host: cfg.http.host, port: cfg.http.port, metrics: this.metrics, readiness: () => this.readiness(), api, log: log.child({ component: 'http' }) });
+      this.#http = new HttpService({
+        host: cfg.http.host,
+        port: cfg.http.port,
+        metrics: this.metrics,
+        readiness: () => this.readiness(),
+        dashboard: {
+          file: cfg.store.path,
+          db: () => store.db,
+          models: () => [...this.#engines.values()].map((e) => ({ name: e.model.name, provider: e.model.provider, mode: e.model.mode, path: e.model.path, card: e.model.card })),
+          deltas: (stream, model) => this.#scores.get(model)?.deltasOf(stream) ?? [],
+        },
+        ...(this.#opts.loaded.secrets.httpToken !== undefined ? { token: this.#opts.loaded.secrets.httpToken } : {}),
+        protectMetrics: cfg.http.protectMetrics,
+        allowedHosts: cfg.http.allowedHosts,
+        ratePerS: cfg.http.ratePerS,
+        log: log.child({ component: 'http' }),
+      });
       await this.#http.start();
       log.info({ url: `http://${this.#http.address!.host}:${this.#http.address!.port}` }, 'http endpoint listening');
     }

@@ -34,7 +34,7 @@ const int = (v: string | null, fallback: number, min: number, max: number): numb
  * The stream list's online MAE adds the error sums still in memory (scored
  * since the last checkpoint) to the stored buckets.
  *
- * - GET /api/streams
+ * - GET /api/streams?search=TEXT&limit=N (most recently active first)
  * - GET /api/streams/{id}/series?from=MS&to=MS&limit=N
  * - GET /api/accuracy?stream=ID&window=N
  * - GET /api/events?stream=ID&limit=N
@@ -52,8 +52,13 @@ export class DashboardApi {
   }
 
   handle(path: string, query: URLSearchParams): ApiResponse {
-    const parts = path.split('/').filter(Boolean).map(decodeURIComponent); // ['api', ...]
-    if (parts[1] === 'streams' && parts.length === 2) return { status: 200, body: this.streams() };
+    let parts: string[];
+    try {
+      parts = path.split('/').filter(Boolean).map(decodeURIComponent); // ['api', ...]
+    } catch {
+      return { status: 400, body: { error: 'bad percent-encoding in the path' } };
+    }
+    if (parts[1] === 'streams' && parts.length === 2) return { status: 200, body: this.streams(query) };
     if (parts[1] === 'streams' && parts.length === 4 && parts[3] === 'series') return this.series(parts[2]!, query);
     if (parts[1] === 'accuracy' && parts.length === 2) {
       return { status: 200, body: rollingAccuracy(this.#db(), { stream: query.get('stream') ?? undefined, window: int(query.get('window'), 100, 1, MAX_POINTS) }) };
@@ -63,11 +68,33 @@ export class DashboardApi {
     return { status: 404, body: { error: `no such API: ${path}` } };
   }
 
-  /** Every stream with its latest actuals, latest forecast per model and recent 1-step MAE. */
-  streams(): unknown[] {
-    const db = this.#db();
+  /** Streams by recent activity, with their latest actuals, latest forecast per model and recent 1-step MAE. */
+  streams(q: URLSearchParams = new URLSearchParams()): unknown[] {
+    return this.describeStreams(this.listStreams(q));
+  }
+
+  /**
+   * Which streams the list shows: most recently active first (by their
+   * checkpointed last activity, then newest first seen), those whose id
+   * contains `?search=` (case-insensitive), at most `?limit=` (500).
+   */
+  listStreams(q: URLSearchParams): StreamListing[] {
+    const search = (q.get('search') ?? '').slice(0, 256);
+    const limit = int(q.get('limit'), MAX_STREAMS, 1, MAX_STREAMS);
+    const like = `%${search.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
     // Not the streams view: its step count seeks every step time of the stream (skip-scan); the list needs the latest step only.
-    const streams = db.prepare('SELECT name AS id, route, first_seen AS firstSeen FROM stream_ids ORDER BY name LIMIT ?').all(MAX_STREAMS) as Array<{ id: string; route: string; firstSeen: number }>;
+    return this.#db()
+      .prepare(
+        `SELECT s.name AS id, s.route, s.first_seen AS firstSeen, a.lastActive
+         FROM stream_ids s LEFT JOIN (SELECT stream, max(last_active) AS lastActive FROM stream_state GROUP BY stream) a ON a.stream = s.name
+         WHERE s.name LIKE ? ESCAPE '\\' ORDER BY a.lastActive DESC NULLS LAST, s.sid DESC LIMIT ?`,
+      )
+      .all(like, limit) as StreamListing[];
+  }
+
+  /** The list's rows for these streams. */
+  describeStreams(streams: readonly StreamListing[]): unknown[] {
+    const db = this.#db();
     const lastStep = db.prepare('SELECT ts, received_at, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1');
     // One descending skip-scan per stream x loaded model, which stops at the stream's latest forecast.
     const lastIssue = db
@@ -105,7 +132,7 @@ export class DashboardApi {
             .filter((m) => m.n > 0),
         };
       });
-      return { ...s, lastSeen: step?.received_at ?? s.firstSeen, lastStepAt: step?.ts ?? null, lastValues: step ? (JSON.parse(step.values_json) as Record<string, number>) : null, models };
+      return { id: s.id, route: s.route, firstSeen: s.firstSeen, lastSeen: step?.received_at ?? s.lastActive ?? s.firstSeen, lastStepAt: step?.ts ?? null, lastValues: step ? (JSON.parse(step.values_json) as Record<string, number>) : null, models };
     });
   }
 
@@ -152,6 +179,14 @@ export class DashboardApi {
 }
 
 interface Bucket { bucket: number; n: number; sumAbs: number; sumPAbs: number }
+
+/** A stream the list shows, before its details are looked up. */
+export interface StreamListing {
+  id: string;
+  route: string;
+  firstSeen: number;
+  lastActive: number | null;
+}
 
 /** MAE and persistence MAE over the newest buckets that together hold at least `min` scored forecasts. */
 function recentMae(newestFirst: readonly Bucket[], min: number): { mae: number | null; persistenceMae: number | null; n: number } {

@@ -20,9 +20,11 @@ function every(ms, fn) {
   timer = setInterval(fn, ms);
 }
 
+let search = '';
+
 async function streamList() {
-  const streams = await api('/api/streams');
-  statusEl.textContent = `${streams.length} streams · updated ${new Date().toLocaleTimeString()}`;
+  const streams = await api(`/api/streams${search ? `?search=${encodeURIComponent(search)}` : ''}`);
+  statusEl.textContent = `${streams.length} streams${search ? ` matching "${search}"` : ''}, most recently active first · updated ${new Date().toLocaleTimeString()}`;
   const rows = streams.map((s) => {
     const m = s.models[0];
     const first = m?.forecast.find((f) => f.horizon === Math.min(...m.forecast.map((x) => x.horizon)));
@@ -39,9 +41,22 @@ async function streamList() {
       <td>${day(s.lastStepAt)}</td>
       <td>${day(s.firstSeen)}</td></tr>`;
   });
-  view.innerHTML = `<h1>Streams</h1>
-    <table id="streams"><thead><tr><th>stream</th><th>last value</th><th>last forecast</th><th>target</th><th>online MAE</th><th>model</th><th>provider</th><th>last update</th><th>since</th></tr></thead>
-    <tbody>${rows.join('') || '<tr><td colspan="9" class="muted">no streams yet: waiting for messages</td></tr>'}</tbody></table>`;
+  // The page and its search box are made once; each poll redraws the rows only (the box keeps its focus).
+  if (!view.querySelector('#streams')) {
+    view.innerHTML = `<h1>Streams</h1>
+      <p><input id="search" type="search" placeholder="search stream ids" autocomplete="off" value="${esc(search)}"></p>
+      <table id="streams"><thead><tr><th>stream</th><th>last value</th><th>last forecast</th><th>target</th><th>online MAE</th><th>model</th><th>provider</th><th>last update</th><th>since</th></tr></thead>
+      <tbody></tbody></table>`;
+    let typing = null;
+    view.querySelector('#search').addEventListener('input', (e) => {
+      clearTimeout(typing);
+      typing = setTimeout(() => {
+        search = e.target.value.trim();
+        streamList().catch((err) => { statusEl.textContent = `error: ${err.message}`; });
+      }, 250);
+    });
+  }
+  view.querySelector('#streams tbody').innerHTML = rows.join('') || `<tr><td colspan="9" class="muted">${search ? 'no stream matches' : 'no streams yet: waiting for messages'}</td></tr>`;
   view.querySelectorAll('tr.stream').forEach((tr) => tr.addEventListener('click', () => (location.hash = `#/stream/${encodeURIComponent(tr.dataset.stream)}`)));
 }
 
