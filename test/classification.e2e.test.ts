@@ -13,6 +13,7 @@ import { loadModel } from '../src/inference/model.js';
 import { softmax } from '../src/inference/output-head.js';
 import { CardScaler } from '../src/inference/scaler.js';
 import { StepRunner } from '../src/inference/step-runner.js';
+import { entityId } from '../src/mqtt/ha-discovery.js';
 import { silentLogger } from '../src/log.js';
 import { modelsDir } from '../src/paths.js';
 import { maxAbsDiff, modelPath, tempDir } from './helpers.js';
@@ -137,7 +138,7 @@ describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () 
 
       // Home Assistant: an enum sensor whose state is the label.
       const configs = await retained(broker.url, 'homeassistant/sensor/#');
-      const ha = JSON.parse(configs.get('homeassistant/sensor/tidecast_weather-rain_seattle_rain_h1/config')!) as Record<string, unknown>;
+      const ha = JSON.parse(configs.get(`homeassistant/sensor/${entityId('weather-rain', 'seattle', 'rain', 1)}/config`)!) as Record<string, unknown>;
       assert.equal(ha.device_class, 'enum');
       assert.deepEqual(ha.options, ['dry', 'wet']);
       assert.equal(ha.value_template, "{{ value_json.forecast[0].labels['rain'].label }}");
@@ -172,7 +173,7 @@ describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () 
       await publishAll(broker.url, 'classify-pub', msgs.slice(0, 40));
       await waitFor(() => rows() === 40, 20_000, 'the first 20 days classified');
       const ha = async (): Promise<{ options: string[]; value_template: string }> =>
-        JSON.parse((await retained(broker.url, 'homeassistant/sensor/#')).get('homeassistant/sensor/tidecast_weather-rain_seattle_rain_h1/config')!) as { options: string[]; value_template: string };
+        JSON.parse((await retained(broker.url, 'homeassistant/sensor/#')).get(`homeassistant/sensor/${entityId('weather-rain', 'seattle', 'rain', 1)}/config`)!) as { options: string[]; value_template: string };
       assert.deepEqual((await ha()).options, ['dry', 'wet']);
 
       // Same graph, same width, new names for the two classes.

@@ -136,6 +136,12 @@ batching: { maxBatch: 0 }
     c.remove();
   });
 
+  it('keeps store.forgetStreamsAfterDays at least retentionDays', () => {
+    const c = write(MINIMAL + 'store: { retentionDays: 30, forgetStreamsAfterDays: 7 }\n');
+    assert.match(problemsOf(() => loadConfig(c.file)).join('\n'), /store\.forgetStreamsAfterDays: 7 is less than store\.retentionDays \(30\)/);
+    c.remove();
+  });
+
   it('refuses a tls block with a plaintext URL (it would connect without TLS)', () => {
     for (const url of ['mqtt://u:hunter2@broker:1883', 'tcp://broker:1883', 'ws://broker:9001']) {
       const c = write(MINIMAL.replace('url: mqtt://127.0.0.1:1883', `url: ${url}\n  tls: { rejectUnauthorized: true }`));

@@ -67,7 +67,7 @@ export interface TidecastConfig {
   readonly models: Readonly<Record<string, ModelConfig>>;
   readonly routes: readonly RouteConfig[];
   readonly batching: { readonly maxBatch: number; readonly maxDelayMs: number };
-  readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number; readonly maxSizeMiB: number; readonly deadLetterMaxMiB: number; readonly integrityCheck: 'quick' | 'off' };
+  readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number; readonly maxSizeMiB: number; readonly deadLetterMaxMiB: number; readonly forgetStreamsAfterDays?: number; readonly integrityCheck: 'quick' | 'off' };
   readonly durability: { readonly level: 'process' | 'power'; readonly checkpointIntervalS: number };
   readonly limits: {
     readonly maxStreams: number;

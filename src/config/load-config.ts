@@ -168,6 +168,10 @@ function crossCheck(cfg: TidecastConfig, problems: string[]): void {
   for (const [name, m] of Object.entries(cfg.models)) {
     if (!existsSync(m.path!)) problems.push(`models.${name}.path: file not found: ${m.path}`);
   }
+  const forget = cfg.store.forgetStreamsAfterDays;
+  if (forget !== undefined && forget < cfg.store.retentionDays) {
+    problems.push(`store.forgetStreamsAfterDays: ${forget} is less than store.retentionDays (${cfg.store.retentionDays}): a forgotten stream's rows would outlive its id`);
+  }
   const scheme = /^([a-z]+):/.exec(cfg.mqtt.url)?.[1] ?? '';
   if (cfg.mqtt.tls !== undefined && !TLS_SCHEMES.has(scheme)) {
     problems.push(`mqtt.tls: set, but mqtt.url "${redactUrl(cfg.mqtt.url)}" is not a TLS URL, so the connection would be plaintext (use mqtts://, tls:// or wss://, or remove the tls block)`);

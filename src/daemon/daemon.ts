@@ -316,12 +316,7 @@ export class Daemon {
     }
     this.#checkpointTimer = setInterval(() => void this.checkpoint(), cfg.durability.checkpointIntervalS * 1000).unref();
 
-    this.#pruneTimer = setInterval(() => {
-      store.prune().then(
-        (deleted) => log.info({ deleted }, 'retention pruning'),
-        (err: Error) => log.error({ err }, 'retention pruning failed'),
-      );
-    }, cfg.store.pruneIntervalS * 1000).unref();
+    this.#pruneTimer = setInterval(() => void this.#prune(), cfg.store.pruneIntervalS * 1000).unref();
 
     this.#mqtt = new MqttConnection({
       config: cfg.mqtt,
@@ -670,6 +665,34 @@ export class Daemon {
   }
 
   /** Graceful stop; the drain is bounded by shutdown.drainTimeoutMs. Safe to call twice. */
+  /**
+   * Retention: rows older than store.retentionDays, dead letters past their
+   * size cap, and streams idle (out of memory) past forgetStreamsAfterDays,
+   * whose Home Assistant entities are removed.
+   */
+  async #prune(): Promise<void> {
+    const { config: cfg } = this.#opts.loaded;
+    const store = this.#store;
+    if (!store) return;
+    const log = this.#log;
+    try {
+      log.info({ deleted: await store.prune() }, 'retention pruning');
+      const days = cfg.store.forgetStreamsAfterDays ?? cfg.store.retentionDays;
+      const forgotten = await store.forget(this.#now() - days * 86_400_000);
+      if (forgotten.length === 0) return;
+      for (const f of forgotten) {
+        for (const model of f.models) {
+          const card = this.#engines.get(model)?.model.card;
+          if (card) this.#discovery?.retract(f.stream, model, card);
+        }
+      }
+      this.metrics.forgotten(forgotten.length);
+      log.info({ streams: forgotten.length, idleDays: days, first: forgotten.slice(0, 5).map((f) => f.stream) }, 'forgot idle streams');
+    } catch (err) {
+      log.error({ err }, 'retention pruning failed');
+    }
+  }
+
   stop(deadlineMs = this.#opts.loaded.config.shutdown.drainTimeoutMs): Promise<void> {
     this.#stopping ??= this.#stop(deadlineMs);
     return this.#stopping;

@@ -63,6 +63,7 @@ export class Metrics {
   readonly #invalidOutputs: Counter<'model'>;
   readonly #storeDropped: Counter;
   readonly #takeovers: Counter;
+  readonly #forgotten: Counter;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
   /**
    * Messages accepted per route, as plain numbers: prom-client hashes the
@@ -122,6 +123,7 @@ export class Metrics {
     this.#labels = new Counter({ name: 'tidecast_labels_total', help: 'Committed predictions of classification targets, by most probable label', labelNames: ['model', 'target', 'label'], registers: [r] });
     this.#invalidOutputs = new Counter({ name: 'tidecast_invalid_outputs_total', help: 'Model outputs not stored because the card does not describe them (class scores declared as probabilities that are not)', labelNames: ['model'], registers: [r] });
     this.#storeDropped = new Counter({ name: 'tidecast_store_dropped_total', help: 'Store writes refused for their rows (a bug: e.g. a non-finite value past the engine\'s check) and dropped; 0 in a healthy daemon (a damaged database stops it instead)', registers: [r] });
+    this.#forgotten = new Counter({ name: 'tidecast_streams_forgotten_total', help: 'Streams forgotten after idling past store.forgetStreamsAfterDays (state, error sums, id and Home Assistant entities removed)', registers: [r] });
     this.#takeovers = new Counter({ name: 'tidecast_mqtt_session_takeovers_total', help: 'Connections lost to another client with the same client id: MQTT 5 DISCONNECT reason 0x8E, or (MQTT 3.1.1) the broker closing the connection within 10 s of accepting it, 3 or more times a minute', registers: [r] });
     this.#replayed = new Counter({ name: 'tidecast_replayed_inputs_total', help: 'Input-log entries replayed at start (recovery after a crash)', registers: [r] });
     new Gauge({
@@ -199,6 +201,10 @@ export class Metrics {
   }
 
   /** A store write refused for its rows and dropped (logged by the store). */
+  forgotten(streams: number): void {
+    this.#forgotten.inc(streams);
+  }
+
   sessionTakeover(): void {
     this.#takeovers.inc();
   }

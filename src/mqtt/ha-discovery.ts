@@ -64,6 +64,19 @@ export class HomeAssistantDiscovery {
     for (const key of this.#announced) if (key.startsWith(`${model}\u0000`)) this.#announced.delete(key);
   }
 
+  /**
+   * Remove a forgotten stream's entities from Home Assistant: an empty
+   * retained message on each config topic deletes the entity and clears the
+   * broker's copy (retained configs of streams long gone otherwise pile up).
+   */
+  retract(stream: string, model: string, card: ModelCard): void {
+    const key = `${model}\u0000${stream}`;
+    if (this.#announced.delete(key)) this.#entities -= card.horizons.length * card.targets.length;
+    for (const horizon of card.horizons) {
+      for (const t of card.targets) this.#opts.publish(`${this.#opts.prefix}/sensor/${entityId(model, stream, t.name, horizon)}/config`, '', 1, true);
+    }
+  }
+
   /** Announce the entities of a stream × model once; later calls are free. */
   announce(stream: string, model: string, card: ModelCard, stateTopic: string): void {
     const key = `${model}\u0000${stream}`;

@@ -281,6 +281,17 @@ export class Store {
     return result as Record<string, number>;
   }
 
+  /**
+   * Forget streams idle (and out of memory) since before `cutoff`, up to
+   * `limit` of them: their state, error sums and id (see WriterCore#forget);
+   * resolves with each forgotten stream and the models it had state in.
+   */
+  async forget(cutoff: number, limit = 5000): Promise<Array<{ stream: string; models: string[] }>> {
+    const result = await this.#send({ op: 'forget', cutoff, limit });
+    if (result === null) throw new TidecastError(ErrorCodes.STORE, 'forgetting idle streams was refused by the store');
+    return result as Array<{ stream: string; models: string[] }>;
+  }
+
   /** True while writes fail (the writer's, or the input log's). */
   get failing(): boolean {
     return (this.#writer?.failure ?? null) !== null || this.#guard.failure !== null;

@@ -15,6 +15,7 @@ export type WriterRequest =
   | { readonly op: 'event'; readonly row: EventRow }
   | { readonly op: 'adoptFingerprint'; readonly model: string; readonly from: string; readonly to: string }
   | { readonly op: 'prune'; readonly cutoff: number; readonly deadLetterMaxBytes: number }
+  | { readonly op: 'forget'; readonly cutoff: number; readonly limit: number }
   /** Nothing to write: answered once every op before it is. */
   | { readonly op: 'barrier' }
   | { readonly op: 'stop' };
@@ -313,6 +314,8 @@ export class WriterCore {
         return this.#stmts.adopt.run(op.to, op.model, op.from).changes;
       case 'prune':
         return this.#prune(op.cutoff, op.deadLetterMaxBytes);
+      case 'forget':
+        return this.#forget(op.cutoff, op.limit);
       case 'barrier':
         return undefined;
       default:
@@ -345,6 +348,44 @@ export class WriterCore {
       }
     })();
     return deleted;
+  }
+
+  /**
+   * Forget up to `limit` streams out of memory (spilled) and idle since before
+   * `cutoff`: their saved state, error sums and id. Their steps and forecasts
+   * are older than the cutoff, so retention has pruned them already (the
+   * config keeps store.forgetStreamsAfterDays at least retentionDays). A
+   * stream that comes back later starts afresh, under a new id. Returns each
+   * forgotten stream with the models it had state in.
+   */
+  #forget(cutoff: number, limit: number): Array<{ stream: string; models: string[] }> {
+    const db = this.#db;
+    return db.transaction(() => {
+      const idle = db
+        .prepare('SELECT stream FROM stream_state GROUP BY stream HAVING max(last_active) < ? AND max(resident) = 0 LIMIT ?')
+        .pluck()
+        .all(cutoff, limit) as string[];
+      const modelsOf = db.prepare('SELECT model FROM model_state WHERE stream = ?').pluck();
+      const sidOf = db.prepare('SELECT sid FROM stream_ids WHERE name = ?').pluck();
+      const del = {
+        models: db.prepare('DELETE FROM model_state WHERE stream = ?'),
+        state: db.prepare('DELETE FROM stream_state WHERE stream = ?'),
+        accuracy: db.prepare('DELETE FROM accuracy WHERE sid = ?'),
+        id: db.prepare('DELETE FROM stream_ids WHERE sid = ?'),
+      };
+      const out: Array<{ stream: string; models: string[] }> = [];
+      for (const stream of idle) {
+        out.push({ stream, models: modelsOf.all(stream) as string[] });
+        del.models.run(stream);
+        del.state.run(stream);
+        const sid = sidOf.get(stream) as number | undefined;
+        if (sid !== undefined) {
+          del.accuracy.run(sid);
+          del.id.run(sid);
+        }
+      }
+      return out;
+    })();
   }
 
   /** Try once more what waits, then stop; answers with the number of ops left unwritten. */
