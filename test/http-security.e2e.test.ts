@@ -3,11 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import { tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { startChild, waitReady, type Child } from './support/child.js';
-import { publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 
 interface Answer {
   status: number;
@@ -152,15 +151,7 @@ describe('HTTP surface', () => {
         }
       })();
       await publishAll(broker.url, 'http-flood-pub', all.filter((_, j) => j % 13 >= 3), 100);
-      const count = (): number => {
-        const db = new Database(dbFile, { readonly: true });
-        try {
-          return (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n;
-        } finally {
-          db.close();
-        }
-      };
-      await waitFor(() => count() === 3900, 60_000, 'every message stored during the API flood');
+      await waitFor(() => countIn(dbFile, 'SELECT count(*) n FROM steps') === 3900, 60_000, 'every message stored during the API flood');
       done = true;
       await Promise.all([...clients, probe]);
       const answered = statuses.get(200) ?? 0;

@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { tempDir } from './helpers.js';
 import { haveMosquitto, TestBroker } from './support/broker.js';
 import { rssBytes, startChild, waitReady } from './support/child.js';
-import { publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 
-function count(file: string, sql: string): number {
-  const db = new Database(file, { readonly: true });
-  try {
-    return (db.prepare(sql).get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 describe('oversized packets', () => {
   it('MQTT 5: maximumPacketSize (from mqtt.maxPayloadBytes) keeps a 50 MB message out of memory; a slightly large one is dead-lettered', async () => {
@@ -39,10 +30,10 @@ describe('oversized packets', () => {
         await pub.endAsync();
       }
       await publishAll(broker.url, 'packet-size-valid', telemetry(1, 10).map((m) => ({ topic: m.topic, payload: m.payload })));
-      await waitFor(() => count(dbFile, 'SELECT count(*) n FROM steps') === 10, 30_000, 'valid traffic after the big message');
-      await waitFor(() => count(dbFile, "SELECT count(*) n FROM dead_letters WHERE reason = 'too_large'") === 1, 10_000, 'the 6 KB message dead-lettered');
-      assert.equal(count(dbFile, "SELECT max(length(payload)) n FROM dead_letters WHERE reason = 'too_large'"), 1024);
-      assert.equal(count(dbFile, 'SELECT count(*) n FROM dead_letters'), 1, 'the 50 MB message never arrived');
+      await waitFor(() => countIn(dbFile, 'SELECT count(*) n FROM steps') === 10, 30_000, 'valid traffic after the big message');
+      await waitFor(() => countIn(dbFile, "SELECT count(*) n FROM dead_letters WHERE reason = 'too_large'") === 1, 10_000, 'the 6 KB message dead-lettered');
+      assert.equal(countIn(dbFile, "SELECT max(length(payload)) n FROM dead_letters WHERE reason = 'too_large'"), 1024);
+      assert.equal(countIn(dbFile, 'SELECT count(*) n FROM dead_letters'), 1, 'the 50 MB message never arrived');
       const grown = rssBytes(pid) - before;
       assert.ok(grown < 20 * 1024 * 1024, `RSS grew by ${(grown / 1048576).toFixed(1)} MB`);
     } finally {

@@ -3,20 +3,11 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
 import { tempDir } from './helpers.js';
 import { haveMosquitto, TestBroker } from './support/broker.js';
 import { metric, startChild, waitReady, type Child } from './support/child.js';
-import { publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 
-function stepsIn(file: string): number {
-  const db = new Database(file, { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 /** The daemon's log lines whose message starts with `prefix`. */
 function linesStarting(c: Child, prefix: string): Array<Record<string, unknown>> {
@@ -46,7 +37,7 @@ describe('one daemon per database, one client per session', () => {
       assert.equal(linesStarting(second, 'connecting to broker').length, 0, 'the second never went near the broker');
       // The first one carries on undisturbed.
       await publishAll(broker.url, 'locked-pub', telemetry(2, 10).map((m) => ({ topic: m.topic, payload: m.payload })));
-      await waitFor(() => stepsIn(dbFile) === 20, 20_000, 'the first daemon to store 20 steps');
+      await waitFor(() => countIn(dbFile, 'SELECT count(*) n FROM steps') === 20, 20_000, 'the first daemon to store 20 steps');
       assert.equal(linesStarting(first, 'disconnected from broker').length, 0);
 
       first.proc.kill('SIGKILL');

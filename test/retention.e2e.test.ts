@@ -2,26 +2,18 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { tempDir } from './helpers.js';
 import { TestBroker } from './support/broker.js';
 import { metric, startChild, waitReady } from './support/child.js';
-import { retained, waitFor, writeTestConfig } from './support/fixtures.js';
+import { countIn, retained, waitFor, writeTestConfig } from './support/fixtures.js';
 
-function counts(file: string): Record<'ids' | 'states' | 'models' | 'steps', number> {
-  const db = new Database(file, { readonly: true });
-  try {
-    const n = (sql: string): number => (db.prepare(sql).get() as { n: number }).n;
-    return {
-      ids: n("SELECT count(*) n FROM stream_ids WHERE name LIKE 'churn/%'"),
-      states: n("SELECT count(*) n FROM stream_state WHERE stream LIKE 'churn/%'"),
-      models: n("SELECT count(*) n FROM model_state WHERE stream LIKE 'churn/%'"),
-      steps: n("SELECT count(*) n FROM steps WHERE stream LIKE 'churn/%'"),
-    };
-  } finally {
-    db.close();
-  }
+function counts(file: string): Record<'ids' | 'states' | 'models', number> {
+  return {
+    ids: countIn(file, "SELECT count(*) n FROM stream_ids WHERE name LIKE 'churn/%'"),
+    states: countIn(file, "SELECT count(*) n FROM stream_state WHERE stream LIKE 'churn/%'"),
+    models: countIn(file, "SELECT count(*) n FROM model_state WHERE stream LIKE 'churn/%'"),
+  };
 }
 
 const payload = (day: number): string => JSON.stringify({ ts: Date.UTC(2015, 0, 1) / 1000 + day * 86_400, rain: 0, tmax: 12, tmin: 4, wind: 3 });

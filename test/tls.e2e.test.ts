@@ -5,11 +5,10 @@ import { connect, type Server } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createServer } from 'node:tls';
-import Database from 'better-sqlite3';
 import { tempDir } from './helpers.js';
 import { freePort, TestBroker } from './support/broker.js';
 import { logged, runCli, startChild, waitReady } from './support/child.js';
-import { publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 
 /** A private CA and a server certificate for localhost/127.0.0.1 signed by it (openssl, as an operator makes them). */
 function makeCertificates(dir: string): { ca: string; key: string; cert: string } {
@@ -22,14 +21,6 @@ function makeCertificates(dir: string): { ca: string; key: string; cert: string 
   return { ca: f('ca.pem'), key: f('server.key'), cert: f('server.pem') };
 }
 
-function stepsIn(file: string): number {
-  const db = new Database(file, { readonly: true });
-  try {
-    return (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n;
-  } finally {
-    db.close();
-  }
-}
 
 /**
  * The broker behind a TLS listener: a TLS server (the test's own certificate)
@@ -91,7 +82,7 @@ describe('TLS to the broker', () => {
       await waitReady(daemon);
       assert.equal(logged(daemon, "TLS certificate checks are off (mqtt.tls.rejectUnauthorized: false): anyone on the network path can pose as the broker; give the broker's CA in mqtt.tls.caFile instead"), undefined);
       await publishAll(broker.url, 'tls-pub', telemetry(1, 5).map((m) => ({ topic: m.topic, payload: m.payload })));
-      await waitFor(() => stepsIn(path.join(tmp.dir, 'tidecast.db')) >= 5, 20_000, 'steps through the TLS connection');
+      await waitFor(() => countIn(path.join(tmp.dir, 'tidecast.db'), 'SELECT count(*) n FROM steps') >= 5, 20_000, 'steps through the TLS connection');
     } finally {
       daemon.proc.kill('SIGTERM');
       assert.equal(await daemon.exit, 0, daemon.stderr());

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { readWeather } from '../../src/demo/weather-data.js';
 import { loadModel } from '../../src/inference/model.js';
@@ -179,5 +180,15 @@ export async function publishAll(url: string, clientId: string, msgs: ReadonlyAr
     }
   } finally {
     await pub.endAsync();
+  }
+}
+
+/** The number a `SELECT count(*) n …` (or any query of one row with a column n) gives on a database file, read-only. */
+export function countIn(file: string, sql: string): number {
+  const db = new Database(file, { readonly: true });
+  try {
+    return (db.prepare(sql).get() as { n: number | null }).n ?? 0;
+  } finally {
+    db.close();
   }
 }
