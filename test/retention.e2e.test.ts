@@ -32,16 +32,18 @@ describe('retention of streams', () => {
         'limits: { idleTtlS: 1 }\ndurability: { checkpointIntervalS: 1 }\n',
     );
     const daemon = startChild(['run', '--config', file]);
+    let pub: mqtt.MqttClient | null = null;
     try {
       const http = (await waitReady(daemon))!;
       const CHURN = 40;
-      const pub = await mqtt.connectAsync(broker.url, { clientId: 'churn-pub' });
+      pub = await mqtt.connectAsync(broker.url, { clientId: 'churn-pub' });
       for (let i = 0; i < CHURN; i++) await pub.publishAsync(`sensors/churn/dev${i}/telemetry`, payload(0), { qos: 1 });
       await waitFor(() => counts(dbFile).ids === CHURN, 10_000, 'every churned stream registered');
       const announcedCount = { n: 0 };
-      const announced = async (): Promise<number> => [...(await retained(broker.url, 'homeassistant/sensor/#')).keys()].filter((k) => k.includes('_churn_dev')).length;
+      let seen: string[] = [];
+      const announced = async (): Promise<number> => (seen = [...(await retained(broker.url, 'homeassistant/sensor/#')).keys()].filter((k) => k.includes('_churn_dev'))).length;
       for (let i = 0; i < 50 && (announcedCount.n = await announced()) < CHURN * 6; i++) await new Promise((r) => setTimeout(r, 100));
-      assert.equal(announcedCount.n, CHURN * 6, 'each announced to Home Assistant (6 entities)');
+      assert.equal(announcedCount.n, CHURN * 6, `each announced to Home Assistant (6 entities): ${seen.slice(0, 20).join(' ')}`);
 
       await waitFor(() => {
         const c = counts(dbFile);
@@ -56,6 +58,7 @@ describe('retention of streams', () => {
       await pub.publishAsync('sensors/churn/dev0/telemetry', payload(1), { qos: 1 });
       await waitFor(() => counts(dbFile).ids === 1, 10_000, 'the returning stream registered again');
       await pub.endAsync();
+      pub = null;
       let again = 0;
       for (let i = 0; i < 50 && again < 6; i++) {
         again = [...(await retained(broker.url, 'homeassistant/sensor/#')).keys()].filter((k) => k.includes('_churn_dev0_')).length;
@@ -63,10 +66,12 @@ describe('retention of streams', () => {
       }
       assert.equal(again, 6, 'and announced again');
     } finally {
+      pub?.end(true);
       daemon.proc.kill('SIGTERM');
-      assert.equal(await daemon.exit, 0, daemon.stderr());
+      await daemon.exit;
       await broker.stop();
       tmp.remove();
     }
+    assert.equal(daemon.proc.exitCode, 0, daemon.stderr());
   });
 });

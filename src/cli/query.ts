@@ -1,3 +1,7 @@
+import { parseArgs } from 'node:util';
+import { findConfigFile, loadConfig } from '../config/load-config.js';
+import { ExitCodes } from '../exit-codes.js';
+import type { CliIo } from './io.js';
 import Database from 'better-sqlite3';
 import { existsSync } from 'node:fs';
 import { ErrorCodes, TidecastError } from '../errors.js';
@@ -49,4 +53,41 @@ export function formatPredictions(rows: readonly StoredPrediction[]): string {
   // A classification target shows its label and that label's probability.
   const value = (r: StoredPrediction): string => (r.label == null ? r.value.toFixed(3) : `${r.label} (p=${r.value.toFixed(3)})`);
   return [head, ...rows.map((r) => `${r.stream.padEnd(w)}  ${r.model.padEnd(m)}  ${iso(r.issuedAt).padEnd(20)}  ${String(r.horizon).padStart(1)}  ${r.target.padEnd(t)}  ${iso(r.targetTime).padEnd(20)}  ${value(r)}`)].join('\n');
+}
+
+/** `tidecast query`: the latest stored predictions, or rolling accuracy, read-only. */
+export default async function queryCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      db: { type: 'string' },
+      config: { type: 'string' },
+      stream: { type: 'string' },
+      limit: { type: 'string', default: '20' },
+      json: { type: 'boolean' },
+      accuracy: { type: 'boolean' },
+      window: { type: 'string', default: '100' },
+    },
+  });
+  const limit = Number(values.limit);
+  if (!Number.isInteger(limit) || limit < 1) {
+    io.err('tidecast query: --limit must be a positive integer');
+    return ExitCodes.USAGE;
+  }
+  const db = values.db ?? loadConfig(findConfigFile(values.config, process.env, process.cwd()), process.env).config.store.path;
+  if (values.accuracy) {
+    const window = Number(values.window);
+    if (!Number.isInteger(window) || window < 1) {
+      io.err('tidecast query: --window must be a positive integer');
+      return ExitCodes.USAGE;
+    }
+    const acc = queryAccuracy(db, { stream: values.stream, window });
+    if (values.json) for (const r of acc) io.out(JSON.stringify(r));
+    else io.out(formatAccuracy(acc, window));
+    return 0;
+  }
+  const rows = queryPredictions(db, { stream: values.stream, limit });
+  if (values.json) for (const r of rows) io.out(JSON.stringify(r));
+  else io.out(formatPredictions(rows));
+  return 0;
 }

@@ -1,3 +1,6 @@
+import { parseArgs } from 'node:util';
+import { ExitCodes } from '../exit-codes.js';
+import type { CliIo } from './io.js';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
@@ -64,4 +67,37 @@ export async function replayCsv(opts: ReplayOptions): Promise<number> {
     await client.endAsync();
   }
   return sent;
+}
+
+/** `tidecast replay`: publish each row of a CSV file as a JSON message. */
+export default async function replayCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { url: { type: 'string' }, topic: { type: 'string' }, rate: { type: 'string', default: '0' }, qos: { type: 'string', default: '1' } },
+  });
+  if (positionals.length !== 1 || !values.url || !values.topic || !['0', '1'].includes(values.qos!)) {
+    io.err('usage: tidecast replay <file.csv> --url mqtt://HOST:PORT --topic TEMPLATE [--rate N] [--qos 0|1]');
+    return ExitCodes.USAGE;
+  }
+  const stop = io.onStopSignal();
+  const tty = io.stderrIsTty;
+  try {
+    const sent = await replayCsv({
+      file: positionals[0]!,
+      url: values.url,
+      topic: values.topic,
+      rate: Number(values.rate),
+      qos: Number(values.qos) as 0 | 1,
+      signal: stop.signal,
+      progress: (line, final) => {
+        if (tty) io.writeErr(`\r${line}${final ? '\n' : ''}`);
+        else if (final) io.err(line);
+      },
+    });
+    io.out(`published ${sent} messages`);
+  } finally {
+    stop.dispose();
+  }
+  return 0;
 }

@@ -132,7 +132,8 @@ export async function waitFor(check: () => boolean, timeoutMs: number, what: str
 export async function retained(url: string, filter: string, waitMs = 300): Promise<Map<string, string>> {
   const c = await mqtt.connectAsync(url, { clientId: `peek-${Math.random().toString(16).slice(2)}` });
   const got = new Map<string, string>();
-  c.on('message', (t, p) => got.set(t, p.toString()));
+  // An empty payload deletes a retained message (MQTT 3.1.1 §3.3.1.3); one that arrives live while we listen takes it away.
+  c.on('message', (t, p) => (p.length === 0 ? got.delete(t) : got.set(t, p.toString())));
   await c.subscribeAsync(filter, { qos: 1 });
   await sleep(waitMs);
   await c.endAsync();
