@@ -33,6 +33,10 @@ export const ErrorCodes = {
   LOCKED: 'TIDECAST_ERR_LOCKED',
   /** The engine was used after stop(). */
   STOPPED: 'TIDECAST_ERR_STOPPED',
+  /** The HTTP endpoint could not listen (the port is taken, the address is not this machine's); exit code 75. */
+  HTTP: 'TIDECAST_ERR_HTTP',
+  /** A broken invariant: a bug in tidecast (please report it); exit code 1. */
+  INTERNAL: 'TIDECAST_ERR_INTERNAL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -42,6 +42,8 @@ export const EXIT_CODE_OF: Readonly<Record<ErrorCode, number>> = {
   [ErrorCodes.STORE_UNAVAILABLE]: ExitCodes.LOCKED,
   [ErrorCodes.LOCKED]: ExitCodes.LOCKED,
   [ErrorCodes.STOPPED]: 1,
+  [ErrorCodes.HTTP]: ExitCodes.LOCKED,
+  [ErrorCodes.INTERNAL]: 1,
 };
 
 /** The exit code of what a command threw: a catalogued error's own, 64 for bad arguments, else 1. */

@@ -1,3 +1,4 @@
+import { ErrorCodes, TidecastError } from './errors.js';
 /** Slots per chunk of a slab: growth adds one chunk, never copies, never doubles. */
 const CHUNK_BITS = 10;
 const CHUNK = 1 << CHUNK_BITS;
@@ -109,7 +110,7 @@ export class Slab<A extends Typed> {
 
   /** `fill`: what a new chunk's elements start as (0 unless told). */
   constructor(width: number, make: (length: number) => A, fill = 0) {
-    if (!Number.isInteger(width) || width <= 0) throw new RangeError(`width must be a positive integer, got ${width}`);
+    if (!Number.isInteger(width) || width <= 0) throw new TidecastError(ErrorCodes.INTERNAL, `width must be a positive integer, got ${width}`);
     this.width = width;
     this.#make = make;
     this.#fill = fill;

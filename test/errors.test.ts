@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -30,6 +30,19 @@ describe('errors and exit codes', () => {
     assert.equal(exitCodeFor(new ConfigError('f.yaml', ['x: bad'])), ExitCodes.CONFIG);
     assert.equal(exitCodeFor(Object.assign(new Error('bad option'), { code: 'ERR_PARSE_ARGS_UNKNOWN_OPTION' })), ExitCodes.USAGE);
     assert.equal(exitCodeFor(new Error('a bug')), 1);
+  });
+
+  it('tidecast throws only catalogued errors (SQLite errors, with their SQLITE_* codes, pass through as they are)', () => {
+    const plain: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.name.endsWith('.ts')) readFileSync(p, 'utf8').split('\n').forEach((line, i) => /throw new (Range|Type)?Error\(|reject\(new Error\(/.test(line) && plain.push(`${path.relative(packageRoot, p)}:${i + 1}`));
+      }
+    };
+    walk(path.join(packageRoot, 'src'));
+    assert.deepEqual(plain, [], 'a plain Error thrown: use TidecastError with a code from errors.ts');
   });
 
   it('systemd is told not to restart exactly the errors a restart cannot fix', () => {

@@ -2,6 +2,7 @@ import { numericTargets, type ModelCard } from '../inference/card.js';
 import { bucketMsFor } from '../store/schema-7.js';
 import type { AccuracyDelta } from '../store/rows.js';
 import { Slab, SlotView, type SlotIndex } from '../slots.js';
+import { ErrorCodes, TidecastError } from '../errors.js';
 
 /** An earlier forecast scored against the step that just arrived. */
 export interface ScoredRow {
@@ -141,7 +142,7 @@ export class ScoreBook {
    * per stream for both. Only while the book holds no stream.
    */
   shareSlots(index: SlotIndex): void {
-    if (this.#slots.size > 0) throw new Error(`score book of ${this.model} holds streams: it cannot share a slot index now`);
+    if (this.#slots.size > 0) throw new TidecastError(ErrorCodes.INTERNAL, `score book of ${this.model} holds streams: it cannot share a slot index now`);
     this.#slots = new SlotView(index);
   }
 

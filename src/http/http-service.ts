@@ -4,6 +4,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { AccuracyDelta } from '../store/rows.js';
 import { DashboardApi, type ApiModel } from './dashboard-api.js';
 import type Database from 'better-sqlite3';
+import { ErrorCodes, TidecastError } from '../errors.js';
 
 /** What the HTTP thread is started with. */
 export interface HttpThreadData {
@@ -96,7 +97,7 @@ export class HttpService {
             resolve();
             return;
           case 'failed':
-            reject(Object.assign(new Error(`http endpoint: ${m.message}`), { code: m.code }));
+            reject(new TidecastError(ErrorCodes.HTTP, `the HTTP endpoint cannot listen on ${o.host}:${o.port}: ${m.message}${m.code ? ` (${m.code})` : ''}; free the port or change http.port / http.host`));
             return;
           case 'log':
             o.log.error(m.obj, m.msg);

@@ -162,7 +162,7 @@ export class InferenceEngine {
    * slab (windowed, stateless) keeps its own.
    */
   shareSlots(index: SlotIndex): void {
-    if (this.#runner.streams > 0) throw new Error(`engine for ${this.model.name} holds streams: it cannot share a slot index now`);
+    if (this.#runner.streams > 0) throw new TidecastError(ErrorCodes.INTERNAL, `engine for ${this.model.name} holds streams: it cannot share a slot index now`);
     if (!this.#runner.slab) return;
     this.#slots = index;
     this.#runner = new StepRunner(this.#model, this.#dispatch, index);
@@ -226,7 +226,7 @@ export class InferenceEngine {
    * Returns whether state was kept. The old session is released.
    */
   async replaceModel(next: LoadedModel): Promise<{ stateKept: boolean; streams: number }> {
-    if (this.#batcher.busy || this.#batcher.pending > 0) throw new Error('replaceModel needs a drained engine');
+    if (this.#batcher.busy || this.#batcher.pending > 0) throw new TidecastError(ErrorCodes.INTERNAL, 'replaceModel needs a drained engine');
     const old = this.#runner;
     const oldThread = this.#thread;
     const thread = this.#threaded === true ? new SessionThread(next, this.#log) : null;

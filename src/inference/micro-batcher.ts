@@ -1,3 +1,4 @@
+import { ErrorCodes, TidecastError } from '../errors.js';
 /** The clock seam: tests inject their own, production uses the system timers. */
 export interface Timer {
   setTimeout(fn: () => void, ms: number): unknown;
@@ -96,7 +97,7 @@ export class MicroBatcher<T, K = string> {
   #drainWaiters: Array<() => void> = [];
 
   constructor(options: MicroBatcherOptions<T, K>) {
-    if (!(options.maxBatch >= 1)) throw new RangeError('maxBatch must be at least 1');
+    if (!(options.maxBatch >= 1)) throw new TidecastError(ErrorCodes.INTERNAL, 'maxBatch must be at least 1');
     this.#opts = options;
     this.#timer = options.timer ?? systemTimer;
     this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1);

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { silentLogger, type Logger } from '../log.js';
 import type { LoadedModel } from './model.js';
+import { ErrorCodes, TidecastError } from '../errors.js';
 
 /** An output tensor as a run returns it. */
 export interface RunOutput {
@@ -79,7 +80,7 @@ export class SessionThread {
       if (!p) return;
       this.#pending.delete(r.id);
       if (r.outputs) p.resolve(r.outputs);
-      else p.reject(new Error(r.error ?? 'the session thread gave no outputs'));
+      else p.reject(new TidecastError(ErrorCodes.INTERNAL, r.error ?? 'the session thread gave no outputs'));
     });
     this.#worker.on('error', (err) => this.#fail(err.message));
     this.#worker.once('exit', (code) => {
@@ -109,7 +110,7 @@ export class SessionThread {
     await this.#worker.terminate();
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const p of pending) p.reject(new Error('the session thread stopped before this batch ran'));
+    for (const p of pending) p.reject(new TidecastError(ErrorCodes.INTERNAL, 'the session thread stopped before this batch ran'));
   }
 
   #fail(reason: string): void {

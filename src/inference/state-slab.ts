@@ -1,4 +1,5 @@
 import { Slab, SlotView, type SlotIndex } from '../slots.js';
+import { ErrorCodes, TidecastError } from '../errors.js';
 
 /**
  * Per-stream recurrent state of one model, in Float32Array chunks.
@@ -18,7 +19,7 @@ export class StateSlab {
   readonly #zero = (slot: number): void => this.#slab.fill(slot, 0);
 
   constructor(slotSize: number, shared?: SlotIndex) {
-    if (!Number.isInteger(slotSize) || slotSize <= 0) throw new RangeError(`slotSize must be a positive integer, got ${slotSize}`);
+    if (!Number.isInteger(slotSize) || slotSize <= 0) throw new TidecastError(ErrorCodes.INTERNAL, `slotSize must be a positive integer, got ${slotSize}`);
     this.slotSize = slotSize;
     this.#slab = new Slab(slotSize, (n) => new Float32Array(n));
     this.#index = new SlotView(shared);
@@ -54,7 +55,7 @@ export class StateSlab {
    */
   slotOf(streamId: string, at?: number, index?: SlotIndex): number {
     const slot = this.#index.holdFrom(streamId, at, index, this.#zero);
-    if (slot === undefined) throw new RangeError(`stream ${streamId} is not in the shared slot index`);
+    if (slot === undefined) throw new TidecastError(ErrorCodes.INTERNAL, `stream ${streamId} is not in the shared slot index`);
     return slot;
   }
 
@@ -87,7 +88,7 @@ export class StateSlab {
 
   /** Overwrite a stream's state (restoring a checkpoint). */
   write(streamId: string, state: Float32Array): void {
-    if (state.length !== this.slotSize) throw new RangeError(`state has ${state.length} floats, slot holds ${this.slotSize}`);
+    if (state.length !== this.slotSize) throw new TidecastError(ErrorCodes.INTERNAL, `state has ${state.length} floats, slot holds ${this.slotSize}`);
     this.#slab.write(this.slotOf(streamId), state);
   }
 }

@@ -1,3 +1,5 @@
+import { ErrorCodes, TidecastError } from '../errors.js';
+
 /**
  * A topic filter with named wildcards: `sensors/+site/+device/telemetry`
  * subscribes as `sensors/+/+/telemetry` and matches `sensors/north/t1/telemetry`
@@ -14,17 +16,17 @@ export class TopicPattern {
   readonly #levels: ReadonlyArray<{ kind: 'literal' | 'one' | 'rest'; text: string; name: string | null }>;
 
   constructor(pattern: string) {
-    if (pattern.length === 0) throw new Error('a topic filter cannot be empty');
+    if (pattern.length === 0) throw new TidecastError(ErrorCodes.CONFIG, 'a topic filter cannot be empty');
     const levels = pattern.split('/');
     const names: string[] = [];
     this.#levels = levels.map((level, i) => {
       const kind = level.startsWith('+') ? 'one' : level.startsWith('#') ? 'rest' : 'literal';
-      if (kind === 'literal' && /[+#]/.test(level)) throw new Error(`"${level}": + and # must stand at the start of a level`);
-      if (kind === 'rest' && i !== levels.length - 1) throw new Error('# must be the last level');
+      if (kind === 'literal' && /[+#]/.test(level)) throw new TidecastError(ErrorCodes.CONFIG, `"${level}": + and # must stand at the start of a level`);
+      if (kind === 'rest' && i !== levels.length - 1) throw new TidecastError(ErrorCodes.CONFIG, '# must be the last level');
       const name = kind === 'literal' ? null : level.slice(1) || null;
       if (name !== null) {
-        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`"${level}": a wildcard name is letters, digits and _`);
-        if (names.includes(name)) throw new Error(`"${name}" is named twice`);
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new TidecastError(ErrorCodes.CONFIG, `"${level}": a wildcard name is letters, digits and _`);
+        if (names.includes(name)) throw new TidecastError(ErrorCodes.CONFIG, `"${name}" is named twice`);
         names.push(name);
       }
       return { kind, text: level, name };

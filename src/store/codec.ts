@@ -6,6 +6,7 @@
  * per batch, not per row; no object per row in the structured clone.
  */
 import type { AccuracyDelta, EventRow, ForecastRow, ModelStateRow, StepRow, StreamStateRow } from './rows.js';
+import { ErrorCodes, TidecastError } from '../errors.js';
 
 /**
  * Names joined into one string: one string to clone per batch, not one per
@@ -28,7 +29,7 @@ export function namesOnDemand(joined: string, n: number): (i: number) => string 
 }
 
 function joinNames(names: readonly string[]): string {
-  for (const name of names) if (name.includes(NAME_SEPARATOR)) throw new Error(`stream id ${JSON.stringify(name.slice(0, 100))} holds a line break`);
+  for (const name of names) if (name.includes(NAME_SEPARATOR)) throw new TidecastError(ErrorCodes.INTERNAL, `stream id ${JSON.stringify(name.slice(0, 100))} holds a line break`);
   return names.join(NAME_SEPARATOR);
 }
 
@@ -103,7 +104,7 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
     issuedAt[i] = f.issuedAt;
     forecastRefs[i * 2] = f.ref ?? NaN;
     forecastRefs[i * 2 + 1] = f.gen ?? NaN;
-    if (f.values.length !== cells) throw new Error(`forecast of ${f.stream} has ${f.values.length} values, the batch's layout ${cells}`);
+    if (f.values.length !== cells) throw new TidecastError(ErrorCodes.INTERNAL, `forecast of ${f.stream} has ${f.values.length} values, the batch's layout ${cells}`);
     forecastValues.set(f.values, i * cells);
     if (f.labels) (labels ??= new Array<string | null>(forecasts.length).fill(null))[i] = JSON.stringify(f.labels);
   }

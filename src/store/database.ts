@@ -83,7 +83,7 @@ export function openDatabase(opts: DatabaseOptions, beforeMigrate?: (db: Databas
     if (file !== ':memory:' && opts.integrityCheck !== 'off') checkIntegrity(db, file, 'database');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
-      throw new Error(`the database is at schema version ${version}, newer than this tidecast (${MIGRATIONS.length}); upgrade tidecast`);
+      throw new TidecastError(ErrorCodes.STORE, `the database is at schema version ${version}, newer than this tidecast (${MIGRATIONS.length}); upgrade tidecast`);
     }
     beforeMigrate?.(db, version);
     migrate(db, version, opts.log);

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { ErrorCodes } from '../errors.js';
+import { ErrorCodes, TidecastError } from '../errors.js';
 import { BatchWriter } from './batch-writer.js';
 import type { PackedBatch, PackedCheckpoint } from './codec.js';
 import { Ids, type ForecastLayout } from './ids.js';
@@ -319,7 +319,7 @@ export class WriterCore {
       case 'barrier':
         return undefined;
       default:
-        throw new Error(`unknown writer op ${(op as { op: string }).op}`);
+        throw new TidecastError(ErrorCodes.INTERNAL, `unknown writer op ${(op as { op: string }).op}`);
     }
   }
 

@@ -9,6 +9,7 @@ import { DeadLetterGate, keptPayload, keptText } from './dead-letter-gate.js';
 import { DecodeError, createDecoder, type DeadLetterReason, type Decoder, type Sample } from './decoder.js';
 import { StepAssembler, type AssembledEvent, type AssembledStep } from './step-assembler.js';
 import { Slab, type SlotIndex } from '../slots.js';
+import { ErrorCodes, TidecastError } from '../errors.js';
 
 /** A model as a route uses it. */
 export interface RouteModel {
@@ -113,7 +114,7 @@ export function compileRoutes(
     let group = groups.get(key);
     if (!group) {
       const steps = new Set(models.map((m) => m.stepSeconds));
-      if (steps.size !== 1) throw new Error(`routes[${i}]: models ${cfg.models.join(', ')} have different step intervals (${[...steps].join(', ')} s)`);
+      if (steps.size !== 1) throw new TidecastError(ErrorCodes.CONFIG, `routes[${i}]: models ${cfg.models.join(', ')} have different step intervals (${[...steps].join(', ')} s)`);
       const r = cfg.resample;
       const assembler = new StepAssembler({
         features,

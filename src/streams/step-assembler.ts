@@ -1,5 +1,6 @@
 import { DecodeError } from './decoder.js';
 import { Slab, SlotIndex } from '../slots.js';
+import { ErrorCodes, TidecastError } from '../errors.js';
 
 /** How the samples of one feature inside a step are combined. */
 export type Aggregation = 'mean' | 'last' | 'sum' | 'min' | 'max';
@@ -146,7 +147,7 @@ export class StepAssembler {
   duplicates = 0;
 
   constructor(options: AssemblerOptions) {
-    if (!(options.stepMs > 0)) throw new RangeError('stepMs must be positive');
+    if (!(options.stepMs > 0)) throw new TidecastError(ErrorCodes.INTERNAL, 'stepMs must be positive');
     this.#o = options;
     this.#features = [...options.features];
     this.#features.forEach((f, i) => this.#index.set(f, i));
@@ -330,7 +331,7 @@ export class StepAssembler {
   #importBinary(stream: string, saved: Buffer): void {
     const v = new Float64Array(saved.buffer.slice(saved.byteOffset, saved.byteOffset + saved.byteLength));
     if ((v[0] !== BINARY_VERSION && v[0] !== 1) || v[1] !== this.#featureHash) {
-      throw new Error(`the saved step assembly of ${stream} was made for other features (${this.#features.join(', ')} now)`);
+      throw new TidecastError(ErrorCodes.INTERNAL, `the saved step assembly of ${stream} was made for other features (${this.#features.join(', ')} now)`);
     }
     const F = this.#features.length;
     const slot = this.#fresh(stream);
