@@ -47,12 +47,9 @@ export class ApiRunner {
   readonly #cacheMs: number;
   readonly #db: Database.Database | null;
   readonly #api: DashboardApi | null;
-  #deltas = new Map<string, readonly AccuracyDelta[]>();
   readonly #deltaCache = new Map<string, { at: number; entries: Array<[string, readonly AccuracyDelta[]]> }>();
   readonly #inFlight = new Map<string, Promise<ApiAnswer>>();
   readonly #cache = new Map<string, { at: number; answer: ApiAnswer }>();
-  /** Queries run one at a time (this thread has one connection). */
-  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: ApiRunnerOptions) {
     this.#opts = options;
@@ -70,7 +67,6 @@ export class ApiRunner {
       this.#api = new DashboardApi(
         () => db,
         () => options.main.models(),
-        (stream, model) => this.#deltas.get(`${model}\u0000${stream}`) ?? [],
       );
     }
   }
@@ -85,9 +81,7 @@ export class ApiRunner {
     if (this.#inFlight.size >= this.#maxWaiting) {
       return Promise.resolve({ status: 503, body: json({ error: `busy: ${this.#inFlight.size} API answers in progress; retry in a second` }) });
     }
-    const run = this.#queue.then(() => this.#answer(path, query));
-    this.#queue = run.catch(() => undefined);
-    const answer = run.then(
+    const answer = this.#answer(path, query).then(
       (r) => ({ status: r.status, body: json(r.body) }),
       (err: Error) => ({ status: 500, body: json({ error: err.message }) }),
     ).then((a) => {
@@ -108,12 +102,8 @@ export class ApiRunner {
     const q = new URLSearchParams(query);
     if (path === '/api/streams' || path === '/api/streams/') {
       const list = api.listStreams(q);
-      this.#deltas = await this.#deltasFor(list.map((s) => s.id));
-      try {
-        return { status: 200, body: api.describeStreams(list) };
-      } finally {
-        this.#deltas = new Map();
-      }
+      const deltas = await this.#deltasFor(list.map((s) => s.id));
+      return { status: 200, body: api.describeStreams(list, (stream, model) => deltas.get(`${model}\u0000${stream}`) ?? []) };
     }
     return api.handle(path, q);
   }

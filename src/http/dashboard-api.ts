@@ -92,8 +92,8 @@ export class DashboardApi {
       .all(like, limit) as StreamListing[];
   }
 
-  /** The list's rows for these streams. */
-  describeStreams(streams: readonly StreamListing[]): unknown[] {
+  /** The list's rows for these streams (`unstored`: the error sums not yet checkpointed, by default the constructor's). */
+  describeStreams(streams: readonly StreamListing[], unstored: (stream: string, model: string) => readonly AccuracyDelta[] = this.#unstored): unknown[] {
     const db = this.#db();
     const lastStep = db.prepare('SELECT ts, received_at, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1');
     // One descending skip-scan per stream x loaded model, which stops at the stream's latest forecast.
@@ -109,7 +109,7 @@ export class DashboardApi {
        ORDER BY bucket DESC LIMIT 100`,
     );
     const mae = (stream: string, model: string, horizon: number, target: string): ReturnType<typeof recentMae> => {
-      const memory = this.#unstored(stream, model).filter((d) => d.horizon === horizon && d.target === target);
+      const memory = unstored(stream, model).filter((d) => d.horizon === horizon && d.target === target);
       const stored = buckets.all(stream, model, horizon, target) as Bucket[];
       // Newest first; a bucket both stored and in memory counts both parts.
       return recentMae([...memory, ...stored].sort((a, b) => b.bucket - a.bucket), 100);

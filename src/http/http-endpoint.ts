@@ -45,6 +45,7 @@ const SECURITY_HEADERS: OutgoingHttpHeaders = {
 };
 
 const TOKEN_COOKIE = 'tidecast_token';
+const TOKEN_COOKIE_VALUE = new RegExp(`(?:^|;\\s*)${TOKEN_COOKIE}=([^;]+)`);
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
 
@@ -112,7 +113,7 @@ export class HttpEndpoint {
     const expected = this.#tokenHash;
     if (!expected) return true;
     const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
-    const cookie = /(?:^|;\s*)tidecast_token=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+    const cookie = TOKEN_COOKIE_VALUE.exec(req.headers.cookie ?? '')?.[1];
     const given = bearer ?? (cookie !== undefined ? decodeURIComponentSafe(cookie) : undefined) ?? url.searchParams.get('token') ?? undefined;
     return given !== undefined && timingSafeEqual(sha256(given), expected);
   }

@@ -54,14 +54,14 @@ export class HomeAssistantDiscovery {
     this.#opts = options;
   }
 
-  /** Entities announced so far. */
-  get entities(): number {
-    return this.#entities;
-  }
-
   /** Announce a model's entities again on its next forecasts (a hot reload may have changed its card). */
   forget(model: string): void {
     for (const key of this.#announced) if (key.startsWith(`${model}\u0000`)) this.#announced.delete(key);
+  }
+
+  /** Where an entity's retained config lives. */
+  #configTopic(id: string): string {
+    return `${this.#opts.prefix}/sensor/${id}/config`;
   }
 
   /**
@@ -73,7 +73,7 @@ export class HomeAssistantDiscovery {
     const key = `${model}\u0000${stream}`;
     if (this.#announced.delete(key)) this.#entities -= card.horizons.length * card.targets.length;
     for (const horizon of card.horizons) {
-      for (const t of card.targets) this.#opts.publish(`${this.#opts.prefix}/sensor/${entityId(model, stream, t.name, horizon)}/config`, '', 1, true);
+      for (const t of card.targets) this.#opts.publish(this.#configTopic(entityId(model, stream, t.name, horizon)), '', 1, true);
     }
   }
 
@@ -129,10 +129,9 @@ export class HomeAssistantDiscovery {
           payload_not_available: 'offline',
           device,
         };
-        this.#opts.publish(`${this.#opts.prefix}/sensor/${id}/config`, JSON.stringify(config), 1, true);
+        this.#opts.publish(this.#configTopic(id), JSON.stringify(config), 1, true);
         // The same entity under its old id (which could collide) goes away: an empty retained message clears it.
-        const old = legacyId(model, stream, t.name, horizon);
-        if (old !== id) this.#opts.publish(`${this.#opts.prefix}/sensor/${old}/config`, '', 1, true);
+        this.#opts.publish(this.#configTopic(legacyId(model, stream, t.name, horizon)), '', 1, true);
       }
     });
   }

@@ -33,7 +33,6 @@ export class InstanceLock {
       db.pragma('journal_mode = DELETE');
       db.pragma('locking_mode = EXCLUSIVE');
       db.exec('BEGIN EXCLUSIVE');
-      db.exec('CREATE TABLE IF NOT EXISTS holder (pid INTEGER, since TEXT)');
     } catch (err) {
       db.close();
       if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY')) {

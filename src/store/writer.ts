@@ -68,12 +68,6 @@ export function isDamagedStoreError(err: unknown): boolean {
 
 /** Most rows (steps and forecasts) in one group of batches committed together: about 16 full batches. */
 const GROUP_ROWS = 8192;
-/** Most dead letters and events written in one transaction. */
-const ROW_GROUP = 512;
-
-function isRowOp(op: WriterOp | undefined): boolean {
-  return op !== undefined && (op.op === 'deadLetters' || op.op === 'event');
-}
 
 /** Retry delays for waiting writes after a transient failure. */
 const RETRY_MIN_MS = 100;
@@ -169,12 +163,6 @@ export class WriterCore {
         if (!this.#commitGroup()) return;
         continue;
       }
-      if (isRowOp(op) && isRowOp(this.#queue[1])) {
-        const done = this.#rowGroup();
-        if (done === 'stop') return;
-        if (done === 'done') continue;
-        // 'single': one of them is refused for itself; the path below finds which.
-      }
       let result: unknown;
       try {
         result = this.#run(op);
@@ -246,37 +234,6 @@ export class WriterCore {
       else this.#reply({ kind: 'done', id: op.id, result: r });
     });
     return true;
-  }
-
-  /**
-   * Dead letters and events waiting at the head of the queue (up to
-   * ROW_GROUP), in one transaction: each page they share is written once per
-   * group rather than once per row (a flood of refused messages wrote 20 KB
-   * of WAL per dead letter, one transaction each). 'stop' when the store
-   * cannot write; 'single' when one of them is refused for itself.
-   */
-  #rowGroup(): 'done' | 'stop' | 'single' {
-    let n = 0;
-    while (n < ROW_GROUP && isRowOp(this.#queue[n])) n++;
-    const group = this.#queue.slice(0, n);
-    try {
-      this.#db.transaction(() => {
-        for (const op of group) this.#run(op);
-      })();
-    } catch (err) {
-      if (isTransientStoreError(err)) {
-        this.#fail(err, group[0]!);
-        return 'stop';
-      }
-      if (isDamagedStoreError(err)) {
-        this.#halt(err, group[0]!);
-        return 'stop';
-      }
-      return 'single';
-    }
-    this.#queue.splice(0, n);
-    for (const op of group) this.#reply({ kind: 'done', id: op.id, result: undefined });
-    return 'done';
   }
 
   /** A failure no retry fixes: stop writing and say why; the op and every op after it stay unwritten. */
