@@ -113,9 +113,9 @@ describe('daemon against a real broker and a real SQLite file', () => {
 
 describe('ingest admission', () => {
   it('refuses a message without a route, a bad stream id or a wrong payload with a reason, and never throws', async () => {
-    const { Ingest } = await import('../src/streams/ingest.js');
-    const store = { enqueue: () => undefined, addDeadLetter: () => undefined, addEvent: () => undefined, loadStream: () => undefined };
-    const ingest = new Ingest({ routes: [], maxPayloadBytes: 100, store, log: silentLogger });
+    const { Admission } = await import('../src/streams/admission.js');
+    const { Refusals } = await import('../src/streams/refusals.js');
+    const ingest = new Admission({ routes: [], maxPayloadBytes: 100, refusals: new Refusals({ log: silentLogger }), log: silentLogger });
     const a = ingest.admit('nowhere/at/all', Buffer.from('{}'), 1);
     assert.equal(a.ok, false);
     assert.deepEqual(a.ok ? null : [a.row.topic, a.reason], ['nowhere/at/all', 'no_route']);
@@ -124,8 +124,9 @@ describe('ingest admission', () => {
   });
 
   it('refuses stream ids with control characters, wildcards or excessive length (aedes or a bridge may pass such topics on)', async () => {
-    const { Ingest, compileRoutes } = await import('../src/streams/ingest.js');
-    const store = { enqueue: () => undefined, addDeadLetter: () => undefined, addEvent: () => undefined, loadStream: () => undefined };
+    const { Admission } = await import('../src/streams/admission.js');
+    const { Refusals } = await import('../src/streams/refusals.js');
+    const { compileRoutes } = await import('../src/streams/routes.js');
     const route = {
       topic: 'fuzz/+id/data',
       stream: 'fuzz/{id}',
@@ -133,9 +134,9 @@ describe('ingest admission', () => {
       decoder: { type: 'json' as const },
       resample: { aggregate: {}, latenessMs: 0, emit: 'complete' as const, wallClock: false, maxFillSteps: 0, maxGapSteps: 0 },
     };
-    // Admission never reaches the engine or scaler: a route model needs only its features and step here.
-    const model = { name: 'm', features: ['x'], stepSeconds: 60, engine: null as never, scaler: null as never, scores: null as never };
-    const ingest = new Ingest({ routes: compileRoutes([route], () => [model]), maxPayloadBytes: 1000, store, log: silentLogger });
+    // Admission needs routes and limits only: a route's model is its features and step.
+    const model = { name: 'm', features: ['x'], stepSeconds: 60 };
+    const ingest = new Admission({ routes: compileRoutes([route], () => [model]), maxPayloadBytes: 1000, refusals: new Refusals({ log: silentLogger }), log: silentLogger });
     const payload = Buffer.from('{"x": 1}');
     for (const id of ['a\u0001b', 'tab\there', 'del\u007f', 'c1\u0085', 'plus+', 'hash#', 'x'.repeat(257)]) {
       const a = ingest.admit(`fuzz/${id}/data`, payload, 1);

@@ -1,3 +1,4 @@
+import type { StepContext } from '../src/streams/routes.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Slab, SlotIndex, SlotView } from '../src/slots.js';
@@ -92,7 +93,8 @@ describe('Slab', () => {
 
 describe('route groups and slot sharing', () => {
   it("a model that one route group runs keys its state and open forecasts by the group assembler's slots; a model of two groups keeps its own", async () => {
-    const { compileRoutes } = await import('../src/streams/ingest.js');
+    const { compileRoutes } = await import('../src/streams/routes.js');
+    const { RouteModel } = await import('../src/streams/route-model.js');
     const { InferenceEngine } = await import('../src/inference/engine.js');
     const { loadModel } = await import('../src/inference/model.js');
     const { ScoreBook } = await import('../src/daemon/score-book.js');
@@ -101,8 +103,8 @@ describe('route groups and slot sharing', () => {
     const routeModel = async (name: string) => {
       const model = await loadModel(modelPath(name));
       const card = model.card!;
-      const engine = new InferenceEngine(model, { onResults: () => undefined });
-      return { name, engine, scaler: new CardScaler(card), scores: new ScoreBook(card), features: card.features.map((f) => f.name), stepSeconds: card.stepSeconds };
+      const engine = new InferenceEngine<StepContext>(model, { onResults: () => undefined });
+      return new RouteModel(engine, new CardScaler(card), new ScoreBook(card));
     };
     const lstm = await routeModel('weather-lstm');
     const gru = await routeModel('weather-gru');

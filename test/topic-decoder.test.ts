@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DecodeError, createDecoder } from '../src/streams/decoder.js';
-import { TopicPattern, fillTemplate } from '../src/mqtt/topic-pattern.js';
+import { TopicPattern, fillTemplate } from '../src/streams/topic-pattern.js';
 
 const F = ['precipitation', 'temp_max', 'temp_min', 'wind'];
 const reasonOf = (fn: () => unknown): string => {

@@ -4,7 +4,7 @@ import type { CliIo } from './io.js';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
-import { fillTemplate } from '../mqtt/topic-pattern.js';
+import { fillTemplate } from '../streams/topic-pattern.js';
 
 export interface ReplayOptions {
   file: string;

@@ -4,7 +4,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { modelsDir, packageRoot } from '../paths.js';
-import { TopicPattern } from '../mqtt/topic-pattern.js';
+import { TopicPattern } from '../streams/topic-pattern.js';
 import { redactUrl } from './redact.js';
 import type { LoadedConfig, TidecastConfig } from './config.js';
 

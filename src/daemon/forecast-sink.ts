@@ -3,13 +3,14 @@ import { OutputReadError, type OutputHead } from '../inference/output-head.js';
 import type { StepResult } from '../inference/step-runner.js';
 import type { Logger } from '../log.js';
 import type { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
-import { fillTemplate } from '../mqtt/topic-pattern.js';
+import { fillTemplate } from '../streams/topic-pattern.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ModelCard } from '../inference/card.js';
 import { storedValue } from '../store/codec.js';
 import { streamRef } from '../store/rows.js';
 import type { EventRow, ForecastLayout, ForecastRow, StepRow, Store } from '../store/store.js';
-import type { StepContext } from '../streams/ingest.js';
+import type { StepContext } from '../streams/routes.js';
+import type { Publisher } from '../mqtt/deferred-publisher.js';
 import type { ScoreBook } from './score-book.js';
 
 export interface PublishSettings {
@@ -40,7 +41,7 @@ export interface ForecastEntry {
 export interface ForecastSinkOptions {
   store: Store;
   publish: PublishSettings;
-  publisher: { publish(topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean): void } | null;
+  publisher: Publisher | null;
   /** How to read each model's output (kept current across hot reloads). */
   heads: ReadonlyMap<string, OutputHead>;
   /** Each model's open forecasts and error sums (scored in memory). */
@@ -87,7 +88,7 @@ export class ForecastSink {
    * forecasts the commit actually inserted are published: a replay after a
    * crash recomputes forecasts already stored and sent.
    */
-  handle(results: readonly StepResult[], model: LoadedModel): void {
+  handle(results: readonly StepResult<StepContext>[], model: LoadedModel): void {
     const card = model.card!;
     const head = this.#opts.heads.get(model.name)!;
     const book = this.#opts.scores.get(model.name)!;
@@ -97,7 +98,9 @@ export class ForecastSink {
     const events: EventRow[] = [];
     const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, sent: this.#sending() ? [] : null };
     for (const r of results) {
-      const ctx = r.context as StepContext;
+      const ctx = r.context;
+      // Every step the dispatcher submits carries its context; a bare engine call does not reach a sink.
+      if (ctx === undefined) continue;
       const { origin, group, step } = ctx;
       // Where the main thread holds the stream: the writer finds its id by that, not by name.
       const ref = streamRef(group.slots.key, step.slot);

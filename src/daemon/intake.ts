@@ -1,17 +1,36 @@
+import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Ack, IncomingMessage } from '../mqtt/mqtt-connection.js';
-import type { Store } from '../store/store.js';
-import type { Ingest } from '../streams/ingest.js';
+import type { DeadLetterRow } from '../store/store.js';
+import type { Admission } from '../streams/admission.js';
+import type { RouteModel } from '../streams/route-model.js';
+import type { StepDispatcher } from '../streams/step-dispatcher.js';
+import type { Service } from './service.js';
 
 /** Why the intake cannot take a message right now. */
 export type HoldReason = 'queue_full' | 'checkpoint' | 'reload' | 'store';
 
+/** What the intake needs of the store: the input log, and whether it can write. */
+export interface IntakeStore {
+  readonly failing: boolean;
+  /** Log an input (kind 0: a message; 1: a clock tick), `durable` (the default) before it returns; returns its log position. */
+  appendInput(kind: 0 | 1, receivedAt: number, topic: string, payload: Buffer, durable?: boolean): number;
+  /** Log a refused message with its dead letter (`durable` as above). */
+  refuse(row: DeadLetterRow, durable: boolean): void;
+  reportSuccess(): void;
+  reportFailure(err: Error, what: string): void;
+}
+
 export interface IntakeOptions {
-  ingest: Ingest;
-  store: Store;
+  admission: Admission<RouteModel>;
+  dispatcher: StepDispatcher;
+  store: IntakeStore;
   /** The pipeline's own reason to hold (a full engine queue or writer backlog, a model swap), or null. */
   busy(): HoldReason | null;
   onHold?(reason: HoldReason): void;
+  /** Wall-clock routes: how often a tick closes steps whose time has passed (0: no ticks). */
+  sweepIntervalMs?: number;
+  clock: Clock;
   log: Logger;
 }
 
@@ -33,11 +52,13 @@ const RETRY_MAX_MS = 2000;
  * retries it when the condition clears; a held message whose connection has
  * closed is dropped, since the broker redelivers it on the next connection.
  */
-export class Intake {
+export class Intake implements Service {
+  readonly name = 'intake';
   readonly #opts: IntakeOptions;
   readonly #log: Logger;
   #held: { msg: IncomingMessage; ack: Ack; since: number } | null = null;
-  #timer: NodeJS.Timeout | null = null;
+  #timer: unknown = null;
+  #sweepTimer: unknown = null;
   #retryMs = RETRY_MIN_MS;
   #holdReason: HoldReason | null = null;
   #stopped = false;
@@ -47,6 +68,12 @@ export class Intake {
   constructor(options: IntakeOptions) {
     this.#opts = options;
     this.#log = options.log.child({ component: 'intake' });
+  }
+
+  /** Start the wall-clock ticks (live streams: close steps whose time has passed even if no later sample comes). */
+  start(): void {
+    const every = this.#opts.sweepIntervalMs ?? 0;
+    if (every > 0 && this.#sweepTimer === null) this.#sweepTimer = this.#opts.clock.setInterval(() => this.tick(this.#opts.clock.now()), every);
   }
 
   /** Why a message is held right now, or null. */
@@ -88,7 +115,7 @@ export class Intake {
     this.#held = null;
     this.#clearTimer();
     this.#retryMs = RETRY_MIN_MS;
-    const heldMs = Date.now() - held.since;
+    const heldMs = this.#opts.clock.now() - held.since;
     if (heldMs > 1000) this.#log.info({ heldMs }, 'intake resumed');
     held.ack.ack();
   }
@@ -100,7 +127,7 @@ export class Intake {
    */
   tick(now: number): void {
     if (this.#stopped || this.#held || this.#opts.busy() !== null || this.#opts.store.failing) return;
-    if (!this.#opts.ingest.sweepDue(now)) return;
+    if (!this.#opts.dispatcher.sweepDue(now)) return;
     let seq: number;
     try {
       seq = this.#opts.store.appendInput(1, now, '', Buffer.alloc(0));
@@ -110,39 +137,41 @@ export class Intake {
       return;
     }
     this.lastSeq = seq;
-    this.#opts.ingest.sweep(now, seq);
+    this.#opts.dispatcher.sweep(now, seq);
   }
 
-  /** Stop taking messages; a held one stays with the broker. */
+  /** Stop taking messages and ticks; a held message stays with the broker. */
   stop(): void {
     this.#stopped = true;
     this.#held = null;
     this.#clearTimer();
+    if (this.#sweepTimer !== null) this.#opts.clock.clearInterval(this.#sweepTimer);
+    this.#sweepTimer = null;
   }
 
   /** Process a message now; returns why it must wait instead, or null when it is safe to acknowledge. */
   #take(msg: IncomingMessage): HoldReason | null {
-    const { ingest, store } = this.#opts;
+    const { admission, dispatcher, store } = this.#opts;
     if (store.failing) return 'store';
     const busy = this.#opts.busy();
     if (busy !== null) return busy;
-    const a = ingest.admit(msg.topic, msg.payload, msg.receivedAt);
+    const a = admission.admit(msg.topic, msg.payload, msg.receivedAt);
     try {
       if (!a.ok) {
-        const verdict = ingest.judge(a);
+        const verdict = admission.judge(a);
         if (verdict.store) {
           // QoS 1/2: the refusal is logged before the PUBACK, so its dead letter is stored whatever comes next.
           store.refuse(a.row, msg.qos > 0);
           store.reportSuccess();
         }
-        ingest.refused(a, verdict);
+        admission.refused(a, verdict);
         return null;
       }
       // QoS 1/2: logged before the PUBACK. QoS 0 has no acknowledgement to hold: group commit.
       const seq = store.appendInput(0, msg.receivedAt, msg.topic, msg.payload, msg.qos > 0);
       store.reportSuccess();
       this.lastSeq = seq;
-      ingest.apply(a, seq);
+      dispatcher.apply(a, seq);
       return null;
     } catch (err) {
       // Nothing was applied: the message waits, unacknowledged, until the store writes again.
@@ -152,7 +181,7 @@ export class Intake {
   }
 
   #hold(msg: IncomingMessage, ack: Ack, reason: HoldReason): void {
-    this.#held = { msg, ack, since: Date.now() };
+    this.#held = { msg, ack, since: this.#opts.clock.now() };
     this.#holdReason = reason;
     this.#opts.onHold?.(reason);
     this.#log.debug({ reason, topic: msg.topic }, 'holding a message unacknowledged');
@@ -161,17 +190,17 @@ export class Intake {
 
   /** Poll while holding: pipeline conditions clear on their own schedule, store failures back off. */
   #schedule(): void {
-    if (this.#timer) return;
+    if (this.#timer !== null) return;
     const ms = this.#holdReason === 'store' ? this.#retryMs : 5;
     if (this.#holdReason === 'store') this.#retryMs = Math.min(this.#retryMs * 2, RETRY_MAX_MS);
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#opts.clock.setTimeout(() => {
       this.#timer = null;
       this.pump();
     }, ms);
   }
 
   #clearTimer(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer !== null) this.#opts.clock.clearTimeout(this.#timer);
     this.#timer = null;
   }
 }

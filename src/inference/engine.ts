@@ -6,7 +6,7 @@ import { SessionThread, type RunOutput, type RunSession } from './session-thread
 import { StepRunner, type InputReader, type StepRequest, type StepResult } from './step-runner.js';
 import type { SlotIndex } from '../slots.js';
 
-export interface EngineOptions {
+export interface EngineOptions<C = unknown> {
   /** Most streams in one `session.run` (default 256: bench/engine measured the knee there). */
   maxBatch?: number;
   /** Longest an idle engine holds a step waiting for company (default 5 ms). */
@@ -24,11 +24,11 @@ export interface EngineOptions {
   /** Where resets and failed batches are logged (default: nowhere). */
   log?: Logger;
   /** Receives every batch's results, in the order the batch ran. */
-  onResults(results: StepResult[], model: LoadedModel): void;
+  onResults(results: StepResult<C>[], model: LoadedModel): void;
   /** Each batch's size and duration (gather, run, checks, scatter), for metrics. */
   onBatch?(size: number, seconds: number): void;
   /** A batch whose `session.run` failed; its steps produced nothing. */
-  onError?(err: unknown, requests: StepRequest[]): void;
+  onError?(err: unknown, requests: StepRequest<C>[]): void;
 }
 
 /**
@@ -56,7 +56,7 @@ export interface EngineStats {
  * One model, its per-stream state and its micro-batcher: `submit` a step for a
  * stream, results arrive at `onResults` batch by batch.
  */
-export class InferenceEngine {
+export class InferenceEngine<C = unknown> {
   #model: LoadedModel;
   #runner: StepRunner;
   #thread: SessionThread | null;
@@ -70,12 +70,12 @@ export class InferenceEngine {
   readonly #dispatch: RunSession = (feeds) => this.#runGraph(feeds);
   readonly #log: Logger;
   readonly stats: EngineStats = { steps: 0, batches: 0, resets: 0, failedBatches: 0 };
-  readonly #batcher: MicroBatcher<StepRequest, number>;
+  readonly #batcher: MicroBatcher<StepRequest<C>, number>;
   #closed: Promise<void> | null = null;
   /** The slot index the state slab shares (`shareSlots`). */
   #slots: SlotIndex | undefined;
 
-  constructor(model: LoadedModel, options: EngineOptions) {
+  constructor(model: LoadedModel, options: EngineOptions<C>) {
     this.#model = model;
     const onError = options.onError ?? (() => undefined);
     const log = (options.log ?? silentLogger).child({ component: 'engine', model: model.name });
@@ -84,7 +84,7 @@ export class InferenceEngine {
     this.#threadAboveMs = options.threadAboveMs ?? AUTO_THREAD_ABOVE_MS;
     this.#thread = this.#threaded === true ? new SessionThread(model, log) : null;
     this.#runner = new StepRunner(model, this.#dispatch);
-    this.#batcher = new MicroBatcher<StepRequest, number>({
+    this.#batcher = new MicroBatcher<StepRequest<C>, number>({
       maxBatch: options.maxBatch ?? 256,
       maxDelayMs: options.maxDelayMs ?? 5,
       // On a session thread the next batch's graph runs while this thread handles the last one's results.
@@ -125,8 +125,8 @@ export class InferenceEngine {
   }
 
   /** Load a model file and wrap it in an engine. */
-  static async load(file: string, load: LoadModelOptions, options: EngineOptions): Promise<InferenceEngine> {
-    return new InferenceEngine(await loadModel(file, load), options);
+  static async load<C>(file: string, load: LoadModelOptions, options: EngineOptions<C>): Promise<InferenceEngine<C>> {
+    return new InferenceEngine<C>(await loadModel(file, load), options);
   }
 
   /**
@@ -135,7 +135,7 @@ export class InferenceEngine {
    * stream's slot in an index, taken without a lookup when it is the one the
    * engine shares (`shareSlots`).
    */
-  submit(streamId: string, input: Float32Array, context?: unknown, options?: { resetBefore?: boolean }, slot?: number, slots?: SlotIndex): void {
+  submit(streamId: string, input: Float32Array, context?: C, options?: { resetBefore?: boolean }, slot?: number, slots?: SlotIndex): void {
     if (this.#closed) throw new TidecastError(ErrorCodes.STOPPED, `engine for ${this.model.name} is closed`);
     const F = this.model.signature.featureCount;
     if (input.length !== F) {
@@ -149,7 +149,7 @@ export class InferenceEngine {
    * batch tensor when the batch runs (scaled, in the model's feature order):
    * no input vector per step. `values` must not change until then.
    */
-  submitRead(streamId: string, values: object, reader: InputReader, context?: unknown, options?: { resetBefore?: boolean }, slot?: number, slots?: SlotIndex): void {
+  submitRead(streamId: string, values: object, reader: InputReader, context?: C, options?: { resetBefore?: boolean }, slot?: number, slots?: SlotIndex): void {
     if (this.#closed) throw new TidecastError(ErrorCodes.STOPPED, `engine for ${this.model.name} is closed`);
     this.#batcher.push({ streamId, slot: this.#runner.slotOf(streamId, slot, slots), input: values, reader, context, resetBefore: options?.resetBefore === true });
   }

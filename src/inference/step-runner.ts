@@ -17,12 +17,12 @@ export interface InputReader {
 }
 
 /** One step of one stream: its feature vector, already scaled for the model; or, with `reader`, the values it reads that vector from. */
-export interface StepRequest {
+export interface StepRequest<C = unknown> {
   readonly streamId: string;
   readonly input: Float32Array | object;
   readonly reader?: InputReader;
   /** Caller's data carried through to the result untouched (e.g. the sample's time). */
-  readonly context?: unknown;
+  readonly context?: C;
   /** Start this stream over (zero state, empty window) before this step: a gap in its data. */
   readonly resetBefore?: boolean;
   /** The stream's slot (`StepRunner.slotOf`), when the caller took it already. */
@@ -36,13 +36,13 @@ export interface StepRequest {
  * - `reset`: the model produced NaN or Infinity (`reason` says where); nothing
  *   was committed and the stream's state was reset to zero.
  */
-export interface StepResult {
+export interface StepResult<C = unknown> {
   readonly streamId: string;
   readonly status: 'ok' | 'warming' | 'reset';
   readonly output: Float32Array | null;
   readonly reason?: 'non_finite_output' | 'non_finite_state';
   /** The request's `context`. */
-  readonly context?: unknown;
+  readonly context?: C;
 }
 
 interface BatchShapes {
@@ -153,7 +153,7 @@ export class StepRunner {
   }
 
   /** Run one batch. Stream ids in `batch` must be distinct. */
-  async run(batch: readonly StepRequest[]): Promise<StepResult[]> {
+  async run<C>(batch: readonly StepRequest<C>[]): Promise<StepResult<C>[]> {
     const F = this.model.signature.featureCount;
     for (const r of batch) {
       if (!r.reader && (r.input as Float32Array).length !== F) {
@@ -161,7 +161,7 @@ export class StepRunner {
       }
     }
     for (const r of batch) if (r.resetBefore) this.resetStream(r.streamId);
-    const results: StepResult[] = [];
+    const results: StepResult<C>[] = [];
     const limit = this.model.signature.fixedBatch ?? batch.length;
     for (let i = 0; i < batch.length; i += limit) {
       const chunk = batch.slice(i, i + limit);
@@ -175,7 +175,7 @@ export class StepRunner {
     return this.model.signature.fixedBatch ?? n;
   }
 
-  async #runStateful(chunk: readonly StepRequest[]): Promise<StepResult[]> {
+  async #runStateful<C>(chunk: readonly StepRequest<C>[]): Promise<StepResult<C>[]> {
     const sig = this.model.signature;
     const F = sig.featureCount;
     const n = chunk.length;
@@ -214,7 +214,7 @@ export class StepRunner {
     // Each row is copied and checked for NaN/Infinity in one pass: the output
     // into its own array, the new state straight into the slab. A row that is
     // not finite leaves its stream at zero state and commits nothing.
-    const results: StepResult[] = new Array(n);
+    const results: StepResult<C>[] = new Array(n);
     for (let b = 0; b < n; b++) {
       const { streamId, context } = chunk[b]!;
       const output = new Float32Array(yLayout.rowSize);
@@ -242,11 +242,11 @@ export class StepRunner {
     return results;
   }
 
-  async #runWindowed(chunk: readonly StepRequest[]): Promise<StepResult[]> {
+  async #runWindowed<C>(chunk: readonly StepRequest<C>[]): Promise<StepResult<C>[]> {
     const sig = this.model.signature;
     const windows = this.windows!;
     const T = windows.window;
-    const results: StepResult[] = new Array(chunk.length);
+    const results: StepResult<C>[] = new Array(chunk.length);
     const ready: number[] = [];
     const step = new Float32Array(sig.featureCount);
     chunk.forEach((r, i) => {

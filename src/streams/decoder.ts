@@ -1,6 +1,6 @@
 import type { DecoderConfig, TimestampConfig } from '../config/config.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
-import { fillTemplate } from '../mqtt/topic-pattern.js';
+import { fillTemplate } from './topic-pattern.js';
 
 /** Why a message was dead-lettered. Stable strings: they are stored and counted. */
 export type DeadLetterReason =

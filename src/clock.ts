@@ -1,0 +1,32 @@
+/**
+ * The clock seam: every timed component takes a `Clock` (MQTT.js injects its
+ * `Timer` the same way), so a test drives time with `ManualClock`
+ * (test/support/manual-clock.ts) instead of sleeping. The micro-batcher's
+ * `Timer` is the timeout half of it.
+ */
+export interface Clock {
+  /** Wall-clock time, ms since the epoch. */
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+/**
+ * Node's clock. Its timers never keep the process alive on their own: the
+ * daemon lives as long as its sockets, and a retry or a minute's summary
+ * pending at the end of a command must not hold its exit back.
+ */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+  setInterval: (fn, ms) => setInterval(fn, ms).unref(),
+  clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
+};
+
+/** The system clock's timers with another source of wall-clock time (a test's fixed `now`). */
+export function clockWithNow(now: () => number): Clock {
+  return { ...systemClock, now };
+}

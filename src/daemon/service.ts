@@ -1,0 +1,49 @@
+import type { Logger } from '../log.js';
+
+/**
+ * A long-lived part of the daemon (zigbee2mqtt's extensions, fastify's
+ * plugins): its constructor does no I/O, `start()` acquires, `stop()`
+ * releases and is safe to call twice.
+ */
+export interface Service {
+  readonly name: string;
+  start(): void | Promise<void>;
+  stop(): void | Promise<void>;
+}
+
+/**
+ * Services started one after the other, stopped in reverse order by one
+ * loop: the composition root's whole lifecycle. A start that fails stops
+ * what had started before it.
+ */
+export class ServiceGroup {
+  readonly #log: Logger;
+  readonly #started: Service[] = [];
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  /** Start one more service (after those already started). */
+  async start(service: Service): Promise<void> {
+    await service.start();
+    this.#started.push(service);
+  }
+
+  /** The services started so far, in start order. */
+  get started(): readonly string[] {
+    return this.#started.map((s) => s.name);
+  }
+
+  /** Stop every started service, last started first; a failing stop is logged and the loop goes on. */
+  async stop(): Promise<void> {
+    while (this.#started.length > 0) {
+      const s = this.#started.pop()!;
+      try {
+        await s.stop();
+      } catch (err) {
+        this.#log.error({ err, service: s.name }, 'service failed to stop');
+      }
+    }
+  }
+}
