@@ -130,7 +130,7 @@ describe('ingest admission', () => {
       topic: 'fuzz/+id/data',
       stream: 'fuzz/{id}',
       models: ['m'],
-      decoder: { type: 'json' as const },
+      decoder: { type: 'json' as const, partial: false },
       resample: { aggregate: {}, latenessMs: 0, emit: 'complete' as const, wallClock: false, maxFillSteps: 0, maxGapSteps: 0 },
     };
     // Admission never reaches the engine or scaler: a route model needs only its features and step here.
