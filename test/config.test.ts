@@ -45,7 +45,12 @@ describe('configuration', () => {
     assert.equal(config.routes[0]!.decoder.type, 'json');
     assert.equal(config.models['weather-lstm']!.path, path.join(modelsDir, 'weather-lstm.onnx'));
     assert.equal(config.store.path, path.join(c.dir, 'tidecast.db'));
+    assert.equal(config.store.forgetStreamsAfterDays, 30, 'forgetStreamsAfterDays defaults to retentionDays');
+    assert.equal(config.routes[0]!.decoder.type === 'json' && config.routes[0]!.decoder.partial, false, 'a default inside the decoder oneOf is filled in');
+    assert.ok(!('card' in config.models['weather-lstm']!), 'no card key when none is given: the model loader looks beside the model');
+    assert.equal(loadConfig(c.file, { TIDECAST_MODELS__WEATHER_LSTM__CARD: 'cards/w.json' }).config.models['weather-lstm']!.card, path.join(c.dir, 'cards', 'w.json'));
     assert.ok(Object.isFrozen(config.mqtt));
+    assert.ok(Object.isFrozen(config.models['weather-lstm']));
     c.remove();
   });
 
@@ -139,6 +144,7 @@ batching: { maxBatch: 0 }
   it('keeps store.forgetStreamsAfterDays at least retentionDays', () => {
     const c = write(MINIMAL + 'store: { retentionDays: 30, forgetStreamsAfterDays: 7 }\n');
     assert.match(problemsOf(() => loadConfig(c.file)).join('\n'), /store\.forgetStreamsAfterDays: 7 is less than store\.retentionDays \(30\)/);
+    assert.equal(loadConfig(c.file, { TIDECAST_STORE__FORGET_STREAMS_AFTER_DAYS: '45' }).config.store.forgetStreamsAfterDays, 45);
     c.remove();
   });
 

@@ -131,7 +131,7 @@ describe('ingest admission', () => {
       topic: 'fuzz/+id/data',
       stream: 'fuzz/{id}',
       models: ['m'],
-      decoder: { type: 'json' as const },
+      decoder: { type: 'json' as const, partial: false },
       resample: { aggregate: {}, latenessMs: 0, emit: 'complete' as const, wallClock: false, maxFillSteps: 0, maxGapSteps: 0 },
     };
     // Admission needs routes and limits only: a route's model is its features and step.

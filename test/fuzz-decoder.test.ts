@@ -45,11 +45,11 @@ const JSON_REASONS: readonly DeadLetterReason[] = ['bad_json', 'wrong_type', 'mi
 const CASES: readonly Case[] = [
   {
     name: 'json, mapped features, epoch_ms ts',
-    decoder: createDecoder({ type: 'json', features: Object.fromEntries(F.map((f) => [f, f])), timestamp: { field: 'ts', format: 'epoch_ms' } }, F),
+    decoder: createDecoder({ type: 'json', features: Object.fromEntries(F.map((f) => [f, f])), timestamp: { field: 'ts', format: 'epoch_ms' }, partial: false }, F),
     complete: true,
     reasons: [...JSON_REASONS, 'bad_timestamp'],
   },
-  { name: 'json, arrival time', decoder: createDecoder({ type: 'json' }, F), complete: true, reasons: JSON_REASONS },
+  { name: 'json, arrival time', decoder: createDecoder({ type: 'json', partial: false }, F), complete: true, reasons: JSON_REASONS },
   {
     name: 'json, partial, epoch_ms ts',
     decoder: createDecoder({ type: 'json', partial: true, timestamp: { field: 'ts', format: 'epoch_ms' } }, F),

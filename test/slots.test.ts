@@ -109,7 +109,7 @@ describe('route groups and slot sharing', () => {
     const lstm = await routeModel('weather-lstm');
     const gru = await routeModel('weather-gru');
     const resample = { aggregate: {}, latenessMs: 0, emit: 'complete' as const, wallClock: false, maxFillSteps: 0, maxGapSteps: 0 };
-    const route = (topic: string, models: string[]) => ({ topic, stream: '{id}', models, decoder: { type: 'json' as const }, resample });
+    const route = (topic: string, models: string[]) => ({ topic, stream: '{id}', models, decoder: { type: 'json' as const, partial: false }, resample });
     const [a, b] = compileRoutes([route('a/+id', ['weather-lstm']), route('b/+id', ['weather-lstm', 'weather-gru'])], (r) => r.models.map((n) => (n === 'weather-lstm' ? lstm : gru)));
     assert.notEqual(a!.group, b!.group);
     assert.equal(gru.engine.runner.slab!.sharedIndex, b!.group.assembler.slots, "weather-gru runs in one group only: its state slab shares that group's slots");

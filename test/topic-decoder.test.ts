@@ -44,7 +44,7 @@ describe('TopicPattern', () => {
 });
 
 describe('decoders', () => {
-  const json = createDecoder({ type: 'json', features: { precipitation: 'r.rain', temp_max: 'tmax' }, timestamp: { field: 'ts', format: 'epoch_s' } }, F);
+  const json = createDecoder({ type: 'json', features: { precipitation: 'r.rain', temp_max: 'tmax' }, timestamp: { field: 'ts', format: 'epoch_s' }, partial: false }, F);
   const ok = Buffer.from(JSON.stringify({ ts: 1420070400, r: { rain: 0.5 }, tmax: 10, temp_min: 2, wind: 3.5 }));
 
   it('JSON: field paths per feature, defaults to the feature name, epoch seconds', () => {
@@ -62,9 +62,9 @@ describe('decoders', () => {
   });
 
   it('JSON: ISO timestamps, and arrival time when none is configured', () => {
-    const iso = createDecoder({ type: 'json', timestamp: { field: 'date', format: 'iso' } }, ['temp_max']);
+    const iso = createDecoder({ type: 'json', timestamp: { field: 'date', format: 'iso' }, partial: false }, ['temp_max']);
     assert.equal(iso(Buffer.from('{"date":"2015-01-02","temp_max":1}'), 0).ts, Date.UTC(2015, 0, 2));
-    const arrival = createDecoder({ type: 'json' }, ['temp_max']);
+    const arrival = createDecoder({ type: 'json', partial: false }, ['temp_max']);
     assert.equal(arrival(Buffer.from('{"temp_max":1}'), 1234).ts, 1234);
   });
 

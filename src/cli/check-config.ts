@@ -11,7 +11,7 @@ export default async function checkConfig(args: string[], io: CliIo): Promise<nu
   const { config, overrides } = loadConfig(file, process.env);
   const used: string[] = [];
   for (const [name, m] of Object.entries(config.models)) {
-    const model = await loadModel(m.path!, loadOptionsFor(m));
+    const model = await loadModel(m.path, loadOptionsFor(m));
     await model.session.release();
     if (!model.card) throw new ConfigError(file, [`models.${name}: ${m.path} has no model card; the daemon needs one`]);
     const fell = model.providerFailures.map((f) => `${f.provider} unavailable: ${f.reason}`);

@@ -1,88 +1,48 @@
-/** The validated configuration (config/tidecast.schema.json), defaults filled in. */
+/**
+ * The configuration as loadConfig returns it. The shapes come from
+ * config/tidecast.schema.json through config.generated.ts (`npm run
+ * gen:config-types`); this file adds only what loadConfig fills in beyond the
+ * schema's own defaults, because those depend on other values.
+ */
+import type * as Schema from './config.generated.js';
 
-export type TimestampFormat = 'epoch_s' | 'epoch_ms' | 'iso';
+export type {
+  BatchingConfig,
+  DecoderConfig,
+  DurabilityConfig,
+  HomeAssistantConfig,
+  HttpConfig,
+  LimitsConfig,
+  LogConfig,
+  MqttConfig,
+  ProviderConfig,
+  PublishConfig,
+  ResampleConfig,
+  RouteConfig,
+  ShutdownConfig,
+  StatsConfig,
+  TimestampConfig,
+  TimestampFormat,
+} from './config.generated.js';
 
-export interface TimestampConfig {
-  readonly field: string;
-  readonly format: TimestampFormat;
-}
-
-export type DecoderConfig =
-  | { readonly type: 'json'; readonly features?: Readonly<Record<string, string>>; readonly timestamp?: TimestampConfig; readonly partial?: boolean }
-  | { readonly type: 'number'; readonly feature: string }
-  | { readonly type: 'csv'; readonly columns: readonly string[]; readonly timestamp?: TimestampConfig; readonly separator: string };
-
-export interface ResampleConfig {
-  readonly aggregate: Readonly<Record<string, 'mean' | 'last' | 'sum' | 'min' | 'max'>>;
-  readonly latenessMs: number;
-  readonly emit: 'complete' | 'close';
-  readonly wallClock: boolean;
-  readonly maxFillSteps: number;
-  readonly maxGapSteps: number;
-}
-
-export interface RouteConfig {
-  readonly name?: string;
-  readonly topic: string;
-  readonly stream: string;
-  readonly models: readonly string[];
-  readonly decoder: DecoderConfig;
-  readonly resample: ResampleConfig;
-}
-
-export type ProviderConfig = string | { readonly name: string; readonly deviceId?: number };
-
-export interface ModelConfig {
-  readonly path?: string;
+export interface ModelConfig extends Schema.ModelConfig {
+  /** Absolute: relative to the config file, or models/NAME.onnx when the name is a shipped model's and no path is given. */
+  readonly path: string;
+  /** Absolute when given; when not, the loader looks beside the model (NAME.card.json). */
   readonly card?: string;
-  readonly threads: number;
-  /** Where the session runs: 'auto' (default: the main thread until its runs take over 2 ms), true (a session thread), false (the main thread). */
-  readonly sessionThread: boolean | 'auto';
-  readonly providers: readonly ProviderConfig[];
-  readonly strictProviders: boolean;
-  readonly signature?: {
-    readonly input?: string;
-    readonly output?: string;
-    readonly layout?: 'batch-first' | 'time-major';
-    readonly states?: ReadonlyArray<{ readonly input: string; readonly output: string }>;
-  };
 }
 
-export interface TidecastConfig {
-  readonly log: { readonly level: string };
-  readonly mqtt: {
-    readonly url: string;
-    readonly clientId: string;
-    readonly protocolVersion: 4 | 5;
-    readonly username?: string;
-    readonly passwordFile?: string;
-    readonly keepaliveS: number;
-    readonly reconnectPeriodMs: number;
-    readonly reconnectMaxMs: number;
-    readonly connectTimeoutMs: number;
-    readonly maxPayloadBytes: number;
-    readonly availabilityTopic: string;
-    readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string; readonly rejectUnauthorized: boolean };
-  };
+export interface StoreConfig extends Schema.StoreConfig {
+  /** Absolute (relative to the config file), or :memory:. */
+  readonly path: string;
+  /** retentionDays when not given (the schema cannot default one key to another's value). */
+  readonly forgetStreamsAfterDays: number;
+}
+
+/** The validated configuration, defaults filled in, paths absolute, frozen. */
+export interface TidecastConfig extends Omit<Schema.TidecastConfig, 'models' | 'store'> {
   readonly models: Readonly<Record<string, ModelConfig>>;
-  readonly routes: readonly RouteConfig[];
-  readonly batching: { readonly maxBatch: number; readonly maxDelayMs: number };
-  readonly store: { readonly path: string; readonly retentionDays: number; readonly pruneIntervalS: number; readonly maxSizeMiB: number; readonly deadLetterMaxMiB: number; readonly forgetStreamsAfterDays?: number; readonly integrityCheck: 'quick' | 'off' };
-  readonly durability: { readonly level: 'process' | 'power'; readonly checkpointIntervalS: number };
-  readonly limits: {
-    readonly maxStreams: number;
-    readonly idleTtlS: number;
-    readonly maxQueuedSteps: number;
-    readonly maxFutureS: number;
-    readonly maxSamplesPerStep: number;
-    readonly deadLettersPerMinute: number;
-    readonly deadLettersPerSourcePerMinute: number;
-  };
-  readonly publish: { readonly enabled: boolean; readonly topic: string; readonly qos: 0 | 1 | 2; readonly retain: boolean };
-  readonly http: { readonly enabled: boolean; readonly host: string; readonly port: number; readonly tokenFile?: string; readonly protectMetrics: boolean; readonly allowedHosts: readonly string[]; readonly ratePerS: number };
-  readonly stats: { readonly intervalS: number; readonly topic: string };
-  readonly homeAssistant: { readonly discovery: boolean; readonly prefix: string; readonly maxEntities: number };
-  readonly shutdown: { readonly drainTimeoutMs: number };
+  readonly store: StoreConfig;
 }
 
 /** A loaded configuration: the values, where they came from, and secrets read from files. */

@@ -6,7 +6,8 @@ import { ErrorCodes, TidecastError } from '../errors.js';
 import { modelsDir, packageRoot } from '../paths.js';
 import { TopicPattern } from '../streams/topic-pattern.js';
 import { redactUrl } from './redact.js';
-import type { LoadedConfig, TidecastConfig } from './config.js';
+import type { LoadedConfig, ModelConfig, TidecastConfig } from './config.js';
+import type * as Schema from './config.generated.js';
 
 /** Where the schema lives: shipped beside the example configs so editors can use it. */
 export const schemaPath = path.join(packageRoot, 'config', 'tidecast.schema.json');
@@ -166,10 +167,10 @@ function crossCheck(cfg: TidecastConfig, problems: string[]): void {
     }
   });
   for (const [name, m] of Object.entries(cfg.models)) {
-    if (!existsSync(m.path!)) problems.push(`models.${name}.path: file not found: ${m.path}`);
+    if (!existsSync(m.path)) problems.push(`models.${name}.path: file not found: ${m.path}`);
   }
   const forget = cfg.store.forgetStreamsAfterDays;
-  if (forget !== undefined && forget < cfg.store.retentionDays) {
+  if (forget < cfg.store.retentionDays) {
     problems.push(`store.forgetStreamsAfterDays: ${forget} is less than store.retentionDays (${cfg.store.retentionDays}): a forgotten stream's rows would outlive its id`);
   }
   const scheme = /^([a-z]+):/.exec(cfg.mqtt.url)?.[1] ?? '';
@@ -216,14 +217,20 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = {}): LoadedCon
   if (!validate(doc)) problems.push(...(validate.errors ?? []).map(ajvProblem));
   if (problems.length > 0) throw new ConfigError(file, problems);
 
-  const cfg = doc as unknown as TidecastConfig & { models: Record<string, { path?: string; card?: string }>; store: { path: string } };
+  // ajv has checked the document and filled in the schema's defaults: it has the generated type now.
+  const valid = doc as unknown as Schema.TidecastConfig;
   const dir = path.dirname(path.resolve(file));
   const resolve = (p: string): string => path.resolve(dir, p);
-  for (const [name, m] of Object.entries(cfg.models)) {
-    m.path = m.path === undefined ? path.join(modelsDir, `${name}.onnx`) : resolve(m.path);
-    if (m.card !== undefined) m.card = resolve(m.card);
+  const models: Record<string, ModelConfig> = {};
+  for (const [name, m] of Object.entries(valid.models)) {
+    models[name] = { ...m, path: m.path === undefined ? path.join(modelsDir, `${name}.onnx`) : resolve(m.path), ...(m.card === undefined ? {} : { card: resolve(m.card) }) };
   }
-  cfg.store.path = cfg.store.path === ':memory:' ? cfg.store.path : resolve(cfg.store.path);
+  const store = valid.store;
+  const cfg: TidecastConfig = {
+    ...valid,
+    models,
+    store: { ...store, path: store.path === ':memory:' ? store.path : resolve(store.path), forgetStreamsAfterDays: store.forgetStreamsAfterDays ?? store.retentionDays },
+  };
   crossCheck(cfg, problems);
 
   const secrets: { password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer; httpToken?: string } = {};
