@@ -151,9 +151,12 @@ export class Daemon {
     try {
       await this.#start();
     } catch (err) {
-      await this.#services.stop();
-      this.#lock?.release();
-      this.#lock = null;
+      // What started is stopped here; a later stop() has nothing to drain or checkpoint.
+      this.#stopping ??= this.#services.stop().then(() => {
+        this.#lock?.release();
+        this.#lock = null;
+      });
+      await this.#stopping;
       throw err;
     }
   }
@@ -225,7 +228,7 @@ export class Daemon {
     this.#recovery = { restoredStreams: recovered.restoredStreams, replayedInputs: recovered.replayedInputs, skippedInputs: recovered.skippedInputs, ms: recovered.ms };
 
     await services.start(checkpointer);
-    const forgetAfterDays = cfg.store.forgetStreamsAfterDays ?? cfg.store.retentionDays;
+    const forgetAfterDays = cfg.store.forgetStreamsAfterDays;
     await services.start(new Retention({ store, pruneIntervalS: cfg.store.pruneIntervalS, forgetAfterDays, cardOf: (m) => models.engines.get(m)?.model.card, discovery, clock, metrics, log }));
     await services.start(intake);
     if (cfg.http.enabled) {

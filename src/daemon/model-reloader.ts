@@ -107,7 +107,7 @@ export class ModelReloader implements Service {
       if (unchanged(current)) continue;
       let next;
       try {
-        next = await loadModel(m.path!, loadOptionsFor(m, log));
+        next = await loadModel(m.path, loadOptionsFor(m, log));
       } catch (err) {
         const message = (err as Error).message;
         failed(current.name, message.slice(0, 500), { err: { message, code: (err as { code?: unknown }).code } }, 'model reload failed; the running model stays');

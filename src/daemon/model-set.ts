@@ -52,7 +52,7 @@ export class ModelSet implements Service {
     const { config: cfg, log, metrics, sink } = this.#opts;
     for (const name of new Set(cfg.routes.flatMap((r) => r.models))) {
       const m = cfg.models[name]!;
-      const model = await loadModel(m.path!, loadOptionsFor(m, log));
+      const model = await loadModel(m.path, loadOptionsFor(m, log));
       const card = model.card;
       if (!card) {
         this.problems.push(`models.${name}: ${m.path} has no model card; the daemon needs one for features, scaling, targets and horizons`);

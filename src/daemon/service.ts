@@ -1,3 +1,4 @@
+import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -14,11 +15,15 @@ export interface Service {
 /**
  * Services started one after the other, stopped in reverse order by one
  * loop: the composition root's whole lifecycle. A start that fails stops
- * what had started before it.
+ * what had started before it. A stop while a service is still starting (a
+ * signal while the broker does not answer) stops that one first, and no
+ * service starts after it.
  */
 export class ServiceGroup {
   readonly #log: Logger;
   readonly #started: Service[] = [];
+  #starting: Service | null = null;
+  #stopped = false;
 
   constructor(log: Logger) {
     this.#log = log;
@@ -26,7 +31,15 @@ export class ServiceGroup {
 
   /** Start one more service (after those already started). */
   async start(service: Service): Promise<void> {
-    await service.start();
+    if (this.#stopped) throw new TidecastError(ErrorCodes.STOPPED, `not starting ${service.name}: stopping`);
+    this.#starting = service;
+    try {
+      await service.start();
+    } finally {
+      this.#starting = null;
+    }
+    // Stopped while it started: the stop loop already stopped it.
+    if (this.#stopped) throw new TidecastError(ErrorCodes.STOPPED, `${service.name} started while stopping`);
     this.#started.push(service);
   }
 
@@ -37,8 +50,12 @@ export class ServiceGroup {
 
   /** Stop every started service, last started first; a failing stop is logged and the loop goes on. */
   async stop(): Promise<void> {
-    while (this.#started.length > 0) {
-      const s = this.#started.pop()!;
+    this.#stopped = true;
+    const starting = this.#starting;
+    const stopping = starting ? [...this.#started, starting] : this.#started.splice(0);
+    this.#started.length = 0;
+    while (stopping.length > 0) {
+      const s = stopping.pop()!;
       try {
         await s.stop();
       } catch (err) {
