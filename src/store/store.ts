@@ -9,7 +9,7 @@ import { LogGuard } from './log-guard.js';
 import type { AccuracyDelta, DeadLetterRow, EventRow, ForecastRow, StepRow, StreamStateRow } from './rows.js';
 import { StateReader } from './state-store.js';
 import { MAX_BACKLOG, WriterClient } from './writer-client.js';
-import type { WriterRequest } from './writer.js';
+import type { WriterRequest } from './writer-messages.js';
 
 export type { ForecastLayout } from './ids.js';
 export type { InputRow } from './input-log.js';
