@@ -7,10 +7,10 @@ const DEAD_LETTER_GATHER_ROWS = 256;
 
 /**
  * Gathers dead letters for up to DEAD_LETTER_GATHER_MS (or
- * DEAD_LETTER_GATHER_ROWS) and hands them to the writer as one op (one transaction):
- * one at a time, a flood of refused messages wrote several pages of WAL for
- * each. The store flushes them ahead of any other op, so the writer sees
- * every op in the order it was made.
+ * DEAD_LETTER_GATHER_ROWS) and hands them to the writer as one op, one
+ * transaction: one at a time, a flood of refused messages wrote several pages
+ * of WAL for each. The store flushes them ahead of any other op, so the
+ * writer sees every op in the order it was made.
  */
 export class DeadLetterGatherer {
   /** The writer they go to (none before the store starts: they stay gathered). */
