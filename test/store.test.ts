@@ -3,7 +3,11 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { silentLogger } from '../src/log.js';
-import { Store, latestPredictions, type ForecastLayout } from '../src/store/store.js';
+import { Store, latestPredictions, type ForecastLayout, type StoredPrediction } from '../src/store/store.js';
+import { STREAM_LOOKUP_SQL } from '../src/http/dashboard-api.js';
+import { rollingAccuracySql } from '../src/store/accuracy.js';
+import { LATEST_OF_STREAM_SQL, LATEST_SQL } from '../src/store/queries.js';
+import { PRUNE_SQL } from '../src/store/retention.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { float32Text } from '../src/store/codec.js';
 import { InputLog, type InputRow } from '../src/store/input-log.js';
@@ -314,24 +318,72 @@ describe('SQLite store', () => {
     tmp.remove();
   });
 
-  it('finds a stream\'s rows under time-major keys by skip-scan (a seek per distinct time, no sort), and prunes a range', async () => {
+  it('shows the latest predictions of all streams newest first, read by key: at a cut issue time, the streams first seen last', async () => {
     const s = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger });
     s.start();
-    const plan = (sql: string): string => (s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as Array<{ detail: string }>).map((p) => p.detail).join('; ');
-    // The query latestPredictions runs per model.
-    const latest = plan('SELECT issued_at FROM forecasts WHERE sid = 1 AND mid = 1 ORDER BY issued_at DESC LIMIT 10');
-    assert.match(latest, /SEARCH forecasts USING PRIMARY KEY \(ANY\(issued_at\) AND sid=\? AND mid=\?\)/);
-    assert.doesNotMatch(latest, /TEMP B-TREE/);
-    // The dashboard's latest step and a series' range.
-    const step = plan("SELECT ts, values_json FROM steps WHERE stream = 'a' ORDER BY ts DESC LIMIT 1");
-    assert.match(step, /SEARCH i USING PRIMARY KEY \(ANY\(ts\) AND sid=\?\)/);
-    assert.doesNotMatch(step, /TEMP B-TREE/);
-    assert.match(plan("SELECT ts FROM steps WHERE stream = 'a' AND ts BETWEEN 0 AND 100"), /SEARCH i USING PRIMARY KEY \(ANY\(ts\) AND sid=\?\)/);
-    // An actual at a forecast's target time: one point lookup.
-    assert.match(plan('SELECT inputs FROM step_inputs WHERE sid = 1 AND ts = 5'), /SEARCH step_inputs USING PRIMARY KEY \(ts=\? AND sid=\?\)/);
-    // Retention deletes the oldest range of each key.
-    assert.match(plan('DELETE FROM step_inputs WHERE ts < 5'), /SEARCH step_inputs USING PRIMARY KEY \(ts<\?\)/);
-    assert.match(plan('DELETE FROM forecasts WHERE issued_at < 5'), /SEARCH forecasts USING PRIMARY KEY \(issued_at<\?\)/);
+    const layout: ForecastLayout = { stepMs: DAY, cells: [[1, 'x', 0], [2, 'x', 0]] };
+    const step = (stream: string, ts: number) => ({ stream, route: 'r', ts, receivedAt: ts, features: FEATURES, values: { x: 1, y: 2 }, filled: [] });
+    const fc = (stream: string, issuedAt: number, v: number) => ({ stream, issuedAt, values: [v, v + 0.5], labels: null });
+    // Stream ids in order of first sight: c, then a, then b (so key order differs from name order).
+    for (const model of ['m2', 'm1']) {
+      for (const day of [1, 2]) {
+        await s.commit(model, layout, ['c', 'a', 'b'].map((x) => step(x, day * DAY)), ['c', 'a', 'b'].map((x, i) => fc(x, day * DAY, day * 10 + i + (model === 'm1' ? 100 : 0))));
+      }
+    }
+    const cell = (p: StoredPrediction): string => `${p.issuedAt / DAY} ${p.stream} ${p.model} h${p.horizon} ${p.value}`;
+    const all = latestPredictions(s.db, { limit: 100 });
+    assert.equal(all.length, 2 * 3 * 2 * 2, 'every cell, when the limit allows');
+    assert.deepEqual(all.slice(0, 4).map(cell), ['2 a m1 h1 121', '2 a m1 h2 121.5', '2 a m2 h1 21', '2 a m2 h2 21.5'], 'newest issue time first, then by stream, model and horizon');
+    assert.deepEqual(all.slice(12).map((p) => p.issuedAt), Array(12).fill(DAY), 'then the issue time before');
+    // 5 of the newest issue time's 12 cells: the key's last (b, then a: the streams first seen last, the models first seen last), shown by name.
+    assert.deepEqual(latestPredictions(s.db, { limit: 5 }).map(cell), ['2 a m1 h1 121', '2 b m1 h1 122', '2 b m1 h2 122.5', '2 b m2 h1 22', '2 b m2 h2 22.5']);
+    assert.deepEqual(latestPredictions(s.db, { stream: 'c', limit: 3 }).map(cell), ['2 c m1 h1 120', '2 c m1 h2 120.5', '2 c m2 h1 20'], 'one stream: by name too');
+    await s.stop();
+  });
+
+  it('runs the queries whose plans the comments describe on the keys they name: skip-scans of one stream, scans that stop at the limit, ranges for retention', async () => {
+    const s = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger });
+    s.start();
+    // The statement as the store (or the API) prepares it, its parameters bound (named, or positional).
+    const plan = (sql: string): string => {
+      const stmt = s.db.prepare(`EXPLAIN QUERY PLAN ${sql}`);
+      const named = [...sql.matchAll(/@(\w+)/g)].map((m) => m[1]!);
+      const rows = named.length > 0 ? stmt.all(Object.fromEntries(named.map((n) => [n, 1]))) : stmt.all(...Array<number>(sql.split('?').length - 1).fill(1));
+      return (rows as Array<{ detail: string }>).map((p) => p.detail).join('; ');
+    };
+    const noSort = (sql: string, ...keys: RegExp[]): void => {
+      const p = plan(sql);
+      for (const key of keys) assert.match(p, key);
+      assert.doesNotMatch(p, /TEMP B-TREE/, p);
+    };
+    // tidecast query without a stream: a descending scan of forecasts' key that stops at the limit (no sort of the newest issue time's cells).
+    noSort(LATEST_SQL, /SCAN f(;|$)/, /SEARCH s USING INTEGER PRIMARY KEY/);
+    assert.doesNotMatch(plan(LATEST_SQL), /SCAN (forecasts|f) USING|AUTOMATIC/);
+    // tidecast query --stream, per model: a descending skip-scan for the latest issue times, then each forecast by its key.
+    noSort(LATEST_OF_STREAM_SQL, /SEARCH forecasts USING PRIMARY KEY \(ANY\(issued_at\) AND sid=\? AND mid=\?\)/, /SEARCH f USING PRIMARY KEY \(issued_at=\? AND sid=\? AND mid=\?\)/);
+    // The dashboard: a stream's latest step and latest forecast per model, descending skip-scans that stop at them.
+    noSort(STREAM_LOOKUP_SQL.lastStep, /SEARCH i USING PRIMARY KEY \(ANY\(ts\) AND sid=\?\)/);
+    noSort(STREAM_LOOKUP_SQL.lastIssue, /SEARCH f USING PRIMARY KEY \(ANY\(issued_at\) AND sid=\? AND mid=\?\)/);
+    assert.match(plan(STREAM_LOOKUP_SQL.forecast), /SEARCH f USING PRIMARY KEY \(issued_at=\? AND sid=\? AND mid=\?\)/);
+    assert.match(plan(STREAM_LOOKUP_SQL.buckets), /SEARCH accuracy USING PRIMARY KEY \(sid=\? AND mid=\? AND horizon=\? AND target=\?\)/);
+    // A series' range.
+    noSort(STREAM_LOOKUP_SQL.lastTs, /SEARCH i USING PRIMARY KEY \(ANY\(ts\) AND sid=\?\)/);
+    noSort(STREAM_LOOKUP_SQL.actuals, /SEARCH i USING PRIMARY KEY \(ANY\(ts\) AND sid=\?\)/);
+    assert.match(plan(STREAM_LOOKUP_SQL.forecasts), /SEARCH f USING PRIMARY KEY \(ANY\(issued_at\) AND sid=\?\)/);
+    assert.match(plan(STREAM_LOOKUP_SQL.events), /SEARCH events USING INDEX events_by_stream \(stream=\?/);
+    assert.match(plan(STREAM_LOOKUP_SQL.streamEvents), /SEARCH events USING INDEX events_by_stream \(stream=\?/);
+    assert.match(plan(STREAM_LOOKUP_SQL.deadLetters), /SEARCH dead_letters USING INDEX dead_letters_by_stream \(stream=\?/);
+    // The streams view, which the stream list avoids: its step count seeks every step time of the stream.
+    assert.match(plan('SELECT steps FROM streams WHERE id = ?'), /SEARCH i USING (COVERING INDEX \w+|PRIMARY KEY) \(ANY\(ts\) AND sid=\?\)/);
+    // Rolling accuracy of a stream: the stream found by name (spelled out; `(@stream IS NULL OR stream = @stream)` scans the names), and an actual at a forecast's target time by one point lookup.
+    const accuracy = plan(rollingAccuracySql({ stream: true, model: false }));
+    assert.match(accuracy, /SEARCH s USING COVERING INDEX sqlite_autoindex_stream_ids_1 \(name=\?\)/);
+    assert.match(accuracy, /SEARCH f USING PRIMARY KEY \(ANY\(issued_at\) AND sid=\?\)/);
+    assert.match(accuracy, /SEARCH i USING PRIMARY KEY \(ts=\? AND sid=\?\)/);
+    assert.match(plan(rollingAccuracySql({ stream: false, model: false }).replace('FROM forecast_errors', 'FROM forecast_errors WHERE (@stream IS NULL OR stream = @stream)')), /SCAN s USING COVERING INDEX sqlite_autoindex_stream_ids_1(;|$)/);
+    // Retention deletes the oldest range of each time-major key.
+    assert.match(plan(PRUNE_SQL.steps), /SEARCH step_inputs USING PRIMARY KEY \(ts<\?\)/);
+    assert.match(plan(PRUNE_SQL.forecasts), /SEARCH forecasts USING PRIMARY KEY \(issued_at<\?\)/);
     await s.stop();
   });
 });

@@ -27,6 +27,29 @@ const int = (v: string | null, fallback: number, min: number, max: number): numb
 };
 
 /**
+ * The API's lookups of one stream, whose plans the comments here describe
+ * (test/store.test.ts runs EXPLAIN QUERY PLAN on each).
+ */
+export const STREAM_LOOKUP_SQL = {
+  // A descending skip-scan that stops at the latest step.
+  lastStep: 'SELECT ts, received_at, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1',
+  // One descending skip-scan per stream x loaded model, which stops at the stream's latest forecast.
+  lastIssue: 'SELECT max(f.issued_at) FROM forecasts f WHERE f.sid = (SELECT sid FROM stream_ids WHERE name = ?) AND f.mid = (SELECT mid FROM model_ids WHERE name = ?)',
+  forecast: 'SELECT horizon, target, target_time AS targetTime, value, label FROM predictions WHERE stream = ? AND model = ? AND issued_at = ? ORDER BY horizon, target',
+  // Recent error sums of the shortest horizon, per target: the latest buckets (written at checkpoints), newest first.
+  buckets: `SELECT bucket, n, sum_abs AS sumAbs, sum_pabs AS sumPAbs FROM accuracy
+       WHERE sid = (SELECT sid FROM stream_ids WHERE name = ?) AND mid = (SELECT mid FROM model_ids WHERE name = ?) AND horizon = ? AND target = ?
+       ORDER BY bucket DESC LIMIT 100`,
+  lastTs: 'SELECT max(ts) AS t FROM steps WHERE stream = ?',
+  actuals: 'SELECT ts, values_json FROM steps WHERE stream = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?',
+  forecasts: `SELECT model, horizon, target, issued_at AS issuedAt, target_time AS targetTime, value, probabilities FROM predictions
+         WHERE stream = ? AND issued_at BETWEEN ? AND ? ORDER BY issued_at DESC, model DESC, horizon DESC, target DESC LIMIT ?`,
+  events: 'SELECT at, model, kind, detail FROM events WHERE stream = ? AND at BETWEEN ? AND ? ORDER BY at DESC LIMIT ?',
+  streamEvents: 'SELECT at, stream, model, kind, detail FROM events WHERE stream = ? ORDER BY at DESC LIMIT ?',
+  deadLetters: 'SELECT received_at AS receivedAt, topic, reason, detail FROM dead_letters WHERE stream = ? ORDER BY received_at DESC LIMIT 100',
+} as const;
+
+/**
  * The JSON API under /api/ that the dashboard page uses. Lookups go by
  * primary key (stream_ids, accuracy), by skip-scan on the time-major keys of
  * step_inputs and forecasts (a seek per step time), or by index
@@ -95,19 +118,11 @@ export class DashboardApi {
   /** The list's rows for these streams (`unstored`: the error sums not yet checkpointed, by default the constructor's). */
   describeStreams(streams: readonly StreamListing[], unstored: (stream: string, model: string) => readonly AccuracyDelta[] = this.#unstored): unknown[] {
     const db = this.#db();
-    const lastStep = db.prepare('SELECT ts, received_at, values_json FROM steps WHERE stream = ? ORDER BY ts DESC LIMIT 1');
-    // One descending skip-scan per stream x loaded model, which stops at the stream's latest forecast.
-    const lastIssue = db
-      .prepare('SELECT max(f.issued_at) FROM forecasts f WHERE f.sid = (SELECT sid FROM stream_ids WHERE name = ?) AND f.mid = (SELECT mid FROM model_ids WHERE name = ?)')
-      .pluck();
+    const lastStep = db.prepare(STREAM_LOOKUP_SQL.lastStep);
+    const lastIssue = db.prepare(STREAM_LOOKUP_SQL.lastIssue).pluck();
     const loaded = this.#models().map((m) => m.name);
-    const forecast = db.prepare('SELECT horizon, target, target_time AS targetTime, value, label FROM predictions WHERE stream = ? AND model = ? AND issued_at = ? ORDER BY horizon, target');
-    // Recent error sums of the shortest horizon, per target: the latest buckets (written at checkpoints), newest first.
-    const buckets = db.prepare(
-      `SELECT bucket, n, sum_abs AS sumAbs, sum_pabs AS sumPAbs FROM accuracy
-       WHERE sid = (SELECT sid FROM stream_ids WHERE name = ?) AND mid = (SELECT mid FROM model_ids WHERE name = ?) AND horizon = ? AND target = ?
-       ORDER BY bucket DESC LIMIT 100`,
-    );
+    const forecast = db.prepare(STREAM_LOOKUP_SQL.forecast);
+    const buckets = db.prepare(STREAM_LOOKUP_SQL.buckets);
     const mae = (stream: string, model: string, horizon: number, target: string): ReturnType<typeof recentMae> => {
       const memory = unstored(stream, model).filter((d) => d.horizon === horizon && d.target === target);
       const stored = buckets.all(stream, model, horizon, target) as Bucket[];
@@ -141,18 +156,15 @@ export class DashboardApi {
     const db = this.#db();
     if (db.prepare('SELECT 1 FROM stream_ids WHERE name = ?').get(stream) === undefined) return { status: 404, body: { error: `no stream "${stream}"` } };
     const limit = int(q.get('limit'), 2000, 1, MAX_POINTS);
-    const last = (db.prepare('SELECT max(ts) AS t FROM steps WHERE stream = ?').get(stream) as { t: number | null }).t ?? Date.now();
+    const last = (db.prepare(STREAM_LOOKUP_SQL.lastTs).get(stream) as { t: number | null }).t ?? Date.now();
     const to = int(q.get('to'), last, 0, Number.MAX_SAFE_INTEGER);
     const from = int(q.get('from'), to - 90 * DAY, 0, to);
-    const actuals = (db.prepare('SELECT ts, values_json FROM steps WHERE stream = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?').all(stream, from, to, limit) as Array<{ ts: number; values_json: string }>)
+    const actuals = (db.prepare(STREAM_LOOKUP_SQL.actuals).all(stream, from, to, limit) as Array<{ ts: number; values_json: string }>)
       .reverse()
       .map((r) => ({ ts: r.ts, values: JSON.parse(r.values_json) as Record<string, number> }));
     // Forecasts issued in the range (and a few steps before it, so its first target times are covered).
     const rows = db
-      .prepare(
-        `SELECT model, horizon, target, issued_at AS issuedAt, target_time AS targetTime, value, probabilities FROM predictions
-         WHERE stream = ? AND issued_at BETWEEN ? AND ? ORDER BY issued_at DESC, model DESC, horizon DESC, target DESC LIMIT ?`,
-      )
+      .prepare(STREAM_LOOKUP_SQL.forecasts)
       .all(stream, from - 7 * DAY, to, limit * 12) as Array<{ model: string; horizon: number; target: string; issuedAt: number; targetTime: number; value: number; probabilities: string | null }>;
     // A point holds its numeric targets' values, and each classification target's label probabilities.
     type Point = { issuedAt: number; targetTime: number; values: Record<string, number>; probabilities?: Record<string, Record<string, number>> };
@@ -165,8 +177,8 @@ export class DashboardApi {
       if (r.probabilities === null) point.values[r.target] = r.value;
       else (point.probabilities ??= {})[r.target] = JSON.parse(r.probabilities) as Record<string, number>;
     }
-    const events = db.prepare('SELECT at, model, kind, detail FROM events WHERE stream = ? AND at BETWEEN ? AND ? ORDER BY at DESC LIMIT ?').all(stream, from, to, limit);
-    const deadLetters = db.prepare('SELECT received_at AS receivedAt, topic, reason, detail FROM dead_letters WHERE stream = ? ORDER BY received_at DESC LIMIT 100').all(stream);
+    const events = db.prepare(STREAM_LOOKUP_SQL.events).all(stream, from, to, limit);
+    const deadLetters = db.prepare(STREAM_LOOKUP_SQL.deadLetters).all(stream);
     return { status: 200, body: { stream, from, to, actuals, forecasts, events, deadLetters } };
   }
 
@@ -174,7 +186,7 @@ export class DashboardApi {
     const db = this.#db();
     return stream === null
       ? db.prepare('SELECT at, stream, model, kind, detail FROM events ORDER BY id DESC LIMIT ?').all(limit)
-      : db.prepare('SELECT at, stream, model, kind, detail FROM events WHERE stream = ? ORDER BY at DESC LIMIT ?').all(stream, limit);
+      : db.prepare(STREAM_LOOKUP_SQL.streamEvents).all(stream, limit);
   }
 }
 

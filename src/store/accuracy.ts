@@ -19,16 +19,11 @@ export interface AccuracyRow {
   lastTargetTime: number;
 }
 
-/**
- * Rolling accuracy from `forecast_errors`: the latest `window` scored forecasts
- * of each stream × model × horizon × target.
- */
-export function rollingAccuracy(db: Database.Database, opts: { window: number; stream?: string; model?: string }): AccuracyRow[] {
+/** The query of `rollingAccuracy`, filtered by `@stream` and `@model` when they are given. */
+export function rollingAccuracySql(filters: { stream: boolean; model: boolean }): string {
   // Filters are spelled out, not `(@x IS NULL OR col = @x)`, which keeps SQLite off the index.
-  const where = [opts.stream !== undefined ? 'stream = @stream' : null, opts.model !== undefined ? 'model = @model' : null].filter(Boolean);
-  const rows = db
-    .prepare(
-      `WITH ranked AS (
+  const where = [filters.stream ? 'stream = @stream' : null, filters.model ? 'model = @model' : null].filter(Boolean);
+  return `WITH ranked AS (
          SELECT *, row_number() OVER (PARTITION BY stream, model, horizon, target ORDER BY target_time DESC) AS k
          FROM forecast_errors
          ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
@@ -41,8 +36,16 @@ export function rollingAccuracy(db: Database.Database, opts: { window: number; s
               max(target_time) AS lastTargetTime
        FROM ranked WHERE k <= @window
        GROUP BY stream, model, horizon, target
-       ORDER BY stream, model, horizon, target`,
-    )
+       ORDER BY stream, model, horizon, target`;
+}
+
+/**
+ * Rolling accuracy from `forecast_errors`: the latest `window` scored forecasts
+ * of each stream × model × horizon × target.
+ */
+export function rollingAccuracy(db: Database.Database, opts: { window: number; stream?: string; model?: string }): AccuracyRow[] {
+  const rows = db
+    .prepare(rollingAccuracySql({ stream: opts.stream !== undefined, model: opts.model !== undefined }))
     .all({ window: opts.window, stream: opts.stream ?? null, model: opts.model ?? null }) as Array<Omit<AccuracyRow, 'skill'>>;
   return rows.map((r) => ({ ...r, skill: r.persistenceMae > 0 ? 1 - r.mae / r.persistenceMae : null }));
 }

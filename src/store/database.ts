@@ -3,9 +3,9 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { isDamagedStoreError } from './failure-kinds.js';
 import { INPUT_LOG_SCHEMA } from './input-log.js';
 import { MIGRATIONS } from './migrations.js';
-import { isDamagedStoreError } from './writer.js';
 
 export interface DatabaseOptions {
   path: string;

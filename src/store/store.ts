@@ -1,43 +1,25 @@
 import Database from 'better-sqlite3';
 import { ErrorCodes, TidecastError } from '../errors.js';
-import type { Logger } from '../log.js';
 import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedBatch, type PackedCheckpoint } from './codec.js';
-import { closeInputLog, moveLegacyLog, openDatabase, openInputLog } from './database.js';
+import { DeadLetterGatherer } from './dead-letter-gatherer.js';
 import type { ForecastLayout } from './ids.js';
-import { InputLog, type InputRow } from './input-log.js';
+import type { InputRow } from './input-log.js';
 import { LogGuard } from './log-guard.js';
+import { closeStore, openStore, type OpenStore } from './open-store.js';
 import type { AccuracyDelta, DeadLetterRow, EventRow, ForecastRow, StepRow, StreamStateRow } from './rows.js';
-import { StateReader } from './state-store.js';
-import { MAX_BACKLOG, WriterClient } from './writer-client.js';
-import type { WriterRequest } from './writer.js';
+import type { StoreOptions } from './store-options.js';
+import { MAX_BACKLOG, type WriterClient } from './writer-client.js';
+import type { WriterRequest } from './writer-messages.js';
 
 export type { ForecastLayout } from './ids.js';
 export type { InputRow } from './input-log.js';
 export type * from './rows.js';
 export { latestPredictions } from './queries.js';
-
-export interface StoreOptions {
-  /** SQLite file, or ':memory:'. */
-  path: string;
-  retentionDays: number;
-  /** Dead letters kept at most (MiB, the oldest pruned first); 0 or absent: by age only. */
-  deadLetterMaxMiB?: number;
-  log: Logger;
-  now?: () => number;
-  /**
-   * `process` (default): synchronous=NORMAL, a commit survives the process
-   * crashing; `power`: synchronous=FULL, a commit also survives power loss, at
-   * one fsync per commit.
-   */
-  durability?: 'process' | 'power';
-  /** Cap on the database size (0: only the disk limits it); reaching it behaves as a full disk. */
-  maxSizeMiB?: number;
-  /** `quick` (default): `PRAGMA quick_check` on the database and the input log at start; `off`: none. */
-  integrityCheck?: 'quick' | 'off';
-}
+export type { StoreOptions } from './store-options.js';
 
 /**
- * The SQLite store (better-sqlite3, WAL, schema 8), as the main thread sees it.
+ * The SQLite store (better-sqlite3, WAL, the schema of `migrations.ts`), as
+ * the main thread sees it; `openStore` opens its parts, `closeStore` closes them.
  *
  * - The input log (`input-log.ts`) is the main thread's: its own database
  *   file (`<path>-inputs`), appended before a QoS 1/2 message is acknowledged.
@@ -50,22 +32,15 @@ export interface StoreOptions {
  * - Reads (recovery, a returning stream, the dashboard and `tidecast query`)
  *   run on the main thread's connection.
  */
-/** How long, and up to how many, dead letters are gathered into one write. */
-const DEAD_LETTER_GATHER_MS = 50;
-const DEAD_LETTER_GATHER_ROWS = 256;
-
 export class Store {
   readonly #opts: StoreOptions;
-  readonly #now: () => number;
-  #db: Database.Database | null = null;
-  #logDb: Database.Database | null = null;
-  #log: InputLog | null = null;
-  #states: StateReader | null = null;
+  /** The files and the parts on them, from start until stop. */
+  #open: OpenStore | null = null;
+  /** The writer, kept after stop: its failure stays readable. */
   #writer: WriterClient | null = null;
   readonly #guard: LogGuard;
   #stopping: Promise<void> | null = null;
-  #deadLetters: DeadLetterRow[] = [];
-  #deadLetterTimer: NodeJS.Timeout | null = null;
+  readonly #deadLetters: DeadLetterGatherer;
   /** Called when writes go through again after a failure, or the writer's backlog has drained. */
   onRecovered: (() => void) | null = null;
   /** Called once if the writer meets a failure no retry fixes (a damaged database): nothing more is written, the daemon must stop. */
@@ -75,65 +50,39 @@ export class Store {
 
   constructor(options: StoreOptions) {
     this.#opts = options;
-    this.#now = options.now ?? Date.now;
     this.#guard = new LogGuard({
       log: options.log,
-      retry: () => this.#log?.flushQuietly() ?? false,
+      retry: () => this.#open?.log.flushQuietly() ?? false,
       othersFailing: () => (this.#writer?.failure ?? null) !== null,
       recovered: () => this.onRecovered?.(),
     });
+    this.#deadLetters = new DeadLetterGatherer(() => this.#writer);
   }
 
   /** Open the files, run pending migrations, start the writer. */
   start(): void {
-    if (this.#db) return;
-    const file = this.#opts.path;
-    const logDb = file === ':memory:' ? null : openInputLog(this.#opts);
-    const db = openDatabase(this.#opts, (old, version) => {
-      // Schema 8 moved the input log into its own file: carry over what an older version left.
-      if (logDb && version < 8) moveLegacyLog(old, logDb);
-    });
-    this.#db = db;
-    this.#logDb = logDb ?? db;
-    this.#states = new StateReader(db);
-    // Positions are never reused: a stream checkpointed after the record may reflect inputs beyond the log (a QoS 0 group lost in a crash).
-    const lastSeq = Math.max(this.#states.checkpointSeq(), this.#states.maxStreamSeq());
-    this.#log = new InputLog(this.#logDb, { lastSeq, onGroupFailure: (err) => this.reportFailure(err, 'input log (QoS 0 group)') });
-    this.#writer = new WriterClient({
-      db,
-      file,
-      durability: this.#opts.durability,
-      maxSizeMiB: this.#opts.maxSizeMiB,
-      now: this.#now,
-      log: this.#opts.log,
+    if (this.#open) return;
+    this.#open = openStore(this.#opts, {
+      logGroupFailed: (err) => this.reportFailure(err, 'input log (QoS 0 group)'),
       failing: () => this.failing,
       recovered: () => this.onRecovered?.(),
       fatal: (err) => this.onFatal?.(err),
       dropped: () => this.onDropped?.(),
     });
+    this.#writer = this.#open.writer;
   }
 
-  #database(): Database.Database {
-    if (!this.#db) throw new TidecastError(ErrorCodes.STOPPED, 'the store is not open');
-    return this.#db;
+  #opened(): OpenStore {
+    if (!this.#open) throw new TidecastError(ErrorCodes.STOPPED, 'the store is not open');
+    return this.#open;
   }
 
   /** Hand an op to the writer; resolves with its result, or null when it was dropped. */
   #send(op: WriterRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
-    this.#database();
+    this.#opened();
     // Dead letters gathered before this op go first: the writer sees every op in the order it was made.
-    if (this.#deadLetters.length > 0) this.#sendDeadLetters();
+    if (this.#deadLetters.pending > 0) this.#deadLetters.flush();
     return this.#writer!.send(op, transfer);
-  }
-
-  /** The gathered dead letters, to the writer as one op (one transaction). */
-  #sendDeadLetters(): void {
-    if (this.#deadLetterTimer) clearTimeout(this.#deadLetterTimer);
-    this.#deadLetterTimer = null;
-    const rows = this.#deadLetters;
-    if (rows.length === 0 || !this.#writer) return;
-    this.#deadLetters = [];
-    void this.#writer.send({ op: 'deadLetters', rows });
   }
 
   /**
@@ -167,8 +116,7 @@ export class Store {
    * row joins a group commit within 5 ms (see InputLog).
    */
   appendInput(kind: 0 | 1, receivedAt: number, topic: string, payload: Buffer, durable = true): number {
-    this.#database();
-    return this.#log!.append(kind, receivedAt, topic, payload, durable);
+    return this.#opened().log.append(kind, receivedAt, topic, payload, durable);
   }
 
   /**
@@ -178,30 +126,28 @@ export class Store {
    * goes to the writer.
    */
   refuse(row: DeadLetterRow, durable: boolean): void {
-    this.#database();
+    const { log } = this.#opened();
     let seq: number | undefined;
     if (durable) {
       const note = JSON.stringify({ reason: row.reason, detail: row.detail, stream: row.stream ?? null, payloadBytes: row.payloadBytes });
-      seq = this.#log!.append(2, row.receivedAt, row.topic, row.payload, true, note);
+      seq = log.append(2, row.receivedAt, row.topic, row.payload, true, note);
     }
     this.addDeadLetter(seq === undefined ? row : { ...row, seq });
   }
 
   /** QoS 0 inputs not yet written. */
   get pendingInputs(): number {
-    return this.#log?.pending ?? 0;
+    return this.#open?.log.pending ?? 0;
   }
 
   /** Up to `limit` log entries after a position, in order (recovery replays them page by page). */
   inputAfter(seq: number, limit: number): InputRow[] {
-    this.#database();
-    return this.#log!.after(seq, limit);
+    return this.#opened().log.after(seq, limit);
   }
 
   /** The last checkpoint: the log position every stored state reflects (0: none yet). */
   checkpointSeq(): number {
-    this.#database();
-    return this.#states!.checkpointSeq();
+    return this.#opened().states.checkpointSeq();
   }
 
   /**
@@ -226,35 +172,29 @@ export class Store {
     await this.settled();
     const result = await this.#send({ op: 'checkpoint', seq, packs }, packs.flatMap(checkpointTransfer));
     if (result === null) throw new TidecastError(ErrorCodes.STORE, 'the checkpoint was refused by the store');
-    if (spilling) this.#states!.spilled();
-    if (seq !== null) void this.#log?.trim(seq);
+    if (spilling) this.#open!.states.spilled();
+    if (seq !== null) void this.#open?.log.trim(seq);
   }
 
   /** Streams of these route groups that were in memory at the last checkpoint, with their model states, in pages. */
   residentStreams(groups: readonly string[], page = 5000): IterableIterator<StreamStateRow> {
-    this.#database();
-    return this.#states!.resident(groups, page);
+    return this.#opened().states.resident(groups, page);
   }
 
   /** A stream's stored state (spilled after idling, or checkpointed), if any. */
   loadStream(group: string, stream: string): StreamStateRow | undefined {
-    this.#database();
-    return this.#states!.load(group, stream);
+    return this.#opened().states.load(group, stream);
   }
 
   /**
    * Store a dead letter (retried while the store fails). Dead letters are
-   * gathered for up to DEAD_LETTER_GATHER_MS (or DEAD_LETTER_GATHER_ROWS) and
-   * written in one transaction: one at a time, a flood of refused messages
-   * wrote several pages of WAL for each. Any other op sends them first.
+   * gathered for up to 50 ms (or 256 of them) and written in one transaction
+   * (`dead-letter-gatherer.ts`). Any other op sends them first.
    */
   addDeadLetter(row: DeadLetterRow): void {
-    this.#database();
+    this.#opened();
     if (row.seq !== undefined) this.#flushLog();
-    // Its own copy of the payload: a slice of the connection's read buffer would carry the whole buffer across.
-    this.#deadLetters.push({ ...row, payload: Buffer.from(row.payload) });
-    if (this.#deadLetters.length >= DEAD_LETTER_GATHER_ROWS) this.#sendDeadLetters();
-    else this.#deadLetterTimer ??= setTimeout(() => this.#sendDeadLetters(), DEAD_LETTER_GATHER_MS).unref();
+    this.#deadLetters.add(row);
   }
 
   /** Store an event (retried while the store fails). */
@@ -275,7 +215,7 @@ export class Store {
 
   /** Delete rows older than the retention window, and the oldest dead letters past their size cap; resolves with rows deleted per table. */
   async prune(): Promise<Record<string, number>> {
-    const cutoff = this.#now() - this.#opts.retentionDays * 86_400_000;
+    const cutoff = (this.#opts.now ?? Date.now)() - this.#opts.retentionDays * 86_400_000;
     const result = await this.#send({ op: 'prune', cutoff, deadLetterMaxBytes: (this.#opts.deadLetterMaxMiB ?? 0) * 1024 * 1024 });
     if (result === null) throw new TidecastError(ErrorCodes.STORE, 'retention pruning was refused by the store');
     return result as Record<string, number>;
@@ -283,7 +223,7 @@ export class Store {
 
   /**
    * Forget streams idle (and out of memory) since before `cutoff`, up to
-   * `limit` of them: their state, error sums and id (see WriterCore#forget);
+   * `limit` of them: their state, error sums and id (see retention.ts, forgetIdleStreams);
    * resolves with each forgotten stream and the models it had state in.
    */
   async forget(cutoff: number, limit = 5000): Promise<Array<{ stream: string; models: string[] }>> {
@@ -324,17 +264,18 @@ export class Store {
 
   /** Whether the input log can take a write now (readiness), and the writer is not failing. */
   writable(): boolean {
-    return !this.failing && this.#log !== null && this.#log.writable();
+    return !this.failing && this.#open !== null && this.#open.log.writable();
   }
 
   /** Write the pending QoS 0 group; a failure is reported, the rows stay pending. */
   #flushLog(): void {
-    if (this.#log && this.#log.pending > 0) this.#log.flushQuietly();
+    const log = this.#open?.log;
+    if (log && log.pending > 0) log.flushQuietly();
   }
 
   /** The main thread's connection, for read-only queries (tidecast query, the dashboard, tests). */
   get db(): Database.Database {
-    return this.#database();
+    return this.#opened().db;
   }
 
   /**
@@ -349,23 +290,11 @@ export class Store {
   }
 
   async #stop(): Promise<void> {
-    if (!this.#db) return;
+    const open = this.#open;
+    if (!open) return;
     this.#guard.cancel();
-    this.#log!.flushQuietly();
-    this.#sendDeadLetters();
-    const left = await this.#writer!.stop();
-    if (left > 0 || this.#log!.pending > 0) {
-      this.#opts.log.error({ queued: left, pendingInputs: this.#log!.pending, err: this.failure?.message }, 'store stopping with writes it could not commit; the input log replays durable inputs at the next start');
-    }
-    await this.#log!.stop();
-    try {
-      if (this.#logDb !== this.#db) closeInputLog(this.#logDb!);
-    } finally {
-      this.#db.close();
-      this.#db = null;
-      this.#logDb = null;
-      this.#log = null;
-      this.#states = null;
-    }
+    open.log.flushQuietly();
+    this.#deadLetters.flush();
+    await closeStore(open, this.#opts.log, () => this.failure, () => (this.#open = null));
   }
 }

@@ -3,7 +3,8 @@ import { Worker } from 'node:worker_threads';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { inputLogPath } from './database.js';
-import { WriterCore, type WriterOp, type WriterReply, type WriterRequest } from './writer.js';
+import type { WriterOp, WriterReply, WriterRequest } from './writer-messages.js';
+import { WriterCore } from './writer.js';
 
 /** Ops the writer may have in hand before the intake waits (a batch op carries up to maxBatch steps). */
 export const MAX_BACKLOG = 64;

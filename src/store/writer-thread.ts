@@ -7,7 +7,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { CACHE_MIB, configure } from './database.js';
-import { WriterCore, type WriterOp } from './writer.js';
+import type { WriterOp } from './writer-messages.js';
+import { WriterCore } from './writer.js';
 
 const { file, durability, maxSizeMiB } = workerData as { file: string; durability?: 'process' | 'power'; maxSizeMiB?: number };
 const port = parentPort!;

@@ -1,70 +1,12 @@
 import type Database from 'better-sqlite3';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { BatchWriter } from './batch-writer.js';
-import type { PackedBatch, PackedCheckpoint } from './codec.js';
-import { Ids, type ForecastLayout } from './ids.js';
-import type { DeadLetterRow, EventRow } from './rows.js';
+import { isDamagedStoreError, isTransientStoreError } from './failure-kinds.js';
+import { Ids } from './ids.js';
+import { forgetIdleStreams, pruneRows } from './retention.js';
+import type { EventRow } from './rows.js';
 import { CheckpointWriter } from './state-store.js';
-
-/** What the main thread asks of the writer. */
-export type WriterRequest =
-  | { readonly op: 'commit'; readonly model: string; readonly layout: ForecastLayout; readonly batch: PackedBatch }
-  /** Streams of a checkpoint; with `seq` (not null), also the checkpoint's record. */
-  | { readonly op: 'checkpoint'; readonly seq: number | null; readonly packs: readonly PackedCheckpoint[] }
-  | { readonly op: 'deadLetters'; readonly rows: readonly DeadLetterRow[] }
-  | { readonly op: 'event'; readonly row: EventRow }
-  | { readonly op: 'adoptFingerprint'; readonly model: string; readonly from: string; readonly to: string }
-  | { readonly op: 'prune'; readonly cutoff: number; readonly deadLetterMaxBytes: number }
-  | { readonly op: 'forget'; readonly cutoff: number; readonly limit: number }
-  /** Nothing to write: answered once every op before it is. */
-  | { readonly op: 'barrier' }
-  | { readonly op: 'stop' };
-
-/** A request with its id: each op is answered once, in order. */
-export type WriterOp = WriterRequest & { readonly id: number };
-
-/** What the writer tells the main thread. */
-export type WriterReply =
-  /** The op went through (`result`: a commit's per-forecast "new" flags, a prune's counts, a stop's ops left unwritten). */
-  | { readonly kind: 'done'; readonly id: number; readonly result?: unknown }
-  /** The op's rows were refused (a bug in the row, such as a non-finite value the schema's CHECK refuses): dropped. */
-  | { readonly kind: 'dropped'; readonly id: number; readonly what: string; readonly error: SerializedError }
-  /**
-   * The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB): the writer
-   * stops writing, nothing is dropped, and the daemon stops (exit 74) with
-   * every input since the last checkpoint still in the log.
-   */
-  | { readonly kind: 'fatal'; readonly id: number; readonly what: string; readonly error: SerializedError }
-  /** Writes fail for now (disk full, locked, I/O): they wait, in order, and are retried with backoff. */
-  | { readonly kind: 'failing'; readonly what: string; readonly error: SerializedError }
-  /** Every write that waited has gone through. */
-  | { readonly kind: 'recovered'; readonly after: string }
-  /** Fault injection (tests): a checkpoint transaction is open and held. */
-  | { readonly kind: 'fault'; readonly what: string; readonly holdMs: number };
-
-export interface SerializedError {
-  readonly message: string;
-  readonly code?: string;
-}
-
-/** SQLite result codes that describe the moment, not the data: retry later. */
-const TRANSIENT = /^SQLITE_(FULL|BUSY|LOCKED|IOERR|READONLY|CANTOPEN|PROTOCOL|NOMEM)/;
-
-/** True for a store error worth retrying (disk full, locked, I/O). */
-export function isTransientStoreError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (code === ErrorCodes.STORE_UNAVAILABLE) return true;
-  return typeof code === 'string' && TRANSIENT.test(code);
-}
-
-/** SQLite result codes of a damaged database file. */
-const DAMAGED = /^SQLITE_(CORRUPT|NOTADB)/;
-
-/** True for a store error that says the database file is damaged (SQLITE_CORRUPT*, SQLITE_NOTADB). */
-export function isDamagedStoreError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && DAMAGED.test(code);
-}
+import { describeOp, serializeError, type SerializedError, type WriterOp, type WriterReply } from './writer-messages.js';
 
 /** Most rows (steps and forecasts) in one group of batches committed together: about 16 full batches. */
 const GROUP_ROWS = 8192;
@@ -72,11 +14,6 @@ const GROUP_ROWS = 8192;
 /** Retry delays for waiting writes after a transient failure. */
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5000;
-
-const serialize = (err: unknown): SerializedError => {
-  const code = (err as { code?: unknown }).code;
-  return { message: (err as Error).message, ...(typeof code === 'string' ? { code } : {}) };
-};
 
 /**
  * The store's writer: runs the main thread's ops on its own connection, in
@@ -176,7 +113,7 @@ export class WriterCore {
           return;
         }
         this.#queue.shift();
-        this.#reply({ kind: 'dropped', id: op.id, what: describe(op), error: serialize(err) });
+        this.#reply({ kind: 'dropped', id: op.id, what: describeOp(op), error: serializeError(err) });
         continue;
       }
       this.#queue.shift();
@@ -224,13 +161,13 @@ export class WriterCore {
       }
       // Not the rows of one batch (those are caught inside): refuse the first, try the rest again.
       this.#queue.shift();
-      this.#reply({ kind: 'dropped', id: group[0]!.id, what: describe(group[0]!), error: serialize(err) });
+      this.#reply({ kind: 'dropped', id: group[0]!.id, what: describeOp(group[0]!), error: serializeError(err) });
       return true;
     }
     this.#queue.splice(0, group.length);
     group.forEach((op, i) => {
       const r = results[i]!;
-      if (r instanceof Error) this.#reply({ kind: 'dropped', id: op.id, what: describe(op), error: serialize(r) });
+      if (r instanceof Error) this.#reply({ kind: 'dropped', id: op.id, what: describeOp(op), error: serializeError(r) });
       else this.#reply({ kind: 'done', id: op.id, result: r });
     });
     return true;
@@ -239,12 +176,12 @@ export class WriterCore {
   /** A failure no retry fixes: stop writing and say why; the op and every op after it stay unwritten. */
   #halt(err: unknown, op: WriterOp): void {
     this.#halted = true;
-    this.#reply({ kind: 'fatal', id: op.id, what: describe(op), error: serialize(err) });
+    this.#reply({ kind: 'fatal', id: op.id, what: describeOp(op), error: serializeError(err) });
   }
 
   #fail(err: unknown, op: WriterOp): void {
-    if (!this.#failure) this.#reply({ kind: 'failing', what: describe(op), error: serialize(err) });
-    this.#failure = serialize(err);
+    if (!this.#failure) this.#reply({ kind: 'failing', what: describeOp(op), error: serializeError(err) });
+    this.#failure = serializeError(err);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       if (!this.#stopped) this.#drain();
@@ -270,9 +207,9 @@ export class WriterCore {
       case 'adoptFingerprint':
         return this.#stmts.adopt.run(op.to, op.model, op.from).changes;
       case 'prune':
-        return this.#prune(op.cutoff, op.deadLetterMaxBytes);
+        return pruneRows(this.#db, op.cutoff, op.deadLetterMaxBytes);
       case 'forget':
-        return this.#forget(op.cutoff, op.limit);
+        return forgetIdleStreams(this.#db, op.cutoff, op.limit);
       case 'barrier':
         return undefined;
       default:
@@ -283,66 +220,6 @@ export class WriterCore {
   /** Rows with a seq come from the data path and are written once however often it is replayed. */
   #event(e: EventRow): void {
     this.#stmts.event.run(e.at, e.stream, e.model, e.kind, e.detail, e.seq ?? null);
-  }
-
-  /** Delete rows older than `cutoff`, and the oldest dead letters past `deadLetterMaxBytes` (0: no cap); returns rows deleted per table. */
-  #prune(cutoff: number, deadLetterMaxBytes: number): Record<string, number> {
-    const db = this.#db;
-    const deleted: Record<string, number> = {};
-    db.transaction(() => {
-      // The oldest range of each time-major key.
-      deleted.forecasts = db.prepare('DELETE FROM forecasts WHERE issued_at < ?').run(cutoff).changes;
-      deleted.steps = db.prepare('DELETE FROM step_inputs WHERE ts < ?').run(cutoff).changes;
-      deleted.accuracy = db.prepare('DELETE FROM accuracy WHERE last_target_time < ?').run(cutoff).changes;
-      deleted.events = db.prepare('DELETE FROM events WHERE at < ?').run(cutoff).changes;
-      deleted.dead_letters = db.prepare('DELETE FROM dead_letters WHERE received_at < ?').run(cutoff).changes;
-      if (deadLetterMaxBytes > 0) {
-        // The newest dead letters that fit the cap stay (a row's size: its columns plus about 64 bytes of record and index).
-        const over = db
-          .prepare('SELECT id FROM (SELECT id, sum(length(payload) + length(topic) + length(detail) + coalesce(length(stream), 0) + 64) OVER (ORDER BY id DESC) AS total FROM dead_letters) WHERE total > ? LIMIT 1')
-          .get(deadLetterMaxBytes) as { id: number } | undefined;
-        if (over) deleted.dead_letters += db.prepare('DELETE FROM dead_letters WHERE id <= ?').run(over.id).changes;
-      }
-    })();
-    return deleted;
-  }
-
-  /**
-   * Forget up to `limit` streams out of memory (spilled) and idle since before
-   * `cutoff`: their saved state, error sums and id. Their steps and forecasts
-   * are older than the cutoff, so retention has pruned them already (the
-   * config keeps store.forgetStreamsAfterDays at least retentionDays). A
-   * stream that comes back later starts afresh, under a new id. Returns each
-   * forgotten stream with the models it had state in.
-   */
-  #forget(cutoff: number, limit: number): Array<{ stream: string; models: string[] }> {
-    const db = this.#db;
-    return db.transaction(() => {
-      const idle = db
-        .prepare('SELECT stream FROM stream_state GROUP BY stream HAVING max(last_active) < ? AND max(resident) = 0 LIMIT ?')
-        .pluck()
-        .all(cutoff, limit) as string[];
-      const modelsOf = db.prepare('SELECT model FROM model_state WHERE stream = ?').pluck();
-      const sidOf = db.prepare('SELECT sid FROM stream_ids WHERE name = ?').pluck();
-      const del = {
-        models: db.prepare('DELETE FROM model_state WHERE stream = ?'),
-        state: db.prepare('DELETE FROM stream_state WHERE stream = ?'),
-        accuracy: db.prepare('DELETE FROM accuracy WHERE sid = ?'),
-        id: db.prepare('DELETE FROM stream_ids WHERE sid = ?'),
-      };
-      const out: Array<{ stream: string; models: string[] }> = [];
-      for (const stream of idle) {
-        out.push({ stream, models: modelsOf.all(stream) as string[] });
-        del.models.run(stream);
-        del.state.run(stream);
-        const sid = sidOf.get(stream) as number | undefined;
-        if (sid !== undefined) {
-          del.accuracy.run(sid);
-          del.id.run(sid);
-        }
-      }
-      return out;
-    })();
   }
 
   /** Try once more what waits, then stop; answers with the number of ops left unwritten. */
@@ -359,18 +236,5 @@ export class WriterCore {
     }
     this.#stopped = true;
     this.#reply({ kind: 'done', id, result: this.#queue.length });
-  }
-}
-
-function describe(op: WriterOp): string {
-  switch (op.op) {
-    case 'commit':
-      return `batch of ${op.model}`;
-    case 'deadLetters':
-      return op.rows.length === 1 ? 'dead letter' : `${op.rows.length} dead letters`;
-    case 'adoptFingerprint':
-      return 'model state';
-    default:
-      return op.op;
   }
 }
