@@ -9,7 +9,9 @@ import { readWeather } from '../src/demo/weather-data.js';
 import { defaultCardPath, readCard } from '../src/inference/card.js';
 import { silentLogger } from '../src/log.js';
 import { modelsDir } from '../src/paths.js';
-import { modelPath, prng, tempDir } from './helpers.js';
+import { modelPath } from './support/models.js';
+import { prng } from './support/prng.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { waitFor } from './support/fixtures.js';
 

@@ -8,7 +8,7 @@ import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import { silentLogger } from '../src/log.js';
 import { packageRoot } from '../src/paths.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { retained, waitFor, writeTestConfig } from './support/fixtures.js';
 

@@ -6,7 +6,7 @@ import mqtt from 'mqtt';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import { silentLogger } from '../src/log.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker, haveMosquitto } from './support/broker.js';
 import { startChild, waitReady } from './support/child.js';
 import { expectedForecasts, telemetry, waitFor, worstVsExpected, writeTestConfig, type StoredValue } from './support/fixtures.js';

@@ -4,7 +4,7 @@ import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import { silentLogger } from '../src/log.js';
 import { rollingAccuracy } from '../src/store/accuracy.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { STATIONS_ROUTE, expectedForecasts, forecastKey, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig, type StoredValue } from './support/fixtures.js';
 

@@ -16,7 +16,8 @@ import { StepRunner } from '../src/inference/step-runner.js';
 import { entityId } from '../src/mqtt/ha-discovery.js';
 import { silentLogger } from '../src/log.js';
 import { modelsDir } from '../src/paths.js';
-import { maxAbsDiff, modelPath, tempDir } from './helpers.js';
+import { maxAbsDiff, modelPath } from './support/models.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { publishAll, retained, waitFor } from './support/fixtures.js';
 

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { logged, startChild, waitReady } from './support/child.js';
 import { TestBroker } from './support/broker.js';
 import { publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';

@@ -5,7 +5,7 @@ import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import type { ForecastMessage } from '../src/daemon/forecast-sink.js';
 import { silentLogger } from '../src/log.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker, haveMosquitto } from './support/broker.js';
 import { expectedForecasts, forecastKey, telemetry, waitFor, worstVsExpected, writeTestConfig } from './support/fixtures.js';
 

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { silentLogger } from '../src/log.js';
 import { Store } from '../src/store/store.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { logged, metric, startChild, waitReady } from './support/child.js';
 import { telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';

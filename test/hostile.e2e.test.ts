@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { metric, rssBytes, startChild, waitReady } from './support/child.js';
 import { STATIONS_ROUTE, expectedForecasts, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig, type StoredValue } from './support/fixtures.js';

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { startChild, waitReady, type Child } from './support/child.js';
 import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';

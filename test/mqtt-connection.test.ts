@@ -6,7 +6,7 @@ import pino from 'pino';
 import { loadConfig } from '../src/config/load-config.js';
 import { silentLogger } from '../src/log.js';
 import { MqttConnection } from '../src/mqtt/mqtt-connection.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { publishAll, waitFor, writeTestConfig } from './support/fixtures.js';
 

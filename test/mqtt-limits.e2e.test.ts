@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import mqtt from 'mqtt';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { haveMosquitto, TestBroker } from './support/broker.js';
 import { rssBytes, startChild, waitReady } from './support/child.js';
 import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';

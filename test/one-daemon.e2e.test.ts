@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { haveMosquitto, TestBroker } from './support/broker.js';
 import { metric, startChild, waitReady, type Child } from './support/child.js';
 import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';

@@ -12,7 +12,7 @@ import { silentLogger } from '../src/log.js';
 import { ExitCodes, NO_RESTART_EXIT_CODES } from '../src/exit-codes.js';
 import { SERVICE_NODE_FLAGS } from '../src/node-flags.js';
 import { packageRoot } from '../src/paths.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { retained, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
 

@@ -5,7 +5,8 @@ import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { loadModel } from '../src/inference/model.js';
-import { modelPath, tempDir } from './helpers.js';
+import { modelPath } from './support/models.js';
+import { tempDir } from './support/temp-dir.js';
 import { runCli } from './support/child.js';
 
 const tidecast = runCli;

@@ -5,7 +5,8 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../src/config/load-config.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import { silentLogger } from '../src/log.js';
-import { modelPath, tempDir } from './helpers.js';
+import { modelPath } from './support/models.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { expectedForecasts, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig, type StoredValue } from './support/fixtures.js';
 

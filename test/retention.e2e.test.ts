@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import mqtt from 'mqtt';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { metric, startChild, waitReady } from './support/child.js';
 import { countIn, retained, waitFor, writeTestConfig } from './support/fixtures.js';

@@ -6,7 +6,9 @@ import ort from 'onnxruntime-node';
 import { ErrorCodes } from '../src/errors.js';
 import { loadModel } from '../src/inference/model.js';
 import { StepRunner } from '../src/inference/step-runner.js';
-import { maxAbsDiff, prng, tempDir, testModelPath } from './helpers.js';
+import { maxAbsDiff, testModelPath } from './support/models.js';
+import { prng } from './support/prng.js';
+import { tempDir } from './support/temp-dir.js';
 import { runCli } from './support/child.js';
 
 const KERAS = testModelPath('keras-style-lstm.onnx');

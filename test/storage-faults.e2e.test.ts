@@ -3,7 +3,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { TestBroker } from './support/broker.js';
 import { logged, startChild, waitReady } from './support/child.js';
 import { publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';

@@ -5,7 +5,7 @@ import { connect, type Server } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createServer } from 'node:tls';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { freePort, TestBroker } from './support/broker.js';
 import { logged, runCli, startChild, waitReady } from './support/child.js';
 import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';

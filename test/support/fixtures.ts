@@ -9,7 +9,7 @@ import { loadModel } from '../../src/inference/model.js';
 import { OutputHead } from '../../src/inference/output-head.js';
 import { CardScaler } from '../../src/inference/scaler.js';
 import { StepRunner } from '../../src/inference/step-runner.js';
-import { modelPath } from '../helpers.js';
+import { modelPath } from './models.js';
 
 /** A daemon config for tests: JSON telemetry on sensors/<site>/<device>/telemetry, weather-lstm. */
 export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number; homeAssistant?: boolean; statsIntervalS?: number; sessionThread?: boolean; mqtt?: string } = {}): string {
