@@ -5,7 +5,7 @@
  */
 import { loadModel } from '../src/inference/model.js';
 import { StepRunner } from '../src/inference/step-runner.js';
-import { modelPath } from '../test/helpers.js';
+import { modelPath } from '../test/support/models.js';
 
 const n = Number(process.argv[2]);
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);

@@ -1,17 +1,16 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import mqtt from 'mqtt';
-import { loadConfig } from '../src/config/load-config.js';
-import { Daemon } from '../src/daemon/daemon.js';
+import type { Daemon } from '../src/daemon/daemon.js';
 import { readWeather } from '../src/demo/weather-data.js';
 import { defaultCardPath, readCard } from '../src/inference/card.js';
-import { silentLogger } from '../src/log.js';
 import { modelsDir } from '../src/paths.js';
-import { modelPath, prng, tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
+import { modelPath } from './support/models.js';
+import { prng } from './support/prng.js';
 import { waitFor } from './support/fixtures.js';
+import { openTestBed, type TestBed } from './support/test-bed.js';
+import type { ConfigInput } from './support/test-config.js';
 
 /** What models/train.py predicted offline for the held-out year, in physical units. */
 interface Heldout { from: string; streams: Record<string, { dates: string[]; outputs: number[][] }> }
@@ -58,37 +57,31 @@ function replayMessages(prefix: string, seed: number, drop?: (city: string, date
   return groups;
 }
 
-function writeConfig(dir: string, url: string, prefix: string): string {
-  const file = path.join(dir, `${prefix}.yaml`);
-  writeFileSync(
-    file,
-    `
-mqtt: { url: ${url}, clientId: tidecast-${prefix} }
-models: { weather-lstm: {} }
-routes:
-  - topic: ${prefix}/+station/+feature
-    stream: "{station}"
-    models: [weather-lstm]
-    decoder: { type: json, partial: true, timestamp: { field: date, format: iso } }
-    resample: { emit: complete, latenessMs: ${2 * DAY}, wallClock: false, maxFillSteps: 1, maxGapSteps: 3 }
-store: { path: ${path.join(dir, `${prefix}.db`)}, retentionDays: 36500 }
-publish: { enabled: false }
-http: { enabled: false }
-`,
-  );
-  return file;
+/** weather-lstm on one topic per feature per station under `prefix`, into <prefix>.db; nothing published, no HTTP. */
+function replayConfig(prefix: string): ConfigInput {
+  return {
+    mqtt: { clientId: `tidecast-${prefix}` },
+    routes: [
+      {
+        topic: `${prefix}/+station/+feature`,
+        stream: '{station}',
+        models: ['weather-lstm'],
+        decoder: { type: 'json', partial: true, timestamp: { field: 'date', format: 'iso' } },
+        resample: { emit: 'complete', latenessMs: 2 * DAY, wallClock: false, maxFillSteps: 1, maxGapSteps: 3 },
+      },
+    ],
+    publish: { enabled: false },
+    http: { enabled: false },
+  };
 }
 
 interface Row { stream: string; issued_at: number; horizon: number; target: string; value: number }
 
-async function replay(broker: TestBroker, dir: string, prefix: string, groups: Msg[][], expectedSteps: number): Promise<Daemon> {
-  const daemon = new Daemon({ loaded: loadConfig(writeConfig(dir, broker.url, prefix)), log: silentLogger });
-  await daemon.start();
-  const pub = await mqtt.connectAsync(broker.url, { clientId: `pub-${prefix}` });
+async function replay(bed: TestBed, prefix: string, groups: Msg[][], expectedSteps: number): Promise<Daemon> {
+  const daemon = await bed.startDaemon(bed.writeConfig(replayConfig(prefix), prefix));
   // Published in this order without waiting between messages (waiting for each
   // day's PUBACKs would cost a TCP delayed-ACK round per day).
-  await Promise.all(groups.flat().map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
-  await pub.endAsync();
+  await bed.publish(groups.flat());
   const db = daemon.store!.db;
   await waitFor(() => (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n >= expectedSteps && daemon.stats().queueDepth === 0, 60_000, `${expectedSteps} steps`);
   return daemon;
@@ -118,22 +111,15 @@ function worstVsOffline(daemon: Daemon, cities: string[], skip?: (city: string, 
 }
 
 describe('real streams: one topic per feature, shuffled and jittered, through Mosquitto', () => {
-  const tmp = tempDir();
-  const broker = new TestBroker(tmp.dir);
-  const daemons: Daemon[] = [];
+  let bed: TestBed;
   const cities = Object.keys(heldout.streams);
   const allSteps = cities.length * readWeather().get(cities[0]!)!.length;
 
-  before(() => broker.start());
-  after(async () => {
-    for (const d of daemons) await d.stop();
-    await broker.stop();
-    tmp.remove();
-  });
+  before(async () => (bed = await openTestBed()));
+  after(() => bed.close());
 
   it('stores the training script\'s offline predictions and reproduces its held-out MAE and skill', async () => {
-    const daemon = await replay(broker, tmp.dir, 'clean', replayMessages('clean', 1), allSteps);
-    daemons.push(daemon);
+    const daemon = await replay(bed, 'clean', replayMessages('clean', 1), allSteps);
     const { worst, compared } = worstVsOffline(daemon, cities);
     assert.equal(compared, 730 * 6);
     assert.ok(worst <= 1e-5, `stored vs PyTorch offline predictions: max diff ${worst}`);
@@ -162,8 +148,7 @@ describe('real streams: one topic per feature, shuffled and jittered, through Mo
 
   it('a 5-day hole in one station: its state is reset, nothing NaN is stored, it resumes; the other station is unaffected', async () => {
     const hole = (c: string, d: string): boolean => c === 'Seattle' && d >= '2015-03-01' && d <= '2015-03-05';
-    const daemon = await replay(broker, tmp.dir, 'gap', replayMessages('gap', 2, hole), allSteps - 4);
-    daemons.push(daemon);
+    const daemon = await replay(bed, 'gap', replayMessages('gap', 2, hole), allSteps - 4);
     const db = daemon.store!.db;
     const events = db.prepare("SELECT stream, kind, at FROM events WHERE kind = 'gap_reset'").all() as Array<{ stream: string; at: number }>;
     assert.deepEqual(events.map((e) => [e.stream, new Date(e.at).toISOString().slice(0, 10)]), [['seattle', '2015-03-06']]);
@@ -195,8 +180,7 @@ describe('real streams: one topic per feature, shuffled and jittered, through Mo
         late++;
       }
     }
-    const daemon = await replay(broker, tmp.dir, 'dup', groups, allSteps);
-    daemons.push(daemon);
+    const daemon = await replay(bed, 'dup', groups, allSteps);
     assert.ok(worstVsOffline(daemon, cities).worst <= 1e-5, 'predictions equal the clean replay');
     const letters = daemon.store!.db.prepare("SELECT reason, count(*) n FROM dead_letters GROUP BY reason").all() as Array<{ reason: string; n: number }>;
     assert.deepEqual(letters, [{ reason: 'late', n: late }]);

@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../src/config/load-config.js';
-import { Daemon } from '../src/daemon/daemon.js';
-import { silentLogger } from '../src/log.js';
 import { rollingAccuracy } from '../src/store/accuracy.js';
-import { tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { STATIONS_ROUTE, expectedForecasts, forecastKey, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig, type StoredValue } from './support/fixtures.js';
+import { expectedForecasts, forecastKey, telemetry, waitFor, worstVsExpected, type StoredValue } from './support/fixtures.js';
+import { STATIONS_ROUTE } from './support/test-config.js';
+import { withDaemon } from './support/with-daemon.js';
 
 /**
  * Challengers: one route runs the LSTM and the GRU on the same streams. Each
@@ -15,25 +12,13 @@ import { STATIONS_ROUTE, expectedForecasts, forecastKey, publishAll, telemetry, 
  * user can compare them before switching.
  */
 describe('challenger models', () => {
-  it('a route with two models: each keeps its own state, forecasts and accuracy side by side', { timeout: 60_000 }, async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const file = writeDaemonConfig(tmp.dir, {
-      url: broker.url,
-      clientId: 'tidecast-challenger',
-      models: '  weather-lstm: {}\n  weather-gru: {}',
-      routes: STATIONS_ROUTE.replace('models: [weather-lstm]', 'models: [weather-lstm, weather-gru]'),
-    });
-    const daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
-    await daemon.start();
-    try {
-      const db = daemon.store!.db;
+  it('a route with two models: each keeps its own state, forecasts and accuracy side by side', { timeout: 60_000 }, () =>
+    withDaemon({ models: { 'weather-lstm': {}, 'weather-gru': {} }, routes: [{ ...STATIONS_ROUTE, models: ['weather-lstm', 'weather-gru'] }] }, async ({ db, publish, count }) => {
       const msgs = telemetry(3, 30).sort((a, b) => a.ts - b.ts);
-      await publishAll(broker.url, 'challenger-pub', msgs);
-      const per = (model: string): number => (db.prepare('SELECT count(*) n FROM predictions WHERE model = ?').get(model) as { n: number }).n;
+      await publish(msgs);
+      const per = (model: string): number => count('SELECT count(*) n FROM predictions WHERE model = ?', model);
       await waitFor(() => per('weather-lstm') === msgs.length * 6 && per('weather-gru') === msgs.length * 6, 15_000, 'both models\u2019 forecasts');
-      assert.equal((db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n, msgs.length, 'a step shared by both models is stored once');
+      assert.equal(count('SELECT count(*) n FROM steps'), msgs.length, 'a step shared by both models is stored once');
 
       for (const model of ['weather-lstm', 'weather-gru']) {
         const want = await expectedForecasts(msgs, model);
@@ -52,10 +37,5 @@ describe('challenger models', () => {
         assert.equal(rows.length, 3, `${model}: online accuracy per stream`);
         for (const r of rows) assert.ok(r.n >= 25 && Number.isFinite(r.mae) && Number.isFinite(r.persistenceMae), `${model} ${r.stream}: ${JSON.stringify(r)}`);
       }
-    } finally {
-      await daemon.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 });

@@ -6,10 +6,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { defaultCardPath } from '../src/inference/card.js';
-import { modelPath, prng, tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { logged, startChild, waitReady, type Child } from './support/child.js';
-import { STATIONS_ROUTE, telemetry, waitFor, writeDaemonConfig } from './support/fixtures.js';
+import { modelPath } from './support/models.js';
+import { prng } from './support/prng.js';
+import { logged, waitReady, type Child } from './support/child.js';
+import { telemetry, waitFor } from './support/fixtures.js';
+import { withBroker } from './support/test-bed.js';
+import { STATIONS_ROUTE, type ConfigInput } from './support/test-config.js';
 
 /**
  * The kill test: a publisher sends K QoS 1 messages over M streams while the
@@ -28,7 +30,7 @@ const STEPS = LONG ? 250 : 100;
 const KILLS = LONG ? 15 : 5;
 const SEED = Number(process.env.CHAOS_SEED ?? 20261127);
 /** Frequent checkpoints, so kills land between them and restarts replay the log. */
-const CHECKPOINTS = 'durability: { checkpointIntervalS: 1 }';
+const CHECKPOINTS = { checkpointIntervalS: 1 };
 
 
 interface Pred { stream: string; model: string; issued_at: number; horizon: number; target: string; value: number }
@@ -74,9 +76,9 @@ async function publishAll(url: string, msgs: ReturnType<typeof telemetry>, sprea
 
 /** How a variant of the kill test configures the daemon and shapes its input. */
 interface Variant {
-  /** YAML under `models:` and `routes:` (default: writeDaemonConfig's). */
-  models?(dir: string): string;
-  routes?: string;
+  /** The daemon's models and routes (default: testConfig's). */
+  models?(dir: string): ConfigInput['models'];
+  routes?: ConfigInput['routes'];
   messages(): ReturnType<typeof telemetry>;
   /** Wall-clock routes restore their streams at start: at least one restart must have. */
   eager?: boolean;
@@ -94,109 +96,102 @@ interface Variant {
 
 const HOLDING = 'fault injection: holding a checkpoint transaction open';
 
-async function killTest(variant: Variant): Promise<void> {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
+function killTest(variant: Variant): Promise<void> {
+  return withBroker(async ({ dir, url, writeConfig, spawn }) => {
     const children: Child[] = [];
-    try {
-      // Interleave the streams, each in its own order, as live sensors would.
-      const msgs = variant.messages().sort((a, b) => a.ts - b.ts);
-      const shape = { models: variant.models?.(tmp.dir), routes: variant.routes };
-      const expected = msgs.length * 6;
+    // Interleave the streams, each in its own order, as live sensors would.
+    const msgs = variant.messages().sort((a, b) => a.ts - b.ts);
+    const shape = { models: variant.models?.(dir), routes: variant.routes };
+    const expected = msgs.length * 6;
 
-      // Reference: one uninterrupted run.
-      const refFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'reference', name: 'reference', http: false, extra: CHECKPOINTS, ...shape });
-      const ref = startChild(['run', '--config', refFile]);
-      children.push(ref);
-      await waitReady(ref);
-      await publishAll(broker.url, msgs, 0);
-      await waitFor(() => predictionCount(path.join(tmp.dir, 'reference.db')) === expected, 120_000, 'the reference run to finish');
-      ref.proc.kill('SIGTERM');
-      assert.equal(await ref.exit, 0, ref.stderr());
+    // Reference: one uninterrupted run.
+    const refFile = writeConfig({ mqtt: { clientId: 'reference' }, http: { enabled: false }, publish: { enabled: false }, durability: CHECKPOINTS, ...shape }, 'reference');
+    const ref = spawn(['run', '--config', refFile]);
+    children.push(ref);
+    await waitReady(ref);
+    await publishAll(url, msgs, 0);
+    await waitFor(() => predictionCount(path.join(dir, 'reference.db')) === expected, 120_000, 'the reference run to finish');
+    ref.proc.kill('SIGTERM');
+    assert.equal(await ref.exit, 0, ref.stderr());
 
-      // Chaos: the same input while the daemon is killed and restarted.
-      const chaosFile = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'chaos', name: 'chaos', http: false, publish: true, extra: CHECKPOINTS, ...shape });
-      // A persistent subscriber to the forecasts: the broker keeps them for it across the daemon's kills.
-      const published = new Set<string>();
-      const listener = await mqtt.connectAsync(broker.url, { clientId: 'chaos-listener', clean: false });
-      listener.on('message', (_t, p) => {
-        const f = JSON.parse(p.toString()) as { stream: string; model: string; issued_at: string };
-        published.add(`${f.stream}|${f.model}|${Date.parse(f.issued_at)}`);
-      });
-      await listener.subscribeAsync('forecast/#', { qos: 1 });
-      const chaosDb = path.join(tmp.dir, 'chaos.db');
-      const rand = prng(SEED);
-      const env = { ...variant.env, ...(variant.inCheckpoint ? { TIDECAST_FAULT_CHECKPOINT_HOLD_MS: '1500' } : {}) };
-      let child = startChild(['run', '--config', chaosFile], env);
+    // Chaos: the same input while the daemon is killed and restarted.
+    const chaosFile = writeConfig({ mqtt: { clientId: 'chaos' }, http: { enabled: false }, durability: CHECKPOINTS, ...shape }, 'chaos');
+    // A persistent subscriber to the forecasts: the broker keeps them for it across the daemon's kills.
+    const published = new Set<string>();
+    const listener = await mqtt.connectAsync(url, { clientId: 'chaos-listener', clean: false });
+    listener.on('message', (_t, p) => {
+      const f = JSON.parse(p.toString()) as { stream: string; model: string; issued_at: string };
+      published.add(`${f.stream}|${f.model}|${Date.parse(f.issued_at)}`);
+    });
+    await listener.subscribeAsync('forecast/#', { qos: 1 });
+    const chaosDb = path.join(dir, 'chaos.db');
+    const rand = prng(SEED);
+    const env = { ...variant.env, ...(variant.inCheckpoint ? { TIDECAST_FAULT_CHECKPOINT_HOLD_MS: '1500' } : {}) };
+    let child = spawn(['run', '--config', chaosFile], env);
+    children.push(child);
+    await waitReady(child); // the persistent session exists before the first message
+    const publishing = publishAll(url, msgs, LONG ? 20_000 : 6_000);
+    const killedAt: number[] = [];
+    let inCheckpoint = 0;
+    for (let k = 0; k < KILLS; k++) {
+      if (k % 2 === 1) {
+        await sleep(rand() * 600); // during start-up or recovery
+      } else if (variant.inCheckpoint) {
+        // In flow, with a checkpoint transaction open in the writer thread.
+        await waitReady(child, 30_000);
+        const c = child;
+        await waitFor(() => logged(c, HOLDING) !== undefined, 30_000, 'a checkpoint transaction held open');
+        await sleep(rand() * 500);
+        inCheckpoint++;
+      } else {
+        // In flow: ready, taking messages, with inputs logged since the last checkpoint.
+        await waitReady(child, 30_000);
+        await sleep(100 + rand() * 800);
+      }
+      killedAt.push(predictionCount(chaosDb));
+      child.proc.kill('SIGKILL');
+      await child.exit;
+      if (rand() < 0.5) await sleep(rand() * 400); // messages pile up at the broker meanwhile
+      child = spawn(['run', '--config', chaosFile], env);
       children.push(child);
-      await waitReady(child); // the persistent session exists before the first message
-      const publishing = publishAll(broker.url, msgs, LONG ? 20_000 : 6_000);
-      const killedAt: number[] = [];
-      let inCheckpoint = 0;
-      for (let k = 0; k < KILLS; k++) {
-        if (k % 2 === 1) {
-          await sleep(rand() * 600); // during start-up or recovery
-        } else if (variant.inCheckpoint) {
-          // In flow, with a checkpoint transaction open in the writer thread.
-          await waitReady(child, 30_000);
-          const c = child;
-          await waitFor(() => logged(c, HOLDING) !== undefined, 30_000, 'a checkpoint transaction held open');
-          await sleep(rand() * 500);
-          inCheckpoint++;
-        } else {
-          // In flow: ready, taking messages, with inputs logged since the last checkpoint.
-          await waitReady(child, 30_000);
-          await sleep(100 + rand() * 800);
-        }
-        killedAt.push(predictionCount(chaosDb));
-        child.proc.kill('SIGKILL');
-        await child.exit;
-        if (rand() < 0.5) await sleep(rand() * 400); // messages pile up at the broker meanwhile
-        child = startChild(['run', '--config', chaosFile], env);
-        children.push(child);
-      }
-      await publishing;
-      await waitReady(child, 30_000);
-      await waitFor(() => predictionCount(chaosDb) >= expected, 120_000, `all ${expected} predictions after ${KILLS} kills`);
-      child.proc.kill('SIGTERM');
-      assert.equal(await child.exit, 0, child.stderr());
-      assert.ok(killedAt.some((n) => n > 0 && n < expected), `at least one kill landed mid-stream (predictions at each kill: ${killedAt.join(', ')})`);
-      if (variant.inCheckpoint) assert.ok(inCheckpoint >= 2, `kills inside a checkpoint transaction: ${inCheckpoint}`);
-      const replays = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.replayedInputs ?? 0));
-      assert.ok(replays.some((n) => n > 0), `at least one restart replayed the input log (inputs replayed per start: ${replays.join(', ')})`);
-      if (variant.skips) {
-        const skipped = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.skippedInputs ?? 0));
-        assert.ok(skipped.some((n) => n > 0), `at least one restart skipped inputs its streams' states reflected (per start: ${skipped.join(', ')})`);
-      }
-      if (variant.eager) {
-        const restored = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.restoredStreams ?? 0));
-        assert.ok(restored.some((n) => n > 0), `at least one restart restored streams up front (per start: ${restored.join(', ')})`);
-      }
-
-      const want = readDb(path.join(tmp.dir, 'reference.db'));
-      const got = readDb(chaosDb);
-      assert.equal(want.preds.length, expected);
-      assert.equal(got.preds.length, expected, 'no prediction missing, none twice (the key is unique, so equal counts mean the same rows)');
-      let worst = 0;
-      for (let i = 0; i < expected; i++) {
-        const a = want.preds[i]!;
-        const b = got.preds[i]!;
-        assert.deepEqual([b.stream, b.model, b.issued_at, b.horizon, b.target], [a.stream, a.model, a.issued_at, a.horizon, a.target], `row ${i}`);
-        worst = Math.max(worst, Math.abs(a.value - b.value));
-      }
-      assert.ok(worst <= 1e-5, `values match the uninterrupted run within 1e-5 (worst ${worst})`);
-      assert.equal(got.distinctSteps, msgs.length, 'every input is stored as a step');
-      assert.equal(got.steps, msgs.length, 'and only once');
-      assert.equal(got.deadLetters, 0, 'redeliveries are duplicates, not dead letters');
-      const stored = new Set(got.preds.map((p) => `${p.stream}|${p.model}|${p.issued_at}`));
-      await waitFor(() => [...stored].every((k) => published.has(k)), 10_000, 'every stored forecast published');
-      await listener.endAsync();
-    } finally {
-      for (const c of children) c.proc.kill('SIGKILL');
-      await broker.stop();
-      tmp.remove();
     }
+    await publishing;
+    await waitReady(child, 30_000);
+    await waitFor(() => predictionCount(chaosDb) >= expected, 120_000, `all ${expected} predictions after ${KILLS} kills`);
+    child.proc.kill('SIGTERM');
+    assert.equal(await child.exit, 0, child.stderr());
+    assert.ok(killedAt.some((n) => n > 0 && n < expected), `at least one kill landed mid-stream (predictions at each kill: ${killedAt.join(', ')})`);
+    if (variant.inCheckpoint) assert.ok(inCheckpoint >= 2, `kills inside a checkpoint transaction: ${inCheckpoint}`);
+    const replays = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.replayedInputs ?? 0));
+    assert.ok(replays.some((n) => n > 0), `at least one restart replayed the input log (inputs replayed per start: ${replays.join(', ')})`);
+    if (variant.skips) {
+      const skipped = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.skippedInputs ?? 0));
+      assert.ok(skipped.some((n) => n > 0), `at least one restart skipped inputs its streams' states reflected (per start: ${skipped.join(', ')})`);
+    }
+    if (variant.eager) {
+      const restored = children.map((c) => Number(logged(c, 'recovered from checkpoint')?.restoredStreams ?? 0));
+      assert.ok(restored.some((n) => n > 0), `at least one restart restored streams up front (per start: ${restored.join(', ')})`);
+    }
+
+    const want = readDb(path.join(dir, 'reference.db'));
+    const got = readDb(chaosDb);
+    assert.equal(want.preds.length, expected);
+    assert.equal(got.preds.length, expected, 'no prediction missing, none twice (the key is unique, so equal counts mean the same rows)');
+    let worst = 0;
+    for (let i = 0; i < expected; i++) {
+      const a = want.preds[i]!;
+      const b = got.preds[i]!;
+      assert.deepEqual([b.stream, b.model, b.issued_at, b.horizon, b.target], [a.stream, a.model, a.issued_at, a.horizon, a.target], `row ${i}`);
+      worst = Math.max(worst, Math.abs(a.value - b.value));
+    }
+    assert.ok(worst <= 1e-5, `values match the uninterrupted run within 1e-5 (worst ${worst})`);
+    assert.equal(got.distinctSteps, msgs.length, 'every input is stored as a step');
+    assert.equal(got.steps, msgs.length, 'and only once');
+    assert.equal(got.deadLetters, 0, 'redeliveries are duplicates, not dead letters');
+    const stored = new Set(got.preds.map((p) => `${p.stream}|${p.model}|${p.issued_at}`));
+    await waitFor(() => [...stored].every((k) => published.has(k)), 10_000, 'every stored forecast published');
+    await listener.endAsync();
+  });
 }
 
 describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${STEPS} messages, ${KILLS} SIGKILLs)`, () => {
@@ -222,12 +217,12 @@ describe(`kill test (${LONG ? 'long' : 'short'} form: ${STREAMS} streams × ${ST
         const card = JSON.parse(readFileSync(defaultCardPath(modelPath('weather-lstm')), 'utf8')) as Record<string, unknown>;
         const file = path.join(dir, 'weather-lstm-1s.card.json');
         writeFileSync(file, JSON.stringify({ ...card, stepSeconds: 1 }));
-        return `  weather-lstm: { path: ${modelPath('weather-lstm')}, card: ${file} }`;
+        return { 'weather-lstm': { path: modelPath('weather-lstm'), card: file } };
       },
       eager: true,
       // Incremental checkpoints here too: a replayed clock tick skips the streams whose state already reflects it.
       env: { TIDECAST_FAULT_CHECKPOINT_CHUNK: '1' },
-      routes: STATIONS_ROUTE.replace('resample: { emit: complete, wallClock: false }', 'resample: { emit: complete, wallClock: true, latenessMs: 600000 }'),
+      routes: [{ ...STATIONS_ROUTE, resample: { emit: 'complete', wallClock: true, latenessMs: 600000 } }],
       messages: () => {
         const base = Math.floor(Date.now() / 1000) - STEPS - 5;
         return telemetry(STREAMS, STEPS).map((m) => {

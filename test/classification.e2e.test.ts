@@ -3,8 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import mqtt from 'mqtt';
-import { loadConfig } from '../src/config/load-config.js';
-import { Daemon } from '../src/daemon/daemon.js';
+import type { Daemon } from '../src/daemon/daemon.js';
 import type { ForecastMessage } from '../src/daemon/forecast-sink.js';
 import { weatherPayload } from '../src/demo/mqtt-demo.js';
 import { readWeather } from '../src/demo/weather-data.js';
@@ -14,11 +13,11 @@ import { softmax } from '../src/inference/output-head.js';
 import { CardScaler } from '../src/inference/scaler.js';
 import { StepRunner } from '../src/inference/step-runner.js';
 import { entityId } from '../src/mqtt/ha-discovery.js';
-import { silentLogger } from '../src/log.js';
 import { modelsDir } from '../src/paths.js';
-import { maxAbsDiff, modelPath, tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { publishAll, retained, waitFor } from './support/fixtures.js';
+import { maxAbsDiff, modelPath } from './support/models.js';
+import { retained, waitFor } from './support/fixtures.js';
+import type { ConfigInput } from './support/test-config.js';
+import { withDaemon } from './support/with-daemon.js';
 
 /** What models/train.py's classifier gave offline for the held-out year: [P(dry), P(wet)] per day. */
 interface Heldout { from: string; labels: string[]; streams: Record<string, { dates: string[]; probabilities: number[][] }> }
@@ -26,28 +25,34 @@ const heldout = JSON.parse(readFileSync(path.join(modelsDir, 'fixtures', 'weathe
 const card = readCard(defaultCardPath(modelPath('weather-rain')));
 const slug = (c: string): string => c.toLowerCase().replace(/[^a-z0-9]+/g, '-');
 
-function writeConfig(dir: string, url: string, models: string): string {
-  const file = path.join(dir, 'tidecast.yaml');
-  writeFileSync(
-    file,
-    `
-mqtt: { url: ${url}, clientId: tidecast-classify }
-models:
-${models}
-routes:
-  - topic: weather/+station/daily
-    stream: "{station}"
-    models: [weather-lstm, weather-rain]
-    decoder: { type: json, timestamp: { field: date, format: iso } }
-    resample: { emit: complete, wallClock: false }
-store: { path: ${path.join(dir, 'tidecast.db')}, retentionDays: 36500 }
-publish: { enabled: true, topic: "tidecast/forecast/{model}/{stream}", qos: 1 }
-homeAssistant: { discovery: true }
-http: { port: 0 }
-`,
-  );
-  return file;
+/** weather-lstm and weather-rain on one JSON message a day per station (weather/<station>/daily), published and announced to Home Assistant. */
+function classifierConfig(rain: ConfigInput['models'] = {}): ConfigInput {
+  return {
+    mqtt: { clientId: 'tidecast-classify' },
+    models: { 'weather-lstm': {}, 'weather-rain': {}, ...rain },
+    routes: [
+      {
+        topic: 'weather/+station/daily',
+        stream: '{station}',
+        models: ['weather-lstm', 'weather-rain'],
+        decoder: { type: 'json', timestamp: { field: 'date', format: 'iso' } },
+        resample: { emit: 'complete', wallClock: false },
+      },
+    ],
+    publish: { topic: 'tidecast/forecast/{model}/{stream}' },
+    homeAssistant: { discovery: true },
+  };
 }
+
+/** A config whose weather-rain reads `card` from a file of the test's dir (so the test can change it). */
+function withCardFile(card: unknown): (dir: string) => ConfigInput {
+  return (dir) => {
+    writeFileSync(path.join(dir, CARD_FILE), JSON.stringify(card));
+    return classifierConfig({ 'weather-rain': { card: CARD_FILE } });
+  };
+}
+
+const CARD_FILE = 'weather-rain.card.json';
 
 /** Every day of both stations (2012 to 2015: the training years warm the state, as in train.py), one JSON message per day. */
 function dailyMessages(days = Infinity): Array<{ topic: string; payload: string }> {
@@ -67,25 +72,20 @@ async function metric(daemon: Daemon, line: RegExp): Promise<number[]> {
 interface Row { stream: string; issued_at: number; target_time: number; horizon: number; target: string; value: number; label: string; probabilities: string }
 
 describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () => {
-  it('weather-rain beside weather-lstm: stored and published as label + probability, equal to PyTorch offline, accuracy as the card says', async (t) => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const daemon = new Daemon({ loaded: loadConfig(writeConfig(tmp.dir, broker.url, '  weather-lstm: {}\n  weather-rain: {}')), log: silentLogger });
-    const published = new Map<string, ForecastMessage>();
-    const sub = await mqtt.connectAsync(broker.url, { clientId: 'classify-sub' });
-    try {
-      await daemon.start();
+  it('weather-rain beside weather-lstm: stored and published as label + probability, equal to PyTorch offline, accuracy as the card says', (t) =>
+    withDaemon(classifierConfig(), async ({ daemon, db, url, publish, count, defer }) => {
+      const published = new Map<string, ForecastMessage>();
+      const sub = await mqtt.connectAsync(url, { clientId: 'classify-sub' });
+      defer(() => sub.endAsync());
       sub.on('message', (_t, p) => {
         const m = JSON.parse(p.toString()) as ForecastMessage;
         published.set(`${m.stream}@${m.issued_at.slice(0, 10)}`, m);
       });
       await sub.subscribeAsync('tidecast/forecast/weather-rain/#', { qos: 1 });
       const msgs = dailyMessages();
-      await publishAll(broker.url, 'classify-pub', msgs);
-      const db = daemon.store!.db;
-      const count = (model: string): number => (db.prepare('SELECT count(*) AS n FROM predictions WHERE model = ?').get(model) as { n: number }).n;
-      await waitFor(() => count('weather-rain') === msgs.length && count('weather-lstm') === msgs.length * 6 && published.size === msgs.length, 120_000, 'every day classified, forecast and published');
+      await publish(msgs);
+      const predictions = (model: string): number => count('SELECT count(*) AS n FROM predictions WHERE model = ?', model);
+      await waitFor(() => predictions('weather-rain') === msgs.length && predictions('weather-lstm') === msgs.length * 6 && published.size === msgs.length, 120_000, 'every day classified, forecast and published');
 
       // Stored rows: one per day and stream, the most probable label with its probability, equal to the offline run.
       const rows = db.prepare("SELECT stream, issued_at, target_time, horizon, target, value, label, probabilities FROM predictions WHERE model = 'weather-rain'").all() as Row[];
@@ -125,7 +125,7 @@ describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () 
       t.diagnostic(`held-out probabilities vs PyTorch: max diff ${worst.toExponential(2)} over ${compared} days; accuracy from stored labels ${(scored.hits / scored.n).toFixed(4)} (n ${scored.n}), card ${cardAccuracy.accuracy}`);
 
       // Classification targets are not scored as numbers; the forecaster beside it still is.
-      const errors = (model: string): number => (db.prepare('SELECT count(*) AS n FROM forecast_errors WHERE model = ?').get(model) as { n: number }).n;
+      const errors = (model: string): number => count('SELECT count(*) AS n FROM forecast_errors WHERE model = ?', model);
       assert.equal(errors('weather-rain'), 0);
       assert.ok(errors('weather-lstm') > 8000);
 
@@ -137,7 +137,7 @@ describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () 
       assert.deepEqual(m.forecast[0]!.labels, { rain: { label: stored.label, probability: stored.value, probabilities: JSON.parse(stored.probabilities) } });
 
       // Home Assistant: an enum sensor whose state is the label.
-      const configs = await retained(broker.url, 'homeassistant/sensor/#');
+      const configs = await retained(url, 'homeassistant/sensor/#');
       const ha = JSON.parse(configs.get(`homeassistant/sensor/${entityId('weather-rain', 'seattle', 'rain', 1)}/config`)!) as Record<string, unknown>;
       assert.equal(ha.device_class, 'enum');
       assert.deepEqual(ha.options, ['dry', 'wet']);
@@ -146,40 +146,26 @@ describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () 
       assert.equal(ha.state_class, undefined);
 
       // tidecast_labels_total counts each committed label.
-      const wet = (db.prepare("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain' AND label = 'wet'").get() as { n: number }).n;
+      const wet = count("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain' AND label = 'wet'");
       assert.deepEqual(await metric(daemon, /^tidecast_labels_total\{model="weather-rain",target="rain",label="wet"\}/), [wet]);
       assert.deepEqual(await metric(daemon, /^tidecast_labels_total\{model="weather-rain",target="rain",label="dry"\}/), [msgs.length - wet]);
-    } finally {
-      await sub.endAsync();
-      await daemon.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('a hot-reloaded card with new label names: later rows and the Home Assistant options use them, state kept', async (t) => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const cardFile = path.join(tmp.dir, 'weather-rain.card.json');
-    writeFileSync(cardFile, JSON.stringify(card));
-    const daemon = new Daemon({ loaded: loadConfig(writeConfig(tmp.dir, broker.url, `  weather-lstm: {}\n  weather-rain: { card: ${cardFile} }`)), log: silentLogger });
-    try {
-      await daemon.start();
+  it('a hot-reloaded card with new label names: later rows and the Home Assistant options use them, state kept', (t) =>
+    withDaemon(withCardFile(card), async ({ dir, db, url, publish, count }) => {
       const msgs = dailyMessages(40);
-      const db = daemon.store!.db;
       const labels = (from: number): string[] => (db.prepare("SELECT DISTINCT label FROM predictions WHERE model = 'weather-rain' AND issued_at >= ? ORDER BY label").pluck().all(from) as string[]);
-      const rows = (): number => (db.prepare("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain'").get() as { n: number }).n;
-      await publishAll(broker.url, 'classify-pub', msgs.slice(0, 40));
+      const rows = (): number => count("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain'");
+      await publish(msgs.slice(0, 40));
       await waitFor(() => rows() === 40, 20_000, 'the first 20 days classified');
       const ha = async (): Promise<{ options: string[]; value_template: string }> =>
-        JSON.parse((await retained(broker.url, 'homeassistant/sensor/#')).get(`homeassistant/sensor/${entityId('weather-rain', 'seattle', 'rain', 1)}/config`)!) as { options: string[]; value_template: string };
+        JSON.parse((await retained(url, 'homeassistant/sensor/#')).get(`homeassistant/sensor/${entityId('weather-rain', 'seattle', 'rain', 1)}/config`)!) as { options: string[]; value_template: string };
       assert.deepEqual((await ha()).options, ['dry', 'wet']);
 
       // Same graph, same width, new names for the two classes.
-      writeFileSync(cardFile, JSON.stringify({ ...card, targets: [{ ...card.targets[0], labels: ['no_rain', 'rain'] }] }));
-      await waitFor(() => (db.prepare("SELECT count(*) AS n FROM events WHERE kind = 'model_reloaded' AND model = 'weather-rain'").get() as { n: number }).n === 1, 20_000, 'the reload');
-      await publishAll(broker.url, 'classify-pub', msgs.slice(40));
+      writeFileSync(path.join(dir, CARD_FILE), JSON.stringify({ ...card, targets: [{ ...card.targets[0], labels: ['no_rain', 'rain'] }] }));
+      await waitFor(() => count("SELECT count(*) AS n FROM events WHERE kind = 'model_reloaded' AND model = 'weather-rain'") === 1, 20_000, 'the reload');
+      await publish(msgs.slice(40));
       await waitFor(() => rows() === 80, 20_000, 'the next 20 days classified');
       const second = Date.parse(JSON.parse(msgs[40]!.payload).date as string);
       assert.deepEqual(labels(second), ['no_rain', 'rain']);
@@ -203,37 +189,19 @@ describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () 
       await model.session.release();
       assert.ok(worst < 1e-4, `probabilities vs an uninterrupted run: max diff ${worst}`);
       t.diagnostic(`80 classifications across the reload vs an uninterrupted engine run: max diff ${worst.toExponential(2)}`);
-    } finally {
-      await daemon.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('a card that calls logits probabilities: nothing stored for that model, an invalid_output event per step and a metric; the other model runs on', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
+  it('a card that calls logits probabilities: nothing stored for that model, an invalid_output event per step and a metric; the other model runs on', () =>
     // Fault injection: the shipped card with one wrong claim.
-    const wrongCard = path.join(tmp.dir, 'weather-rain.card.json');
-    writeFileSync(wrongCard, JSON.stringify({ ...card, targets: [{ ...card.targets[0], scores: 'probabilities' }] }));
-    const daemon = new Daemon({ loaded: loadConfig(writeConfig(tmp.dir, broker.url, `  weather-lstm: {}\n  weather-rain: { card: ${wrongCard} }`)), log: silentLogger });
-    try {
-      await daemon.start();
+    withDaemon(withCardFile({ ...card, targets: [{ ...card.targets[0], scores: 'probabilities' }] }), async ({ daemon, db, publish, count }) => {
       const msgs = dailyMessages(30);
-      await publishAll(broker.url, 'classify-pub', msgs);
-      const db = daemon.store!.db;
+      await publish(msgs);
       const events = (): Array<{ stream: string; detail: string }> => db.prepare("SELECT stream, detail FROM events WHERE kind = 'invalid_output' AND model = 'weather-rain'").all() as Array<{ stream: string; detail: string }>;
-      await waitFor(() => events().length === msgs.length && (db.prepare("SELECT count(*) AS n FROM predictions WHERE model = 'weather-lstm'").get() as { n: number }).n === msgs.length * 6, 30_000, 'every step refused for weather-rain, forecast by weather-lstm');
+      await waitFor(() => events().length === msgs.length && count("SELECT count(*) AS n FROM predictions WHERE model = 'weather-lstm'") === msgs.length * 6, 30_000, 'every step refused for weather-rain, forecast by weather-lstm');
       // At least some logits fall outside [0, 1] or do not sum to 1: all 60 did here, each with the fix in its detail.
       for (const e of events()) assert.match(e.detail, /target rain: the card says the class scores are probabilities, .*set "scores": "logits"/);
-      assert.equal((db.prepare("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain'").get() as { n: number }).n, 0);
-      assert.equal((db.prepare('SELECT count(*) AS n FROM steps').get() as { n: number }).n, msgs.length, 'the inputs are kept');
+      assert.equal(count("SELECT count(*) AS n FROM predictions WHERE model = 'weather-rain'"), 0);
+      assert.equal(count('SELECT count(*) AS n FROM steps'), msgs.length, 'the inputs are kept');
       assert.deepEqual(await metric(daemon, /^tidecast_invalid_outputs_total\{model="weather-rain"\}/), [msgs.length]);
-    } finally {
-      await daemon.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 });

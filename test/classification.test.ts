@@ -9,7 +9,8 @@ import { loadModel } from '../src/inference/model.js';
 import { OutputHead, OutputReadError, softmax } from '../src/inference/output-head.js';
 import { CardScaler } from '../src/inference/scaler.js';
 import { StepRunner } from '../src/inference/step-runner.js';
-import { maxAbsDiff, modelPath, prng, readFixture, testModelPath } from './helpers.js';
+import { maxAbsDiff, modelPath, readFixture, testModelPath } from './support/models.js';
+import { prng } from './support/prng.js';
 
 const base = {
   name: 'head-test',

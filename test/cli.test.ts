@@ -5,7 +5,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { defaultCardPath, readCard } from '../src/inference/card.js';
 import { packageRoot } from '../src/paths.js';
-import { modelPath, tempDir } from './helpers.js';
+import { modelPath } from './support/models.js';
+import { tempDir } from './support/temp-dir.js';
 import { runCli } from './support/child.js';
 
 const tidecast = runCli;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, findConfigFile, loadConfig } from '../src/config/load-config.js';
 import { modelsDir, packageRoot } from '../src/paths.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 
 const MINIMAL = `
 mqtt:

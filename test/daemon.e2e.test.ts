@@ -1,33 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
-import { loadConfig } from '../src/config/load-config.js';
-import { Daemon } from '../src/daemon/daemon.js';
 import type { ForecastMessage } from '../src/daemon/forecast-sink.js';
 import { silentLogger } from '../src/log.js';
-import { tempDir } from './helpers.js';
-import { TestBroker, haveMosquitto } from './support/broker.js';
-import { expectedForecasts, forecastKey, telemetry, waitFor, worstVsExpected, writeTestConfig } from './support/fixtures.js';
+import { haveMosquitto } from './support/broker.js';
+import { expectedForecasts, forecastKey, telemetry, waitFor, worstVsExpected } from './support/fixtures.js';
+import { CSV_ROUTE, STATIONS_ROUTE } from './support/test-config.js';
+import { openDaemon, type DaemonContext } from './support/with-daemon.js';
 
 interface PredRow { stream: string; issued_at: number; horizon: number; target: string; target_time: number; value: number }
 
 
 describe('daemon against a real broker and a real SQLite file', () => {
-  const tmp = tempDir();
-  const broker = new TestBroker(tmp.dir);
-  let daemon: Daemon;
+  let ctx: DaemonContext;
 
-  before(async () => {
-    await broker.start();
-    daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url)), log: silentLogger });
-    await daemon.start();
-  });
-
-  after(async () => {
-    await daemon.stop();
-    await broker.stop();
-    tmp.remove();
-  });
+  // maxPayloadBytes 4096: a 5000-byte message is too large.
+  before(async () => (ctx = await openDaemon({ mqtt: { maxPayloadBytes: 4096 }, routes: [STATIONS_ROUTE, CSV_ROUTE] })));
+  after(() => ctx.close());
 
   it(`N messages over M streams give exactly the engine's predictions, stored and published (${haveMosquitto ? 'mosquitto' : 'aedes'})`, async () => {
     const M = 6;
@@ -35,22 +24,21 @@ describe('daemon against a real broker and a real SQLite file', () => {
     const msgs = telemetry(M, N);
     const byTime = [...msgs].sort((a, b) => a.ts - b.ts); // interleave streams, each in its own order
     const published: ForecastMessage[] = [];
-    const listener = await mqtt.connectAsync(broker.url, { clientId: 'test-listener' });
+    const listener = await mqtt.connectAsync(ctx.url, { clientId: 'test-listener' });
     await listener.subscribeAsync('forecast/weather-lstm/#', { qos: 1 });
     listener.on('message', (_t, p) => published.push(JSON.parse(p.toString()) as ForecastMessage));
-    const pub = await mqtt.connectAsync(broker.url, { clientId: 'test-publisher' });
+    const pub = await mqtt.connectAsync(ctx.url, { clientId: 'test-publisher' });
     await Promise.all(byTime.map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
 
-    const db = daemon.store!.db;
-    const count = (): number => (db.prepare('SELECT count(*) n FROM predictions').get() as { n: number }).n;
-    await waitFor(() => count() === M * N * 6 && published.length === M * N, 20_000, `${M * N * 6} predictions`);
+    const { db, count } = ctx;
+    await waitFor(() => count('SELECT count(*) n FROM predictions') === M * N * 6 && published.length === M * N, 20_000, `${M * N * 6} predictions`);
 
     const want = await expectedForecasts(msgs);
     const rows = db.prepare('SELECT stream, issued_at, horizon, target, target_time, value FROM predictions').all() as PredRow[];
     for (const r of rows) assert.equal(r.target_time, r.issued_at + r.horizon * 86_400_000);
     const worst = worstVsExpected(rows, want);
     assert.ok(worst < 1e-4, `stored vs direct engine: max diff ${worst}`);
-    assert.equal((db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n, M * N, 'every consumed step is stored');
+    assert.equal(count('SELECT count(*) n FROM steps'), M * N, 'every consumed step is stored');
     const streams = db.prepare('SELECT id, steps FROM streams ORDER BY id').all() as Array<{ id: string; steps: number }>;
     assert.equal(streams.length, M);
     assert.ok(streams.every((s) => s.steps === N));
@@ -65,7 +53,7 @@ describe('daemon against a real broker and a real SQLite file', () => {
   });
 
   it('bad payloads become dead letters with reasons; the daemon keeps predicting', async () => {
-    const pub = await mqtt.connectAsync(broker.url, { clientId: 'test-bad-publisher' });
+    const pub = await mqtt.connectAsync(ctx.url, { clientId: 'test-bad-publisher' });
     const bad: Array<[string, string | Buffer, string]> = [
       ['sensors/x/bad1/telemetry', '{"ts": 1420070400, "rain": 0,', 'bad_json'],
       ['sensors/x/bad2/telemetry', '{"ts": 1420070400, "rain": 0, "tmax": 1, "tmin": 0}', 'missing_field'],
@@ -77,12 +65,8 @@ describe('daemon against a real broker and a real SQLite file', () => {
     ];
     for (const [topic, payload] of bad) await pub.publishAsync(topic, payload, { qos: 1 });
     await pub.publishAsync('csv/good', '2015-01-01,0.0,5.6,-2.1,3.4', { qos: 1 });
-    const db = daemon.store!.db;
-    await waitFor(
-      () => (db.prepare("SELECT count(*) n FROM predictions WHERE stream = 'csv/good'").get() as { n: number }).n === 6,
-      10_000,
-      'a good message after the bad ones',
-    );
+    const { db, daemon, count } = ctx;
+    await waitFor(() => count("SELECT count(*) n FROM predictions WHERE stream = 'csv/good'") === 6, 10_000, 'a good message after the bad ones');
     const rows = db.prepare('SELECT topic, reason, detail, payload_bytes, length(payload) kept FROM dead_letters ORDER BY id').all() as Array<{ topic: string; reason: string; detail: string; payload_bytes: number; kept: number }>;
     assert.deepEqual(rows.map((r) => [r.topic, r.reason]), bad.map(([t, , reason]) => [t, reason]));
     assert.ok(rows.every((r) => r.detail.length > 0), 'each dead letter says why');
@@ -91,19 +75,19 @@ describe('daemon against a real broker and a real SQLite file', () => {
     const stats = daemon.stats();
     assert.equal(stats.deadLetters.bad_json, 1);
     assert.equal(stats.deadLetters.too_large, 1);
-    assert.equal((db.prepare("SELECT count(*) n FROM predictions WHERE stream LIKE '%bad%'").get() as { n: number }).n, 0);
+    assert.equal(count("SELECT count(*) n FROM predictions WHERE stream LIKE '%bad%'"), 0);
     await pub.endAsync();
   });
 
   it('ignores a repeated sample and dead-letters one for a closed step as late', async () => {
-    const pub = await mqtt.connectAsync(broker.url, { clientId: 'test-order-publisher' });
+    const pub = await mqtt.connectAsync(ctx.url, { clientId: 'test-order-publisher' });
+    const { db, daemon, count } = ctx;
     const msg = (ts: number): string => JSON.stringify({ ts, rain: 0, tmax: 10, tmin: 2, wind: 3 });
     const before = daemon.stats().duplicates;
     for (const ts of [1420070400 + 86400 * 2, 1420070400 + 86400 * 2, 1420070400 + 86400]) await pub.publishAsync('sensors/y/order/telemetry', msg(ts), { qos: 1 });
     await pub.publishAsync('sensors/y/order/telemetry', msg(1420070400 + 86400 * 3), { qos: 1 });
-    const db = daemon.store!.db;
-    await waitFor(() => (db.prepare("SELECT count(*) n FROM steps WHERE stream = 'y/order'").get() as { n: number }).n === 2, 10_000, 'two distinct steps');
-    await waitFor(() => daemon.stats().queueDepth === 0 && (db.prepare("SELECT count(*) n FROM predictions WHERE stream = 'y/order'").get() as { n: number }).n === 12, 10_000, 'their predictions');
+    await waitFor(() => count("SELECT count(*) n FROM steps WHERE stream = 'y/order'") === 2, 10_000, 'two distinct steps');
+    await waitFor(() => daemon.stats().queueDepth === 0 && count("SELECT count(*) n FROM predictions WHERE stream = 'y/order'") === 12, 10_000, 'their predictions');
     assert.equal(daemon.stats().duplicates - before, 4, 'the repeated message: one duplicate per feature');
     const late = db.prepare("SELECT reason FROM dead_letters WHERE topic = 'sensors/y/order/telemetry'").all() as Array<{ reason: string }>;
     assert.deepEqual(late.map((r) => r.reason), ['late']);

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { DashboardApi } from '../src/http/dashboard-api.js';
 import { silentLogger } from '../src/log.js';
 import { Store, type ForecastLayout } from '../src/store/store.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 
 const DAY = 86_400_000;
 const LAYOUT: ForecastLayout = { stepMs: DAY, cells: [[1, 'x', 0]] };

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
 import { packageRoot } from '../src/paths.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 import { waitFor } from './support/fixtures.js';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -8,7 +8,7 @@ import { ConfigError } from '../src/config/load-config.js';
 import { ErrorCodes, TidecastError } from '../src/errors.js';
 import { EXIT_CODE_OF, ExitCodes, NO_RESTART_EXIT_CODES, exitCodeFor } from '../src/exit-codes.js';
 import { packageRoot } from '../src/paths.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 
 const exec = promisify(execFile);
 

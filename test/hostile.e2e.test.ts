@@ -4,11 +4,11 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { metric, rssBytes, startChild, waitReady } from './support/child.js';
-import { STATIONS_ROUTE, expectedForecasts, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig, type StoredValue } from './support/fixtures.js';
+import { metric, rssBytes, terminate } from './support/child.js';
+import { expectedForecasts, telemetry, waitFor, worstVsExpected, type StoredValue } from './support/fixtures.js';
 import { hostileSamples } from './support/hostile.js';
+import { STATIONS_ROUTE, type RouteInput } from './support/test-config.js';
+import { withDaemonProcess } from './support/with-daemon.js';
 
 const HOSTILE = Number(process.env.HOSTILE_COUNT ?? 100_000);
 const SEED = 0x5eed;
@@ -28,31 +28,22 @@ const REASONS = new Set(['no_route', 'too_large', 'bad_json', 'bad_csv', 'missin
  */
 describe('hostile input, live', () => {
   it(`${HOSTILE} adversarial messages: no crash, every rejection dead-lettered with a reason, memory bounded, valid traffic exact`, { timeout: 300_000 }, async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const dbFile = path.join(tmp.dir, 'tidecast.db');
-    const file = writeDaemonConfig(tmp.dir, {
-      url: broker.url,
-      clientId: 'tidecast-hostile',
-      routes: `${STATIONS_ROUTE}
-  - name: fuzz
-    topic: fuzz/+id/data
-    stream: "fuzz/{id}"
-    models: [weather-lstm]
-    decoder: { type: json, timestamp: { field: ts, format: epoch_ms } }
-    resample: { emit: complete, wallClock: false }`,
-      // Every refusal stored (no per-minute caps): this test checks each dead letter; the flood test below checks the caps.
-      extra: 'limits: { maxStreams: 5000, deadLettersPerMinute: 1000000, deadLettersPerSourcePerMinute: 1000000 }',
-    });
+    const fuzzRoute: RouteInput = {
+      name: 'fuzz',
+      topic: 'fuzz/+id/data',
+      stream: 'fuzz/{id}',
+      models: ['weather-lstm'],
+      decoder: { type: 'json', timestamp: { field: 'ts', format: 'epoch_ms' } },
+      resample: { emit: 'complete', wallClock: false },
+    };
+    // Every refusal stored (no per-minute caps): this test checks each dead letter; the flood test below checks the caps.
+    const limits = { maxStreams: 5000, deadLettersPerMinute: 1000000, deadLettersPerSourcePerMinute: 1000000 };
     // Mosquitto disconnects a client that publishes a topic with wildcards, NUL, C0/C1 control characters or
     // broken UTF-8, so those never reach a daemon behind it (test/daemon.e2e.test.ts feeds them to admit()
     // directly); the rest of each hostile level (long, unicode, empty, '$') goes through as it is.
     const samples = hostileSamples(SEED, HOSTILE).map((s) => ({ topic: `fuzz/${s.level.replace(/[\u0000-\u001f\u007f-\u009f+#/\ud800-\udfff]/g, '_')}/data`, payload: s.payload }));
     const valid = telemetry(5, 60).sort((a, b) => a.ts - b.ts);
-    const child = startChild(['run', '--config', file]);
-    try {
-      const http = await waitReady(child);
+    await withDaemonProcess({ routes: [STATIONS_ROUTE, fuzzRoute], limits }, async ({ child, http, dbFile, publish }) => {
       const metrics = async (): Promise<string> => (await fetch(`${http}/metrics`)).text();
       const pid = child.proc.pid!;
       const rssReady = rssBytes(pid);
@@ -61,11 +52,11 @@ describe('hostile input, live', () => {
       // Valid telemetry trickles in while the flood runs.
       const trickle = (async () => {
         for (let i = 0; i < valid.length; i += 10) {
-          await publishAll(broker.url, `valid-${i}`, valid.slice(i, i + 10));
+          await publish(valid.slice(i, i + 10));
           await sleep(20);
         }
       })();
-      await publishAll(broker.url, 'hostile-pub', samples, 500);
+      await publish(samples, 500);
       await trickle;
       const total = samples.length + valid.length;
       let text = '';
@@ -125,40 +116,28 @@ describe('hostile input, live', () => {
       // Started as the unit starts it (src/node-flags.ts): the flood grew the young generation to its cap, 2 × 8 MiB, not V8's 2 × 16.
       const young = metric(text, 'tidecast_process_nodejs_heap_space_size_total_bytes', 'space="new"');
       assert.ok(young > 0 && young <= 16 * MiB, `young generation ${(young / MiB).toFixed(1)} MiB`);
-      child.proc.kill('SIGTERM');
-      assert.equal(await child.exit, 0, child.stderr());
+      assert.equal(await terminate(child), 0, child.stderr());
       console.log(JSON.stringify({ hostile: samples.length, valid: valid.length, accepted, rejected, reasons: Object.fromEntries(byReason.map((r) => [r.reason, r.n])), rssReadyMiB: Math.round(rssReady / MiB), rssPeakMiB: Math.round(rssPeak / MiB) }));
-    } finally {
-      child.proc.kill('SIGKILL');
-      await broker.stop();
-      tmp.remove();
-    }
+    });
   });
 
   it('a 100 MB flood of refused messages grows the database by a few MB, logs a few lines, and valid traffic goes on', { timeout: 180_000 }, async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const dbFile = path.join(tmp.dir, 'tidecast.db');
     // Defaults: limits.deadLettersPerMinute 1000, deadLettersPerSourcePerMinute 20, mqtt.maxPayloadBytes 64 KiB.
-    const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-dl-flood' });
     const SOURCES = 200;
     const FLOOD = 1700;
     const junk = Buffer.alloc(60_000, 0x7b); // 60 KB of '{': bad_json, under the payload limit
     const flood = Array.from({ length: FLOOD }, (_, i) => ({ topic: `sensors/flood/dev${i % SOURCES}/telemetry`, payload: junk }));
     const valid = telemetry(2, 30).sort((a, b) => a.ts - b.ts);
-    const child = startChild(['run', '--config', file]);
-    const size = (): number => readdirSync(tmp.dir).filter((f) => f.startsWith('tidecast.db')).reduce((n, f) => n + statSync(path.join(tmp.dir, f)).size, 0);
-    try {
-      const http = await waitReady(child);
+    await withDaemonProcess({}, async ({ child, http, dir, dbFile, publish }) => {
+      const size = (): number => readdirSync(dir).filter((f) => f.startsWith('tidecast.db')).reduce((n, f) => n + statSync(path.join(dir, f)).size, 0);
       const before = size();
       const trickle = (async () => {
         for (let i = 0; i < valid.length; i += 5) {
-          await publishAll(broker.url, `dl-valid-${i}`, valid.slice(i, i + 5));
+          await publish(valid.slice(i, i + 5));
           await sleep(20);
         }
       })();
-      await publishAll(broker.url, 'dl-flood-pub', flood, 200);
+      await publish(flood, 200);
       await trickle;
       let text = '';
       const end = Date.now() + 60_000;
@@ -193,18 +172,13 @@ describe('hostile input, live', () => {
       const warned = child.lines.filter((l) => l.includes('"message dead-lettered"')).length;
       assert.ok(warned <= 10, `${warned} refusals logged one by one (the rest are summed up each minute)`);
       assert.match(text, /^tidecast_store_dropped_total 0$/m);
-      child.proc.kill('SIGTERM');
-      assert.equal(await child.exit, 0, child.stderr());
+      assert.equal(await terminate(child), 0, child.stderr());
       // Stopped, the WALs are copied back and truncated: what the flood left is what the files hold. While it ran, the WALs
       // (reused, not grown, by later writes) held the stored dead letters' pages and the input log's kind-2 entries too.
       const grown = (size() - before) / MiB;
       console.log(JSON.stringify({ floodMB: Math.round((FLOOD * junk.length) / 1e6), storedDeadLetters: FLOOD - unstored, unstored, databaseGrewMB: Number(grown.toFixed(2)), withWalsAfterFloodMB: Number(walPeak.toFixed(2)), warned }));
       assert.ok(grown < 4, `the database files grew by ${grown.toFixed(1)} MB for ${((FLOOD * junk.length) / 1e6).toFixed(0)} MB refused`);
       assert.ok(walPeak < 16, `with their WALs, ${walPeak.toFixed(1)} MB right after the flood`);
-    } finally {
-      child.proc.kill('SIGKILL');
-      await broker.stop();
-      tmp.remove();
-    }
+    });
   });
 });

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { startChild, waitReady, type Child } from './support/child.js';
-import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { terminate, waitReady, type Child } from './support/child.js';
+import { telemetry, waitFor } from './support/fixtures.js';
+import type { ConfigInput } from './support/test-config.js';
+import { withDaemonProcess } from './support/with-daemon.js';
 
 interface Answer {
   status: number;
@@ -28,23 +28,23 @@ function get(base: string, p: string, headers: Record<string, string> = {}): Pro
   });
 }
 
-async function stop(c: Child): Promise<void> {
-  if (c.proc.exitCode === null) c.proc.kill('SIGTERM');
-  assert.equal(await c.exit, 0, c.stderr());
-}
-
 const TOKEN = 'a-test-token-0123456789abcdef';
 
+/** Stop a daemon with SIGTERM; it must exit 0. */
+async function stop(c: Child): Promise<void> {
+  assert.equal(await terminate(c), 0, c.stderr());
+}
+
+/** http.tokenFile: the file `token` of the test's dir, holding TOKEN. */
+function tokenFile(dir: string): ConfigInput {
+  writeFileSync(path.join(dir, 'token'), `${TOKEN}\n`);
+  return { http: { tokenFile: 'token' } };
+}
+
 describe('HTTP surface', () => {
-  it('refuses a foreign Host (DNS rebinding), sends security headers everywhere, answers bad encoding with 400', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'http-host' });
-    writeFileSync(file, readText(file).replace(/^http: \{ port: 0 \}$/m, 'http: { port: 0, allowedHosts: [tidecast.lan] }'));
-    const daemon = startChild(['run', '--config', file]);
-    try {
-      const base = (await waitReady(daemon))!;
+  it('refuses a foreign Host (DNS rebinding), sends security headers everywhere, answers bad encoding with 400', () =>
+    withDaemonProcess({ http: { allowedHosts: ['tidecast.lan'] } }, async ({ child: daemon, http }) => {
+      const base = http!;
       const port = new URL(base).port;
       for (const host of ['evil.example', `attacker.test:${port}`, 'localhost.evil.example']) {
         const r = await get(base, '/api/streams', { host });
@@ -66,70 +66,44 @@ describe('HTTP surface', () => {
         assert.equal(r.status, 400, p);
       }
       assert.ok(!daemon.lines.some((l) => /"level":50/.test(l)), 'nothing logged at error level');
-    } finally {
       await stop(daemon);
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('with http.tokenFile, the dashboard and the API need the token (bearer or the cookie ?token= sets); health stays open; protectMetrics closes /metrics', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    writeFileSync(path.join(tmp.dir, 'token'), `${TOKEN}\n`);
-    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'http-token' });
-    writeFileSync(file, readText(file).replace(/^http: \{ port: 0 \}$/m, 'http: { port: 0, tokenFile: token }'));
-    try {
-      const daemon = startChild(['run', '--config', file]);
-      try {
-        const base = (await waitReady(daemon))!;
-        for (const p of ['/', '/api/streams', '/assets/app.js']) {
-          const r = await get(base, p);
-          assert.equal(r.status, 401, p);
-          assert.match(String(r.headers['www-authenticate']), /^Bearer/);
-        }
-        assert.equal((await get(base, '/api/streams', { authorization: 'Bearer wrong-token-0123456789' })).status, 401);
-        assert.equal((await get(base, '/api/streams', { authorization: `Bearer ${TOKEN}` })).status, 200);
-        const opened = await get(base, `/?token=${TOKEN}`);
-        assert.equal(opened.status, 303, 'the token moves into a cookie');
-        assert.equal(opened.headers.location, '/', 'and out of the address bar');
-        const cookie = String(opened.headers['set-cookie']);
-        assert.match(cookie, /HttpOnly/);
-        assert.match(cookie, /SameSite=Strict/);
-        const jar = cookie.split(';')[0]!;
-        assert.equal((await get(base, '/api/streams', { cookie: jar })).status, 200);
-        assert.equal((await get(base, '/', { cookie: jar })).status, 200);
-        for (const p of ['/healthz', '/readyz', '/metrics']) assert.equal((await get(base, p)).status, 200, `${p} stays open`);
-      } finally {
-        await stop(daemon);
+  it('with http.tokenFile, the dashboard and the API need the token (bearer or the cookie ?token= sets); health stays open; protectMetrics closes /metrics', () =>
+    withDaemonProcess(tokenFile, async ({ child: daemon, http, writeConfig, spawn }) => {
+      const base = http!;
+      for (const p of ['/', '/api/streams', '/assets/app.js']) {
+        const r = await get(base, p);
+        assert.equal(r.status, 401, p);
+        assert.match(String(r.headers['www-authenticate']), /^Bearer/);
       }
-      writeFileSync(file, readText(file).replace('tokenFile: token }', 'tokenFile: token, protectMetrics: true }'));
-      const closed = startChild(['run', '--config', file]);
-      try {
-        const base = (await waitReady(closed))!;
-        assert.equal((await get(base, '/metrics')).status, 401);
-        assert.equal((await get(base, '/metrics', { authorization: `Bearer ${TOKEN}` })).status, 200);
-        assert.equal((await get(base, '/healthz')).status, 200);
-      } finally {
-        await stop(closed);
-      }
-    } finally {
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+      assert.equal((await get(base, '/api/streams', { authorization: 'Bearer wrong-token-0123456789' })).status, 401);
+      assert.equal((await get(base, '/api/streams', { authorization: `Bearer ${TOKEN}` })).status, 200);
+      const opened = await get(base, `/?token=${TOKEN}`);
+      assert.equal(opened.status, 303, 'the token moves into a cookie');
+      assert.equal(opened.headers.location, '/', 'and out of the address bar');
+      const cookie = String(opened.headers['set-cookie']);
+      assert.match(cookie, /HttpOnly/);
+      assert.match(cookie, /SameSite=Strict/);
+      const jar = cookie.split(';')[0]!;
+      assert.equal((await get(base, '/api/streams', { cookie: jar })).status, 200);
+      assert.equal((await get(base, '/', { cookie: jar })).status, 200);
+      for (const p of ['/healthz', '/readyz', '/metrics']) assert.equal((await get(base, p)).status, 200, `${p} stays open`);
+      await stop(daemon);
 
-  it('200 API clients at once neither stall /healthz nor MQTT acknowledgements: answers are shared and bounded', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const dbFile = path.join(tmp.dir, 'tidecast.db');
-    const daemon = startChild(['run', '--config', writeTestConfig(tmp.dir, broker.url, { clientId: 'http-flood' })]);
-    try {
-      const base = (await waitReady(daemon))!;
-      const all = telemetry(300, 13).map((m) => ({ topic: m.topic, payload: m.payload }));
-      await publishAll(broker.url, 'http-flood-warm', all.filter((_, j) => j % 13 < 3));
+      const closed = spawn(['run', '--config', writeConfig({ http: { tokenFile: 'token', protectMetrics: true } })]);
+      const closedBase = (await waitReady(closed))!;
+      assert.equal((await get(closedBase, '/metrics')).status, 401);
+      assert.equal((await get(closedBase, '/metrics', { authorization: `Bearer ${TOKEN}` })).status, 200);
+      assert.equal((await get(closedBase, '/healthz')).status, 200);
+      await stop(closed);
+    }));
+
+  it('200 API clients at once neither stall /healthz nor MQTT acknowledgements: answers are shared and bounded', () =>
+    withDaemonProcess({}, async ({ child: daemon, http, publish, count }) => {
+      const base = http!;
+      const all = telemetry(300, 13);
+      await publish(all.filter((_, j) => j % 13 < 3));
       let done = false;
       const statuses = new Map<number, number>();
       // 200 clients, each looping over the stream list and distinct series (distinct URLs: nothing to share).
@@ -150,8 +124,8 @@ describe('HTTP surface', () => {
           await new Promise((r) => setTimeout(r, 50));
         }
       })();
-      await publishAll(broker.url, 'http-flood-pub', all.filter((_, j) => j % 13 >= 3), 100);
-      await waitFor(() => countIn(dbFile, 'SELECT count(*) n FROM steps') === 3900, 60_000, 'every message stored during the API flood');
+      await publish(all.filter((_, j) => j % 13 >= 3), 100);
+      await waitFor(() => count('SELECT count(*) n FROM steps') === 3900, 60_000, 'every message stored during the API flood');
       done = true;
       await Promise.all([...clients, probe]);
       const answered = statuses.get(200) ?? 0;
@@ -163,14 +137,6 @@ describe('HTTP surface', () => {
       assert.deepEqual([...statuses.keys()].filter((s) => s !== 200 && s !== 503), [], 'answered, or refused at once with 503: no error, no timeout');
       // Found before: 100 concurrent /api/streams delayed /healthz by 4.2 s. A bound loose enough for a loaded CI machine.
       assert.ok(worst < 1000, `/healthz took up to ${worst.toFixed(0)} ms`);
-    } finally {
       await stop(daemon);
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 });
-
-function readText(file: string): string {
-  return readFileSync(file, 'utf8');
-}

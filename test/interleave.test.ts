@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { InferenceEngine } from '../src/inference/engine.js';
 import { loadModel } from '../src/inference/model.js';
 import { StepRunner, type StepResult } from '../src/inference/step-runner.js';
-import { maxAbsDiff, modelPath, prng } from './helpers.js';
+import { maxAbsDiff, modelPath } from './support/models.js';
+import { prng } from './support/prng.js';
 import { waitFor } from './support/fixtures.js';
 
 const STREAMS = 1000;

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ErrorCodes } from '../src/errors.js';
 import { loadModel } from '../src/inference/model.js';
-import { modelPath, tempDir, testModelPath } from './helpers.js';
+import { modelPath, testModelPath } from './support/models.js';
+import { tempDir } from './support/temp-dir.js';
 
 /** Copy a shipped model and its card into a temp dir, with the card edited. */
 function withEditedCard(edit: (card: Record<string, unknown>) => void): { file: string; remove(): void } {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { cardOutputSize, defaultCardPath, readCard } from '../src/inference/card.js';
 import { CardScaler } from '../src/inference/scaler.js';
-import { SHIPPED_MODELS, maxAbsDiff, modelPath, readFixture } from './helpers.js';
+import { SHIPPED_MODELS, maxAbsDiff, modelPath, readFixture } from './support/models.js';
 
 interface ErrorStats { mae: number; rmse: number; n: number }
 

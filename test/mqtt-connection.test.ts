@@ -6,9 +6,10 @@ import pino from 'pino';
 import { loadConfig } from '../src/config/load-config.js';
 import { silentLogger } from '../src/log.js';
 import { MqttConnection } from '../src/mqtt/mqtt-connection.js';
-import { tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { publishAll, waitFor, writeTestConfig } from './support/fixtures.js';
+import { waitFor } from './support/fixtures.js';
+import { withTempDir } from './support/temp-dir.js';
+import { withBroker } from './support/test-bed.js';
+import { writeConfig } from './support/test-config.js';
 
 /** MQTT fixed-header byte of a PUBACK. */
 const PUBACK = 0x40;
@@ -58,62 +59,48 @@ function watchNoDelay(): { ports: number[]; restore(): void } {
 }
 
 describe('MQTT connection', () => {
-  it('turns Nagle\'s algorithm off on its socket, again after a reconnect', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const loaded = loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'nodelay-test' }));
-    const conn = new MqttConnection({ config: loaded.config.mqtt, secrets: loaded.secrets, filters: ['nodelay/#'], log: silentLogger, onMessage: (_m, ack) => ack.ack() });
-    const seen = watchNoDelay();
-    try {
+  it('turns Nagle\'s algorithm off on its socket, again after a reconnect', () =>
+    withBroker(async ({ broker, writeConfig, defer }) => {
+      const loaded = loadConfig(writeConfig({ mqtt: { clientId: 'nodelay-test' } }));
+      const conn = new MqttConnection({ config: loaded.config.mqtt, secrets: loaded.secrets, filters: ['nodelay/#'], log: silentLogger, onMessage: (_m, ack) => ack.ack() });
+      defer(() => conn.stop());
+      const seen = watchNoDelay();
+      defer(seen.restore);
       await conn.start();
       assert.deepEqual(seen.ports, [broker.port], 'the connection to the broker');
       await broker.stop();
       await broker.start();
       await waitFor(() => seen.ports.length === 2, 20_000, 'a reconnect');
       assert.deepEqual(seen.ports, [broker.port, broker.port]);
-    } finally {
-      seen.restore();
-      await conn.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
 
-  it('acknowledges every QoS 1 message, the PUBACKs of one read leaving in one socket write', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const loaded = loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'coalesce-test' }));
-    const received: string[] = [];
-    const conn = new MqttConnection({
-      config: loaded.config.mqtt,
-      secrets: loaded.secrets,
-      filters: ['coalesce/#'],
-      log: silentLogger,
-      onMessage: (m, ack) => {
-        received.push(m.payload.toString());
-        ack.ack();
-      },
-    });
-    const seen = countPubackWrites();
-    try {
+  it('acknowledges every QoS 1 message, the PUBACKs of one read leaving in one socket write', () =>
+    withBroker(async ({ writeConfig, publish, defer }) => {
+      const loaded = loadConfig(writeConfig({ mqtt: { clientId: 'coalesce-test' } }));
+      const received: string[] = [];
+      const conn = new MqttConnection({
+        config: loaded.config.mqtt,
+        secrets: loaded.secrets,
+        filters: ['coalesce/#'],
+        log: silentLogger,
+        onMessage: (m, ack) => {
+          received.push(m.payload.toString());
+          ack.ack();
+        },
+      });
+      defer(() => conn.stop());
+      const seen = countPubackWrites();
+      defer(seen.restore);
       await conn.start();
       const N = 400;
-      await publishAll(broker.url, 'coalesce-pub', Array.from({ length: N }, (_, i) => ({ topic: `coalesce/${i % 7}`, payload: String(i) })));
+      await publish(Array.from({ length: N }, (_, i) => ({ topic: `coalesce/${i % 7}`, payload: String(i) })));
       await waitFor(() => received.length >= N && seen.pubacks >= N, 10_000, `${N} messages acknowledged (received ${received.length}, PUBACKs ${seen.pubacks})`);
       assert.equal(received.length, N);
       assert.equal(seen.pubacks, N, 'one PUBACK per message');
       // One write per PUBACK without coalescing; the broker sends up to 20 unacknowledged messages at once.
       assert.ok(seen.writes < N * 0.75, `${seen.writes} socket writes carried the ${N} PUBACKs`);
-    } finally {
-      seen.restore();
-      await conn.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
   it('counts and logs (once) a session taken over, from MQTT 5 DISCONNECT reason 0x8E', async () => {
     // A broker that injects the fault: it accepts each connection and then hands the session to "another client".
@@ -129,8 +116,7 @@ describe('MQTT connection', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as net.AddressInfo).port;
-    const tmp = tempDir();
-    const loaded = loadConfig(writeTestConfig(tmp.dir, `mqtt://127.0.0.1:${port}`, { clientId: 'taken', mqtt: 'protocolVersion: 5', reconnectPeriodMs: 100 }));
+    const loaded = await withTempDir((dir) => loadConfig(writeConfig(dir, { mqtt: { url: `mqtt://127.0.0.1:${port}`, clientId: 'taken', protocolVersion: 5, reconnectPeriodMs: 100 } })));
     const lines: Array<Record<string, unknown>> = [];
     const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
     let takeovers = 0;
@@ -145,7 +131,6 @@ describe('MQTT connection', () => {
     } finally {
       await conn.stop();
       await new Promise<void>((r) => server.close(() => r()));
-      tmp.remove();
     }
   });
 });

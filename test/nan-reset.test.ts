@@ -7,7 +7,7 @@ import { loadModel } from '../src/inference/model.js';
 import type ort from 'onnxruntime-node';
 import type { RunOutput } from '../src/inference/session-thread.js';
 import { StepRunner, type StepResult } from '../src/inference/step-runner.js';
-import { testModelPath } from './helpers.js';
+import { testModelPath } from './support/models.js';
 
 // nan-accumulator.onnx: state += input; output = sqrt(5 - state). Once a stream's
 // accumulated first feature passes 5 its output turns NaN: an exploding state.

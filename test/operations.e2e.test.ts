@@ -1,46 +1,31 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
-import { loadConfig } from '../src/config/load-config.js';
-import { Daemon } from '../src/daemon/daemon.js';
 import { deviceId, entityId } from '../src/mqtt/ha-discovery.js';
-import { silentLogger } from '../src/log.js';
 import { ExitCodes, NO_RESTART_EXIT_CODES } from '../src/exit-codes.js';
 import { SERVICE_NODE_FLAGS } from '../src/node-flags.js';
 import { packageRoot } from '../src/paths.js';
-import { tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { retained, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
-
-const bin = path.join(packageRoot, 'dist', 'src', 'main.js');
+import { terminate, waitReady } from './support/child.js';
+import { retained, telemetry, waitFor } from './support/fixtures.js';
+import { withBroker } from './support/test-bed.js';
+import { withDaemon, withDaemonProcess } from './support/with-daemon.js';
 
 async function get(url: string): Promise<{ status: number; body: string }> {
   const res = await fetch(url);
   return { status: res.status, body: await res.text() };
 }
 
-async function publishAll(url: string, msgs: ReturnType<typeof telemetry>): Promise<void> {
-  const pub = await mqtt.connectAsync(url, { clientId: `ops-pub-${Math.random().toString(16).slice(2)}` });
-  await Promise.all(msgs.map((m) => pub.publishAsync(m.topic, m.payload, { qos: 1 })));
-  await pub.endAsync();
-}
-
 describe('operations', () => {
-  it('/metrics, /healthz and /readyz report the pipeline; readiness follows the broker', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-metrics', reconnectPeriodMs: 5000 })), log: silentLogger });
-    await daemon.start();
-    const base = `http://127.0.0.1:${daemon.httpAddress!.port}`;
-    try {
+  it('/metrics, /healthz and /readyz report the pipeline; readiness follows the broker', () =>
+    withDaemon({ mqtt: { reconnectPeriodMs: 5000 } }, async ({ daemon, broker, url, http: base, publish }) => {
       assert.equal(daemon.httpAddress!.host, '127.0.0.1', 'loopback by default');
-      await publishAll(broker.url, telemetry(2, 6));
-      const pub = await mqtt.connectAsync(broker.url, { clientId: 'ops-bad' });
+      await publish(telemetry(2, 6));
+      const pub = await mqtt.connectAsync(url, { clientId: 'ops-bad' });
       await pub.publishAsync('sensors/a/b/telemetry', 'not json', { qos: 1 });
       await pub.endAsync();
       await waitFor(() => daemon.stats().predictions === 12 && (daemon.stats().deadLetters.bad_json ?? 0) === 1, 10_000, 'predictions');
@@ -77,51 +62,32 @@ describe('operations', () => {
       const down = await get(`${base}/readyz`);
       assert.equal(down.status, 503);
       assert.equal(JSON.parse(down.body).checks.brokerConnected, false);
-    } finally {
-      await daemon.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('the watchdog check fails while an inference is stuck with steps queued', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
+  it('the watchdog check fails while an inference is stuck with steps queued', () =>
     // On the main thread's session: the fault below replaces its run (a session thread has a session of its own).
-    const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-stuck', sessionThread: false })), log: silentLogger });
-    await daemon.start();
-    try {
+    // The stuck batch never drains: the stop gives up on it after 200 ms.
+    withDaemon({ models: { 'weather-lstm': { sessionThread: false } }, shutdown: { drainTimeoutMs: 200 } }, async ({ daemon, publish }) => {
       assert.equal(daemon.progressed(), true, 'idle counts as healthy');
       // Fault injection: the next session.run never returns.
       const session = daemon.engines.get('weather-lstm')!.model.session;
       session.run = () => new Promise(() => undefined);
-      await publishAll(broker.url, telemetry(3, 2));
+      await publish(telemetry(3, 2));
       await waitFor(() => daemon.stats().queueDepth > 0, 5000, 'steps queued behind the stuck batch');
       daemon.progressed();
       assert.equal(daemon.progressed(), false, 'no batch completed and steps wait: withhold the ping');
-    } finally {
-      await daemon.stop(200);
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('Home Assistant discovery and the stats topic, read back as retained messages', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const daemon = new Daemon({ loaded: loadConfig(writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-ha', homeAssistant: true, statsIntervalS: 1 })), log: silentLogger });
-    await daemon.start();
-    try {
+  it('Home Assistant discovery and the stats topic, read back as retained messages', () =>
+    withDaemon({ homeAssistant: { discovery: true }, stats: { intervalS: 1 } }, async ({ daemon, url, publish }) => {
       // An id of an earlier version, retained on the broker: announcing the entity under its new id clears it.
       const legacy = 'homeassistant/sensor/tidecast_weather-lstm_site0_dev0_temp_max_h1/config';
-      const pub = await mqtt.connectAsync(broker.url, { clientId: 'ops-ha-legacy' });
+      const pub = await mqtt.connectAsync(url, { clientId: 'ops-ha-legacy' });
       await pub.publishAsync(legacy, '{"name":"old"}', { qos: 1, retain: true });
       await pub.endAsync();
-      await publishAll(broker.url, telemetry(1, 2));
+      await publish(telemetry(1, 2));
       await waitFor(() => daemon.stats().predictions === 2, 10_000, 'forecasts');
-      const configs = await retained(broker.url, 'homeassistant/sensor/#');
+      const configs = await retained(url, 'homeassistant/sensor/#');
       assert.equal(configs.size, 6, 'one entity per target and horizon, the legacy config cleared');
       assert.ok(!configs.has(legacy));
       const id = entityId('weather-lstm', 'site0/dev0', 'temp_max', 1);
@@ -134,39 +100,28 @@ describe('operations', () => {
       assert.deepEqual(c.device.identifiers, [deviceId('site0/dev0')]);
       assert.equal(c.unique_id, id);
       assert.match(String(c.value_template), /forecast\[0\]\.values\['temp_max'\]/);
-      const stats = await retained(broker.url, 'tidecast/stats', 1500);
+      const stats = await retained(url, 'tidecast/stats', 1500);
       const s = JSON.parse(stats.get('tidecast/stats')!) as { messages: number; predictions: number };
       assert.deepEqual([s.messages, s.predictions], [2, 2]);
-    } finally {
-      await daemon.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('systemd notify: READY=1, WATCHDOG=1, STOPPING=1 in that order over a real unix datagram socket; nothing without NOTIFY_SOCKET', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const unix = createRequire(import.meta.url)('unix-dgram') as {
-      createSocket(type: 'unix_dgram', onMessage: (msg: Buffer) => void): { bind(path: string): void; close(): void };
-    };
-    const received: string[] = [];
-    const socketPath = path.join(tmp.dir, 'notify.sock');
-    const sock = unix.createSocket('unix_dgram', (msg) => received.push(msg.toString()));
-    sock.bind(socketPath);
-    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-notify' });
-    const runOnce = async (env: NodeJS.ProcessEnv): Promise<number | null> => {
-      const child = spawn(process.execPath, [bin, 'run', '--config', file], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      await waitFor(() => out.includes('"msg":"ready"'), 15_000, 'ready');
-      await new Promise((r) => setTimeout(r, 700)); // a few watchdog periods (WATCHDOG_USEC 200 ms -> ping every 100 ms)
-      child.kill('SIGTERM');
-      return exit;
-    };
-    try {
+  it('systemd notify: READY=1, WATCHDOG=1, STOPPING=1 in that order over a real unix datagram socket; nothing without NOTIFY_SOCKET', () =>
+    withBroker(async ({ dir, writeConfig, spawn, defer }) => {
+      const unix = createRequire(import.meta.url)('unix-dgram') as {
+        createSocket(type: 'unix_dgram', onMessage: (msg: Buffer) => void): { bind(path: string): void; close(): void };
+      };
+      const received: string[] = [];
+      const socketPath = path.join(dir, 'notify.sock');
+      const sock = unix.createSocket('unix_dgram', (msg) => received.push(msg.toString()));
+      sock.bind(socketPath);
+      defer(() => sock.close());
+      const file = writeConfig();
+      const runOnce = async (env: NodeJS.ProcessEnv): Promise<number | null> => {
+        const child = spawn(['run', '--config', file], env);
+        await waitReady(child, 15_000);
+        await sleep(700); // a few watchdog periods (WATCHDOG_USEC 200 ms -> ping every 100 ms)
+        return terminate(child);
+      };
       assert.equal(await runOnce({ NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '200000' }), 0);
       await waitFor(() => received.some((m) => m.includes('STOPPING=1')), 3000, 'STOPPING=1');
       const kinds = received.map((m) => m.split('\n')[0]);
@@ -178,63 +133,36 @@ describe('operations', () => {
       assert.match(received[0]!, /STATUS=ready: weather-lstm/);
 
       received.length = 0;
-      const env = { ...process.env };
-      delete env.NOTIFY_SOCKET;
-      assert.equal(await runOnce({ ...env, NOTIFY_SOCKET: '', WATCHDOG_USEC: '200000' }), 0);
-      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(await runOnce({ NOTIFY_SOCKET: '', WATCHDOG_USEC: '200000' }), 0);
+      await sleep(200);
       assert.deepEqual(received, [], 'nothing is sent without NOTIFY_SOCKET');
-    } finally {
-      sock.close();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('SIGHUP applies a new log level without a restart', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-hup' });
-    const child = spawn(process.execPath, [bin, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    try {
-      await waitFor(() => out.includes('"msg":"ready"'), 15_000, 'ready');
+  it('SIGHUP applies a new log level without a restart', () =>
+    withDaemonProcess({}, async ({ child, writeConfig, publish }) => {
+      const out = (): string => child.lines.join('\n');
       const msgs = telemetry(1, 2);
-      await publishAll(broker.url, msgs.slice(0, 1));
-      await waitFor(() => out.includes('"component":"mqtt"'), 1000, 'logs').catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 300));
-      assert.doesNotMatch(out, /sample accepted/, 'debug lines are off at level info');
-      writeFileSync(file, readFileSync(file, 'utf8').replace('log: { level: info }', 'log: { level: debug }'));
-      child.kill('SIGHUP');
-      await waitFor(() => out.includes('configuration reloaded'), 5000, 'reload');
-      await publishAll(broker.url, msgs.slice(1));
-      await waitFor(() => /"level":20,.*"component":"ingest".*"msg":"sample accepted"/.test(out), 5000, 'a debug line from a child logger');
-    } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+      await publish(msgs.slice(0, 1));
+      await waitFor(() => out().includes('"component":"mqtt"'), 1000, 'logs').catch(() => undefined);
+      await sleep(300);
+      assert.doesNotMatch(out(), /sample accepted/, 'debug lines are off at level info');
+      writeConfig({ log: { level: 'debug' } });
+      child.proc.kill('SIGHUP');
+      await waitFor(() => out().includes('configuration reloaded'), 5000, 'reload');
+      await publish(msgs.slice(1));
+      await waitFor(() => /"level":20,.*"component":"ingest".*"msg":"sample accepted"/.test(out()), 5000, 'a debug line from a child logger');
+    }));
 
-  it('Home Assistant ids cannot collide: streams that differ only in replaced characters get entities of their own; a cap bounds them', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'ops-ha-ids', homeAssistant: true });
+  it('Home Assistant ids cannot collide: streams that differ only in replaced characters get entities of their own; a cap bounds them', () =>
     // 6 entities a stream (3 horizons x 2 targets of weather-lstm's card): room for 3 streams.
-    const loaded = loadConfig(file, { TIDECAST_HOME_ASSISTANT__MAX_ENTITIES: '18' });
-    const daemon = new Daemon({ loaded, log: silentLogger });
-    await daemon.start();
-    try {
-      const pub = await mqtt.connectAsync(broker.url, { clientId: 'ops-ha-ids-pub' });
+    withDaemon({ homeAssistant: { discovery: true } }, async ({ daemon, url }) => {
+      const pub = await mqtt.connectAsync(url, { clientId: 'ops-ha-ids-pub' });
       for (const site of ['garden', 'garden%', 'garden_x', 'shed']) {
         await pub.publishAsync(`sensors/${site}/ws1/telemetry`, JSON.stringify({ ts: 1_420_070_400, rain: 0, tmax: 10, tmin: 5, wind: 2 }), { qos: 1 });
       }
       await pub.endAsync();
       await waitFor(() => daemon.stats().predictions === 4, 10_000, 'forecasts');
-      const configs = await retained(broker.url, 'homeassistant/sensor/#');
+      const configs = await retained(url, 'homeassistant/sensor/#');
       const owners = new Map<string, string>();
       for (const [topic, text] of configs) {
         if (text === '') continue;
@@ -248,12 +176,7 @@ describe('operations', () => {
       assert.deepEqual([...streams].sort(), ['forecast/weather-lstm/garden%/ws1', 'forecast/weather-lstm/garden/ws1', 'forecast/weather-lstm/garden_x/ws1']);
       assert.notEqual(entityId('weather-lstm', 'garden/ws1', 'temp_max', 1), entityId('weather-lstm', 'garden%/ws1', 'temp_max', 1));
       assert.notEqual(deviceId('garden/ws1'), deviceId('garden%/ws1'));
-    } finally {
-      await daemon.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }, { env: { TIDECAST_HOME_ASSISTANT__MAX_ENTITIES: '18' } }));
 
   it('the unit file verifies, scores an exposure of 1.5 or less, limits restarts and never restarts into a data or config error', async () => {
     const unit = path.join(packageRoot, 'systemd', 'tidecast.service');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadModel } from '../src/inference/model.js';
 import { StepRunner } from '../src/inference/step-runner.js';
-import { SHIPPED_MODELS, maxAbsDiff, modelPath, readFixture } from './helpers.js';
+import { SHIPPED_MODELS, maxAbsDiff, modelPath, readFixture } from './support/models.js';
 
 const TOLERANCE = 1e-5;
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { loadModel } from '../src/inference/model.js';
-import { modelPath, tempDir } from './helpers.js';
+import { modelPath } from './support/models.js';
+import { withTempDir } from './support/temp-dir.js';
+import { writeConfig } from './support/test-config.js';
 import { runCli } from './support/child.js';
 
 const tidecast = runCli;
@@ -84,23 +84,10 @@ describe('execution providers', () => {
     }
   });
 
-  it('check-config reports the provider each model got; strictProviders in the config exits 69', async () => {
-    const tmp = tempDir();
-    try {
-      const write = (strict: boolean): string => {
-        const file = path.join(tmp.dir, `p-${strict}.yaml`);
-        writeFileSync(
-          file,
-          `mqtt: { url: mqtt://127.0.0.1:1 }
-models:
-  weather-lstm: { providers: [cuda, { name: cpu }], strictProviders: ${strict} }
-routes:
-  - { topic: s/+id, stream: "{id}", models: [weather-lstm], decoder: { type: json } }
-store: { path: ${path.join(tmp.dir, 'x.db')} }
-`,
-        );
-        return file;
-      };
+  it('check-config reports the provider each model got; strictProviders in the config exits 69', () =>
+    withTempDir(async (dir) => {
+      const write = (strict: boolean): string =>
+        writeConfig(dir, { models: { 'weather-lstm': { providers: ['cuda', { name: 'cpu' }], strictProviders: strict } }, routes: [{ topic: 's/+id', stream: '{id}', models: ['weather-lstm'], decoder: { type: 'json' } }] }, `p-${strict}`);
       const ok = await tidecast('check-config', '--config', write(false));
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stdout, /weather-lstm on (cuda|cpu \(cuda unavailable: .+\))/);
@@ -108,8 +95,5 @@ store: { path: ${path.join(tmp.dir, 'x.db')} }
         const strict = await tidecast('check-config', '--config', write(true));
         assert.equal(strict.code, 69, strict.stderr);
       }
-    } finally {
-      tmp.remove();
-    }
-  });
+    }));
 });

@@ -3,60 +3,53 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { loadConfig } from '../src/config/load-config.js';
-import { Daemon } from '../src/daemon/daemon.js';
-import { silentLogger } from '../src/log.js';
-import { tempDir, testModelPath } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { metric, rssBytes, startChild, waitReady } from './support/child.js';
-import { expectedForecasts, publishAll, telemetry, waitFor, worstVsExpected, writeDaemonConfig } from './support/fixtures.js';
+import { metric, rssBytes, terminate } from './support/child.js';
+import { expectedForecasts, telemetry, waitFor, worstVsExpected } from './support/fixtures.js';
+import { testModelPath } from './support/models.js';
+import type { ConfigInput } from './support/test-config.js';
+import { withDaemon, withDaemonProcess } from './support/with-daemon.js';
 
 const DAY_S = 86_400;
 const EPOCH_S = Date.UTC(2015, 0, 1) / 1000;
 const MiB = 1024 * 1024;
 
-const count = (db: Database.Database, sql: string, ...args: unknown[]): number => (db.prepare(sql).get(...args) as { n: number }).n;
-
+/**
+ * nan-accumulator on acc/<id> (JSON features a and b): state += input;
+ * output[k] = sqrt(5 - state[k]). No scaler: identity. Its output carries one
+ * value per state channel, so the card has one target per feature.
+ */
+function nanAccumulatorConfig(dir: string): ConfigInput {
+  const card = path.join(dir, 'nan-accumulator.card.json');
+  writeFileSync(
+    card,
+    JSON.stringify({
+      name: 'nan-accumulator',
+      mode: 'stateful',
+      stepSeconds: DAY_S,
+      features: [{ name: 'a' }, { name: 'b' }],
+      targets: [{ name: 'room_a' }, { name: 'room_b' }],
+      horizons: [1],
+      outputLayout: 'horizon-major',
+    }),
+  );
+  return {
+    models: { 'nan-accumulator': { path: testModelPath('nan-accumulator.onnx'), card } },
+    routes: [
+      {
+        name: 'acc',
+        topic: 'acc/+id',
+        stream: 'acc/{id}',
+        models: ['nan-accumulator'],
+        decoder: { type: 'json', timestamp: { field: 'ts', format: 'epoch_s' }, features: { a: 'a', b: 'b' } },
+        resample: { emit: 'complete', wallClock: false },
+      },
+    ],
+  };
+}
 
 describe('reliability: exploding state, idle spill and stream floods end to end', () => {
-  it('a stream whose state explodes gets a state_reset event and starts over from zero; nothing non-finite is stored; other streams are untouched', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    let daemon: Daemon | null = null;
-    try {
-      await broker.start();
-      // nan-accumulator: state += input; output[k] = sqrt(5 - state[k]). No scaler: identity.
-      // Its output carries one value per state channel, so the card has one target per feature.
-      const card = path.join(tmp.dir, 'nan-accumulator.card.json');
-      writeFileSync(
-        card,
-        JSON.stringify({
-          name: 'nan-accumulator',
-          mode: 'stateful',
-          stepSeconds: DAY_S,
-          features: [{ name: 'a' }, { name: 'b' }],
-          targets: [{ name: 'room_a' }, { name: 'room_b' }],
-          horizons: [1],
-          outputLayout: 'horizon-major',
-        }),
-      );
-      const file = writeDaemonConfig(tmp.dir, {
-        url: broker.url,
-        clientId: 'tidecast-nan',
-        models: `  nan-accumulator:\n    path: ${testModelPath('nan-accumulator.onnx')}\n    card: ${card}`,
-        routes: `  - name: acc
-    topic: acc/+id
-    stream: "acc/{id}"
-    models: [nan-accumulator]
-    decoder:
-      type: json
-      timestamp: { field: ts, format: epoch_s }
-      features: { a: a, b: b }
-    resample: { emit: complete, wallClock: false }`,
-      });
-      daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
-      await daemon.start();
-
+  it('a stream whose state explodes gets a state_reset event and starts over from zero; nothing non-finite is stored; other streams are untouched', () =>
+    withDaemon(nanAccumulatorConfig, async ({ daemon, db, publish, count }) => {
       // acc/bad accumulates 3, 6 (> 5: NaN, reset), then 1, 2 from zero; acc/good stays below 5.
       const series: Record<string, Array<[number, number]>> = {
         'acc/bad': [[3, 0.25], [3, 0.25], [1, 0.25], [1, 0.25]],
@@ -65,18 +58,17 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
       const msgs = Object.entries(series).flatMap(([stream, steps]) =>
         steps.map(([a, b], t) => ({ topic: stream, payload: JSON.stringify({ ts: EPOCH_S + t * DAY_S, a, b }) })),
       );
-      await publishAll(broker.url, 'nan-pub', msgs);
+      await publish(msgs);
 
-      const db = daemon.store!.db;
-      await waitFor(() => count(db, 'SELECT count(*) n FROM steps') === 8 && daemon!.stats().queueDepth === 0, 10_000, 'all 8 steps committed');
-      await waitFor(() => count(db, 'SELECT count(*) n FROM predictions') >= 7 * 2, 10_000, 'the predictions of 7 steps');
+      await waitFor(() => count('SELECT count(*) n FROM steps') === 8 && daemon.stats().queueDepth === 0, 10_000, 'all 8 steps committed');
+      await waitFor(() => count('SELECT count(*) n FROM predictions') >= 7 * 2, 10_000, 'the predictions of 7 steps');
 
       const events = db.prepare("SELECT at, stream, model, detail FROM events WHERE kind = 'state_reset'").all() as Array<{ at: number; stream: string; model: string; detail: string }>;
       assert.deepEqual(events.map((e) => [e.stream, e.model, e.at]), [['acc/bad', 'nan-accumulator', (EPOCH_S + DAY_S) * 1000]], 'one reset, at the step that exploded');
       const text = await daemon.metrics.text();
       assert.ok(metric(text, 'tidecast_state_resets_total', 'reason="non_finite"') >= 1, 'the reset is counted as non_finite');
       assert.equal(metric(text, 'tidecast_state_resets_total', 'reason="non_finite"'), metric(text, 'tidecast_state_resets_total', 'model="nan-accumulator",reason="non_finite"'));
-      assert.equal(count(db, 'SELECT count(*) n FROM predictions WHERE value IS NULL OR abs(value) > 1e308'), 0, 'no non-finite prediction is stored');
+      assert.equal(count('SELECT count(*) n FROM predictions WHERE value IS NULL OR abs(value) > 1e308'), 0, 'no non-finite prediction is stored');
       assert.equal(daemon.stats().resets, 1, 'the engine counts one reset');
 
       // Expected from the model's definition, accumulating from zero and restarting after the reset.
@@ -101,40 +93,26 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
       const afterReset = rows.find((r) => r.stream === 'acc/bad' && r.issued_at === (EPOCH_S + 2 * DAY_S) * 1000 && r.target === 'room_a');
       assert.ok(afterReset && Math.abs(afterReset.value - 2) < 1e-5, `after the reset, input 1 gives sqrt(5 - 1) = 2 (got ${afterReset?.value})`);
       assert.equal(rows.filter((r) => r.stream === 'acc/good').length, 4 * 2, 'the healthy stream has all its predictions');
-    } finally {
-      await daemon?.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('idle streams are spilled to SQLite and evicted, and come back with exactly their state', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    let daemon: Daemon | null = null;
-    try {
-      await broker.start();
-      const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-spill', extra: 'limits: { idleTtlS: 0.5 }\ndurability: { checkpointIntervalS: 0.2 }' });
-      daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
-      await daemon.start();
-      const d = daemon;
-      const db = d.store!.db;
+  it('idle streams are spilled to SQLite and evicted, and come back with exactly their state', () =>
+    withDaemon({ limits: { idleTtlS: 0.5 }, durability: { checkpointIntervalS: 0.2 } }, async ({ daemon: d, db, publish, count }) => {
       const S = 3;
       const N = 20;
       const msgs = telemetry(S, N);
       const first = msgs.filter((m) => m.ts < (EPOCH_S + 10 * DAY_S) * 1000);
       const second = msgs.filter((m) => m.ts >= (EPOCH_S + 10 * DAY_S) * 1000);
       assert.deepEqual([first.length, second.length], [S * 10, S * 10]);
-      const predictions = (): number => count(db, 'SELECT count(*) n FROM predictions');
+      const predictions = (): number => count('SELECT count(*) n FROM predictions');
 
-      await publishAll(broker.url, 'spill-pub-1', first);
+      await publish(first);
       await waitFor(() => predictions() === S * 10 * 6, 10_000, 'the first 10 days predicted');
       await waitFor(() => d.stats().residency.evicted >= S && d.stats().residency.resident === 0, 10_000, 'the idle streams to be evicted');
-      assert.equal(count(db, 'SELECT count(*) n FROM stream_state WHERE resident = 0'), S, 'each evicted stream is spilled');
-      assert.equal(count(db, 'SELECT count(*) n FROM model_state'), S, 'with its recurrent state');
+      assert.equal(count('SELECT count(*) n FROM stream_state WHERE resident = 0'), S, 'each evicted stream is spilled');
+      assert.equal(count('SELECT count(*) n FROM model_state'), S, 'with its recurrent state');
       assert.equal(d.stats().residency.restored, 0);
 
-      await publishAll(broker.url, 'spill-pub-2', second);
+      await publish(second);
       await waitFor(() => predictions() === S * N * 6, 10_000, 'all 20 days predicted');
       assert.ok(d.stats().residency.restored >= S, `restored ${d.stats().residency.restored}`);
 
@@ -144,58 +122,33 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
       assert.equal(rows.length, S * N * 6);
       const worst = worstVsExpected(rows, want);
       assert.ok(worst < 1e-4, `stored vs one uninterrupted run: max diff ${worst}`);
-      assert.equal(count(db, "SELECT count(*) n FROM events WHERE kind IN ('state_reset', 'gap_reset', 'state_discarded')"), 0, 'no stream started over');
+      assert.equal(count("SELECT count(*) n FROM events WHERE kind IN ('state_reset', 'gap_reset', 'state_discarded')"), 0, 'no stream started over');
       // The open forecasts went to SQLite and came back with the state: every forecast whose target day arrived is scored once,
       // across the spill too (per stream, 2 targets × 19, 18 and 17 days at horizons 1, 2 and 3).
-      await waitFor(() => count(db, 'SELECT sum(n) n FROM accuracy') === S * 2 * (19 + 18 + 17), 10_000, 'every forecast scored');
-    } finally {
-      await daemon?.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+      await waitFor(() => count('SELECT sum(n) n FROM accuracy') === S * 2 * (19 + 18 + 17), 10_000, 'every forecast scored');
+    }));
 
-  it('a full engine queue holds acknowledgements (backpressure) instead of growing, and loses nothing', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    let daemon: Daemon | null = null;
-    try {
-      await broker.start();
-      // One queued step per model at most: every burst must wait for inference at the broker.
-      const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-backpressure', extra: 'limits: { maxQueuedSteps: 1 }' });
-      daemon = new Daemon({ loaded: loadConfig(file), log: silentLogger });
-      await daemon.start();
-      const d = daemon;
-      const db = d.store!.db;
+  it('a full engine queue holds acknowledgements (backpressure) instead of growing, and loses nothing', () =>
+    // One queued step per model at most: every burst must wait for inference at the broker.
+    withDaemon({ limits: { maxQueuedSteps: 1 } }, async ({ daemon: d, publish, count }) => {
       const msgs = telemetry(8, 25).sort((a, b) => a.ts - b.ts);
       let deepest = 0;
       const probe = setInterval(() => (deepest = Math.max(deepest, d.stats().queueDepth)), 1);
-      await publishAll(broker.url, 'bp-pub', msgs);
-      await waitFor(() => count(db, 'SELECT count(*) n FROM predictions') === msgs.length * 6, 20_000, 'every message predicted');
+      await publish(msgs);
+      await waitFor(() => count('SELECT count(*) n FROM predictions') === msgs.length * 6, 20_000, 'every message predicted');
       clearInterval(probe);
       const text = await d.metrics.text();
       assert.ok(metric(text, 'tidecast_backpressure_total', 'reason="queue_full"') >= 1, 'the intake held messages because the queue was full');
       assert.ok(deepest <= 2, `the queue never grew past the limit (deepest seen ${deepest})`);
-      assert.equal(count(db, 'SELECT count(*) n FROM steps'), msgs.length);
-      assert.equal(count(db, 'SELECT count(*) n FROM dead_letters'), 0);
-    } finally {
-      await daemon?.stop();
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+      assert.equal(count('SELECT count(*) n FROM steps'), msgs.length);
+      assert.equal(count('SELECT count(*) n FROM dead_letters'), 0);
+    }));
 
   it('a flood of new streams beyond limits.maxStreams is dead-lettered as stream_limit with memory bounded; SIGTERM exits 0', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
     const MAX = 1000;
     const TOTAL = 10_000;
     // Every refusal stored (no per-minute dead-letter caps): each refused stream is checked below.
-    const file = writeDaemonConfig(tmp.dir, { url: broker.url, clientId: 'tidecast-flood', extra: `limits: { maxStreams: ${MAX}, deadLettersPerMinute: 100000, deadLettersPerSourcePerMinute: 100000 }` });
-    const child = startChild(['run', '--config', file]);
-    try {
-      const url = await waitReady(child);
+    await withDaemonProcess({ limits: { maxStreams: MAX, deadLettersPerMinute: 100000, deadLettersPerSourcePerMinute: 100000 } }, async ({ child, http: url, dbFile, publish, count }) => {
       assert.ok(url, 'the daemon logs its HTTP endpoint');
       const pid = child.proc.pid!;
       const scrape = async (): Promise<string> => (await fetch(`${url}/metrics`)).text();
@@ -210,7 +163,7 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
       const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssBytes(pid))), 50);
       let text = '';
       try {
-        await publishAll(broker.url, 'flood-pub', msgs, 500);
+        await publish(msgs, 500);
         const settled = async (): Promise<boolean> => {
           text = await scrape();
           return metric(text, 'tidecast_messages_total') + metric(text, 'tidecast_dead_letters_total') === TOTAL;
@@ -239,29 +192,19 @@ describe('reliability: exploding state, idle spill and stream floods end to end'
       assert.ok(rssPeak < 350 * MiB, `RSS peak ${mb(rssPeak)} (ready ${mb(rssReady)})`);
       assert.ok(rssEnd - rssReady < 120 * MiB, `RSS grew ${mb(rssEnd - rssReady)} from ${mb(rssReady)} to ${mb(rssEnd)}`);
 
-      child.proc.kill('SIGTERM');
-      assert.equal(await child.exit, 0, child.stderr());
-    } finally {
-      child.proc.kill('SIGKILL');
-      await broker.stop();
-    }
-    try {
-      const db = new Database(path.join(tmp.dir, 'tidecast.db'), { readonly: true });
-      try {
-        const streams = db.prepare('SELECT DISTINCT stream FROM steps').all() as Array<{ stream: string }>;
-        assert.equal(streams.length, MAX, 'steps of exactly maxStreams streams');
-        const accepted = new Set(streams.map((s) => s.stream));
-        const firstComers = Array.from({ length: MAX }, (_, i) => `flood/dev${i}`);
-        assert.ok(firstComers.every((s) => accepted.has(s)), 'the first maxStreams streams are the ones accepted');
-        assert.equal(count(db, 'SELECT count(*) n FROM predictions'), MAX * 6, 'each accepted stream has its forecast');
-        assert.equal(count(db, "SELECT count(*) n FROM dead_letters WHERE reason = 'stream_limit'"), TOTAL - MAX);
-        assert.equal(count(db, 'SELECT count(*) n FROM dead_letters'), TOTAL - MAX);
-        assert.equal(count(db, "SELECT count(DISTINCT stream) n FROM dead_letters WHERE reason = 'stream_limit'"), TOTAL - MAX, 'every refused stream is named in its dead letter');
-      } finally {
-        db.close();
-      }
-    } finally {
-      tmp.remove();
-    }
+      assert.equal(await terminate(child), 0, child.stderr());
+
+      const db = new Database(dbFile, { readonly: true });
+      const streams = db.prepare('SELECT DISTINCT stream FROM steps').all() as Array<{ stream: string }>;
+      db.close();
+      assert.equal(streams.length, MAX, 'steps of exactly maxStreams streams');
+      const accepted = new Set(streams.map((s) => s.stream));
+      const firstComers = Array.from({ length: MAX }, (_, i) => `flood/dev${i}`);
+      assert.ok(firstComers.every((s) => accepted.has(s)), 'the first maxStreams streams are the ones accepted');
+      assert.equal(count('SELECT count(*) n FROM predictions'), MAX * 6, 'each accepted stream has its forecast');
+      assert.equal(count("SELECT count(*) n FROM dead_letters WHERE reason = 'stream_limit'"), TOTAL - MAX);
+      assert.equal(count('SELECT count(*) n FROM dead_letters'), TOTAL - MAX);
+      assert.equal(count("SELECT count(DISTINCT stream) n FROM dead_letters WHERE reason = 'stream_limit'"), TOTAL - MAX, 'every refused stream is named in its dead letter');
+    });
   });
 });

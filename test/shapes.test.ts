@@ -6,8 +6,11 @@ import ort from 'onnxruntime-node';
 import { ErrorCodes } from '../src/errors.js';
 import { loadModel } from '../src/inference/model.js';
 import { StepRunner } from '../src/inference/step-runner.js';
-import { maxAbsDiff, prng, tempDir, testModelPath } from './helpers.js';
+import { maxAbsDiff, testModelPath } from './support/models.js';
+import { prng } from './support/prng.js';
 import { runCli } from './support/child.js';
+import { withTempDir } from './support/temp-dir.js';
+import { writeConfig } from './support/test-config.js';
 
 const KERAS = testModelPath('keras-style-lstm.onnx');
 const MAPPING = { states: [{ input: 'input_2', output: 'lstm_h' }, { input: 'input_3', output: 'lstm_c' }] };
@@ -48,39 +51,22 @@ describe('a graph tidecast cannot read by itself', () => {
     await model.session.release();
   });
 
-  it('the config keys work: check-config refuses the model without them (exit 65) and accepts it with them', async () => {
-    const tmp = tempDir();
-    try {
-      const card = path.join(tmp.dir, 'ks.card.json');
+  it('the config keys work: check-config refuses the model without them (exit 65) and accepts it with them', () =>
+    withTempDir(async (dir) => {
+      const card = path.join(dir, 'ks.card.json');
       writeFileSync(
         card,
         JSON.stringify({ name: 'keras-style', mode: 'stateful', stepSeconds: 3600, features: ['a', 'b', 'c', 'd'].map((name) => ({ name })), targets: [{ name: 'a' }], horizons: [1, 2, 3] }),
       );
-      const config = (mapped: boolean): string => {
-        const file = path.join(tmp.dir, `c-${mapped}.yaml`);
-        const signature = mapped ? `, signature: { states: [{ input: input_2, output: lstm_h }, { input: input_3, output: lstm_c }] }` : '';
-        writeFileSync(
-          file,
-          `mqtt: { url: mqtt://127.0.0.1:1 }
-models:
-  ks: { path: ${KERAS}, card: ${card}${signature} }
-routes:
-  - { topic: s/+id, stream: "{id}", models: [ks], decoder: { type: json } }
-store: { path: ${path.join(tmp.dir, 'x.db')} }
-`,
-        );
-        return file;
-      };
+      const config = (mapped: boolean): string =>
+        writeConfig(dir, { models: { ks: { path: KERAS, card, ...(mapped ? { signature: MAPPING } : {}) } }, routes: [{ topic: 's/+id', stream: '{id}', models: ['ks'], decoder: { type: 'json' } }] }, `c-${mapped}`);
       const refused = await runCli('check-config', '--config', config(false));
       assert.equal(refused.code, 65);
       assert.match(refused.stderr, /models\.NAME\.signature/);
       const ok = await runCli('check-config', '--config', config(true));
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stdout, /^ok: /);
-    } finally {
-      tmp.remove();
-    }
-  });
+    }));
 });
 
 /**

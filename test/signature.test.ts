@@ -5,7 +5,8 @@ import { ErrorCodes } from '../src/errors.js';
 import { loadModel } from '../src/inference/model.js';
 import { detectSignature } from '../src/inference/signature.js';
 import { StepRunner } from '../src/inference/step-runner.js';
-import { maxAbsDiff, modelPath, prng, testModelPath } from './helpers.js';
+import { maxAbsDiff, modelPath, testModelPath } from './support/models.js';
+import { prng } from './support/prng.js';
 
 /** Run a whole sequence through the graph in one call: the reference for step-by-step runs. */
 async function fullSequence(model: Awaited<ReturnType<typeof loadModel>>, seq: Float32Array[]): Promise<Float32Array[]> {

@@ -99,7 +99,7 @@ describe('route groups and slot sharing', () => {
     const { loadModel } = await import('../src/inference/model.js');
     const { ScoreBook } = await import('../src/daemon/score-book.js');
     const { CardScaler } = await import('../src/inference/scaler.js');
-    const { modelPath } = await import('./helpers.js');
+    const { modelPath } = await import('./support/models.js');
     const routeModel = async (name: string) => {
       const model = await loadModel(modelPath(name));
       const card = model.card!;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DecodeError } from '../src/streams/decoder.js';
 import { StepAssembler, type AssembledEvent, type AssemblerOptions } from '../src/streams/step-assembler.js';
-import { prng } from './helpers.js';
+import { prng } from './support/prng.js';
 
 const H = 3_600_000;
 const opts = (o: Partial<AssemblerOptions> = {}): AssemblerOptions => ({

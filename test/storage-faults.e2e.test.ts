@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { tempDir } from './helpers.js';
-import { TestBroker } from './support/broker.js';
-import { logged, startChild, waitReady } from './support/child.js';
-import { publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { logged, terminate, waitReady } from './support/child.js';
+import { telemetry, waitFor } from './support/fixtures.js';
+import { withBroker } from './support/test-bed.js';
+import { withDaemonProcess } from './support/with-daemon.js';
 
 /** Rows a database holds: steps, forecast values (the `predictions` view). */
 function counts(file: string): { steps: number; predictions: number } {
@@ -36,25 +35,16 @@ function damage(file: string, table: string, pages: number): void {
 }
 
 describe('storage faults', () => {
-  it('a damaged database stops the daemon at start with exit 74 and how to recover it, before it acknowledges anything', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const dbFile = path.join(tmp.dir, 'tidecast.db');
-    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'damaged' });
-    try {
-      const first = startChild(['run', '--config', file]);
-      await waitReady(first);
-      await publishAll(broker.url, 'damaged-pub-1', telemetry(3, 10).map((m) => ({ topic: m.topic, payload: m.payload })));
+  it('a damaged database stops the daemon at start with exit 74 and how to recover it, before it acknowledges anything', () =>
+    withDaemonProcess({}, async ({ child: first, configFile: file, dbFile, spawn, publish }) => {
+      await publish(telemetry(3, 10));
       await waitFor(() => counts(dbFile).steps === 30, 20_000, 'the first 30 steps stored');
-      first.proc.kill('SIGTERM');
-      assert.equal(await first.exit, 0, first.stderr());
+      assert.equal(await terminate(first), 0, first.stderr());
 
       damage(dbFile, 'forecasts', 2);
       // Messages that arrive while it is down wait in its broker session.
-      const later = telemetry(3, 20).slice(30).map((m) => ({ topic: m.topic, payload: m.payload }));
-      await publishAll(broker.url, 'damaged-pub-2', later);
-      const second = startChild(['run', '--config', file]);
+      await publish(telemetry(3, 20).slice(30));
+      const second = spawn(['run', '--config', file]);
       assert.equal(await second.exit, 74, second.stderr());
       const err = second.stderr();
       assert.match(err, /TIDECAST_ERR_STORE/);
@@ -63,43 +53,27 @@ describe('storage faults', () => {
       assert.match(err, /\.recover/);
       assert.equal(logged(second, 'ready'), undefined, 'never ready');
       assert.equal(logged(second, 'connected to broker'), undefined, 'never connected: nothing acknowledged');
-    } finally {
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+    }));
 
-  it('a write that meets a damaged page stops the daemon with exit 74; nothing is dropped or trimmed, and the next start stores every message', async () => {
-    const tmp = tempDir();
-    const broker = new TestBroker(tmp.dir);
-    await broker.start();
-    const dbFile = path.join(tmp.dir, 'tidecast.db');
-    const file = writeTestConfig(tmp.dir, broker.url, { clientId: 'corrupt-write' });
-    const msgs = telemetry(4, 15).map((m) => ({ topic: m.topic, payload: m.payload }));
-    try {
+  it('a write that meets a damaged page stops the daemon with exit 74; nothing is dropped or trimmed, and the next start stores every message', () =>
+    withBroker(async ({ dbFile, writeConfig, spawn, publish }) => {
+      const file = writeConfig();
+      const msgs = telemetry(4, 15);
       // Fault injection: the writer's third commit fails as SQLITE_CORRUPT.
-      const faulty = startChild(['run', '--config', file], { TIDECAST_FAULT_WRITER_CORRUPT_AT: '3' });
+      const faulty = spawn(['run', '--config', file], { TIDECAST_FAULT_WRITER_CORRUPT_AT: '3' });
       await waitReady(faulty);
       // One at a time: each message makes its own commit, so the third comes while messages still flow.
-      for (const m of msgs) await publishAll(broker.url, 'corrupt-pub', [m]);
+      for (const m of msgs) await publish([m]);
       assert.equal(await faulty.exit, 74, faulty.stderr());
       assert.match(faulty.stderr(), /TIDECAST_ERR_STORE: the database .* is damaged \(SQLITE_CORRUPT/);
       assert.ok(logged(faulty, 'database damaged: stopping'), 'logged at fatal level');
       assert.ok(counts(dbFile).steps < msgs.length, 'the fault stopped it before every message was stored');
 
-      const healthy = startChild(['run', '--config', file]);
-      try {
-        await waitReady(healthy);
-        await waitFor(() => counts(dbFile).steps === msgs.length, 30_000, `all ${msgs.length} steps stored after the restart (${counts(dbFile).steps})`);
-        const c = counts(dbFile);
-        assert.equal(c.predictions, msgs.length * 6, 'each with its 6 predictions, none twice');
-      } finally {
-        healthy.proc.kill('SIGTERM');
-        assert.equal(await healthy.exit, 0, healthy.stderr());
-      }
-    } finally {
-      await broker.stop();
-      tmp.remove();
-    }
-  });
+      const healthy = spawn(['run', '--config', file]);
+      await waitReady(healthy);
+      await waitFor(() => counts(dbFile).steps === msgs.length, 30_000, `all ${msgs.length} steps stored after the restart (${counts(dbFile).steps})`);
+      const c = counts(dbFile);
+      assert.equal(c.predictions, msgs.length * 6, 'each with its 6 predictions, none twice');
+      assert.equal(await terminate(healthy), 0, healthy.stderr());
+    }));
 });

@@ -5,10 +5,10 @@ import { connect, type Server } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createServer } from 'node:tls';
-import { tempDir } from './helpers.js';
-import { freePort, TestBroker } from './support/broker.js';
-import { logged, runCli, startChild, waitReady } from './support/child.js';
-import { countIn, publishAll, telemetry, waitFor, writeTestConfig } from './support/fixtures.js';
+import { freePort } from './support/broker.js';
+import { logged, runCli, terminate, waitReady } from './support/child.js';
+import { telemetry, waitFor } from './support/fixtures.js';
+import { openTestBed, type TestBed } from './support/test-bed.js';
 
 /** A private CA and a server certificate for localhost/127.0.0.1 signed by it (openssl, as an operator makes them). */
 function makeCertificates(dir: string): { ca: string; key: string; cert: string } {
@@ -28,78 +28,61 @@ function makeCertificates(dir: string): { ca: string; key: string; cert: string 
  * proxy in front of Mosquitto does.
  */
 describe('TLS to the broker', () => {
-  const tmp = tempDir();
-  const broker = new TestBroker(tmp.dir);
+  let bed: TestBed;
   let proxy: Server;
   let tlsPort = 0;
   let certs: { ca: string; key: string; cert: string };
 
   before(async () => {
-    await broker.start();
-    certs = makeCertificates(tmp.dir);
+    bed = await openTestBed();
+    certs = makeCertificates(bed.dir);
     tlsPort = await freePort();
     proxy = createServer({ key: readFileSync(certs.key), cert: readFileSync(certs.cert) }, (socket) => {
-      const upstream = connect(broker.port, '127.0.0.1');
+      const upstream = connect(bed.broker.port, '127.0.0.1');
       socket.pipe(upstream).pipe(socket);
       socket.on('error', () => upstream.destroy());
       upstream.on('error', () => socket.destroy());
     });
     await new Promise<void>((r) => proxy.listen(tlsPort, '127.0.0.1', () => r()));
+    bed.defer(() => new Promise<void>((r) => proxy.close(() => r())));
   });
 
-  after(async () => {
-    await new Promise<void>((r) => proxy.close(() => r()));
-    await broker.stop();
-    tmp.remove();
-  });
+  after(() => bed.close());
 
   it('a tls block with a plaintext mqtt:// URL is a configuration error (exit 78), not a silent plaintext connection', async () => {
-    const file = writeTestConfig(tmp.dir, broker.url, { mqtt: `tls: { caFile: ${certs.ca} }` });
+    const file = bed.writeConfig({ mqtt: { tls: { caFile: certs.ca } } });
     const r = await runCli('check-config', '--config', file);
     assert.equal(r.code, 78, r.stdout + r.stderr);
     assert.match(r.stdout + r.stderr, /mqtt\.tls: set, but mqtt\.url "mqtt:\/\/127\.0\.0\.1:\d+" is not a TLS URL/);
-    const daemon = startChild(['run', '--config', file]);
+    const daemon = bed.spawn(['run', '--config', file]);
     assert.equal(await daemon.exit, 78, daemon.stderr());
   });
 
   it('verifies the broker against mqtt.tls.caFile and refuses a certificate it cannot verify', async () => {
     const url = `mqtts://localhost:${tlsPort}`;
     // Without the CA: the self-made certificate is refused, the daemon never gets ready.
-    const untrusted = startChild(['run', '--config', writeTestConfig(tmp.dir, url, { clientId: 'tls-untrusted' })]);
-    try {
-      await waitFor(() => logged(untrusted, 'broker connection error') !== undefined, 20_000, 'a TLS error');
-      const e = logged(untrusted, 'broker connection error') as { err: { message: string } };
-      assert.match(e.err.message, /certificate/i);
-      assert.equal(logged(untrusted, 'ready'), undefined, 'not ready without a verified broker');
-    } finally {
-      untrusted.proc.kill('SIGTERM');
-      await untrusted.exit;
-    }
+    const untrusted = bed.spawn(['run', '--config', bed.writeConfig({ mqtt: { url, clientId: 'tls-untrusted' } })]);
+    await waitFor(() => logged(untrusted, 'broker connection error') !== undefined, 20_000, 'a TLS error');
+    const e = logged(untrusted, 'broker connection error') as { err: { message: string } };
+    assert.match(e.err.message, /certificate/i);
+    assert.equal(logged(untrusted, 'ready'), undefined, 'not ready without a verified broker');
+    await terminate(untrusted);
 
-    const file = writeTestConfig(tmp.dir, url, { clientId: 'tls-verified', mqtt: `tls: { caFile: ${certs.ca} }` });
-    const daemon = startChild(['run', '--config', file]);
-    try {
-      await waitReady(daemon);
-      assert.equal(logged(daemon, "TLS certificate checks are off (mqtt.tls.rejectUnauthorized: false): anyone on the network path can pose as the broker; give the broker's CA in mqtt.tls.caFile instead"), undefined);
-      await publishAll(broker.url, 'tls-pub', telemetry(1, 5).map((m) => ({ topic: m.topic, payload: m.payload })));
-      await waitFor(() => countIn(path.join(tmp.dir, 'tidecast.db'), 'SELECT count(*) n FROM steps') >= 5, 20_000, 'steps through the TLS connection');
-    } finally {
-      daemon.proc.kill('SIGTERM');
-      assert.equal(await daemon.exit, 0, daemon.stderr());
-    }
+    const daemon = bed.spawn(['run', '--config', bed.writeConfig({ mqtt: { url, clientId: 'tls-verified', tls: { caFile: certs.ca } } })]);
+    await waitReady(daemon);
+    assert.equal(logged(daemon, "TLS certificate checks are off (mqtt.tls.rejectUnauthorized: false): anyone on the network path can pose as the broker; give the broker's CA in mqtt.tls.caFile instead"), undefined);
+    await bed.publish(telemetry(1, 5));
+    await waitFor(() => bed.count('SELECT count(*) n FROM steps') >= 5, 20_000, 'steps through the TLS connection');
+    assert.equal(await terminate(daemon), 0, daemon.stderr());
   });
 
   it('rejectUnauthorized: false connects but says at start that anyone can pose as the broker', async () => {
-    const file = writeTestConfig(tmp.dir, `mqtts://127.0.0.1:${tlsPort}`, { clientId: 'tls-unchecked', mqtt: 'tls: { rejectUnauthorized: false }' });
-    const daemon = startChild(['run', '--config', file]);
-    try {
-      await waitReady(daemon);
-      const warn = daemon.lines.map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => /rejectUnauthorized: false/.test(l.msg));
-      assert.ok(warn, 'a warning at start');
-      assert.equal(warn.level, 40, 'at warn level');
-    } finally {
-      daemon.proc.kill('SIGTERM');
-      assert.equal(await daemon.exit, 0, daemon.stderr());
-    }
+    const file = bed.writeConfig({ mqtt: { url: `mqtts://127.0.0.1:${tlsPort}`, clientId: 'tls-unchecked', tls: { rejectUnauthorized: false } } });
+    const daemon = bed.spawn(['run', '--config', file]);
+    await waitReady(daemon);
+    const warn = daemon.lines.map((l) => JSON.parse(l) as { level: number; msg: string }).find((l) => /rejectUnauthorized: false/.test(l.msg));
+    assert.ok(warn, 'a warning at start');
+    assert.equal(warn.level, 40, 'at warn level');
+    assert.equal(await terminate(daemon), 0, daemon.stderr());
   });
 });

@@ -54,6 +54,12 @@ export async function waitReady(c: Child, timeoutMs = 20_000): Promise<string | 
   return logged(c, 'http endpoint listening')?.url as string | undefined;
 }
 
+/** SIGTERM, unless it has exited already; resolves with its exit code. */
+export async function terminate(c: Child): Promise<number | null> {
+  if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGTERM');
+  return c.exit;
+}
+
 /** Resident set size of a process, bytes (Linux /proc). */
 export function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

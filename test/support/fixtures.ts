@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
@@ -9,94 +7,7 @@ import { loadModel } from '../../src/inference/model.js';
 import { OutputHead } from '../../src/inference/output-head.js';
 import { CardScaler } from '../../src/inference/scaler.js';
 import { StepRunner } from '../../src/inference/step-runner.js';
-import { modelPath } from '../helpers.js';
-
-/** A daemon config for tests: JSON telemetry on sensors/<site>/<device>/telemetry, weather-lstm. */
-export function writeTestConfig(dir: string, brokerUrl: string, extra: { clientId?: string; reconnectPeriodMs?: number; passwordFile?: string; maxPayloadBytes?: number; homeAssistant?: boolean; statsIntervalS?: number; sessionThread?: boolean; mqtt?: string } = {}): string {
-  const file = path.join(dir, 'tidecast.yaml');
-  writeFileSync(
-    file,
-    `
-log: { level: info }
-mqtt:
-  url: ${brokerUrl}
-  clientId: ${extra.clientId ?? 'tidecast-test'}
-  reconnectPeriodMs: ${extra.reconnectPeriodMs ?? 200}
-  maxPayloadBytes: ${extra.maxPayloadBytes ?? 4096}
-${extra.passwordFile ? `  username: tidecast\n  passwordFile: ${extra.passwordFile}\n` : ''}${extra.mqtt ? `  ${extra.mqtt}\n` : ''}
-models:
-  weather-lstm: {${extra.sessionThread === false ? ' sessionThread: false ' : ''}}
-routes:
-${STATIONS_ROUTE}
-  - name: csv
-    topic: csv/+station
-    stream: "csv/{station}"
-    models: [weather-lstm]
-    decoder:
-      type: csv
-      columns: [date, precipitation, temp_max, temp_min, wind]
-      timestamp: { field: date, format: iso }
-    resample: { emit: complete, wallClock: false }
-batching: { maxBatch: 64, maxDelayMs: 2 }
-store: { path: ${path.join(dir, 'tidecast.db')}, retentionDays: 36500 }
-publish: { enabled: true, topic: "forecast/{model}/{site}/{device}", qos: 1 }
-http: { port: 0 }
-${extra.homeAssistant ? 'homeAssistant: { discovery: true }\n' : ''}${extra.statsIntervalS ? `stats: { intervalS: ${extra.statsIntervalS} }\n` : ''}`,
-  );
-  return file;
-}
-
-/** writeTestConfig's JSON telemetry route (sensors/<site>/<device>/telemetry → weather-lstm), as YAML list items. */
-export const STATIONS_ROUTE = `  - name: stations
-    topic: sensors/+site/+device/telemetry
-    stream: "{site}/{device}"
-    models: [weather-lstm]
-    decoder:
-      type: json
-      timestamp: { field: ts, format: epoch_s }
-      features: { precipitation: rain, temp_max: tmax, temp_min: tmin, wind: wind }
-    resample: { emit: complete, wallClock: false }`;
-
-export interface DaemonConfigOptions {
-  url: string;
-  clientId: string;
-  /** File and database base name (default tidecast). */
-  name?: string;
-  /** YAML under `models:` (default weather-lstm) and under `routes:` (default STATIONS_ROUTE). */
-  models?: string;
-  routes?: string;
-  /** Extra keys inside `store:`, e.g. `maxSizeMiB: 3`. */
-  store?: string;
-  /** Serve HTTP on a free port (default) or not at all. */
-  http?: boolean;
-  /** Publish forecasts to forecast/{model}/{stream} at QoS 1 (default: off). */
-  publish?: boolean;
-  /** Further top-level sections, e.g. `limits: { maxStreams: 10 }`. */
-  extra?: string;
-}
-
-/** A daemon config for reliability tests: publishing off, HTTP on a free port, the given sections. */
-export function writeDaemonConfig(dir: string, o: DaemonConfigOptions): string {
-  const name = o.name ?? 'tidecast';
-  const file = path.join(dir, `${name}.yaml`);
-  writeFileSync(
-    file,
-    `
-log: { level: info }
-mqtt: { url: ${o.url}, clientId: ${o.clientId}, reconnectPeriodMs: 100 }
-models:
-${o.models ?? '  weather-lstm: {}'}
-routes:
-${o.routes ?? STATIONS_ROUTE}
-batching: { maxBatch: 64, maxDelayMs: 2 }
-store: { path: ${path.join(dir, `${name}.db`)}, retentionDays: 36500${o.store ? `, ${o.store}` : ''} }
-publish: ${o.publish ? '{ enabled: true, topic: "forecast/{model}/{stream}", qos: 1 }' : '{ enabled: false }'}
-http: ${o.http === false ? '{ enabled: false }' : '{ port: 0 }'}
-${o.extra ?? ''}
-`,
-  );
-  return file;
-}
+import { modelPath } from './models.js';
 
 /** Real weather rows as telemetry messages: stream i reads the data from day offset 37·i. */
 export function telemetry(streams: number, steps: number): Array<{ stream: string; topic: string; ts: number; raw: number[]; payload: string }> {
