@@ -14,7 +14,7 @@ import { Residency } from '../src/streams/residency.js';
 import { RouteModel } from '../src/streams/route-model.js';
 import { compileRoutes, groupsOf, type StepContext } from '../src/streams/routes.js';
 import { StepDispatcher } from '../src/streams/step-dispatcher.js';
-import { modelPath } from './helpers.js';
+import { modelPath } from './support/models.js';
 import { ManualClock } from './support/manual-clock.js';
 
 const DAY = 86_400_000;

@@ -11,7 +11,7 @@ import { PRUNE_SQL } from '../src/store/retention.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { float32Text } from '../src/store/codec.js';
 import { InputLog, type InputRow } from '../src/store/input-log.js';
-import { tempDir } from './helpers.js';
+import { tempDir } from './support/temp-dir.js';
 
 const DAY = 86_400_000;
 const LAYOUT: ForecastLayout = { stepMs: DAY, cells: [[1, 'x', 0]] };
