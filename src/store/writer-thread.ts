@@ -15,13 +15,10 @@ const port = parentPort!;
 const db = new Database(file);
 configure(db, { durability, maxSizeMiB }, CACHE_MIB.writer);
 db.pragma('wal_autocheckpoint = 0');
-const core = new WriterCore(
-  db,
-  (reply) => port.postMessage(reply),
-  Date.now,
-  Number(process.env.TIDECAST_FAULT_CHECKPOINT_HOLD_MS ?? 0),
-  Number(process.env.TIDECAST_FAULT_WRITER_CORRUPT_AT ?? 0),
-);
+const core = new WriterCore(db, (reply) => port.postMessage(reply), {
+  checkpointHoldMs: Number(process.env.TIDECAST_FAULT_CHECKPOINT_HOLD_MS ?? 0),
+  corruptAtCommit: Number(process.env.TIDECAST_FAULT_WRITER_CORRUPT_AT ?? 0),
+});
 
 // Fault injection (tests): the thread dies on the first op of this kind.
 const dieOn = process.env.TIDECAST_FAULT_WRITER_EXIT_ON;

@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { systemClock, type Clock } from '../clock.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { BatchWriter } from './batch-writer.js';
 import { isDamagedStoreError, isTransientStoreError } from './failure-kinds.js';
@@ -28,6 +29,19 @@ const RETRY_MAX_MS = 5000;
  * checkpoint can cover what was not written. Any other failure is a bug in
  * the row: the op is dropped and the main thread hears why.
  */
+export interface WriterCoreOptions {
+  /** Time for rows and the retry timer (default: the system clock). */
+  clock?: Pick<Clock, 'now' | 'setTimeout' | 'clearTimeout'>;
+  /**
+   * Fault injection (TIDECAST_FAULT_CHECKPOINT_HOLD_MS): each checkpoint
+   * transaction, its rows written, says so and waits that long before it
+   * commits, so that a test can kill the process right there.
+   */
+  checkpointHoldMs?: number;
+  /** Fault injection (TIDECAST_FAULT_WRITER_CORRUPT_AT): that commit group fails with SQLITE_CORRUPT, nothing of it written. */
+  corruptAtCommit?: number;
+}
+
 export class WriterCore {
   readonly #db: Database.Database;
   readonly #ids: Ids;
@@ -37,7 +51,8 @@ export class WriterCore {
   readonly #reply: (r: WriterReply) => void;
   readonly #queue: WriterOp[] = [];
   #failure: SerializedError | null = null;
-  #retryTimer: NodeJS.Timeout | null = null;
+  readonly #clock: Pick<Clock, 'now' | 'setTimeout' | 'clearTimeout'>;
+  #retryTimer: unknown = null;
   #retryMs = RETRY_MIN_MS;
   #drainSoon: NodeJS.Immediate | null = null;
   #stopped = false;
@@ -47,16 +62,13 @@ export class WriterCore {
   readonly #corruptAt: number;
   #commits = 0;
 
-  /**
-   * `checkpointHoldMs` (fault injection, TIDECAST_FAULT_CHECKPOINT_HOLD_MS): each
-   * checkpoint transaction, its rows written, says so and waits that long
-   * before it commits, so that a test can kill the process right there.
-   * `corruptAtCommit` (fault injection, TIDECAST_FAULT_WRITER_CORRUPT_AT): that
-   * commit group fails with SQLITE_CORRUPT, nothing of it written.
-   */
-  constructor(db: Database.Database, reply: (r: WriterReply) => void, now: () => number = Date.now, checkpointHoldMs = 0, corruptAtCommit = 0) {
+  constructor(db: Database.Database, reply: (r: WriterReply) => void, options: WriterCoreOptions = {}) {
+    const clock = options.clock ?? systemClock;
+    const now = (): number => clock.now();
+    const checkpointHoldMs = options.checkpointHoldMs ?? 0;
+    this.#clock = clock;
     this.#db = db;
-    this.#corruptAt = corruptAtCommit;
+    this.#corruptAt = options.corruptAtCommit ?? 0;
     this.#reply = reply;
     this.#ids = new Ids(db);
     this.#batches = new BatchWriter(db, this.#ids, now, (e) => this.#event(e));
@@ -182,7 +194,7 @@ export class WriterCore {
   #fail(err: unknown, op: WriterOp): void {
     if (!this.#failure) this.#reply({ kind: 'failing', what: describeOp(op), error: serializeError(err) });
     this.#failure = serializeError(err);
-    this.#retryTimer = setTimeout(() => {
+    this.#retryTimer = this.#clock.setTimeout(() => {
       this.#retryTimer = null;
       if (!this.#stopped) this.#drain();
     }, this.#retryMs);
@@ -226,12 +238,12 @@ export class WriterCore {
   #stop(id: number): void {
     if (this.#drainSoon) clearImmediate(this.#drainSoon);
     this.#drainSoon = null;
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    if (this.#retryTimer !== null) this.#clock.clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
     if (this.#queue.length > 0) {
       // One more try; ops that still fail stay unwritten (the input log replays their inputs at the next start).
       this.#drain();
-      if (this.#retryTimer) clearTimeout(this.#retryTimer);
+      if (this.#retryTimer !== null) this.#clock.clearTimeout(this.#retryTimer);
       this.#retryTimer = null;
     }
     this.#stopped = true;

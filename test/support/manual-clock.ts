@@ -42,6 +42,13 @@ export class ManualClock implements Clock {
     return this.#timers.size;
   }
 
+  /** When the next timer fires, or undefined when none waits. */
+  get nextDue(): number | undefined {
+    let at: number | undefined;
+    for (const p of this.#timers.values()) if (at === undefined || p.at < at) at = p.at;
+    return at;
+  }
+
   /** Move time forward by `ms`, firing each timer due on the way at its own time. */
   advance(ms: number): void {
     const end = this.t + ms;
