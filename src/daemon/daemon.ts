@@ -59,7 +59,6 @@ export class Daemon {
   #lock: InstanceLock | null = null;
   #recovery: RecoveryStats = { restoredStreams: 0, replayedInputs: 0, skippedInputs: 0, ms: 0 };
   #ready = false;
-  #lastBatches = -1;
   #stopping: Promise<void> | null = null;
   #fail: (err: TidecastError) => void = () => undefined;
   readonly metrics: Metrics;
@@ -115,18 +114,9 @@ export class Daemon {
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 
-  /**
-   * Whether the pipeline made progress since the last call: a batch completed,
-   * or nothing is waiting or running. Drives the systemd watchdog, so a stuck
-   * inference or store withholds the ping and systemd restarts the service.
-   */
+  /** Whether the pipeline made progress since the last call (drives the systemd watchdog): see ModelSet.progressed. */
   progressed(): boolean {
-    const engines = [...this.engines.values()];
-    const batches = engines.reduce((n, e) => n + e.stats.batches, 0);
-    const idle = engines.every((e) => e.queueDepth === 0 && !e.busy);
-    const moved = batches !== this.#lastBatches;
-    this.#lastBatches = batches;
-    return moved || idle;
+    return this.#parts.models?.progressed() ?? true;
   }
 
   stats(): DaemonStats {

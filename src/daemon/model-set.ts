@@ -42,6 +42,7 @@ export class ModelSet implements Service {
   readonly problems: string[] = [];
   readonly #opts: ModelSetOptions;
   #drained = true;
+  #lastBatches = -1;
 
   constructor(options: ModelSetOptions) {
     this.#opts = options;
@@ -103,6 +104,20 @@ export class ModelSet implements Service {
     } catch (err) {
       throw new ConfigError(file, [(err as Error).message]);
     }
+  }
+
+  /**
+   * Whether the pipeline made progress since the last call: a batch completed,
+   * or nothing is waiting or running. Drives the systemd watchdog, so a stuck
+   * inference or store withholds the ping and systemd restarts the service.
+   */
+  progressed(): boolean {
+    const engines = [...this.engines.values()];
+    const batches = engines.reduce((n, e) => n + e.stats.batches, 0);
+    const idle = engines.every((e) => e.queueDepth === 0 && !e.busy);
+    const moved = batches !== this.#lastBatches;
+    this.#lastBatches = batches;
+    return moved || idle;
   }
 
   /** Steps queued over every engine. */
