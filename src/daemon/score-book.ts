@@ -1,6 +1,7 @@
 import { numericTargets, type ModelCard } from '../inference/card.js';
 import { bucketMsFor } from '../store/schema-7.js';
 import type { AccuracyDelta } from '../store/rows.js';
+import { ErrorSums } from './error-sums.js';
 import { Slab, SlotView, type SlotIndex } from '../slots.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 
@@ -27,19 +28,11 @@ interface Cell {
 /** Where each scored error also goes (the metrics' rolling window of a model × horizon × target). */
 export type ScoreTracker = (horizon: number, target: string) => { add(err: number, persistenceErr: number): void };
 
-/** Per delta cell: n, sum |e|, sum e², sum e, sum |persistence error|, last target time. */
-const SUMS = 6;
-/** A closed delta kept in memory: horizon, target index, bucket, then the SUMS. */
-const RECORD = 3 + SUMS;
-
 /**
  * Online scoring of one model in memory. Each stream keeps, in one slot of a
  * Float64Array slab, the forecasts it issued whose horizons are still open (a
- * ring indexed by issue step). The errors summed since the last checkpoint
- * for the current time bucket sit in a second slab, in a record a stream
- * holds only from its first scored error until a checkpoint takes the sums
- * (or the bucket closes): a stream that was not scored since the last
- * checkpoint costs no sums. When a step arrives, the forecasts that target
+ * ring indexed by issue step). The errors are summed by `ErrorSums` until a
+ * checkpoint takes them. When a step arrives, the forecasts that target
  * it are scored against its values (forward-filled actuals are not scored;
  * persistence is the target's value at the issue step), as the store's SQL did
  * before schema 7. A stream's open forecasts are checkpointed with its model
@@ -65,13 +58,6 @@ export class ScoreBook {
   #slots = new SlotView();
   readonly #init = (slot: number): void => this.#initSlot(slot);
   #slab = new Slab(1, (n) => new Float64Array(n));
-  /** Per slot, its sums record in `#sums` (-1: none, the sums are zero). */
-  #sumsOf = new Slab(1, (n) => new Int32Array(n), -1);
-  /** Sums records: the current bucket, then SUMS per cell. */
-  #sums = new Slab(1, (n) => new Float64Array(n));
-  /** Sums records free for reuse, and one past the highest handed out. */
-  #freeSums: number[] = [];
-  #nextSums = 0;
   /**
    * Per slot, the ring's predicted cells, in float32: a forecast is a float32
    * network output scaled back to physical units, so its precision is a
@@ -81,17 +67,13 @@ export class ScoreBook {
    * stream's bytes.
    */
   #predicted = new Slab(1, (n) => new Float32Array(n));
-  /** Deltas of buckets that closed since the last checkpoint, by stream. */
-  #closed = new Map<string, number[]>();
-  /** Target names the closed records refer to by index (only ever added to: a reload keeps old records readable). */
-  readonly #targetNames: string[] = [];
-  readonly #targetIndex = new Map<string, number>();
-  /** Sums taken by a checkpoint not yet committed. */
-  #inflight = new Map<string, AccuracyDelta[]>();
+  /** The errors summed, by stream, until a checkpoint stores them. */
+  readonly #errors: ErrorSums;
 
   constructor(card: ModelCard, track?: ScoreTracker) {
     this.model = card.name;
     this.#track = track;
+    this.#errors = new ErrorSums(card.name);
     this.use(card);
   }
 
@@ -110,7 +92,7 @@ export class ScoreBook {
     const key = JSON.stringify([card.stepSeconds, card.horizons, cells]);
     if (key === this.#key) return;
     if (this.#key !== '') {
-      for (const [stream, record] of this.#withCurrentSums()) this.#keep(stream, this.#deltasOf(stream, record));
+      this.#errors.closeAll(this.#slots);
       this.#slots.clear();
     }
     this.#key = key;
@@ -124,10 +106,7 @@ export class ScoreBook {
     this.#ring = cells.length > 0 ? Math.max(...this.#horizons) : 0;
     this.#entry = 1 + this.#targets.length;
     this.#slab = new Slab(Math.max(1, this.#ring * this.#entry), (n) => new Float64Array(n));
-    this.#sumsOf = new Slab(1, (n) => new Int32Array(n), -1);
-    this.#sums = new Slab(1 + cells.length * SUMS, (n) => new Float64Array(n));
-    this.#freeSums = [];
-    this.#nextSums = 0;
+    this.#errors.layout(cells);
     this.#predicted = new Slab(Math.max(1, this.#ring * cells.length), (n) => new Float32Array(n));
   }
 
@@ -148,7 +127,7 @@ export class ScoreBook {
 
   /** Streams holding error sums (scored since their sums were last taken). */
   get summing(): number {
-    return this.#nextSums - this.#freeSums.length;
+    return this.#errors.summing;
   }
 
   /**
@@ -181,16 +160,8 @@ export class ScoreBook {
         const persistence = d[e + 1 + cell.t]!;
         if (actual === undefined || Number.isNaN(persistence) || filled.includes(cell.target)) continue;
         const predicted = p[pe + c]!;
-        const record = this.#sumsFor(stream, slot, bucket);
-        const u = this.#sums.chunk(record);
-        const s = this.#sums.offset(record) + 1 + c * SUMS;
         const err = predicted - actual;
-        u[s] = u[s]! + 1;
-        u[s + 1] = u[s + 1]! + Math.abs(err);
-        u[s + 2] = u[s + 2]! + err * err;
-        u[s + 3] = u[s + 3]! + err;
-        u[s + 4] = u[s + 4]! + Math.abs(persistence - actual);
-        u[s + 5] = Math.max(u[s + 5]!, ts);
+        this.#errors.add(stream, slot, bucket, c, err, persistence - actual, ts);
         this.#trackers[c]?.add(err, persistence - actual);
         out?.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
       }
@@ -206,10 +177,7 @@ export class ScoreBook {
 
   /** The summed errors not yet stored: closed buckets and every stream's current one (those taken for a checkpoint in flight excepted). */
   deltas(): AccuracyDelta[] {
-    const out: AccuracyDelta[] = [];
-    for (const [stream, records] of this.#closed) out.push(...this.#read(stream, records));
-    for (const [stream, record] of this.#withCurrentSums()) out.push(...this.#deltasOf(stream, record));
-    return out;
+    return this.#errors.deltas(this.#slots);
   }
 
   /**
@@ -219,48 +187,22 @@ export class ScoreBook {
    * added back).
    */
   take(streams?: Iterable<string>): AccuracyDelta[] {
-    const out: AccuracyDelta[] = [];
-    for (const stream of streams ?? this.#withSums()) {
-      const taken = this.#read(stream, this.#closed.get(stream));
-      this.#closed.delete(stream);
-      const slot = this.#slots.get(stream);
-      const record = slot === undefined ? -1 : this.#sumsRecord(slot);
-      if (record >= 0) {
-        taken.push(...this.#deltasOf(stream, record));
-        this.#freeSumsOf(slot!);
-      }
-      if (taken.length === 0) continue;
-      const list = this.#inflight.get(stream);
-      if (list) list.push(...taken);
-      else this.#inflight.set(stream, taken);
-      out.push(...taken);
-    }
-    return out;
+    return this.#errors.take(this.#slots, streams);
   }
 
   /** One stream's sums not yet stored (in flight, closed buckets and the current one): what the dashboard adds to the stored ones. */
   deltasOf(stream: string): AccuracyDelta[] {
-    const out = [...(this.#inflight.get(stream) ?? []), ...this.#read(stream, this.#closed.get(stream))];
-    const slot = this.#slots.get(stream);
-    const record = slot === undefined ? -1 : this.#sumsRecord(slot);
-    if (record >= 0) out.push(...this.#deltasOf(stream, record));
-    return out;
+    return this.#errors.deltasOf(stream, this.#slots.get(stream));
   }
 
   /** The sums `take` returned (for these streams, or all) were committed. */
   stored(streams?: Iterable<string>): void {
-    if (!streams) this.#inflight = new Map();
-    else for (const s of streams) this.#inflight.delete(s);
+    this.#errors.stored(streams);
   }
 
   /** The checkpoint with the sums `take` returned (for these streams, or all) failed: they wait for the next one. */
   unstored(streams?: Iterable<string>): void {
-    for (const s of streams ?? [...this.#inflight.keys()]) {
-      const list = this.#inflight.get(s);
-      if (!list) continue;
-      this.#inflight.delete(s);
-      this.#keep(s, list);
-    }
+    this.#errors.unstored(streams);
   }
 
   /**
@@ -319,43 +261,8 @@ export class ScoreBook {
   release(stream: string): void {
     const slot = this.#slots.get(stream);
     if (slot === undefined) return;
-    const record = this.#sumsRecord(slot);
-    if (record >= 0) {
-      this.#keep(stream, this.#deltasOf(stream, record));
-      this.#freeSumsOf(slot);
-    }
+    this.#errors.release(stream, slot);
     this.#slots.release(stream);
-  }
-
-  /**
-   * Keep deltas until a checkpoint takes them, as records of RECORD numbers
-   * in one array per stream: a delta object with its boxed numbers would
-   * live until the next checkpoint, and the young-generation GC copies
-   * every such survivor (a daily model closes a bucket every seventh step).
-   */
-  #keep(stream: string, deltas: readonly AccuracyDelta[]): void {
-    if (deltas.length === 0) return;
-    let list = this.#closed.get(stream);
-    if (!list) this.#closed.set(stream, (list = []));
-    for (const d of deltas) {
-      let t = this.#targetIndex.get(d.target);
-      if (t === undefined) {
-        t = this.#targetNames.push(d.target) - 1;
-        this.#targetIndex.set(d.target, t);
-      }
-      list.push(d.horizon, t, d.bucket, d.n, d.sumAbs, d.sumSq, d.sumErr, d.sumPAbs, d.lastTargetTime);
-    }
-  }
-
-  /** The deltas of a stream's closed records. */
-  #read(stream: string, records: readonly number[] | undefined): AccuracyDelta[] {
-    const out: AccuracyDelta[] = [];
-    if (!records) return out;
-    for (let i = 0; i < records.length; i += RECORD) {
-      const r = (k: number): number => records[i + k]!;
-      out.push({ stream, model: this.model, horizon: r(0), target: this.#targetNames[r(1)]!, bucket: r(2), n: r(3), sumAbs: r(4), sumSq: r(5), sumErr: r(6), sumPAbs: r(7), lastTargetTime: r(8) });
-    }
-    return out;
   }
 
   #ringIndex(issued: number): number {
@@ -369,64 +276,6 @@ export class ScoreBook {
     const base = this.#slab.offset(slot);
     // Issue times start as NaN: no forecast is open.
     for (let r = 0; r < this.#ring; r++) d[base + r * this.#entry] = NaN;
-    this.#sumsOf.chunk(slot)[this.#sumsOf.offset(slot)] = -1;
-  }
-
-  /** A slot's sums record (-1: none, its current bucket has no sums). */
-  #sumsRecord(slot: number): number {
-    return this.#sumsOf.chunk(slot)[this.#sumsOf.offset(slot)]!;
-  }
-
-  /**
-   * The slot's sums record for `bucket`: a zeroed one from the free list when
-   * it has none; a bucket that closed keeps its sums as closed deltas and the
-   * record starts over.
-   */
-  #sumsFor(stream: string, slot: number, bucket: number): number {
-    const sumsOf = this.#sumsOf.chunk(slot);
-    const so = this.#sumsOf.offset(slot);
-    let record = sumsOf[so]!;
-    if (record >= 0 && this.#sums.chunk(record)[this.#sums.offset(record)] === bucket) return record;
-    if (record >= 0) this.#keep(stream, this.#deltasOf(stream, record));
-    else record = sumsOf[so] = this.#freeSums.pop() ?? this.#nextSums++;
-    this.#sums.fill(record, 0);
-    this.#sums.chunk(record)[this.#sums.offset(record)] = bucket;
-    return record;
-  }
-
-  /** The slot's sums were taken or kept elsewhere: its record goes back to the free list. */
-  #freeSumsOf(slot: number): void {
-    const record = this.#sumsRecord(slot);
-    if (record < 0) return;
-    this.#freeSums.push(record);
-    this.#sumsOf.chunk(slot)[this.#sumsOf.offset(slot)] = -1;
-  }
-
-  /** Streams (with their sums records) whose current bucket has sums. */
-  *#withCurrentSums(): Generator<[string, number]> {
-    for (const [stream, slot] of this.#slots.entries()) {
-      const record = this.#sumsRecord(slot);
-      if (record >= 0) yield [stream, record];
-    }
-  }
-
-  /** Streams with closed deltas or sums in their current bucket: what a full checkpoint takes. */
-  #withSums(): Set<string> {
-    const out = new Set(this.#closed.keys());
-    for (const [stream] of this.#withCurrentSums()) out.add(stream);
-    return out;
-  }
-
-  /** A sums record's deltas. */
-  #deltasOf(stream: string, record: number): AccuracyDelta[] {
-    const d = this.#sums.chunk(record);
-    const sums = this.#sums.offset(record);
-    const out: AccuracyDelta[] = [];
-    this.#cells.forEach((cell, c) => {
-      const s = sums + 1 + c * SUMS;
-      if (d[s] === 0) return;
-      out.push({ stream, model: this.model, horizon: cell.horizon, target: cell.target, bucket: d[sums]!, n: d[s]!, sumAbs: d[s + 1]!, sumSq: d[s + 2]!, sumErr: d[s + 3]!, sumPAbs: d[s + 4]!, lastTargetTime: d[s + 5]! });
-    });
-    return out;
+    this.#errors.clearSlot(slot);
   }
 }

@@ -4,6 +4,7 @@ import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 
 import type { LoadedConfig } from '../config/config.js';
 import { redactUrl } from '../config/redact.js';
 import type { Logger } from '../log.js';
+import { TakeoverDetector } from './takeover-detector.js';
 
 export interface IncomingMessage {
   readonly topic: string;
@@ -63,14 +64,6 @@ export interface MqttConnectionOptions {
   onTakeover?: () => void;
 }
 
-/** MQTT 5 DISCONNECT reason code 0x8E: another connection with the same client id took the session over. */
-const SESSION_TAKEN_OVER = 0x8e;
-/** A connection the broker closes this soon after accepting it counts toward a takeover (MQTT 3.1.1 gives no reason). */
-const SHORT_LIVED_MS = 10_000;
-/** This many short-lived connections within TAKEOVER_WINDOW_MS are a takeover. */
-const TAKEOVER_CLOSES = 3;
-const TAKEOVER_WINDOW_MS = 60_000;
-
 /**
  * Room beside the payload in MQTT 5's maximumPacketSize: fixed header, topic
  * and properties. A larger payload that still fits is dead-lettered as
@@ -91,6 +84,7 @@ export const PACKET_OVERHEAD_BYTES = 4096;
  * packet until then, so a held ack is backpressure all the way to the broker.
  * While stopping, the hook returns without acknowledging, so the broker keeps
  * those messages for the next session instead of tidecast dropping them.
+ * `TakeoverDetector` tells another client on our session from a broker restart.
  */
 export class MqttConnection {
   readonly #opts: MqttConnectionOptions;
@@ -105,18 +99,13 @@ export class MqttConnection {
   #generation = 0;
   /** Messages received, for logs and tests. */
   received = 0;
-  /** When the current connection was accepted (0: not connected). */
-  #connectedAt = 0;
-  /** When recent connections the broker closed soon after accepting them ended (takeover detection). */
-  #shortLived: number[] = [];
-  /** When the last connection closed soon after being accepted, until the next attempt tells whether the broker took us straight back. */
-  #closedShortly = 0;
-  #takeoverLoggedAt = -Infinity;
+  readonly #takeover: TakeoverDetector;
 
   constructor(options: MqttConnectionOptions) {
     this.#opts = options;
     this.#now = options.now ?? Date.now;
     this.#backoffMs = options.config.reconnectPeriodMs;
+    this.#takeover = new TakeoverDetector({ clientId: options.config.clientId, log: options.log, now: this.#now, onTakeover: options.onTakeover });
   }
 
   /** Which connection this is (acks of an earlier one are stale). */
@@ -169,9 +158,7 @@ export class MqttConnection {
     };
     this.#connectedOnce = new Promise<void>((resolve) => {
       client.on('connect', (connack) => {
-        this.#connectedAt = this.#now();
-        if (this.#closedShortly > 0) this.#shortLivedConfirmed(this.#closedShortly);
-        this.#closedShortly = 0;
+        this.#takeover.connected();
         MqttConnection.#noDelay(client);
         this.#backoffMs = c.reconnectPeriodMs;
         client.options.reconnectPeriod = c.reconnectPeriodMs;
@@ -196,15 +183,12 @@ export class MqttConnection {
     client.on('disconnect', (packet) => {
       const reasonCode = packet.reasonCode ?? 0;
       log.warn({ reasonCode, reason: packet.properties?.reasonString }, 'broker sent DISCONNECT');
-      if (reasonCode === SESSION_TAKEN_OVER) this.#takenOver(`the broker says another connection took the session over (MQTT 5 reason code 0x8E)`);
+      this.#takeover.disconnected(reasonCode);
     });
     client.on('close', () => {
       this.#generation++;
-      const connectedAt = this.#connectedAt;
-      this.#connectedAt = 0;
+      this.#takeover.closed(this.#accepting);
       if (!this.#accepting) return;
-      // A failed attempt after a close (connectedAt 0): the broker was away, not someone else on our session.
-      this.#closedShortly = connectedAt > 0 && this.#now() - connectedAt < SHORT_LIVED_MS ? this.#now() : 0;
       // Exponential backoff: mqtt.js reads reconnectPeriod each time it schedules a reconnect.
       log.warn({ retryInMs: this.#backoffMs }, 'disconnected from broker');
       client.options.reconnectPeriod = this.#backoffMs;
@@ -212,36 +196,6 @@ export class MqttConnection {
     });
     client.on('error', (err) => log.warn({ err: { message: err.message, code: (err as { code?: unknown }).code } }, 'broker connection error'));
     return this.#connectedOnce;
-  }
-
-  /**
-   * A connection the broker closed soon after accepting it (at `closedAt`),
-   * and took the very next attempt back. Under MQTT 3.1.1 a session takeover
-   * gives no reason: the broker accepts the other client and closes this
-   * one, we reconnect at once (the broker is up) and close the other, about
-   * once a reconnect period. Several such connections in a minute are that
-   * pattern; a broker restart or a network fault fails the reconnect
-   * attempts in between instead.
-   */
-  #shortLivedConfirmed(closedAt: number): void {
-    const now = this.#now();
-    this.#shortLived = this.#shortLived.filter((t) => now - t < TAKEOVER_WINDOW_MS);
-    this.#shortLived.push(closedAt);
-    if (this.#shortLived.length >= TAKEOVER_CLOSES) {
-      this.#takenOver(`the broker closed this connection ${this.#shortLived.length} times within ${SHORT_LIVED_MS / 1000} s of accepting it in the last minute, and took each reconnect at once`);
-    }
-  }
-
-  #takenOver(why: string): void {
-    this.#opts.onTakeover?.();
-    const now = this.#now();
-    if (now - this.#takeoverLoggedAt < TAKEOVER_WINDOW_MS) return;
-    this.#takeoverLoggedAt = now;
-    const c = this.#opts.config;
-    this.#opts.log.error(
-      { clientId: c.clientId, why },
-      `session takeover: another MQTT client is most likely connected with client id "${c.clientId}", and the two keep closing each other's connection (messages go to whichever holds the session). Give each tidecast its own mqtt.clientId; if none other runs, see the broker's log for why it closes this client`,
-    );
   }
 
   /**
