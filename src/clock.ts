@@ -26,6 +26,33 @@ export const systemClock: Clock = {
   clearInterval: (handle) => clearInterval(handle as NodeJS.Timeout),
 };
 
+/**
+ * A duty repeated every `ms` on a clock: the timer of a service, armed by its
+ * `start()` and cleared by its `stop()` (both safe to call twice). `ms` of 0
+ * or less: never.
+ */
+export class Repeating {
+  readonly #clock: Clock;
+  readonly #ms: number;
+  readonly #run: () => void;
+  #handle: unknown = null;
+
+  constructor(clock: Clock, ms: number, run: () => void) {
+    this.#clock = clock;
+    this.#ms = ms;
+    this.#run = run;
+  }
+
+  start(): void {
+    if (this.#ms > 0) this.#handle ??= this.#clock.setInterval(this.#run, this.#ms);
+  }
+
+  stop(): void {
+    if (this.#handle !== null) this.#clock.clearInterval(this.#handle);
+    this.#handle = null;
+  }
+}
+
 /** The system clock's timers with another source of wall-clock time (a test's fixed `now`). */
 export function clockWithNow(now: () => number): Clock {
   return { ...systemClock, now };

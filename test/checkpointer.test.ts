@@ -1,42 +1,17 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Checkpointer, type CheckpointStore } from '../src/daemon/checkpointer.js';
-import { ScoreBook } from '../src/daemon/score-book.js';
-import { InferenceEngine } from '../src/inference/engine.js';
-import { loadModel } from '../src/inference/model.js';
-import { CardScaler } from '../src/inference/scaler.js';
 import { silentLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics/metrics.js';
-import { Store } from '../src/store/store.js';
-import { Admission } from '../src/streams/admission.js';
-import { Refusals } from '../src/streams/refusals.js';
-import { Residency } from '../src/streams/residency.js';
-import { RouteModel } from '../src/streams/route-model.js';
-import { compileRoutes, groupsOf, type StepContext } from '../src/streams/routes.js';
-import { StepDispatcher } from '../src/streams/step-dispatcher.js';
-import { modelPath } from './support/models.js';
 import { ManualClock } from './support/manual-clock.js';
+import { messagePath } from './support/message-path.js';
 
 const DAY = 86_400_000;
 
 /** Streams of the shipped LSTM in a real store, checkpointed on a manual clock; `faults.failing` makes the store refuse writes. */
 async function setup(idleTtlS = 0) {
   const clock = new ManualClock(Date.UTC(2024, 0, 1));
-  const store = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger, now: () => clock.now() });
-  store.start();
-  const model = await loadModel(modelPath('weather-lstm'));
-  const card = model.card!;
-  const engine = new InferenceEngine<StepContext>(model, { maxDelayMs: 0, onResults: () => undefined });
-  const scores = new ScoreBook(card);
-  const rm = new RouteModel(engine, new CardScaler(card), scores);
-  const routes = compileRoutes(
-    [{ topic: 'w/+s', stream: '{s}', models: ['weather-lstm'], decoder: { type: 'json', partial: false }, resample: { aggregate: {}, latenessMs: 0, emit: 'complete', wallClock: false, maxFillSteps: 0, maxGapSteps: 0 } }],
-    () => [rm],
-  );
-  const refusals = new Refusals({ log: silentLogger });
-  const residency = new Residency({ groups: groupsOf(routes), loadStream: (g, s) => store.loadStream(g, s), log: silentLogger });
-  const admission = new Admission({ routes, maxPayloadBytes: 10_000, residents: residency, refusals, log: silentLogger });
-  const dispatcher = new StepDispatcher({ routes, admission, residency, refusals, store, log: silentLogger });
+  const { store, engine, scores, routeModel: rm, residency, admission, dispatcher, close: closePath } = await messagePath(clock);
   let seq = 0;
   /** A day of one station: logged, then applied, as the intake does. */
   const feed = async (station: string, day: number): Promise<void> => {
@@ -72,8 +47,7 @@ async function setup(idleTtlS = 0) {
   });
   const close = async (): Promise<void> => {
     checkpointer.stop();
-    await engine.close();
-    await store.stop();
+    await closePath();
   };
   return { clock, store, residency, feed, faults, checkpointer, close, seq: () => seq };
 }

@@ -1,46 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { RouteConfig } from '../src/config/config.js';
 import { Intake, type HoldReason, type IntakeStore } from '../src/daemon/intake.js';
-import { ScoreBook } from '../src/daemon/score-book.js';
-import { InferenceEngine } from '../src/inference/engine.js';
-import { loadModel } from '../src/inference/model.js';
-import { CardScaler } from '../src/inference/scaler.js';
 import { silentLogger } from '../src/log.js';
 import type { Ack, IncomingMessage } from '../src/mqtt/mqtt-connection.js';
-import { Store } from '../src/store/store.js';
-import { Admission } from '../src/streams/admission.js';
-import { Refusals } from '../src/streams/refusals.js';
-import { Residency } from '../src/streams/residency.js';
-import { RouteModel } from '../src/streams/route-model.js';
-import { compileRoutes, groupsOf, type StepContext } from '../src/streams/routes.js';
-import { StepDispatcher } from '../src/streams/step-dispatcher.js';
-import { modelPath } from './support/models.js';
 import { ManualClock } from './support/manual-clock.js';
+import { messagePath } from './support/message-path.js';
 
 const DAY = 86_400_000;
 
 /** The real path behind the intake (admission, dispatch, the shipped LSTM, a SQLite store), on a manual clock. */
 async function pipeline(opts: { wallClock?: boolean } = {}) {
   const clock = new ManualClock(Date.UTC(2024, 0, 1));
-  const store = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger, now: () => clock.now() });
-  store.start();
-  const model = await loadModel(modelPath('weather-lstm'));
-  const card = model.card!;
-  const engine = new InferenceEngine<StepContext>(model, { maxDelayMs: 0, timer: clock, onResults: () => undefined });
-  const routeModel = new RouteModel(engine, new CardScaler(card), new ScoreBook(card));
-  const route: RouteConfig = {
-    topic: 'w/+station',
-    stream: '{station}',
-    models: ['weather-lstm'],
-    decoder: { type: 'json', partial: false },
-    resample: { aggregate: {}, latenessMs: 0, emit: opts.wallClock ? 'close' : 'complete', wallClock: opts.wallClock ?? false, maxFillSteps: 0, maxGapSteps: 0 },
-  };
-  const routes = compileRoutes([route], () => [routeModel]);
-  const refusals = new Refusals({ log: silentLogger, clock });
-  const residency = new Residency({ groups: groupsOf(routes), loadStream: () => undefined, log: silentLogger });
-  const admission = new Admission({ routes, maxPayloadBytes: 10_000, residents: residency, refusals, log: silentLogger });
-  const dispatcher = new StepDispatcher({ routes, admission, residency, refusals, store, log: silentLogger });
+  const { store, dispatcher, refusals, admission, close: closePath } = await messagePath(clock, opts);
   // The store as the intake sees it, with faults to inject: `failures` appends throw, and `failing` says the store is down.
   const faults = { failures: 0, failing: false, appends: [] as number[] };
   const intakeStore: IntakeStore = {
@@ -63,10 +34,9 @@ async function pipeline(opts: { wallClock?: boolean } = {}) {
   const intake = new Intake({ admission, dispatcher, store: intakeStore, busy: () => state.busy, onHold: (r) => state.holds.push(r), sweepIntervalMs: 1000, clock, log: silentLogger });
   const close = async (): Promise<void> => {
     intake.stop();
-    await engine.close();
-    await store.stop();
+    await closePath();
   };
-  return { clock, store, engine, dispatcher, refusals, intake, faults, state, close };
+  return { clock, store, dispatcher, refusals, intake, faults, state, close };
 }
 
 const reading = (station: string, at: number): IncomingMessage => ({

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import { Repeating, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { packCheckpoint, type PackedCheckpoint } from '../store/codec.js';
@@ -65,22 +65,22 @@ export interface CheckpointerOptions {
 export class Checkpointer implements Service {
   readonly name = 'checkpointer';
   readonly #opts: CheckpointerOptions;
-  #timer: unknown = null;
+  readonly #every: Repeating;
   #running: Promise<boolean> | null = null;
   /** Input-log position of the last committed checkpoint (where a replay starts). */
   seq = 0;
 
   constructor(options: CheckpointerOptions) {
     this.#opts = options;
+    this.#every = new Repeating(options.clock, options.intervalS * 1000, () => void this.checkpoint());
   }
 
   start(): void {
-    this.#timer ??= this.#opts.clock.setInterval(() => void this.checkpoint(), this.#opts.intervalS * 1000);
+    this.#every.start();
   }
 
   stop(): void {
-    if (this.#timer !== null) this.#opts.clock.clearInterval(this.#timer);
-    this.#timer = null;
+    this.#every.stop();
   }
 
   /**

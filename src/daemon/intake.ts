@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import { Repeating, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { Ack, IncomingMessage } from '../mqtt/mqtt-connection.js';
 import type { DeadLetterRow } from '../store/store.js';
@@ -58,7 +58,7 @@ export class Intake implements Service {
   readonly #log: Logger;
   #held: { msg: IncomingMessage; ack: Ack; since: number } | null = null;
   #timer: unknown = null;
-  #sweepTimer: unknown = null;
+  readonly #sweep: Repeating;
   #retryMs = RETRY_MIN_MS;
   #holdReason: HoldReason | null = null;
   #stopped = false;
@@ -68,12 +68,12 @@ export class Intake implements Service {
   constructor(options: IntakeOptions) {
     this.#opts = options;
     this.#log = options.log.child({ component: 'intake' });
+    this.#sweep = new Repeating(options.clock, options.sweepIntervalMs ?? 0, () => this.tick(options.clock.now()));
   }
 
   /** Start the wall-clock ticks (live streams: close steps whose time has passed even if no later sample comes). */
   start(): void {
-    const every = this.#opts.sweepIntervalMs ?? 0;
-    if (every > 0 && this.#sweepTimer === null) this.#sweepTimer = this.#opts.clock.setInterval(() => this.tick(this.#opts.clock.now()), every);
+    this.#sweep.start();
   }
 
   /** Why a message is held right now, or null. */
@@ -145,8 +145,7 @@ export class Intake implements Service {
     this.#stopped = true;
     this.#held = null;
     this.#clearTimer();
-    if (this.#sweepTimer !== null) this.#opts.clock.clearInterval(this.#sweepTimer);
-    this.#sweepTimer = null;
+    this.#sweep.stop();
   }
 
   /** Process a message now; returns why it must wait instead, or null when it is safe to acknowledge. */

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import { Repeating, type Clock } from '../clock.js';
 import type { ModelCard } from '../inference/card.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -27,19 +27,19 @@ export interface RetentionOptions {
 export class Retention implements Service {
   readonly name = 'retention';
   readonly #opts: RetentionOptions;
-  #timer: unknown = null;
+  readonly #every: Repeating;
 
   constructor(options: RetentionOptions) {
     this.#opts = options;
+    this.#every = new Repeating(options.clock, options.pruneIntervalS * 1000, () => void this.prune());
   }
 
   start(): void {
-    this.#timer ??= this.#opts.clock.setInterval(() => void this.prune(), this.#opts.pruneIntervalS * 1000);
+    this.#every.start();
   }
 
   stop(): void {
-    if (this.#timer !== null) this.#opts.clock.clearInterval(this.#timer);
-    this.#timer = null;
+    this.#every.stop();
   }
 
   /** One pass; never rejects (a failure is logged, the next pass tries again). */

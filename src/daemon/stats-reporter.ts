@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js';
+import { Repeating, type Clock } from '../clock.js';
 import type { Publisher } from '../mqtt/deferred-publisher.js';
 import type { Service } from './service.js';
 
@@ -14,21 +14,17 @@ export interface StatsReporterOptions {
 /** The daemon's counters, published retained on `stats.topic` every `stats.intervalS`. */
 export class StatsReporter implements Service {
   readonly name = 'stats';
-  readonly #opts: StatsReporterOptions;
-  #timer: unknown = null;
+  readonly #every: Repeating;
 
-  constructor(options: StatsReporterOptions) {
-    this.#opts = options;
+  constructor(o: StatsReporterOptions) {
+    this.#every = new Repeating(o.clock, o.intervalS * 1000, () => o.publisher.publish(o.topic, JSON.stringify({ at: new Date(o.clock.now()).toISOString(), ...o.stats() }), 0, true));
   }
 
   start(): void {
-    const o = this.#opts;
-    if (o.intervalS <= 0 || this.#timer !== null) return;
-    this.#timer = o.clock.setInterval(() => o.publisher.publish(o.topic, JSON.stringify({ at: new Date(o.clock.now()).toISOString(), ...o.stats() }), 0, true), o.intervalS * 1000);
+    this.#every.start();
   }
 
   stop(): void {
-    if (this.#timer !== null) this.#opts.clock.clearInterval(this.#timer);
-    this.#timer = null;
+    this.#every.stop();
   }
 }
