@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { Worker } from 'node:worker_threads';
-import { systemClock } from '../clock.js';
+import { clockWithNow } from '../clock.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { inputLogPath } from './database.js';
@@ -64,7 +64,7 @@ export class WriterClient {
     this.#opts = options;
     const { file, log } = options;
     if (file === ':memory:') {
-      this.#inline = new WriterCore(options.db, (r) => this.#onReply(r), { clock: { ...systemClock, now: options.now } });
+      this.#inline = new WriterCore(options.db, (r) => this.#onReply(r), { clock: clockWithNow(options.now) });
       return;
     }
     const worker = new Worker(new URL('./writer-thread.js', import.meta.url), {
