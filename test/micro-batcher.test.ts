@@ -1,30 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MicroBatcher, type Timer } from '../src/inference/micro-batcher.js';
-
-/** A manual clock: timers fire only when the test advances it. */
-class ManualTimer implements Timer {
-  now = 0;
-  #timers: Array<{ at: number; fn: () => void; id: number }> = [];
-  #id = 0;
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.#id;
-    this.#timers.push({ at: this.now + ms, fn, id });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers = this.#timers.filter((t) => t.id !== handle);
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    const due = this.#timers.filter((t) => t.at <= this.now);
-    this.#timers = this.#timers.filter((t) => t.at > this.now);
-    for (const t of due) t.fn();
-  }
-  get armed(): number {
-    return this.#timers.length;
-  }
-}
+import { MicroBatcher } from '../src/inference/micro-batcher.js';
+import { ManualClock } from './support/manual-clock.js';
 
 interface Item { key: string; n: number }
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -45,7 +22,7 @@ function keyOf(slotKeys: boolean): (i: Item) => string {
 }
 
 function harness(maxBatch: number, maxDelayMs: number, slotKeys = false) {
-  const timer = new ManualTimer();
+  const timer = new ManualClock();
   const batches: Item[][] = [];
   let release: (() => void) | null = null;
   let hold = false;
@@ -81,7 +58,7 @@ for (const slotKeys of [false, true]) describe(`MicroBatcher, keys in ${slotKeys
     h.timer.advance(1);
     await tick();
     assert.equal(h.batches.length, 1);
-    assert.equal(h.timer.armed, 0);
+    assert.equal(h.timer.pending, 0);
   });
 
   it('puts a stream at most once in a batch and keeps its steps in arrival order', async () => {
@@ -114,7 +91,7 @@ for (const slotKeys of [false, true]) describe(`MicroBatcher, keys in ${slotKeys
   });
 
   it('with maxInFlight 2, a second full batch runs beside the first, never with a key of it', async () => {
-    const timer = new ManualTimer();
+    const timer = new ManualClock();
     const batches: Item[][] = [];
     const releases: Array<() => void> = [];
     const batcher = new MicroBatcher<Item>({

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Slab } from '../src/slots.js';
 import type { Aggregation, AssemblerOptions } from '../src/streams/assembler-options.js';
-import { AGG, AssemblyLayout, HEAD, LAST, LAST_TS, MAX, MIN, N, NEXT, SUM, type Bucket } from '../src/streams/assembly-layout.js';
+import { AGG, AssemblyLayout, HEAD, NEXT, type Bucket } from '../src/streams/assembly-layout.js';
 import { RecentBuckets } from '../src/streams/recent-buckets.js';
 import { StepEmitter, type AssembledEvent } from '../src/streams/step-emitter.js';
 

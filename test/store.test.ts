@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { clockWithNow } from '../src/clock.js';
 import { silentLogger } from '../src/log.js';
 import { Store, latestPredictions, type ForecastLayout, type StoredPrediction } from '../src/store/store.js';
 import { STREAM_LOOKUP_SQL } from '../src/http/dashboard-api.js';
@@ -20,7 +21,7 @@ const FEATURES = ['x', 'y'];
 describe('SQLite store', () => {
   it('gathers dead letters into one write, in order with other writes, and prunes the oldest past store.deadLetterMaxMiB', async () => {
     const tmp = tempDir();
-    const s = new Store({ path: path.join(tmp.dir, 'dl.db'), retentionDays: 30, deadLetterMaxMiB: 0.5, log: silentLogger, now: () => 1000 });
+    const s = new Store({ path: path.join(tmp.dir, 'dl.db'), retentionDays: 30, deadLetterMaxMiB: 0.5, log: silentLogger, clock: clockWithNow(() => 1000) });
     s.start();
     const payload = Buffer.alloc(1024, 0x7b);
     for (let i = 0; i < 2000; i++) s.addDeadLetter({ stream: `s${i % 7}`, receivedAt: 1000 + i, topic: `t/${i}`, reason: 'bad_json', detail: 'Unexpected token', payload, payloadBytes: 60_000 });
@@ -57,7 +58,7 @@ describe('SQLite store', () => {
 
   it('commits steps and forecasts in one batch, one row each; a step shared by two models is stored once; the views show them as before', async () => {
     let now = 10 * DAY;
-    const s = new Store({ path: ':memory:', retentionDays: 2, log: silentLogger, now: () => now });
+    const s = new Store({ path: ':memory:', retentionDays: 2, log: silentLogger, clock: clockWithNow(() => now) });
     s.start();
     const step = { stream: 'a', route: 'r', ts: 9 * DAY, receivedAt: 9 * DAY, features: FEATURES, values: { x: 1, y: 2 }, filled: ['y'] };
     const fc = (issuedAt: number, value: number) => ({ stream: 'a', issuedAt, values: [value], labels: null });

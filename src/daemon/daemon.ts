@@ -160,7 +160,7 @@ export class Daemon {
     const now = (): number => clock.now();
     const p = this.#parts;
 
-    const store = new Store({ path: cfg.store.path, retentionDays: cfg.store.retentionDays, deadLetterMaxMiB: cfg.store.deadLetterMaxMiB, durability: cfg.durability.level, maxSizeMiB: cfg.store.maxSizeMiB, integrityCheck: cfg.store.integrityCheck, log: log.child({ component: 'store' }), now });
+    const store = new Store({ path: cfg.store.path, retentionDays: cfg.store.retentionDays, deadLetterMaxMiB: cfg.store.deadLetterMaxMiB, durability: cfg.durability.level, maxSizeMiB: cfg.store.maxSizeMiB, integrityCheck: cfg.store.integrityCheck, log: log.child({ component: 'store' }), clock });
     store.onFatal = (err) => this.#fail(err);
     store.onDropped = () => metrics.storeDropped();
     await services.start({ name: 'store', start: () => store.start(), stop: () => store.stop() });

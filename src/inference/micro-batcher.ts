@@ -1,9 +1,12 @@
+import type { Clock } from '../clock.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
-/** The clock seam: tests inject their own, production uses the system timers. */
-export interface Timer {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+/**
+ * The timeout half of the clock seam (a test's `ManualClock`). The system's
+ * is not unref'd, unlike `systemClock`'s: a batch waiting for company must
+ * still run when nothing else keeps the process alive (a script awaiting
+ * `step`).
+ */
+export type Timer = Pick<Clock, 'setTimeout' | 'clearTimeout'>;
 
 export const systemTimer: Timer = {
   setTimeout: (fn, ms) => setTimeout(fn, ms),

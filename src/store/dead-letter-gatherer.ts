@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../clock.js';
 import type { DeadLetterRow } from './rows.js';
 import type { WriterClient } from './writer-client.js';
 
@@ -16,10 +17,12 @@ export class DeadLetterGatherer {
   /** The writer they go to (none before the store starts: they stay gathered). */
   readonly #writer: () => WriterClient | null;
   #rows: DeadLetterRow[] = [];
-  #timer: NodeJS.Timeout | null = null;
+  readonly #clock: Pick<Clock, 'setTimeout' | 'clearTimeout'>;
+  #timer: unknown = null;
 
-  constructor(writer: () => WriterClient | null) {
+  constructor(writer: () => WriterClient | null, clock: Pick<Clock, 'setTimeout' | 'clearTimeout'> = systemClock) {
     this.#writer = writer;
+    this.#clock = clock;
   }
 
   /** Dead letters gathered and not yet handed on. */
@@ -31,12 +34,12 @@ export class DeadLetterGatherer {
     // Its own copy of the payload: a slice of the connection's read buffer would carry the whole buffer across.
     this.#rows.push({ ...row, payload: Buffer.from(row.payload) });
     if (this.#rows.length >= DEAD_LETTER_GATHER_ROWS) this.flush();
-    else this.#timer ??= setTimeout(() => this.flush(), DEAD_LETTER_GATHER_MS).unref();
+    else this.#timer ??= this.#clock.setTimeout(() => this.flush(), DEAD_LETTER_GATHER_MS);
   }
 
   /** The gathered dead letters, to the writer as one op (one transaction). */
   flush(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
     this.#timer = null;
     const rows = this.#rows;
     const writer = this.#writer();

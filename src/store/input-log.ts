@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { systemClock, type Clock } from '../clock.js';
 
 /**
  * A logged input: a message (kind 0), a wall-clock tick (kind 1), or a
@@ -40,6 +41,8 @@ export interface InputLogOptions {
   groupMax?: number;
   /** A group commit failed (disk full…): the rows stay pending and are retried with the next write. */
   onGroupFailure(err: Error): void;
+  /** The group commit's timer (default: the system clock). */
+  clock?: Pick<Clock, 'setTimeout' | 'clearTimeout'>;
 }
 
 /** Rows deleted per trim statement: the event loop gets a turn between them. */
@@ -85,14 +88,14 @@ export class InputLog {
   #used = 0;
   #count = 0;
   #first = 0;
-  #timer: NodeJS.Timeout | null = null;
+  #timer: unknown = null;
   /** Every position up to here is deleted. */
   #trimmed: number;
   #trimming: Promise<void> | null = null;
 
   constructor(db: Database.Database, options: InputLogOptions) {
     this.#db = db;
-    this.#opts = { groupMs: 5, groupMax: 1000, ...options };
+    this.#opts = { groupMs: 5, groupMax: 1000, clock: systemClock, ...options };
     db.exec(INPUT_LOG_SCHEMA);
     this.#insert = db.prepare('INSERT INTO input_log (seq, kind, received_at, topic, payload, note) VALUES (?, ?, ?, ?, ?, ?)');
     this.#insertGroup = db.prepare('INSERT INTO input_groups (first_seq, last_seq, inputs) VALUES (?, ?, ?)');
@@ -140,7 +143,7 @@ export class InputLog {
     this.#count++;
     this.#seq = seq;
     if (this.#count >= this.#opts.groupMax) this.flushQuietly();
-    else this.#timer ??= setTimeout(() => this.flushQuietly(), this.#opts.groupMs).unref();
+    else this.#timer ??= this.#opts.clock.setTimeout(this.#onGroupDue, this.#opts.groupMs);
     return seq;
   }
 
@@ -258,8 +261,13 @@ export class InputLog {
     if (this.#buf.length > 1024 * 1024) this.#buf = Buffer.allocUnsafe(64 * 1024);
   }
 
+  readonly #onGroupDue = (): void => {
+    this.#timer = null;
+    this.flushQuietly();
+  };
+
   #clearTimer(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer !== null) this.#opts.clock.clearTimeout(this.#timer);
     this.#timer = null;
   }
 }

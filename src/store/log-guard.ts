@@ -1,3 +1,4 @@
+import { systemClock, type Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 
 /** Retry delays for the input log after a failed write. */
@@ -12,6 +13,8 @@ export interface LogGuardOptions {
   othersFailing(): boolean;
   /** Every write goes through again. */
   recovered(): void;
+  /** The retry timer's clock (default: the system clock). */
+  clock?: Pick<Clock, 'setTimeout' | 'clearTimeout'>;
 }
 
 /**
@@ -21,12 +24,14 @@ export interface LogGuardOptions {
  */
 export class LogGuard {
   readonly #opts: LogGuardOptions;
+  readonly #clock: Pick<Clock, 'setTimeout' | 'clearTimeout'>;
   #failure: Error | null = null;
-  #timer: NodeJS.Timeout | null = null;
+  #timer: unknown = null;
   #delayMs = RETRY_MIN_MS;
 
   constructor(options: LogGuardOptions) {
     this.#opts = options;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** The failure the log is waiting on, if any. */
@@ -40,12 +45,11 @@ export class LogGuard {
       this.#opts.log.error({ err: { message: err.message, code: (err as { code?: unknown }).code }, write: what }, 'store cannot write: holding messages unacknowledged and retrying');
     }
     this.#failure = err;
-    if (this.#timer) return;
-    this.#timer = setTimeout(() => {
+    if (this.#timer !== null) return;
+    this.#timer = this.#clock.setTimeout(() => {
       this.#timer = null;
       if (this.#opts.retry()) this.succeed();
     }, this.#delayMs);
-    this.#timer.unref();
     this.#delayMs = Math.min(this.#delayMs * 2, RETRY_MAX_MS);
   }
 
@@ -63,7 +67,7 @@ export class LogGuard {
 
   /** Stop retrying (the store is stopping). */
   cancel(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
     this.#timer = null;
   }
 }

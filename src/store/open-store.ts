@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { systemClock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { closeInputLog, moveLegacyLog, openDatabase, openInputLog } from './database.js';
 import { InputLog } from './input-log.js';
@@ -37,8 +38,9 @@ export function openStore(opts: StoreOptions, hooks: OpenStoreHooks): OpenStore 
   // Positions are never reused: a stream checkpointed after the record may reflect inputs beyond the log (a QoS 0 group lost in a crash).
   const lastSeq = Math.max(states.checkpointSeq(), states.maxStreamSeq());
   const { logGroupFailed, ...writerHooks } = hooks;
-  const log = new InputLog(logDb, { lastSeq, onGroupFailure: logGroupFailed });
-  const writer = new WriterClient({ db, file, durability: opts.durability, maxSizeMiB: opts.maxSizeMiB, now: opts.now ?? Date.now, log: opts.log, ...writerHooks });
+  const clock = opts.clock ?? systemClock;
+  const log = new InputLog(logDb, { lastSeq, onGroupFailure: logGroupFailed, clock });
+  const writer = new WriterClient({ db, file, durability: opts.durability, maxSizeMiB: opts.maxSizeMiB, clock, log: opts.log, ...writerHooks });
   return { db, logDb, states, log, writer };
 }
 

@@ -1,3 +1,4 @@
+import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 /** How the store is opened (`Store`). */
 export interface StoreOptions {
@@ -7,7 +8,12 @@ export interface StoreOptions {
   /** Dead letters kept at most (MiB, the oldest pruned first); 0 or absent: by age only. */
   deadLetterMaxMiB?: number;
   log: Logger;
-  now?: () => number;
+  /**
+   * Time and timers (default: the system clock): the rows' times, retention's
+   * cutoff, the input log's group commit, the gathering of dead letters and
+   * the retries of a failed write.
+   */
+  clock?: Clock;
   /**
    * `process` (default): synchronous=NORMAL, a commit survives the process
    * crashing; `power`: synchronous=FULL, a commit also survives power loss, at

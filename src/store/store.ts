@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { systemClock, type Clock } from '../clock.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedBatch, type PackedCheckpoint } from './codec.js';
 import { DeadLetterGatherer } from './dead-letter-gatherer.js';
@@ -39,6 +40,7 @@ export class Store {
   /** The writer, kept after stop: its failure stays readable. */
   #writer: WriterClient | null = null;
   readonly #guard: LogGuard;
+  readonly #clock: Clock;
   #stopping: Promise<void> | null = null;
   readonly #deadLetters: DeadLetterGatherer;
   /** Called when writes go through again after a failure, or the writer's backlog has drained. */
@@ -50,13 +52,15 @@ export class Store {
 
   constructor(options: StoreOptions) {
     this.#opts = options;
+    this.#clock = options.clock ?? systemClock;
     this.#guard = new LogGuard({
+      clock: this.#clock,
       log: options.log,
       retry: () => this.#open?.log.flushQuietly() ?? false,
       othersFailing: () => (this.#writer?.failure ?? null) !== null,
       recovered: () => this.onRecovered?.(),
     });
-    this.#deadLetters = new DeadLetterGatherer(() => this.#writer);
+    this.#deadLetters = new DeadLetterGatherer(() => this.#writer, this.#clock);
   }
 
   /** Open the files, run pending migrations, start the writer. */
@@ -215,7 +219,7 @@ export class Store {
 
   /** Delete rows older than the retention window, and the oldest dead letters past their size cap; resolves with rows deleted per table. */
   async prune(): Promise<Record<string, number>> {
-    const cutoff = (this.#opts.now ?? Date.now)() - this.#opts.retentionDays * 86_400_000;
+    const cutoff = this.#clock.now() - this.#opts.retentionDays * 86_400_000;
     const result = await this.#send({ op: 'prune', cutoff, deadLetterMaxBytes: (this.#opts.deadLetterMaxMiB ?? 0) * 1024 * 1024 });
     if (result === null) throw new TidecastError(ErrorCodes.STORE, 'retention pruning was refused by the store');
     return result as Record<string, number>;

@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3';
 import { Worker } from 'node:worker_threads';
-import { clockWithNow } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { inputLogPath } from './database.js';
@@ -27,7 +27,8 @@ export interface WriterClientOptions {
   readonly file: string;
   readonly durability?: 'process' | 'power';
   readonly maxSizeMiB?: number;
-  readonly now: () => number;
+  /** Time and the retry timer of the writer on this thread (':memory:'); the worker thread's runs on the system clock. */
+  readonly clock: Clock;
   readonly log: Logger;
   /** Whether the store's writes fail for now (the writer's or the input log's): its failure is logged once. */
   failing(): boolean;
@@ -64,7 +65,7 @@ export class WriterClient {
     this.#opts = options;
     const { file, log } = options;
     if (file === ':memory:') {
-      this.#inline = new WriterCore(options.db, (r) => this.#onReply(r), { clock: clockWithNow(options.now) });
+      this.#inline = new WriterCore(options.db, (r) => this.#onReply(r), { clock: options.clock });
       return;
     }
     const worker = new Worker(new URL('./writer-thread.js', import.meta.url), {

@@ -21,7 +21,7 @@ import { modelPath } from './models.js';
  * (`emit: close`); otherwise each step goes once every feature is in.
  */
 export async function messagePath(clock: ManualClock, o: { wallClock?: boolean } = {}) {
-  const store = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger, now: () => clock.now() });
+  const store = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger, clock });
   store.start();
   const model = await loadModel(modelPath('weather-lstm'));
   const card = model.card!;
