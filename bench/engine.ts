@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { loadModel } from '../src/inference/model.js';
-import { StepRunner, type StepRequest } from '../src/inference/step-runner.js';
+import type { StepRequest } from '../src/inference/step-request.js';
+import { StepRunner } from '../src/inference/step-runner.js';
 import { modelsDir, packageRoot } from '../src/paths.js';
 
 export interface EngineBenchResult {

@@ -6,7 +6,8 @@ import { InferenceEngine } from '../src/inference/engine.js';
 import { loadModel } from '../src/inference/model.js';
 import type ort from 'onnxruntime-node';
 import type { RunOutput } from '../src/inference/session-thread.js';
-import { StepRunner, type StepResult } from '../src/inference/step-runner.js';
+import type { StepResult } from '../src/inference/step-request.js';
+import { StepRunner } from '../src/inference/step-runner.js';
 import { testModelPath } from './support/models.js';
 
 // nan-accumulator.onnx: state += input; output = sqrt(5 - state). Once a stream's

@@ -1,6 +1,6 @@
 import type { LoadedModel } from '../inference/model.js';
 import { OutputReadError, type OutputHead } from '../inference/output-head.js';
-import type { StepResult } from '../inference/step-runner.js';
+import type { StepResult } from '../inference/step-request.js';
 import type { Logger } from '../log.js';
 import type { HomeAssistantDiscovery } from '../mqtt/ha-discovery.js';
 import { fillTemplate } from '../streams/topic-pattern.js';

@@ -4,7 +4,7 @@ import { InferenceEngine } from '../inference/engine.js';
 import { loadModel, loadOptionsFor, type LoadedModel } from '../inference/model.js';
 import { OutputHead } from '../inference/output-head.js';
 import { CardScaler } from '../inference/scaler.js';
-import type { StepResult } from '../inference/step-runner.js';
+import type { StepResult } from '../inference/step-request.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RouteModel } from '../streams/route-model.js';

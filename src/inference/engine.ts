@@ -2,8 +2,9 @@ import { ErrorCodes, TidecastError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { MicroBatcher, type Timer } from './micro-batcher.js';
 import { loadModel, type LoadedModel, type LoadModelOptions } from './model.js';
-import { SessionThread, type RunOutput, type RunSession } from './session-thread.js';
-import { StepRunner, type InputReader, type StepRequest, type StepResult } from './step-runner.js';
+import { AUTO_THREAD_ABOVE_MS, GraphPlacement } from './graph-placement.js';
+import type { InputReader, StepRequest, StepResult } from './step-request.js';
+import { StepRunner } from './step-runner.js';
 import type { SlotIndex } from '../slots.js';
 
 export interface EngineOptions<C = unknown> {
@@ -31,19 +32,6 @@ export interface EngineOptions<C = unknown> {
   onError?(err: unknown, requests: StepRequest<C>[]): void;
 }
 
-/**
- * `thread: 'auto'`: a model whose run holds the calling thread longer than
- * this (ms) AUTO_SLOW_RUNS times in a row moves to a session thread. Below
- * it, a session thread costs more than it saves on a small machine: a copy
- * of every batch's tensors each way, a second V8 heap and malloc arena (about
- * 110 bytes per stream at 100,000 streams), and one more thread to schedule
- * beside the broker; on this 2-core machine the shipped models (a batch of
- * 256 in about 0.4 ms) ran with as good or better latency on the main thread
- * (README, "Where inference runs").
- */
-export const AUTO_THREAD_ABOVE_MS = 2;
-const AUTO_SLOW_RUNS = 3;
-
 /** Running totals, for logs and metrics. */
 export interface EngineStats {
   steps: number;
@@ -59,16 +47,8 @@ export interface EngineStats {
 export class InferenceEngine<C = unknown> {
   #model: LoadedModel;
   #runner: StepRunner;
-  #thread: SessionThread | null;
-  readonly #threaded: boolean | 'auto';
-  readonly #threadAboveMs: number;
-  /** 'auto': consecutive runs over `#threadAboveMs`, and whether a session thread is starting (or failed to: then the model stays here). */
-  #slowRuns = 0;
-  #moving = false;
-  #stayHere = false;
-  /** Where every runner of this engine runs its graph: the session thread once there is one, else this thread. */
-  readonly #dispatch: RunSession = (feeds) => this.#runGraph(feeds);
-  readonly #log: Logger;
+  /** Where every runner of this engine runs its graph. */
+  readonly #placement: GraphPlacement;
   readonly stats: EngineStats = { steps: 0, batches: 0, resets: 0, failedBatches: 0 };
   readonly #batcher: MicroBatcher<StepRequest<C>, number>;
   #closed: Promise<void> | null = null;
@@ -79,16 +59,19 @@ export class InferenceEngine<C = unknown> {
     this.#model = model;
     const onError = options.onError ?? (() => undefined);
     const log = (options.log ?? silentLogger).child({ component: 'engine', model: model.name });
-    this.#log = log;
-    this.#threaded = options.thread ?? false;
-    this.#threadAboveMs = options.threadAboveMs ?? AUTO_THREAD_ABOVE_MS;
-    this.#thread = this.#threaded === true ? new SessionThread(model, log) : null;
-    this.#runner = new StepRunner(model, this.#dispatch);
+    this.#placement = new GraphPlacement(model, {
+      thread: options.thread ?? false,
+      threadAboveMs: options.threadAboveMs ?? AUTO_THREAD_ABOVE_MS,
+      log,
+      onMoved: () => (this.#batcher.maxInFlight = 2),
+      closed: () => this.#closed !== null,
+    });
+    this.#runner = new StepRunner(model, this.#placement.run);
     this.#batcher = new MicroBatcher<StepRequest<C>, number>({
       maxBatch: options.maxBatch ?? 256,
       maxDelayMs: options.maxDelayMs ?? 5,
       // On a session thread the next batch's graph runs while this thread handles the last one's results.
-      maxInFlight: this.#thread ? 2 : 1,
+      maxInFlight: this.#placement.onThread ? 2 : 1,
       timer: options.timer,
       // The stream's slot, taken at submit: a batch's bookkeeping hashes a number, not the name.
       key: (r) => r.slot!,
@@ -116,12 +99,12 @@ export class InferenceEngine<C = unknown> {
 
   /** Resolves once the engine can run batches (its session thread started, or fell back to this thread). */
   get ready(): Promise<void> {
-    return this.#thread?.ready ?? Promise.resolve();
+    return this.#placement.ready;
   }
 
   /** Where batches run: 'thread' (a session thread) or 'main' (the calling thread). */
   get runsOn(): 'thread' | 'main' {
-    return this.#thread?.running ? 'thread' : 'main';
+    return this.#placement.runsOn;
   }
 
   /** Load a model file and wrap it in an engine. */
@@ -165,7 +148,7 @@ export class InferenceEngine<C = unknown> {
     if (this.#runner.streams > 0) throw new TidecastError(ErrorCodes.INTERNAL, `engine for ${this.model.name} holds streams: it cannot share a slot index now`);
     if (!this.#runner.slab) return;
     this.#slots = index;
-    this.#runner = new StepRunner(this.#model, this.#dispatch, index);
+    this.#runner = new StepRunner(this.#model, this.#placement.run, index);
   }
 
   /** Steps waiting for a batch. */
@@ -228,14 +211,13 @@ export class InferenceEngine<C = unknown> {
   async replaceModel(next: LoadedModel): Promise<{ stateKept: boolean; streams: number }> {
     if (this.#batcher.busy || this.#batcher.pending > 0) throw new TidecastError(ErrorCodes.INTERNAL, 'replaceModel needs a drained engine');
     const old = this.#runner;
-    const oldThread = this.#thread;
-    const thread = this.#threaded === true ? new SessionThread(next, this.#log) : null;
-    await thread?.ready;
-    const runner = new StepRunner(next, this.#dispatch, this.#slots);
+    const previous = this.#model;
+    await this.#placement.replace(next);
+    const runner = new StepRunner(next, this.#placement.run, this.#slots);
     const sameShape =
       old.streamStateSize === runner.streamStateSize &&
-      next.mode === this.#model.mode &&
-      next.signature.states.map((s) => s.perStream).join(',') === this.#model.signature.states.map((s) => s.perStream).join(',');
+      next.mode === previous.mode &&
+      next.signature.states.map((s) => s.perStream).join(',') === previous.signature.states.map((s) => s.perStream).join(',');
     const ids = old.streamIds();
     if (sameShape) {
       for (const id of ids) {
@@ -243,69 +225,17 @@ export class InferenceEngine<C = unknown> {
         if (st) runner.importStream(id, st.state, st.filled);
       }
     }
-    const previous = this.#model;
     this.#model = next;
     this.#runner = runner;
-    this.#thread = thread;
-    // 'auto': the new graph starts on this thread and is timed afresh.
-    this.#slowRuns = 0;
-    this.#stayHere = false;
-    this.#batcher.maxInFlight = thread ? 2 : 1;
-    await oldThread?.close();
+    this.#batcher.maxInFlight = this.#placement.onThread ? 2 : 1;
     await previous.session.release();
     return { stateKept: sameShape, streams: ids.length };
-  }
-
-  #runGraph(feeds: Parameters<RunSession>[0]): Promise<Record<string, RunOutput>> {
-    if (this.#thread) return this.#thread.run(feeds);
-    if (this.#threaded !== 'auto' || this.#stayHere) return this.#model.session.run(feeds) as unknown as Promise<Record<string, RunOutput>>;
-    return this.#runTimed(feeds);
-  }
-
-  /**
-   * A run on this thread, timed. onnxruntime-node runs the graph in a
-   * setImmediate callback it queues when called; one queued just before it
-   * and one just after bracket that callback.
-   */
-  async #runTimed(feeds: Parameters<RunSession>[0]): Promise<Record<string, RunOutput>> {
-    let started = 0;
-    setImmediate(() => (started = performance.now()));
-    const run = this.#model.session.run(feeds);
-    const held = new Promise<number>((resolve) => setImmediate(() => resolve(performance.now() - started)));
-    const out = (await run) as unknown as Record<string, RunOutput>;
-    this.#timed(await held);
-    return out;
-  }
-
-  /** 'auto': after AUTO_SLOW_RUNS runs in a row over the bound, start a session thread and run there once it is ready. */
-  #timed(ms: number): void {
-    if (ms <= this.#threadAboveMs) {
-      this.#slowRuns = 0;
-      return;
-    }
-    if (++this.#slowRuns < AUTO_SLOW_RUNS || this.#moving || this.#stayHere) return;
-    this.#moving = true;
-    const model = this.#model;
-    const thread = new SessionThread(model, this.#log);
-    void thread.ready.then(() => {
-      this.#moving = false;
-      if (this.#closed || model !== this.#model || this.#thread || !thread.running) {
-        // Stopped or reloaded meanwhile, or the thread failed (logged): the model stays on this thread.
-        if (!thread.running && !this.#closed && model === this.#model) this.#stayHere = true;
-        void thread.close();
-        return;
-      }
-      this.#thread = thread;
-      this.#batcher.maxInFlight = 2;
-      this.#log.info({ runMs: Math.round(ms * 100) / 100, boundMs: this.#threadAboveMs, runs: AUTO_SLOW_RUNS }, 'batches hold the main thread too long: the model runs on a session thread of its own from now on');
-    });
   }
 
   /** Run everything queued; resolves when all results have been delivered. */
   drain(): Promise<void> {
     return this.#batcher.drain();
   }
-
 
   /**
    * Drain (waiting at most `drainMs`), then release the onnxruntime session.
@@ -316,7 +246,7 @@ export class InferenceEngine<C = unknown> {
       ? Promise.race([this.#batcher.drain(), new Promise<void>((r) => setTimeout(r, drainMs).unref())])
       : this.#batcher.drain();
     this.#closed ??= drained.then(async () => {
-      await this.#thread?.close();
+      await this.#placement.close();
       await this.#model.session.release();
     });
     return this.#closed;

@@ -1,5 +1,5 @@
 import type { ModelCard } from './card.js';
-import type { InputReader } from './step-runner.js';
+import type { InputReader } from './step-request.js';
 
 /**
  * Input standardisation from a model card (outputs are read by OutputHead).
