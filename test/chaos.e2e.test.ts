@@ -35,14 +35,14 @@ const CHECKPOINTS = { checkpointIntervalS: 1 };
 
 interface Pred { stream: string; model: string; issued_at: number; horizon: number; target: string; value: number }
 
-function readDb(file: string): { preds: Pred[]; steps: number; distinctSteps: number; deadLetters: number } {
+function readDb(file: string): { preds: Pred[]; steps: number; distinctSteps: number; deadLetters: Array<{ reason: string; detail: string; n: number }> } {
   const db = new Database(file, { readonly: true });
   try {
     return {
       preds: db.prepare('SELECT stream, model, issued_at, horizon, target, value FROM predictions ORDER BY stream, model, issued_at, horizon, target').all() as Pred[],
       steps: (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n,
       distinctSteps: (db.prepare('SELECT count(DISTINCT stream || \'@\' || ts) n FROM steps').get() as { n: number }).n,
-      deadLetters: (db.prepare('SELECT count(*) n FROM dead_letters').get() as { n: number }).n,
+      deadLetters: db.prepare('SELECT reason, detail, count(*) n FROM dead_letters GROUP BY reason, detail').all() as Array<{ reason: string; detail: string; n: number }>,
     };
   } finally {
     db.close();
@@ -187,7 +187,7 @@ function killTest(variant: Variant): Promise<void> {
     assert.ok(worst <= 1e-5, `values match the uninterrupted run within 1e-5 (worst ${worst})`);
     assert.equal(got.distinctSteps, msgs.length, 'every input is stored as a step');
     assert.equal(got.steps, msgs.length, 'and only once');
-    assert.equal(got.deadLetters, 0, 'redeliveries are duplicates, not dead letters');
+    assert.deepEqual(got.deadLetters, [], 'redeliveries are duplicates, not dead letters');
     const stored = new Set(got.preds.map((p) => `${p.stream}|${p.model}|${p.issued_at}`));
     await waitFor(() => [...stored].every((k) => published.has(k)), 10_000, 'every stored forecast published');
     await listener.endAsync();

@@ -18,13 +18,13 @@ async function pipeline(opts: { wallClock?: boolean } = {}) {
     get failing() {
       return faults.failing || store.failing;
     },
-    appendInput(kind, receivedAt, topic, payload, durable) {
+    appendInput(kind, receivedAt, topic, payload, durable, redelivered) {
       faults.appends.push(clock.now());
       if (faults.failures > 0) {
         faults.failures--;
         throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
       }
-      return store.appendInput(kind, receivedAt, topic, payload, durable);
+      return store.appendInput(kind, receivedAt, topic, payload, durable, redelivered);
     },
     refuse: (row, durable) => store.refuse(row, durable),
     reportSuccess: () => store.reportSuccess(),
@@ -157,6 +157,38 @@ describe('the clock sweep', () => {
       assert.ok(p.dispatcher.steps.submitted > 1, 'the next tick catches up');
     } finally {
       await p.close();
+    }
+  });
+});
+
+describe('Intake: redeliveries', () => {
+  it('takes a redelivered message (DUP) for a step long closed as a duplicate, not as late, and a replay of the log judges it the same', async () => {
+    const live = await pipeline();
+    const replayed = await pipeline();
+    try {
+      const t0 = live.clock.now();
+      for (let d = 0; d < 20; d++) live.intake.offer(reading('r', t0 + d * DAY), ackProbe());
+      const lateCount = (p: typeof live): number => (p.store.db.prepare("SELECT count(*) AS n FROM dead_letters WHERE reason = 'late'").get() as { n: number }).n;
+      // Day 2 again, 17 steps behind: past the sample keys the assembler remembers (RECENT_BUCKETS).
+      const ack = ackProbe();
+      live.intake.offer({ ...reading('r', t0 + 2 * DAY), dup: true }, ack);
+      assert.equal(ack.acks, 1);
+      assert.equal(live.dispatcher.duplicates, 1, 'a duplicate');
+      // The same message as a first delivery is late: a dead letter.
+      live.intake.offer(reading('r', t0 + 2 * DAY), ackProbe());
+      assert.equal(live.dispatcher.duplicates, 1);
+      await live.store.settled();
+      assert.equal(lateCount(live), 1, 'only the first delivery is dead-lettered');
+      // Recovery replays the log: the redelivery keeps its mark, so the same verdicts.
+      const rows = live.store.inputAfter(0, 1000);
+      assert.deepEqual(rows.map((r) => r.note ?? null).filter((n) => n !== null), ['redelivered']);
+      for (const r of rows) replayed.dispatcher.replay(r.seq, r.kind, r.topic, r.payload, r.receivedAt, r.note);
+      await replayed.store.settled();
+      assert.equal(replayed.dispatcher.duplicates, 1);
+      assert.equal(lateCount(replayed), 1);
+    } finally {
+      await live.close();
+      await replayed.close();
     }
   });
 });

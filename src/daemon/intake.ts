@@ -13,8 +13,8 @@ export type HoldReason = 'queue_full' | 'checkpoint' | 'reload' | 'store';
 /** What the intake needs of the store: the input log, and whether it can write. */
 export interface IntakeStore {
   readonly failing: boolean;
-  /** Log an input (kind 0: a message; 1: a clock tick), `durable` (the default) before it returns; returns its log position. */
-  appendInput(kind: 0 | 1, receivedAt: number, topic: string, payload: Buffer, durable?: boolean): number;
+  /** Log an input (kind 0: a message; 1: a clock tick), `durable` (the default) before it returns, `redelivered` marked; returns its log position. */
+  appendInput(kind: 0 | 1, receivedAt: number, topic: string, payload: Buffer, durable?: boolean, redelivered?: boolean): number;
   /** Log a refused message with its dead letter (`durable` as above). */
   refuse(row: DeadLetterRow, durable: boolean): void;
   reportSuccess(): void;
@@ -167,10 +167,11 @@ export class Intake implements Service {
         return null;
       }
       // QoS 1/2: logged before the PUBACK. QoS 0 has no acknowledgement to hold: group commit.
-      const seq = store.appendInput(0, msg.receivedAt, msg.topic, msg.payload, msg.qos > 0);
+      const redelivered = msg.dup === true;
+      const seq = store.appendInput(0, msg.receivedAt, msg.topic, msg.payload, msg.qos > 0, redelivered);
       store.reportSuccess();
       this.lastSeq = seq;
-      dispatcher.apply(a, seq);
+      dispatcher.apply(a, seq, redelivered);
       return null;
     } catch (err) {
       // Nothing was applied: the message waits, unacknowledged, until the store writes again.

@@ -11,6 +11,11 @@ export interface IncomingMessage {
   readonly payload: Buffer;
   readonly receivedAt: number;
   readonly qos: 0 | 1 | 2;
+  /**
+   * The broker sent it to this session before (the PUBLISH's DUP flag): a
+   * redelivery after a connection closed before its PUBACK went out.
+   */
+  readonly dup?: boolean;
 }
 
 /**
@@ -150,7 +155,7 @@ export class MqttConnection {
       this.received++;
       this.#coalesceWrites(client);
       try {
-        this.#opts.onMessage({ topic: packet.topic, payload: packet.payload as Buffer, receivedAt: this.#now(), qos: packet.qos }, new PacketAck(this, done));
+        this.#opts.onMessage({ topic: packet.topic, payload: packet.payload as Buffer, receivedAt: this.#now(), qos: packet.qos, dup: packet.dup === true }, new PacketAck(this, done));
       } catch (err) {
         // The handler promises not to throw; if it does, the message stays with the broker.
         log.error({ err, topic: packet.topic }, 'message handler failed; message left unacknowledged');

@@ -23,7 +23,7 @@ export const INPUT_LOG_SCHEMA = `
     received_at INTEGER NOT NULL,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    note TEXT                       -- kind 2: the dead letter's reason, detail, stream and size (JSON)
+    note TEXT                       -- kind 2: the dead letter's reason, detail, stream and size (JSON); kind 0: 'redelivered' (the broker's DUP flag) or none
   );
   -- A group commit of QoS 0 inputs: one row for all of them (positions first_seq..last_seq, in order).
   CREATE TABLE IF NOT EXISTS input_groups (
@@ -31,6 +31,9 @@ export const INPUT_LOG_SCHEMA = `
     last_seq INTEGER NOT NULL,
     inputs BLOB NOT NULL            -- per input: kind u8, received_at f64, topic, payload and note lengths u32 (note: 2^32-1 for none), then their bytes
   )`;
+
+/** A message's note when the broker redelivered it (its DUP flag): a replay judges it as the live daemon did. */
+export const REDELIVERED_NOTE = 'redelivered';
 
 export interface InputLogOptions {
   /** The last position handed out before this start (the highest of the log and the last checkpoint). */

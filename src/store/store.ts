@@ -4,7 +4,7 @@ import { ErrorCodes, TidecastError } from '../errors.js';
 import { batchTransfer, checkpointTransfer, packBatch, packCheckpoint, spills, type PackedBatch, type PackedCheckpoint } from './codec.js';
 import { DeadLetterGatherer } from './dead-letter-gatherer.js';
 import type { ForecastLayout } from './ids.js';
-import type { InputRow } from './input-log.js';
+import { REDELIVERED_NOTE, type InputRow } from './input-log.js';
 import { LogGuard } from './log-guard.js';
 import { closeStore, openStore, type OpenStore } from './open-store.js';
 import type { AccuracyDelta, DeadLetterRow, EventRow, ForecastRow, StepRow, StreamStateRow } from './rows.js';
@@ -119,8 +119,8 @@ export class Store {
    * cannot be written, and the caller holds the message. Otherwise (QoS 0) the
    * row joins a group commit within 5 ms (see InputLog).
    */
-  appendInput(kind: 0 | 1, receivedAt: number, topic: string, payload: Buffer, durable = true): number {
-    return this.#opened().log.append(kind, receivedAt, topic, payload, durable);
+  appendInput(kind: 0 | 1, receivedAt: number, topic: string, payload: Buffer, durable = true, redelivered = false): number {
+    return this.#opened().log.append(kind, receivedAt, topic, payload, durable, redelivered ? REDELIVERED_NOTE : null);
   }
 
   /**

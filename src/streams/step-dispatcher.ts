@@ -1,4 +1,5 @@
 import type { Logger } from '../log.js';
+import { REDELIVERED_NOTE } from '../store/input-log.js';
 import type { DeadLetterRow, EventRow } from '../store/store.js';
 import type { Admission, Admitted } from './admission.js';
 import { DecodeError, type DeadLetterReason } from './decoder.js';
@@ -49,6 +50,8 @@ export class StepDispatcher {
   readonly steps = { submitted: 0, skipped: 0, gapResets: 0 };
   /** Replayed inputs skipped: the stream's restored state already reflected them. */
   replaySkipped = 0;
+  /** Redelivered messages for steps already closed: taken before, their PUBACK lost with the connection. */
+  redelivered = 0;
 
   constructor(options: StepDispatcherOptions) {
     this.#opts = options;
@@ -56,13 +59,21 @@ export class StepDispatcher {
     this.#groups = groupsOf(options.routes);
   }
 
-  /** Samples ignored because they repeated one already taken. */
+  /** Samples ignored because they repeated one already taken (or their message was a redelivery of one taken). */
   get duplicates(): number {
-    return this.#groups.reduce((n, g) => n + g.assembler.duplicates, 0);
+    return this.#groups.reduce((n, g) => n + g.assembler.duplicates, this.redelivered);
   }
 
-  /** Feed an admitted message, logged at `seq`, to its stream. */
-  apply(a: Admitted<RouteModel>, seq: number): void {
+  /**
+   * Feed an admitted message, logged at `seq`, to its stream. `redelivered`:
+   * the broker sent it before (DUP). Such a message for a step already closed
+   * is a duplicate, however far behind: the broker delivers in order and the
+   * daemon takes messages in order, so the stream moved past it only by
+   * taking what came after it, which came after it was taken. (A SIGKILL can
+   * lose a whole read's PUBACKs, hundreds of messages, while the assembler
+   * remembers the sample keys of the last RECENT_BUCKETS steps only.)
+   */
+  apply(a: Admitted<RouteModel>, seq: number, redelivered = false): void {
     const group = a.route.group;
     const origin: StepOrigin = { route: a.route.name, topic: a.topic, params: a.params, receivedAt: a.receivedAt, seq };
     const events: AssembledEvent[] = [];
@@ -84,14 +95,8 @@ export class StepDispatcher {
       this.accepted.set(a.route.name, (this.accepted.get(a.route.name) ?? 0) + 1);
       this.#opts.onAccepted?.(a.route.name);
     } catch (err) {
-      // late, too_many_samples: the message is in the log; its dead letter carries the seq so a replay stores it once.
-      const refusals = this.#opts.refusals;
-      const reason: DeadLetterReason = err instanceof DecodeError ? err.reason : 'internal';
-      const row = { ...refusals.row(a.stream, a.topic, a.payload, a.receivedAt, reason, (err as Error).message), seq };
-      const verdict = refusals.judge(a.stream, reason);
-      refusals.count(reason, verdict.store);
-      if (verdict.log) this.#log.warn({ topic: a.topic.slice(0, 200), stream: a.stream, reason, detail: row.detail, stored: verdict.store }, 'sample dead-lettered');
-      if (verdict.store) this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
+      if (redelivered && err instanceof DecodeError && err.reason === 'late') this.redelivered++;
+      else this.#refuse(a, seq, err);
     }
     // Steps an earlier feature of the message released still go on.
     try {
@@ -99,6 +104,17 @@ export class StepDispatcher {
     } catch (err) {
       this.#log.error({ err, stream: a.stream }, 'could not submit a step');
     }
+  }
+
+  /** A sample the stream could not take (late, too_many_samples): the message is in the log; its dead letter carries the seq so a replay stores it once. */
+  #refuse(a: Admitted<RouteModel>, seq: number, err: unknown): void {
+    const refusals = this.#opts.refusals;
+    const reason: DeadLetterReason = err instanceof DecodeError ? err.reason : 'internal';
+    const row = { ...refusals.row(a.stream, a.topic, a.payload, a.receivedAt, reason, (err as Error).message), seq };
+    const verdict = refusals.judge(a.stream, reason);
+    refusals.count(reason, verdict.store);
+    if (verdict.log) this.#log.warn({ topic: a.topic.slice(0, 200), stream: a.stream, reason, detail: row.detail, stored: verdict.store }, 'sample dead-lettered');
+    if (verdict.store) this.#write('dead letter', () => this.#opts.store.addDeadLetter(row));
   }
 
   /** Replay one logged input at recovery (`note`: a refused message's dead letter). */
@@ -117,7 +133,7 @@ export class StepDispatcher {
     const admission = this.#opts.admission;
     const a = admission.admit(topic, payload, receivedAt, true);
     if (a.ok) {
-      this.apply(a, seq);
+      this.apply(a, seq, note === REDELIVERED_NOTE);
       return;
     }
     // Logged when it passed, refused now: the configuration changed across the restart.
