@@ -4,9 +4,16 @@
 Data: vega-datasets `data/weather.csv` (Seattle and New York, daily, 2012-2015),
 read from node_modules so the data is exactly what npm ships.
 Split by date: fit on 2012-01-01..2014-12-31, report metrics on 2015.
+Calibration: the same architecture fit on 2012-2013 forecasts 2014; its
+residuals (actual - forecast) per horizon and target go into the card as
+quantiles, which seed tidecast's online prediction intervals, and the card
+reports how a fixed interval from them covers 2015.
 
 Every model sees 4 features per day (precipitation, temp_max, temp_min, wind),
-standardised with the training-period mean/std. The forecasters (weather-lstm,
+standardised with the training-period mean/std; a model whose spec says so
+also sees the day of the year as two calendar inputs (sin and cos of its phase
+in a mean Gregorian year), computed from the date as tidecast computes them
+from a step's event time (src/inference/calendar.ts). The forecasters (weather-lstm,
 -gru, -rnn, -brnn) forecast temp_max and temp_min for the next 1, 2 and 3 days
 (6 outputs, horizon-major); the classifier weather-rain gives two logits per
 day, dry or wet (any precipitation) tomorrow.
@@ -42,6 +49,14 @@ HORIZONS = [1, 2, 3]
 STEP_SECONDS = 86400
 TRAIN_END = "2014-12-31"
 TEST_START = "2015-01-01"
+CALIB_START = "2014-01-01"
+# Residual quantiles written to each card: enough points to seed any interval level and read crossing probabilities.
+QUANTILES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
+             0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.975, 0.99, 0.995]
+# Interval levels the card reports held-out coverage for (tidecast's defaults).
+LEVELS = [0.8, 0.95]
+YEAR_DAYS = 365.2425
+DOY = [{"name": "doy_sin", "cycle": "dayOfYear", "fn": "sin"}, {"name": "doy_cos", "cycle": "dayOfYear", "fn": "cos"}]
 BRNN_WINDOW = 14
 OPSET = 14
 SEED = 20121
@@ -74,6 +89,25 @@ def load_series():
     return out
 
 
+def epoch_days(date):
+    """Days since 1970-01-01 of an ISO date (midnight UTC): a step's event time / 1 day."""
+    y, m, d = (int(x) for x in date.split("-"))
+    return (np.datetime64(f"{y:04d}-{m:02d}-{d:02d}") - np.datetime64("1970-01-01")).astype(np.int64)
+
+
+def calendar_phase(cycle, days):
+    """The phase in [0, 1) of an event time (days since the epoch, UTC) in a cycle, as tidecast computes it."""
+    x = {"hourOfDay": days, "dayOfWeek": (days + 3) / 7, "dayOfYear": days / YEAR_DAYS}[cycle]
+    return x - np.floor(x)
+
+
+def calendar_inputs(dates, calendar):
+    """The calendar inputs of each date, [N, len(calendar)]: sin or cos of 2 pi x its phase."""
+    days = np.array([epoch_days(d) for d in dates], dtype=np.float64)
+    cols = [(np.sin if c["fn"] == "sin" else np.cos)(2 * np.pi * calendar_phase(c["cycle"], days)) for c in calendar]
+    return np.stack(cols, axis=1) if cols else np.zeros((len(dates), 0))
+
+
 def targets_for(vals):
     """Horizon-major targets: y[t] = [tmax(t+1), tmin(t+1), tmax(t+2), ...]; NaN past the end."""
     n = len(vals)
@@ -88,11 +122,11 @@ def targets_for(vals):
 class Stateful(nn.Module):
     """Many-to-many forecaster: one forecast vector per input step, state in and out."""
 
-    def __init__(self, kind, hidden, layers, outputs=len(HORIZONS) * len(TARGETS)):
+    def __init__(self, kind, hidden, layers, outputs=len(HORIZONS) * len(TARGETS), inputs=len(FEATURES)):
         super().__init__()
         cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
         self.kind = kind
-        self.rnn = cls(len(FEATURES), hidden, layers, batch_first=True)
+        self.rnn = cls(inputs, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, outputs)
 
     def forward(self, x, h0, c0=None):
@@ -106,9 +140,9 @@ class Stateful(nn.Module):
 class Windowed(nn.Module):
     """Many-to-one bidirectional LSTM: a fixed window in, one forecast vector out."""
 
-    def __init__(self, hidden):
+    def __init__(self, hidden, inputs=len(FEATURES)):
         super().__init__()
-        self.rnn = nn.LSTM(len(FEATURES), hidden, 1, batch_first=True, bidirectional=True)
+        self.rnn = nn.LSTM(inputs, hidden, 1, batch_first=True, bidirectional=True)
         self.head = nn.Linear(2 * hidden, len(HORIZONS) * len(TARGETS))
 
     def forward(self, x):
@@ -118,7 +152,8 @@ class Windowed(nn.Module):
 
 SPECS = {
     "weather-lstm": dict(kind="lstm", hidden=32, layers=2, epochs=60),
-    "weather-gru": dict(kind="gru", hidden=32, layers=2, epochs=60),
+    # Day of the year helps the GRU's temp_min at every horizon; the others did worse with it (models/README.md).
+    "weather-gru": dict(kind="gru", hidden=32, layers=2, epochs=60, calendar=True),
     "weather-rnn": dict(kind="rnn", hidden=32, layers=1, epochs=120),
     "weather-brnn": dict(kind="brnn", hidden=32, layers=1, epochs=25),
 }
@@ -218,7 +253,7 @@ def f32list(a):
 
 def export(model, name, kind, sample_batch=2):
     path = os.path.join(HERE, f"{name}.onnx")
-    F = len(FEATURES)
+    F = model.rnn.input_size
     if kind == "brnn":
         x = torch.zeros(sample_batch, BRNN_WINDOW, F)
         args, inputs, outputs = (x,), ["input"], ["output"]
@@ -270,26 +305,27 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def standardised(series):
+def standardised(series, test_start=TEST_START):
     """Held-out split per city, the training period's feature mean/std, and every city's scaled inputs."""
     cities = list(series)
-    split = {c: series[c][0].index(TEST_START) for c in cities}
+    split = {c: series[c][0].index(test_start) for c in cities}
     train_vals = np.concatenate([series[c][1][: split[c]] for c in cities])
     f_mean, f_std = train_vals.mean(0), train_vals.std(0)
     xs_all = {c: (series[c][1] - f_mean) / f_std for c in cities}
     return cities, split, f_mean, f_std, xs_all
 
 
-def main():
-    series = load_series()
-    cities, split, f_mean, f_std, xs_all = standardised(series)
+def prepare(series, test_start, calendar):
+    """Everything a fit needs with the held-out period starting at test_start: scaled inputs (features, then
+    calendar inputs), scaled targets, and the training arrays, whose targets never reach into the held-out period."""
+    cities, split, f_mean, f_std, xs_all = standardised(series, test_start)
+    if calendar:
+        xs_all = {c: np.concatenate([xs_all[c], calendar_inputs(series[c][0], calendar)], axis=1) for c in cities}
     ti = [FEATURES.index(t) for t in TARGETS]
     t_mean = np.tile(f_mean[ti], len(HORIZONS))
     t_std = np.tile(f_std[ti], len(HORIZONS))
-
     ys_raw = {c: targets_for(series[c][1]) for c in cities}
     ys_all = {c: (ys_raw[c] - t_mean) / t_std for c in cities}
-    # Training targets must not reach into the held-out year.
     ys_train = []
     for c in cities:
         y = ys_all[c][: split[c]].copy()
@@ -297,38 +333,107 @@ def main():
             y[split[c] - h :, hi * len(TARGETS) : (hi + 1) * len(TARGETS)] = np.nan
         ys_train.append(y)
     xs_train = [xs_all[c][: split[c]] for c in cities]
+    return dict(cities=cities, split=split, f_mean=f_mean, f_std=f_std, xs_all=xs_all, ti=ti, t_mean=t_mean,
+                t_std=t_std, ys_raw=ys_raw, xs_train=xs_train, ys_train=ys_train)
 
+
+def fit(spec, data):
+    """A forecaster of the spec's architecture trained on data's training arrays, in eval mode."""
+    seed_everything()
+    kind = spec["kind"]
+    n_in = data["xs_train"][0].shape[1]
+    if kind == "brnn":
+        model = Windowed(spec["hidden"], inputs=n_in)
+        train_windowed(model, data["xs_train"], data["ys_train"], spec["epochs"])
+    else:
+        model = Stateful(kind, spec["hidden"], spec["layers"], inputs=n_in)
+        train_stateful(model, data["xs_train"], data["ys_train"], spec["epochs"])
+    model.eval()
+    return model
+
+
+def run_series(model, kind, x_all):
+    """Forecasts (scaled) for every step of one city's whole series: the state warmed from its first day."""
+    with torch.no_grad():
+        if kind == "brnn":
+            wx, _, idx = windows(x_all, np.zeros((len(x_all), 1)), BRNN_WINDOW)
+            out = np.full((len(x_all), len(HORIZONS) * len(TARGETS)), np.nan)
+            out[idx] = model(torch.tensor(wx, dtype=torch.float32)).numpy()
+            return out
+        x = torch.tensor(x_all, dtype=torch.float32).unsqueeze(0)
+        return model(x, *zero_state(model, 1))[0][0].numpy()
+
+
+def residual_quantiles(resid):
+    """Per output column: n, MAE and the QUANTILES of actual - forecast (physical units) over the rows that have an actual."""
+    out = {}
+    for hi, h in enumerate(HORIZONS):
+        for k, t in enumerate(TARGETS):
+            r = resid[:, hi * len(TARGETS) + k]
+            r = r[~np.isnan(r)]
+            out[f"{t}@{h}"] = {
+                "n": int(len(r)),
+                "mae": round(float(np.abs(r).mean()), 4),
+                "quantiles": [[p, round(float(np.quantile(r, p)), 4)] for p in QUANTILES],
+            }
+    return out
+
+
+def fixed_coverage(residuals, resid_test):
+    """How intervals fixed at the calibration quantiles cover the held-out residuals: per column and level, coverage and width."""
+    out = {}
+    for hi, h in enumerate(HORIZONS):
+        for k, t in enumerate(TARGETS):
+            key = f"{t}@{h}"
+            q = dict((p, v) for p, v in residuals[key]["quantiles"])
+            r = resid_test[:, hi * len(TARGETS) + k]
+            r = r[~np.isnan(r)]
+            cells = {}
+            for level in LEVELS:
+                lo, hi_ = q[round((1 - level) / 2, 4)], q[round(1 - (1 - level) / 2, 4)]
+                cells[str(level)] = {"coverage": round(float(((r >= lo) & (r <= hi_)).mean()), 4), "width": round(hi_ - lo, 4)}
+            out[key] = cells
+    return out
+
+
+def main():
+    series = load_series()
     only = sys.argv[1:]
     for name, spec in SPECS.items():
         if only and name not in only:
             continue
-        seed_everything()
         kind = spec["kind"]
-        if kind == "brnn":
-            model = Windowed(spec["hidden"])
-            train_windowed(model, xs_train, ys_train, spec["epochs"])
-        else:
-            model = Stateful(kind, spec["hidden"], spec["layers"])
-            train_stateful(model, xs_train, ys_train, spec["epochs"])
-        model.eval()
+        calendar = DOY if spec.get("calendar") else []
+        data = prepare(series, TEST_START, calendar)
+        cities, split, xs_all, ti = data["cities"], data["split"], data["xs_all"], data["ti"]
+        t_mean, t_std, ys_raw = data["t_mean"], data["t_std"], data["ys_raw"]
+        f_mean, f_std = data["f_mean"], data["f_std"]
+        model = fit(spec, data)
 
-        # Held-out evaluation: run each city's whole series (state warmed on the
-        # training years), score forecasts issued in 2015 whose targets are in 2015.
+        # Held-out evaluation: run each city's whole series (state warmed on the training years), score forecasts
+        # issued in 2015 whose targets are in 2015.
         preds, acts, pers = [], [], []
-        with torch.no_grad():
-            for c in cities:
-                x = torch.tensor(xs_all[c], dtype=torch.float32).unsqueeze(0)
-                if kind == "brnn":
-                    wx, _, idx = windows(xs_all[c], np.zeros((len(xs_all[c]), 1)), BRNN_WINDOW)
-                    out = np.full((len(xs_all[c]), len(t_mean)), np.nan)
-                    out[idx] = model(torch.tensor(wx, dtype=torch.float32)).numpy()
-                else:
-                    out = model(x, *zero_state(model, 1))[0][0].numpy()
-                s = split[c]
-                preds.append(out[s:] * t_std + t_mean)
-                acts.append(ys_raw[c][s:])
-                pers.append(np.tile(series[c][1][s:, ti], len(HORIZONS)))
+        for c in cities:
+            out = run_series(model, kind, xs_all[c])
+            s = split[c]
+            preds.append(out[s:] * t_std + t_mean)
+            acts.append(ys_raw[c][s:])
+            pers.append(np.tile(series[c][1][s:, ti], len(HORIZONS)))
         pred, act, per = np.concatenate(preds), np.concatenate(acts), np.concatenate(pers)
+
+        # Calibration: the same architecture fit on the years before 2014 forecasts 2014 (targets inside 2014).
+        cal = prepare(series, CALIB_START, calendar)
+        cal_model = fit(spec, cal)
+        resid = []
+        for c in cities:
+            out = run_series(cal_model, kind, cal["xs_all"][c]) * cal["t_std"] + cal["t_mean"]
+            s, e = cal["split"][c], split[c]
+            y = cal["ys_raw"][c][s:e].copy()
+            for hi, h in enumerate(HORIZONS):
+                y[e - s - h :, hi * len(TARGETS) : (hi + 1) * len(TARGETS)] = np.nan
+            resid.append(y - out[s:e])
+        residuals = residual_quantiles(np.concatenate(resid))
+
         # The held-out forecasts themselves, in physical units, for the daemon's
         # end-to-end acceptance test (test/accuracy.e2e.test).
         heldout = {
@@ -352,7 +457,8 @@ def main():
             "description": (
                 f"{'Bidirectional LSTM over a fixed window' if kind == 'brnn' else kind.upper()} "
                 f"({spec['layers']} layer(s), hidden {spec['hidden']}) forecasting daily "
-                "temp_max/temp_min 1-3 days ahead from daily weather."
+                "temp_max/temp_min 1-3 days ahead from daily weather"
+                + (" and the day of the year." if calendar else ".")
             ),
             "architecture": {"cell": "lstm" if kind == "brnn" else kind, "layers": spec["layers"],
                              "hidden": spec["hidden"], "bidirectional": kind == "brnn"},
@@ -360,6 +466,7 @@ def main():
             "window": BRNN_WINDOW if kind == "brnn" else None,
             "stepSeconds": STEP_SECONDS,
             "features": [{"name": f, "unit": UNITS[f]} for f in FEATURES],
+            **({"calendar": calendar} if calendar else {}),
             "targets": [{"name": t, "unit": UNITS[t]} for t in TARGETS],
             "horizons": HORIZONS,
             "outputLayout": "horizon-major",
@@ -369,7 +476,17 @@ def main():
             },
             "signature": signature(inputs, outputs),
             "provenance": provenance(series),
-            "metrics": {"test": {"model": metrics(pred, act), "persistence": metrics(per, act)}},
+            "calibration": {
+                "from": CALIB_START,
+                "to": TRAIN_END,
+                "method": f"actual - forecast of the same architecture fit on {series[cities[0]][0][0]}..2013-12-31",
+                "residuals": residuals,
+            },
+            "metrics": {"test": {
+                "model": metrics(pred, act),
+                "persistence": metrics(per, act),
+                "intervals": fixed_coverage(residuals, act - pred),
+            }},
             "sha256": sha256(path),
         }
         with open(os.path.join(HERE, f"{name}.card.json"), "w") as f:
@@ -394,6 +511,8 @@ def main():
         write_reference(name, series, c, s, n, x_ref, fixture_out)
         m, p = card["metrics"]["test"]["model"], card["metrics"]["test"]["persistence"]
         print(f"{name}: " + "  ".join(f"{k} mae {m[k]['mae']:.2f} (persistence {p[k]['mae']:.2f})" for k in m))
+        iv = card["metrics"]["test"]["intervals"]
+        print(f"{name}: fixed-interval coverage " + "  ".join(f"{k} " + "/".join(f"{iv[k][str(l)]['coverage']:.3f}" for l in LEVELS) for k in iv))
 
 
 def write_reference(name, series, city, start, n, x_ref, outputs):

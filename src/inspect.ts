@@ -25,11 +25,15 @@ export interface InspectReport {
   card: null | {
     path: string;
     features: string[];
+    /** Inputs derived from each step's event time: `name = fn(cycle)`. */
+    calendar: string[];
     targets: string[];
     horizons: number[];
     stepSeconds: number;
     provenance: Record<string, unknown> | null;
     metrics: Record<string, unknown> | null;
+    /** Where the held-out residuals that seed prediction intervals come from; null: the card has none (no intervals). */
+    calibration: { from: string | null; to: string | null; method: string | null; cells: number } | null;
   };
 }
 
@@ -65,11 +69,15 @@ export function inspectReport(model: LoadedModel): InspectReport {
     card: card && {
       path: model.cardPath!,
       features: card.features.map((f) => (f.unit ? `${f.name} (${f.unit})` : f.name)),
+      calendar: (card.calendar ?? []).map((c) => `${c.name} = ${c.fn}(${c.cycle})`),
       targets: card.targets.map((t) => (t.labels ? `${t.name} [${t.labels.join('|')}] (${t.scores ?? 'logits'})` : t.unit ? `${t.name} (${t.unit})` : t.name)),
       horizons: [...card.horizons],
       stepSeconds: card.stepSeconds,
       provenance: card.provenance ?? null,
       metrics: card.metrics ?? null,
+      calibration: card.calibration
+        ? { from: card.calibration.from ?? null, to: card.calibration.to ?? null, method: card.calibration.method ?? null, cells: Object.keys(card.calibration.residuals).length }
+        : null,
     },
   };
 }
@@ -105,6 +113,7 @@ export function formatInspect(r: InspectReport): string {
   const c = r.card;
   row('card', path.relative(process.cwd(), c.path) || c.path);
   row('features', c.features.join(', '));
+  if (c.calendar.length > 0) row('calendar', `${c.calendar.join(', ')} (UTC, from each step's event time)`);
   row('targets', `${c.targets.join(', ')} at horizons ${c.horizons.join(', ')} (steps of ${c.stepSeconds} s)`);
   const prov = c.provenance as { dataset?: string; file?: string; train?: { from: string; to: string }; test?: { from: string; to: string } } | null;
   if (prov?.dataset) {
@@ -123,6 +132,16 @@ export function formatInspect(r: InspectReport): string {
           ? `  ${k.padEnd(14)} ${num(m.accuracy, 3)} / ${num(p?.accuracy, 3)}   ${num(m.brier, 3)} / ${num(p?.brier, 3)}`
           : `  ${k.padEnd(14)} ${num(m.mae, 2).padStart(6)} / ${num(p?.mae, 2)}`,
       );
+    }
+  }
+  const cal = c.calibration;
+  row('intervals', cal ? `seeded from ${cal.cells} cells of held-out residuals${cal.from ? ` (${cal.from}..${cal.to})` : ''}${cal.method ? `: ${cal.method}` : ''}` : 'none (the card has no calibration)');
+  const intervals = (c.metrics as { test?: { intervals?: Record<string, Record<string, { coverage: number; width: number }>> } } | null)?.test?.intervals;
+  if (intervals) {
+    const levels = Object.keys(Object.values(intervals)[0] ?? {});
+    lines.push(`test       coverage (width) of a fixed interval at those quantiles, at ${levels.join(' / ')}`);
+    for (const [k, byLevel] of Object.entries(intervals)) {
+      lines.push(`  ${k.padEnd(14)} ${levels.map((l) => `${byLevel[l]!.coverage.toFixed(3)} (${byLevel[l]!.width.toFixed(2)})`).join('   ')}`);
     }
   }
   return lines.join('\n');

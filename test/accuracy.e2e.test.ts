@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Daemon } from '../src/daemon/daemon.js';
 import { readWeather } from '../src/demo/weather-data.js';
 import { defaultCardPath, readCard } from '../src/inference/card.js';
+import { residualQuantile } from '../src/daemon/interval-book.js';
 import { modelsDir } from '../src/paths.js';
 import { modelPath } from './support/models.js';
 import { prng } from './support/prng.js';
@@ -144,6 +145,51 @@ describe('real streams: one topic per feature, shuffled and jittered, through Mo
       assert.equal(Math.sign(1 - o.mae / o.pmae), Math.sign(cardSkill), `${key}: skill sign`);
     }
     assert.equal(daemon.stats().deadLetters.late ?? 0, 0, 'jitter inside the lateness loses nothing');
+  });
+
+  it('calibrated intervals: on the held-out year, 80% and 95% intervals cover within 3 and 2 points of nominal at every horizon, no wider on average than a fixed interval of the same coverage', async () => {
+    const daemon = await replay(bed, 'iv', replayMessages('iv', 5), allSteps);
+    const rows = daemon.store!.db
+      .prepare('SELECT horizon, target, predicted, actual, levels, bounds FROM forecast_errors WHERE issued_at >= ? AND target_time <= ?')
+      .all(Date.parse(heldout.from), Date.parse('2015-12-31')) as Array<{ horizon: number; target: string; predicted: number; actual: number; levels: string; bounds: string }>;
+    assert.equal(rows.length, 2 * (728 + 726 + 724), 'every scored forecast of the year has intervals');
+    const cells = new Map<string, typeof rows>();
+    for (const r of rows) {
+      const key = `${r.target}@${r.horizon}`;
+      cells.set(key, [...(cells.get(key) ?? []), r]);
+    }
+    const residuals = card.calibration!.residuals;
+    const ratios: number[] = [];
+    const report: string[] = [];
+    for (const [key, cell] of cells) {
+      [0.8, 0.95].forEach((level, l) => {
+        let outside = 0;
+        let covered = 0;
+        let width = 0;
+        for (const r of cell) {
+          assert.deepEqual(JSON.parse(r.levels), [0.8, 0.95]);
+          const b = JSON.parse(r.bounds) as number[];
+          assert.ok(b[2 * l]! < b[2 * l + 1]!, `${key}: an interval, not a point`);
+          if (b[2 * l]! > r.predicted || r.predicted > b[2 * l + 1]!) outside++;
+          if (b[2 * l]! <= r.actual && r.actual <= b[2 * l + 1]!) covered++;
+          width += b[2 * l + 1]! - b[2 * l]!;
+        }
+        const coverage = covered / cell.length;
+        width /= cell.length;
+        // A fixed interval from the card's residual quantiles, scaled about its centre to the same coverage on the same forecasts.
+        const lo = residualQuantile(residuals[key]!.quantiles, (1 - level) / 2);
+        const hi = residualQuantile(residuals[key]!.quantiles, (1 + level) / 2);
+        const need = Math.ceil(coverage * cell.length);
+        const scales = cell.map((r) => Math.abs(r.actual - r.predicted - (lo + hi) / 2) / ((hi - lo) / 2)).sort((a, b) => a - b);
+        const fixedWidth = scales[need - 1]! * (hi - lo);
+        ratios.push(width / fixedWidth);
+        report.push(`${key} ${level}: coverage ${coverage.toFixed(3)}, width ${width.toFixed(2)} vs fixed ${fixedWidth.toFixed(2)}, forecast outside ${outside}`);
+        assert.ok(Math.abs(coverage - level) <= (level === 0.8 ? 0.03 : 0.02), `${key} at ${level}: coverage ${coverage.toFixed(3)}\n${report.join('\n')}`);
+      });
+    }
+    const mean = ratios.reduce((a, b) => a + b, 0) / ratios.length;
+    assert.ok(mean <= 1, `adaptive / fixed width, mean over cells and levels: ${mean.toFixed(3)}\n${report.join('\n')}`);
+    console.log(`# intervals on the 2015 replay (adaptive / fixed width ${mean.toFixed(3)}):\n# ${report.join('\n# ')}`);
   });
 
   it('a 5-day hole in one station: its state is reset, nothing NaN is stored, it resumes; the other station is unaffected', async () => {

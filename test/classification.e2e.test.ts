@@ -183,7 +183,7 @@ describe('classification heads end to end (Mosquitto, SQLite, onnxruntime)', () 
       for (const m of msgs) {
         const d = JSON.parse(m.payload) as { date: string; precipitation: number; temp_max: number; temp_min: number; wind: number };
         const stream = m.topic.split('/')[1]!;
-        const [r] = await runner.run([{ streamId: stream, input: scaler.scaleFeatures([d.precipitation, d.temp_max, d.temp_min, d.wind]) }]);
+        const [r] = await runner.run([{ streamId: stream, input: scaler.scaleInputs([d.precipitation, d.temp_max, d.temp_min, d.wind], Date.parse(d.date)) }]);
         worst = Math.max(worst, maxAbsDiff(stored.get(`${stream}@${Date.parse(d.date)}`)!, softmax(r!.output!)));
       }
       await model.session.release();

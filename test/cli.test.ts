@@ -15,12 +15,15 @@ describe('tidecast inspect', () => {
   it('prints inputs, outputs, state pairs, layout, mode and the card as JSON', async () => {
     const { code, stdout } = await tidecast('inspect', modelPath('weather-gru'), '--json');
     assert.equal(code, 0);
-    const r = JSON.parse(stdout) as Record<string, unknown> & { statePairs: unknown[]; card: { horizons: number[] } };
+    const r = JSON.parse(stdout) as Record<string, unknown> & { statePairs: unknown[]; card: { horizons: number[]; calendar: string[]; calibration: { cells: number } | null } };
     assert.equal(r.mode, 'stateful');
     assert.equal(r.layout, 'batch-first');
     assert.equal(r.batch, 'dynamic');
     assert.deepEqual(r.statePairs, [{ input: 'h0', output: 'hn', floatsPerStream: 64 }]);
     assert.deepEqual(r.card.horizons, [1, 2, 3]);
+    assert.deepEqual(r.card.calendar, ['doy_sin = sin(dayOfYear)', 'doy_cos = cos(dayOfYear)']);
+    assert.equal(r.featureCount, 6, 'four features and two calendar inputs');
+    assert.equal(r.card.calibration?.cells, 6);
   });
 
   it('shows a windowed model and its held-out metrics in the table', async () => {
@@ -28,6 +31,8 @@ describe('tidecast inspect', () => {
     assert.equal(code, 0);
     assert.match(stdout, /windowed: the last 14 steps per run/);
     assert.match(stdout, /temp_max@1\s+\d+\.\d\d \/ \d+\.\d\d/);
+    assert.match(stdout, /intervals\s+seeded from 6 cells of held-out residuals \(2014-01-01\.\.2014-12-31\)/);
+    assert.match(stdout, /temp_min@3\s+0\.\d{3} \(\d+\.\d\d\)\s+0\.\d{3} \(\d+\.\d\d\)/, 'held-out coverage and width per level');
   });
 
   it('refuses a corrupt file with its error code and exit code 65', async () => {

@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import type { ForecastMessage } from '../src/daemon/forecast-sink.js';
+import { residualQuantile } from '../src/daemon/interval-book.js';
+import { defaultCardPath, readCard } from '../src/inference/card.js';
 import { silentLogger } from '../src/log.js';
 import { haveMosquitto } from './support/broker.js';
+import { modelPath } from './support/models.js';
 import { expectedForecasts, forecastKey, telemetry, waitFor, worstVsExpected } from './support/fixtures.js';
 import { CSV_ROUTE, STATIONS_ROUTE } from './support/test-config.js';
 import { openDaemon, type DaemonContext } from './support/with-daemon.js';
@@ -48,6 +51,18 @@ describe('daemon against a real broker and a real SQLite file', () => {
     assert.ok(p, 'the first step of the first stream was published');
     const out = want.get(forecastKey(msgs[0]!.stream, msgs[0]!.ts, 3, 'temp_min'))!;
     assert.ok(Math.abs(p.forecast[2]!.values.temp_min! - out) < 1e-4);
+
+    // Its intervals: a stream's first forecast sits at the card's held-out residual quantiles, stored and published alike.
+    const residuals = readCard(defaultCardPath(modelPath('weather-lstm'))).calibration!.residuals['temp_min@3']!.quantiles;
+    const stored = db
+      .prepare("SELECT level, lower, upper, value FROM prediction_intervals WHERE stream = ? AND issued_at = ? AND horizon = 3 AND target = 'temp_min' ORDER BY level")
+      .all(msgs[0]!.stream, msgs[0]!.ts) as Array<{ level: number; lower: number; upper: number; value: number }>;
+    assert.deepEqual(stored.map((s) => s.level), [0.8, 0.95]);
+    for (const s of stored) {
+      assert.ok(Math.abs(s.lower - (s.value + residualQuantile(residuals, (1 - s.level) / 2))) < 1e-4, `lower at ${s.level}`);
+      assert.ok(Math.abs(s.upper - (s.value + residualQuantile(residuals, (1 + s.level) / 2))) < 1e-4, `upper at ${s.level}`);
+      assert.deepEqual(p.forecast[2]!.intervals!.temp_min![String(s.level)], [s.lower, s.upper], 'published as stored');
+    }
     await pub.endAsync();
     await listener.endAsync();
   });

@@ -35,6 +35,18 @@ describe('model loading refuses with coded errors', () => {
     tmp.remove();
   });
 
+  it('a card whose calendar inputs the graph does not take', async () => {
+    const m = withEditedCard((card) => {
+      card.calendar = [...((card.calendar as unknown[] | undefined) ?? []), { name: 'hod_sin', cycle: 'hourOfDay', fn: 'sin' }];
+    });
+    await assert.rejects(loadModel(m.file), (err: Error & { code?: string }) => {
+      assert.equal(err.code, ErrorCodes.FEATURE_COUNT);
+      assert.match(err.message, /calendar inputs \(.*hod_sin\) but input "input" takes/);
+      return true;
+    });
+    m.remove();
+  });
+
   it('state shapes that do not pair', async () => {
     await assert.rejects(loadModel(testModelPath('unpaired-state.onnx')), (err: Error & { code?: string }) => {
       assert.equal(err.code, ErrorCodes.STATE_UNPAIRED);
@@ -60,6 +72,7 @@ describe('model loading refuses with coded errors', () => {
   it('output width that differs from targets × horizons', async () => {
     const m = withEditedCard((c) => {
       c.horizons = [1, 2];
+      delete c.calibration; // its residuals name horizon 3: the card would be refused for that first
     });
     await assert.rejects(loadModel(m.file), { code: ErrorCodes.OUTPUT_COUNT });
     m.remove();

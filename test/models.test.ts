@@ -39,7 +39,7 @@ describe('shipped models and cards', () => {
       const fixture = readFixture(name);
       const scaler = new CardScaler(card);
       let worst = 0;
-      fixture.raw.forEach((raw, t) => (worst = Math.max(worst, maxAbsDiff(scaler.scaleFeatures(raw), fixture.inputs[t]!))));
+      fixture.raw.forEach((raw, t) => (worst = Math.max(worst, maxAbsDiff(scaler.scaleInputs(raw, Date.parse(fixture.dates[t]!)), fixture.inputs[t]!))));
       assert.ok(worst < 1e-6, `scaled inputs differ by ${worst}`);
     });
   }

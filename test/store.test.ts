@@ -10,6 +10,8 @@ import { rollingAccuracySql } from '../src/store/accuracy.js';
 import { LATEST_OF_STREAM_SQL, LATEST_SQL } from '../src/store/queries.js';
 import { PRUNE_SQL } from '../src/store/retention.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
+import { COMPACT_VIEWS } from '../src/store/schema-7.js';
+import { INTERVAL_VIEW_NAMES } from '../src/store/schema-11.js';
 import { float32Text } from '../src/store/codec.js';
 import { InputLog, type InputRow } from '../src/store/input-log.js';
 import { tempDir } from './support/temp-dir.js';
@@ -267,6 +269,8 @@ describe('SQLite store', () => {
     await old.stop();
     // Back to schema 7 with two logged inputs after a checkpoint at 1, as version 7 left them.
     const db = new Database(file);
+    for (const view of INTERVAL_VIEW_NAMES) db.exec(`DROP VIEW ${view}`);
+    db.exec(`ALTER TABLE forecasts DROP COLUMN bounds; ${COMPACT_VIEWS}`);
     db.exec(`ALTER TABLE stream_state DROP COLUMN seq;
       CREATE TABLE input_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind INTEGER NOT NULL, received_at INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL);
       INSERT INTO input_log (seq, kind, received_at, topic, payload) VALUES (2, 0, 20, 't/a', x'7b7d'), (3, 1, 30, '', x'');

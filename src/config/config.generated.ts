@@ -26,6 +26,12 @@ export interface TidecastConfig {
   readonly durability: DurabilityConfig;
   /** Bounds that keep memory flat whatever arrives. */
   readonly limits: LimitsConfig;
+  /**
+   * Prediction intervals for every numeric forecast of a model whose card carries held-out
+   * residuals (calibration): seeded from them, then calibrated online on each stream's own
+   * residuals (quantile tracking). Stored with each forecast, published in its message.
+   */
+  readonly intervals: IntervalsConfig;
   readonly publish: PublishConfig;
   /** The HTTP endpoint: /metrics (Prometheus), /healthz, /readyz, the dashboard and its API. */
   readonly http: HttpConfig;
@@ -249,6 +255,22 @@ export interface LimitsConfig {
    * broken device cannot use up deadLettersPerMinute. Default: `20`.
    */
   readonly deadLettersPerSourcePerMinute: number;
+}
+
+/**
+ * Prediction intervals for every numeric forecast of a model whose card carries held-out residuals
+ * (calibration): seeded from them, then calibrated online on each stream's own residuals (quantile
+ * tracking). Stored with each forecast, published in its message.
+ */
+export interface IntervalsConfig {
+  /** Central coverage levels; [] turns intervals off. Default: `[0.8,0.95]`. */
+  readonly levels: readonly number[];
+  /**
+   * How far one scored forecast moves a bound, as a fraction of the half-width of the card's
+   * held-out interval at that level: higher follows a changing stream faster, with noisier (so on
+   * average wider) intervals. Default: `0.03`.
+   */
+  readonly learningRate: number;
 }
 
 export interface PublishConfig {

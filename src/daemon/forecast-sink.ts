@@ -36,6 +36,8 @@ export interface ForecastEntry {
   values: Record<string, number>;
   /** Present when the model has classification targets: the most probable label, its probability, and all of them. */
   labels?: Record<string, { label: string; probability: number; probabilities: Record<string, number> }>;
+  /** Present with prediction intervals: per numeric target, per level ("0.8"), [lower, upper]. */
+  intervals?: Record<string, Record<string, [number, number]>>;
 }
 
 export interface ForecastSinkOptions {
@@ -96,7 +98,8 @@ export class ForecastSink {
     const steps: StepRow[] = [];
     const forecasts: ForecastRow[] = [];
     const events: EventRow[] = [];
-    const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, sent: this.#sending() ? [] : null };
+    const levels = book.intervals.active ? book.intervals.levels : null;
+    const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, levels, sent: this.#sending() ? [] : null };
     for (const r of results) {
       const ctx = r.context;
       // Every step the dispatcher submits carries its context; a bare engine call does not reach a sink.
@@ -126,8 +129,16 @@ export class ForecastSink {
       }
       // The step is an actual for the forecasts that target it, whatever became of its own.
       book.step(r.streamId, step.ts, step.values, step.filled, values, undefined, step.slot, group.slots);
+      if (values && levels) {
+        // Its intervals, from the residuals the step just brought.
+        const bounds = new Float64Array(values.length * levels.length * 2).fill(NaN);
+        book.bounds(r.streamId, values, bounds, 0, step.slot, group.slots);
+        forecasts[forecasts.length - 1]!.bounds = bounds;
+        const sent = issued.sent?.[issued.sent.length - 1];
+        if (sent) sent.bounds = bounds;
+      }
     }
-    const layout = this.#layout(head, stepMs);
+    const layout = this.#layout(head, stepMs, levels);
     // Whether the batch was a replay is decided now: its commit is answered later.
     const replayed = this.replaying;
     this.#opts.store.commit(model.name, layout, steps, forecasts, events).then(
@@ -140,12 +151,17 @@ export class ForecastSink {
     if (forecasts.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: forecasts.length }, 'batch had steps without forecast');
   }
 
-  /** Store layouts by the head's cells array, which OutputHead.use replaces when a reload brings other cells. */
-  readonly #layouts = new WeakMap<OutputHead['cells'], ForecastLayout>();
+  /** Store layouts by the head's cells array, which OutputHead.use replaces when a reload brings other cells (and the interval levels they had). */
+  readonly #layouts = new WeakMap<OutputHead['cells'], { levels: readonly number[] | null; layout: ForecastLayout }>();
 
-  #layout(head: OutputHead, stepMs: number): ForecastLayout {
-    let layout = this.#layouts.get(head.cells);
-    if (!layout) this.#layouts.set(head.cells, (layout = { stepMs, cells: head.cells.map((c) => [c.horizon, c.target, c.labels ? 1 : 0] as const) }));
+  #layout(head: OutputHead, stepMs: number, levels: readonly number[] | null): ForecastLayout {
+    const known = this.#layouts.get(head.cells);
+    if (known?.levels === levels) return known.layout;
+    const layout: ForecastLayout = {
+      stepMs,
+      cells: head.cells.map((c) => (c.labels || !levels ? ([c.horizon, c.target, c.labels ? 1 : 0] as const) : ([c.horizon, c.target, 0, levels] as const))),
+    };
+    this.#layouts.set(head.cells, { levels, layout });
     return layout;
   }
 
@@ -166,7 +182,7 @@ export class ForecastSink {
   }
 
   /** The MQTT message of a forecast (built only for those published or listened to). */
-  #message(model: string, stepS: number, cells: OutputHead['cells'], f: SentForecast): ForecastMessage {
+  #message(model: string, stepS: number, cells: OutputHead['cells'], levels: readonly number[] | null, f: SentForecast): ForecastMessage {
     const msg: ForecastMessage = { stream: f.stream, model, issued_at: new Date(f.ts).toISOString(), step_s: stepS, forecast: [] };
     let entry: ForecastEntry | undefined;
     cells.forEach((cell, k) => {
@@ -177,6 +193,12 @@ export class ForecastSink {
       const l = f.labels?.[k];
       if (!l) entry.values[cell.target] = storedValue(f.values[k]!);
       else entry.labels![cell.target] = { label: l[0], probability: storedValue(f.values[k]!), probabilities: { ...l[1] } };
+      if (f.bounds && levels && !l) {
+        const per: Record<string, [number, number]> = {};
+        const at = k * levels.length * 2;
+        levels.forEach((level, i) => (per[String(level)] = [storedValue(f.bounds![at + 2 * i]!), storedValue(f.bounds![at + 2 * i + 1]!)]));
+        (entry.intervals ??= {})[cell.target] = per;
+      }
     });
     return msg;
   }
@@ -197,7 +219,7 @@ export class ForecastSink {
     const publishing = publish.enabled && publisher !== null;
     issued.sent.forEach((f, i) => {
       if (!replayed && !inserted[i]) return;
-      const msg = this.#message(model.name, card.stepSeconds, issued.cells, f);
+      const msg = this.#message(model.name, card.stepSeconds, issued.cells, issued.levels, f);
       if (publishing) {
         const topic = fillTemplate(publish.topic, { ...f.params, stream: msg.stream, model: msg.model });
         publisher.publish(topic, JSON.stringify(msg), publish.qos, publish.retain);
@@ -223,6 +245,8 @@ interface Issued {
   labels: Array<Labels | null> | null;
   /** The head's cells when the batch was read (a hot reload may bring other ones later). */
   readonly cells: OutputHead['cells'];
+  /** The interval levels of the batch's forecasts, or null without intervals. */
+  readonly levels: readonly number[] | null;
   /** Per forecast, what its message needs; null when nothing is published or listened to. */
   readonly sent: SentForecast[] | null;
 }
@@ -236,4 +260,6 @@ interface SentForecast {
   readonly params: Readonly<Record<string, string>>;
   readonly values: readonly number[];
   readonly labels: Labels | null;
+  /** Its intervals (`ForecastRow.bounds`). */
+  bounds?: Float64Array;
 }

@@ -74,7 +74,7 @@ export class ModelSet implements Service {
       this.engines.set(name, engine);
       metrics.registerModel(model.name);
       const scaler = new CardScaler(card);
-      const scores = new ScoreBook(card, (horizon, target) => metrics.rollingErrors(model.name, horizon, target));
+      const scores = new ScoreBook(card, (horizon, target) => metrics.rollingErrors(model.name, horizon, target), cfg.intervals);
       this.scalers.set(model.name, scaler);
       this.heads.set(model.name, new OutputHead(card));
       this.scores.set(model.name, scores);

@@ -2,6 +2,7 @@ import { numericTargets, type ModelCard } from '../inference/card.js';
 import { bucketMsFor } from '../store/schema-7.js';
 import type { AccuracyDelta } from '../store/rows.js';
 import { ErrorSums } from './error-sums.js';
+import { IntervalBook, type IntervalSettings } from './interval-book.js';
 import { Slab, SlotView, type SlotIndex } from '../slots.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 
@@ -69,11 +70,17 @@ export class ScoreBook {
   #predicted = new Slab(1, (n) => new Float32Array(n));
   /** The errors summed, by stream, until a checkpoint stores them. */
   readonly #errors: ErrorSums;
+  /** Each stream's prediction intervals, moved by the residuals scored here. */
+  readonly intervals: IntervalBook;
+  #intervalKey = '';
+  /** Per numeric cell, its index in the forecast vector. */
+  #at: number[] = [];
 
-  constructor(card: ModelCard, track?: ScoreTracker) {
+  constructor(card: ModelCard, track?: ScoreTracker, intervals: IntervalSettings = { levels: [], learningRate: 0 }) {
     this.model = card.name;
     this.#track = track;
     this.#errors = new ErrorSums(card.name);
+    this.intervals = new IntervalBook(intervals);
     this.use(card);
   }
 
@@ -90,7 +97,17 @@ export class ScoreBook {
       }
     }
     const key = JSON.stringify([card.stepSeconds, card.horizons, cells]);
-    if (key === this.#key) return;
+    const intervalKey = JSON.stringify([key, card.calibration?.residuals ?? null]);
+    if (key === this.#key) {
+      // The same cells, calibrated anew: the streams' intervals start again from the new seeds.
+      if (intervalKey !== this.#intervalKey) {
+        this.#intervalKey = intervalKey;
+        this.#intervals(cells, card);
+        for (const [, slot] of this.#slots.entries()) this.intervals.seed(slot);
+      }
+      return;
+    }
+    this.#intervalKey = intervalKey;
     if (this.#key !== '') {
       this.#errors.closeAll(this.#slots);
       this.#slots.clear();
@@ -108,6 +125,23 @@ export class ScoreBook {
     this.#slab = new Slab(Math.max(1, this.#ring * this.#entry), (n) => new Float64Array(n));
     this.#errors.layout(cells);
     this.#predicted = new Slab(Math.max(1, this.#ring * cells.length), (n) => new Float32Array(n));
+    this.#intervals(cells, card);
+  }
+
+  #intervals(cells: readonly Cell[], card: ModelCard): void {
+    this.intervals.layout(cells.map((c) => ({ key: `${c.target}@${c.horizon}` })), card.calibration);
+    this.#at = cells.map((c) => c.at);
+  }
+
+  /**
+   * A forecast's prediction intervals (`intervals.active`), by the forecast
+   * vector's cells and then levels, lower and upper, into `out` from `o`; a
+   * classification cell's stay as they are. Call after `step` gave the
+   * stream's slot its latest residuals.
+   */
+  bounds(stream: string, forecast: ArrayLike<number>, out: Float64Array, o: number, at?: number, index?: SlotIndex): void {
+    const slot = this.#slots.holdFrom(stream, at, index, this.#init);
+    if (slot !== undefined) this.intervals.bounds(slot, forecast, this.#at, out, o);
   }
 
   /** Streams with a slot. */
@@ -163,6 +197,7 @@ export class ScoreBook {
         const err = predicted - actual;
         this.#errors.add(stream, slot, bucket, c, err, persistence - actual, ts);
         this.#trackers[c]?.add(err, persistence - actual);
+        this.intervals.observe(slot, c, -err);
         out?.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
       }
     }
@@ -208,18 +243,20 @@ export class ScoreBook {
   /**
    * A stream's open forecasts for a checkpoint (undefined: none kept): the
    * ring's issue times and persistence values as float64s, then its predicted
-   * cells as float32s.
+   * cells as float32s, then its interval state (`IntervalBook`) as float32s.
    */
   exportStream(stream: string): Buffer | undefined {
     const slot = this.#slots.get(stream);
     if (slot === undefined || this.#ring === 0) return undefined;
     const doubles = this.#ring * this.#entry;
     const floats = this.#ring * this.#cells.length;
-    const out = Buffer.allocUnsafe(doubles * 8 + floats * 4);
+    const q = this.intervals.width;
+    const out = Buffer.allocUnsafe(doubles * 8 + (floats + q) * 4);
     const base = this.#slab.offset(slot);
     const pBase = this.#predicted.offset(slot);
     new Float64Array(out.buffer, out.byteOffset, doubles).set(this.#slab.chunk(slot).subarray(base, base + doubles));
     new Float32Array(out.buffer, out.byteOffset + doubles * 8, floats).set(this.#predicted.chunk(slot).subarray(pBase, pBase + floats));
+    if (q > 0) new Float32Array(out.buffer, out.byteOffset + doubles * 8 + floats * 4, q).set(this.intervals.exportSlot(slot));
     return out;
   }
 
@@ -227,7 +264,9 @@ export class ScoreBook {
    * Restore a stream's open forecasts; ignored when they were saved under
    * another layout. Checkpoints written before the predicted cells moved to
    * float32 hold each ring entry as float64s [issuedAt, persistence ×
-   * targets, predicted × cells]: they are read too.
+   * targets, predicted × cells]: they are read too, as are those written
+   * before intervals (or under other levels): the stream's intervals then
+   * start from the card's seeds.
    */
   importStream(stream: string, saved: Buffer | null | undefined): void {
     if (!saved || this.#ring === 0) return;
@@ -235,8 +274,11 @@ export class ScoreBook {
     const C = this.#cells.length;
     const doubles = this.#ring * E;
     const floats = this.#ring * C;
-    const legacy = saved.byteLength === this.#ring * (E + C) * 8;
-    if (!legacy && saved.byteLength !== doubles * 8 + floats * 4) return;
+    const Q = this.intervals.width;
+    const withIntervals = Q > 0 && saved.byteLength === doubles * 8 + (floats + Q) * 4;
+    // (Where the two sizes coincide, the current format wins: the float64 one is from early versions.)
+    const legacy = !withIntervals && saved.byteLength === this.#ring * (E + C) * 8;
+    if (!legacy && !withIntervals && saved.byteLength !== doubles * 8 + floats * 4) return;
     // A copy: the blob's byte offset need not be a multiple of 8.
     const bytes = new Uint8Array(saved);
     const slot = this.#slots.hold(stream, this.#init);
@@ -255,6 +297,7 @@ export class ScoreBook {
     }
     d.set(new Float64Array(bytes.buffer, 0, doubles), base);
     p.set(new Float32Array(bytes.buffer, doubles * 8, floats), pBase);
+    if (withIntervals) this.intervals.importSlot(slot, new Float32Array(bytes.buffer, doubles * 8 + floats * 4, Q));
   }
 
   /** Forget a stream (evicted: its deltas move to the closed list first). */
@@ -277,5 +320,6 @@ export class ScoreBook {
     // Issue times start as NaN: no forecast is open.
     for (let r = 0; r < this.#ring; r++) d[base + r * this.#entry] = NaN;
     this.#errors.clearSlot(slot);
+    this.intervals.seed(slot);
   }
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { modelsDir } from '../paths.js';
+import type { CalendarInput } from './calendar.js';
 import type { SignatureHint } from './signature.js';
 
 /** Mean and standard deviation per column, for standardising values. */
@@ -24,6 +25,23 @@ export interface CardTarget {
   readonly scores?: 'logits' | 'probabilities';
 }
 
+/** Held-out residuals (actual − forecast) of one numeric target at one horizon. */
+export interface CellResiduals {
+  readonly n?: number;
+  readonly mae?: number;
+  /** [probability, residual] pairs, probabilities increasing in (0, 1), residuals not decreasing. */
+  readonly quantiles: ReadonlyArray<readonly [number, number]>;
+}
+
+/** What a trainer measured on held-out data to seed prediction intervals (models/model-card.schema.json, `calibration`). */
+export interface CardCalibration {
+  readonly from?: string;
+  readonly to?: string;
+  readonly method?: string;
+  /** By `target@horizon`. */
+  readonly residuals: Readonly<Record<string, CellResiduals>>;
+}
+
 /** A model card: what a forecaster expects and produces (models/model-card.schema.json). */
 export interface ModelCard {
   readonly name: string;
@@ -32,6 +50,8 @@ export interface ModelCard {
   readonly window?: number | null;
   readonly stepSeconds: number;
   readonly features: ReadonlyArray<{ name: string; unit?: string }>;
+  /** Inputs derived from each step's event time, fed after the features, unscaled. */
+  readonly calendar?: readonly CalendarInput[];
   readonly targets: readonly CardTarget[];
   readonly horizons: readonly number[];
   readonly outputLayout?: 'horizon-major';
@@ -39,6 +59,7 @@ export interface ModelCard {
   readonly scaler?: { features: MeanStd; targets?: MeanStd };
   readonly signature?: SignatureHint;
   readonly provenance?: Record<string, unknown>;
+  readonly calibration?: CardCalibration;
   readonly metrics?: Record<string, unknown>;
   readonly sha256?: string;
 }
@@ -61,6 +82,11 @@ function crossFieldProblems(card: ModelCard): string[] {
   if (card.mode === 'windowed' && !(typeof card.window === 'number' && card.window >= 1)) {
     problems.push('/window: must be a positive integer when mode is "windowed"');
   }
+  const inputs = new Set(card.features.map((f) => f.name));
+  card.calendar?.forEach((c, i) => {
+    if (inputs.has(c.name)) problems.push(`/calendar/${i}/name: "${c.name}" is already an input`);
+    inputs.add(c.name);
+  });
   const seen = new Set<string>();
   card.targets.forEach((t, i) => {
     // A prediction is keyed by (stream, model, issue time, horizon, target): two targets of one name would collide.
@@ -68,6 +94,16 @@ function crossFieldProblems(card: ModelCard): string[] {
     seen.add(t.name);
     if (t.scores !== undefined && t.labels === undefined) problems.push(`/targets/${i}/scores: only a target with labels (a classification head) has class scores`);
   });
+  const cells = new Set(numericTargets(card).flatMap((t) => card.horizons.map((h) => `${t.name}@${h}`)));
+  for (const [key, r] of Object.entries(card.calibration?.residuals ?? {})) {
+    const at = `/calibration/residuals/${key}`;
+    if (!cells.has(key)) problems.push(`${at}: not a numeric target@horizon of this card (${[...cells].join(', ')})`);
+    r.quantiles.forEach(([p, v], i) => {
+      const prev = r.quantiles[i - 1];
+      if (!(p > 0 && p < 1)) problems.push(`${at}/quantiles/${i}: probability ${p} is not in (0, 1)`);
+      else if (prev && !(p > prev[0] && v >= prev[1])) problems.push(`${at}/quantiles/${i}: probabilities must increase and residuals not decrease`);
+    });
+  }
   if (card.scaler) {
     const numeric = numericTargets(card).length;
     const scaled = [['features', card.scaler.features, card.features.length, 'features'], ['targets', card.scaler.targets, numeric, 'numeric targets']] as const;
@@ -123,6 +159,11 @@ export function numericTargets(card: ModelCard): CardTarget[] {
 
 /** Output values one target takes per horizon: 1, or one per label. */
 export const targetWidth = (t: CardTarget): number => t.labels?.length ?? 1;
+
+/** Values the model takes per step: the card's features, then its calendar inputs. */
+export function cardInputSize(card: ModelCard): number {
+  return card.features.length + (card.calendar?.length ?? 0);
+}
 
 /** Number of output values per step the card promises (horizons × the targets' widths). */
 export function cardOutputSize(card: ModelCard): number {

@@ -132,7 +132,7 @@ export class InferenceEngine<C = unknown> {
    * batch tensor when the batch runs (scaled, in the model's feature order):
    * no input vector per step. `values` must not change until then.
    */
-  submitRead(streamId: string, values: object, reader: InputReader, context?: C, options?: { resetBefore?: boolean }, slot?: number, slots?: SlotIndex): void {
+  submitRead(streamId: string, values: object, reader: InputReader<C>, context?: C, options?: { resetBefore?: boolean }, slot?: number, slots?: SlotIndex): void {
     if (this.#closed) throw new TidecastError(ErrorCodes.STOPPED, `engine for ${this.model.name} is closed`);
     this.#batcher.push({ streamId, slot: this.#runner.slotOf(streamId, slot, slots), input: values, reader, context, resetBefore: options?.resetBefore === true });
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import type { ModelConfig } from '../config/config.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
-import { cardOutputSize, defaultCardPath, describeOutputSize, readCard, type ModelCard } from './card.js';
+import { cardInputSize, cardOutputSize, defaultCardPath, describeOutputSize, readCard, type ModelCard } from './card.js';
 import type { Logger } from '../log.js';
 import { createSession, type ProviderFailure, type ProviderSpec } from './providers.js';
 import { detectSignature, type ModelSignature, type SignatureHint, type TensorInfo } from './signature.js';
@@ -121,10 +121,11 @@ export async function loadModel(file: string, options: LoadModelOptions = {}): P
     const outputs = tensorInfos(session.outputMetadata);
     const hint = card?.signature || options.signature ? { ...card?.signature, ...options.signature } : undefined;
     const signature = detectSignature(inputs, outputs, hint);
-    if (card && card.features.length !== signature.featureCount) {
+    if (card && cardInputSize(card) !== signature.featureCount) {
+      const calendar = card.calendar?.length ? ` and ${card.calendar.length} calendar inputs (${card.calendar.map((c) => c.name).join(', ')})` : '';
       throw new TidecastError(
         ErrorCodes.FEATURE_COUNT,
-        `${abs}: the card lists ${card.features.length} features (${card.features.map((f) => f.name).join(', ')}) ` +
+        `${abs}: the card lists ${card.features.length} features (${card.features.map((f) => f.name).join(', ')})${calendar} ` +
           `but input "${signature.input}" takes ${signature.featureCount}`,
       );
     }

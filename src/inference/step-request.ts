@@ -1,19 +1,20 @@
 /** What a step of one stream is to the engine: the request handed in, the result handed back (`StepRunner`, `InferenceEngine`). */
 
 /**
- * Writes a step's model input (scaled, in the model's feature order) from
- * the caller's own values straight into a batch tensor: a step then needs no
- * input vector of its own while it waits for its batch.
+ * Writes a step's model input (scaled, in the model's feature order, then
+ * any calendar inputs of its event time, which it finds in the step's
+ * context) from the caller's own values straight into a batch tensor: a step
+ * then needs no input vector of its own while it waits for its batch.
  */
-export interface InputReader {
-  read(values: object, into: Float32Array, at: number): void;
+export interface InputReader<C = unknown> {
+  read(values: object, into: Float32Array, at: number, context: C | undefined): void;
 }
 
 /** One step of one stream: its feature vector, already scaled for the model; or, with `reader`, the values it reads that vector from. */
 export interface StepRequest<C = unknown> {
   readonly streamId: string;
   readonly input: Float32Array | object;
-  readonly reader?: InputReader;
+  readonly reader?: InputReader<C>;
   /** Caller's data carried through to the result untouched (e.g. the sample's time). */
   readonly context?: C;
   /** Start this stream over (zero state, empty window) before this step: a gap in its data. */

@@ -288,7 +288,7 @@ export class StepRunner {
 }
 
 /** A request's input vector into `into` at `at`. */
-function writeInput(r: StepRequest, into: Float32Array, at: number): void {
-  if (r.reader) r.reader.read(r.input, into, at);
+function writeInput<C>(r: StepRequest<C>, into: Float32Array, at: number): void {
+  if (r.reader) r.reader.read(r.input, into, at, r.context);
   else into.set(r.input as Float32Array, at);
 }

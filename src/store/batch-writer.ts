@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { forecastJson, namesOnDemand, valuesJson, type PackedBatch } from './codec.js';
+import { boundsJson, forecastJson, namesOnDemand, valuesJson, type PackedBatch } from './codec.js';
 import type { Ids } from './ids.js';
 import type { EventRow } from './rows.js';
 
@@ -43,7 +43,7 @@ export class BatchWriter {
     const step = db.prepare('INSERT INTO step_inputs (sid, ts, received_at, fsid, inputs, filled) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // ON CONFLICT (not OR IGNORE): a duplicate key is skipped, but a non-finite value
     // (JSON null) still fails the CHECK loudly.
-    const forecast = db.prepare('INSERT INTO forecasts (sid, mid, issued_at, lid, created_at, vals, labels) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
+    const forecast = db.prepare('INSERT INTO forecasts (sid, mid, issued_at, lid, created_at, vals, labels, bounds) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // A savepoint inside the group's transaction: a batch that throws takes back only its own rows.
     const write = db.transaction((mid: number, lid: number, b: PackedBatch): Uint8Array => {
       const at = now();
@@ -65,7 +65,8 @@ export class BatchWriter {
         const issuedAt = b.issuedAt[k]!;
         const vals = forecastJson(b.forecastValues, k * b.cells, b.cells);
         const sid = ids.streamAt(b.forecastRefs[k * 2]!, b.forecastRefs[k * 2 + 1]!, forecastStream, k, '', issuedAt);
-        inserted[k] = forecast.run(sid, mid, issuedAt, lid, at, vals, b.labels?.[k] ?? null).changes;
+        const bounds = b.bounds ? boundsJson(b.bounds, k * b.boundsPer, b.cells, b.boundsPer / b.cells) : null;
+        inserted[k] = forecast.run(sid, mid, issuedAt, lid, at, vals, b.labels?.[k] ?? null, bounds).changes;
       }
       return inserted;
     });

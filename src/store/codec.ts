@@ -61,6 +61,9 @@ export interface PackedBatch {
   readonly cells: number;
   /** Per forecast, its labels as JSON (classification models), or null. */
   readonly labels: Array<string | null> | null;
+  /** Per forecast, `boundsPer` interval bounds (`ForecastRow.bounds`); null when the batch has none. */
+  readonly bounds: Float64Array | null;
+  readonly boundsPer: number;
   readonly events: EventRow[];
 }
 
@@ -98,6 +101,8 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
   const forecastRefs = new Float64Array(forecasts.length * 2);
   const forecastStreams = new Array<string>(forecasts.length);
   let labels: Array<string | null> | null = null;
+  const boundsPer = forecasts[0]?.bounds?.length ?? 0;
+  const bounds = boundsPer > 0 ? new Float64Array(forecasts.length * boundsPer) : null;
   for (let i = 0; i < forecasts.length; i++) {
     const f = forecasts[i]!;
     forecastStreams[i] = f.stream;
@@ -106,6 +111,10 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
     forecastRefs[i * 2 + 1] = f.gen ?? NaN;
     if (f.values.length !== cells) throw new TidecastError(ErrorCodes.INTERNAL, `forecast of ${f.stream} has ${f.values.length} values, the batch's layout ${cells}`);
     forecastValues.set(f.values, i * cells);
+    if (bounds) {
+      if (f.bounds?.length !== boundsPer) throw new TidecastError(ErrorCodes.INTERNAL, `forecast of ${f.stream} has ${f.bounds?.length ?? 0} interval bounds, the batch's first ${boundsPer}`);
+      bounds.set(f.bounds, i * boundsPer);
+    }
     if (f.labels) (labels ??= new Array<string | null>(forecasts.length).fill(null))[i] = JSON.stringify(f.labels);
   }
   return {
@@ -125,13 +134,17 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
     forecastValues,
     cells,
     labels,
+    bounds,
+    boundsPer,
     events: [...events],
   };
 }
 
 /** The buffers of a packed batch, for postMessage's transfer list. */
 export function batchTransfer(b: PackedBatch): ArrayBuffer[] {
-  return [b.stepRoute.buffer, b.stepSet.buffer, b.stepNums.buffer, b.stepRefs.buffer, b.stepValues.buffer, b.issuedAt.buffer, b.forecastRefs.buffer, b.forecastValues.buffer] as ArrayBuffer[];
+  const buffers = [b.stepRoute.buffer, b.stepSet.buffer, b.stepNums.buffer, b.stepRefs.buffer, b.stepValues.buffer, b.issuedAt.buffer, b.forecastRefs.buffer, b.forecastValues.buffer] as ArrayBuffer[];
+  if (b.bounds) buffers.push(b.bounds.buffer as ArrayBuffer);
+  return buffers;
 }
 
 /** Bit i set: the step's feature i (in `features` order) was forward-filled (exact for the first 53 features). */
@@ -166,6 +179,32 @@ export function valuesJson(values: Float64Array, from: number, n: number, text: 
  */
 export function forecastJson(values: Float64Array, from: number, n: number): string {
   return valuesJson(values, from, n, float32Text);
+}
+
+/**
+ * A forecast's intervals as `forecasts.bounds` holds them: per cell, its
+ * `per` bounds (lower and upper per level) as an array, or null for a cell
+ * without (classification); null altogether when a bound is not finite
+ * (never stored as a number it is not).
+ */
+export function boundsJson(bounds: Float64Array, from: number, cells: number, per: number): string | null {
+  let out = '[';
+  for (let c = 0; c < cells; c++) {
+    if (c > 0) out += ',';
+    const at = from + c * per;
+    if (Number.isNaN(bounds[at]!)) {
+      out += 'null';
+      continue;
+    }
+    out += '[';
+    for (let k = 0; k < per; k++) {
+      const x = bounds[at + k]!;
+      if (!Number.isFinite(x)) return null;
+      out += (k > 0 ? ',' : '') + float32Text(x);
+    }
+    out += ']';
+  }
+  return out + ']';
 }
 
 /** Significant digits of a stored or published forecast value: 9 name every float32 exactly. */

@@ -1,5 +1,6 @@
 import type Database from 'better-sqlite3';
 import { migrateToTimeMajor } from './schema-10.js';
+import { addIntervals } from './schema-11.js';
 import { migrateToCompact } from './schema-7.js';
 
 /** One migration: SQL, or a function for one that moves data (run in the same transaction). */
@@ -171,4 +172,8 @@ export const MIGRATIONS: readonly Migration[] = [
   // stream had history, 22 us at 100 steps per stream). step_inputs and forecasts are rebuilt keyed
   // by time first; a stream's rows are found by skip-scan (see schema-10.ts), retention deletes a range.
   migrateToTimeMajor,
+  // 11: prediction intervals. forecasts.bounds holds each forecast's intervals (per cell, lower and
+  // upper per level); a layout's numeric cells name their levels; the views show both, and
+  // prediction_intervals has one row per cell and level.
+  addIntervals,
 ];

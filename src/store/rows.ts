@@ -44,6 +44,8 @@ export interface ForecastRow {
   readonly values: readonly number[];
   /** Classification models: per cell, null or [label, every label's probability]. */
   readonly labels: ReadonlyArray<readonly [string, Readonly<Record<string, number>>] | null> | null;
+  /** Prediction intervals: per cell, per level of the layout, lower and upper (NaN for a classification cell); absent without intervals. */
+  bounds?: Float64Array;
 }
 
 export interface DeadLetterRow {

@@ -9,6 +9,9 @@ import type { RouteModel } from './route-model.js';
 import { groupsOf, type CompiledRoute, type RouteGroup, type StepContext, type StepOrigin } from './routes.js';
 import type { AssembledEvent } from './step-assembler.js';
 
+/** A step's event time, for the calendar inputs of a model's card. */
+const stepTime = (ctx: StepContext | undefined): number => ctx!.step.ts;
+
 /** Where the message path keeps what it produces besides steps. */
 export interface DispatchStore {
   /** Store a dead letter (rows from the data path carry their seq, and are written once however often it is replayed); retried while the store fails. */
@@ -182,7 +185,7 @@ export class StepDispatcher {
         const slots = group.shared.slots;
         const context: StepContext = { origin, group: group.shared, step: e };
         const resetBefore = resetNext?.delete(e.stream) ?? false;
-        for (const m of group.models) m.engine.submitRead(e.stream, e.values, m.scaler.readerFor(m.features), context, resetBefore ? RESET : undefined, e.slot, slots);
+        for (const m of group.models) m.engine.submitRead(e.stream, e.values, m.scaler.readerFor(m.features, stepTime), context, resetBefore ? RESET : undefined, e.slot, slots);
         this.steps.submitted++;
       }
     }

@@ -62,7 +62,7 @@ export async function expectedForecasts(msgs: ReadonlyArray<{ stream: string; ts
   const head = new OutputHead(model.card!);
   const want = new Map<string, number>();
   for (const m of msgs) {
-    const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleFeatures(m.raw) }]);
+    const [r] = await runner.run([{ streamId: m.stream, input: scaler.scaleInputs(m.raw, m.ts) }]);
     for (const x of head.read(r!.output!)) want.set(forecastKey(m.stream, m.ts, x.horizon, x.target), x.value);
   }
   await model.session.release();
