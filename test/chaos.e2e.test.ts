@@ -17,7 +17,8 @@ import { STATIONS_ROUTE, type ConfigInput } from './support/test-config.js';
  * The kill test: a publisher sends K QoS 1 messages over M streams while the
  * daemon is SIGKILLed at random moments (during start, recovery and steady
  * flow) and restarted. At the end the predictions table must equal that of an
- * uninterrupted run on the same input: same rows, values within 1e-5, no
+ * uninterrupted run on the same input: same rows, values and prediction
+ * interval bounds within 1e-5, no
  * duplicates, no gaps, every input stored; and every stored forecast has been
  * published at least once (recovery publishes what it replays).
  *
@@ -33,13 +34,13 @@ const SEED = Number(process.env.CHAOS_SEED ?? 20261127);
 const CHECKPOINTS = { checkpointIntervalS: 1 };
 
 
-interface Pred { stream: string; model: string; issued_at: number; horizon: number; target: string; value: number }
+interface Pred { stream: string; model: string; issued_at: number; horizon: number; target: string; value: number; bounds: string | null }
 
 function readDb(file: string): { preds: Pred[]; steps: number; distinctSteps: number; deadLetters: Array<{ reason: string; detail: string; n: number }> } {
   const db = new Database(file, { readonly: true });
   try {
     return {
-      preds: db.prepare('SELECT stream, model, issued_at, horizon, target, value FROM predictions ORDER BY stream, model, issued_at, horizon, target').all() as Pred[],
+      preds: db.prepare('SELECT stream, model, issued_at, horizon, target, value, bounds FROM predictions ORDER BY stream, model, issued_at, horizon, target').all() as Pred[],
       steps: (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n,
       distinctSteps: (db.prepare('SELECT count(DISTINCT stream || \'@\' || ts) n FROM steps').get() as { n: number }).n,
       deadLetters: db.prepare('SELECT reason, detail, count(*) n FROM dead_letters GROUP BY reason, detail').all() as Array<{ reason: string; detail: string; n: number }>,
@@ -183,8 +184,13 @@ function killTest(variant: Variant): Promise<void> {
       const b = got.preds[i]!;
       assert.deepEqual([b.stream, b.model, b.issued_at, b.horizon, b.target], [a.stream, a.model, a.issued_at, a.horizon, a.target], `row ${i}`);
       worst = Math.max(worst, Math.abs(a.value - b.value));
+      // The prediction intervals too: their state is checkpointed and replayed with the stream's.
+      assert.ok(a.bounds !== null && b.bounds !== null, `row ${i}: intervals stored`);
+      const [x, y] = [JSON.parse(a.bounds) as number[], JSON.parse(b.bounds) as number[]];
+      assert.equal(y.length, x.length);
+      x.forEach((v, k) => (worst = Math.max(worst, Math.abs(v - y[k]!))));
     }
-    assert.ok(worst <= 1e-5, `values match the uninterrupted run within 1e-5 (worst ${worst})`);
+    assert.ok(worst <= 1e-5, `values and interval bounds match the uninterrupted run within 1e-5 (worst ${worst})`);
     assert.equal(got.distinctSteps, msgs.length, 'every input is stored as a step');
     assert.equal(got.steps, msgs.length, 'and only once');
     assert.deepEqual(got.deadLetters, [], 'redeliveries are duplicates, not dead letters');

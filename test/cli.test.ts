@@ -87,9 +87,16 @@ describe('tidecast demo', () => {
 
     const a = await tidecast('query', '--db', db, '--accuracy', '--window', '365', '--json');
     assert.equal(a.code, 0, a.stderr);
-    const acc = a.stdout.trim().split('\n').map((l) => JSON.parse(l) as { stream: string; horizon: number; target: string; n: number; mae: number; skill: number });
+    const acc = a.stdout.trim().split('\n').map((l) => JSON.parse(l) as { stream: string; horizon: number; target: string; n: number; mae: number; skill: number; coverage: Record<string, number> });
     assert.equal(acc.length, 2 * 3 * 2, 'two streams x three horizons x two targets');
     assert.ok(acc.every((r) => r.n === 365 && r.mae > 0 && Number.isFinite(r.skill)));
+    // Empirical coverage of the prediction intervals, per stream: near nominal over a year, the 95% above the 80%.
+    for (const r of acc) {
+      assert.deepEqual(Object.keys(r.coverage), ['0.8', '0.95'], `${r.stream} ${r.target}@${r.horizon}`);
+      assert.ok(r.coverage['0.8']! > 0.7 && r.coverage['0.8']! < 0.9 && r.coverage['0.95']! > 0.9 && r.coverage['0.95']! >= r.coverage['0.8']!, `${r.stream} ${r.target}@${r.horizon}: ${JSON.stringify(r.coverage)}`);
+    }
+    const table = await tidecast('query', '--db', db, '--accuracy', '--window', '365');
+    assert.match(table.stdout, /skill\s+cov80\s+cov95\n/);
     tmp.remove();
   });
 });

@@ -34,11 +34,14 @@ export function formatAccuracy(rows: readonly AccuracyRow[], window: number): st
   const m = Math.max(5, ...rows.map((r) => r.model.length));
   const t = Math.max(6, ...rows.map((r) => r.target.length));
   const f = (x: number): string => x.toFixed(3).padStart(7);
-  const head = `${'stream'.padEnd(w)}  ${'model'.padEnd(m)}  h  ${'target'.padEnd(t)}      n      mae     rmse     bias  pers.mae   skill`;
+  const levels = [...new Set(rows.flatMap((r) => Object.keys(r.coverage)))].sort((a, b) => Number(a) - Number(b));
+  const covHead = levels.map((l) => `cov${Math.round(Number(l) * 100)}`.padStart(7)).join('  ');
+  const head = `${'stream'.padEnd(w)}  ${'model'.padEnd(m)}  h  ${'target'.padEnd(t)}      n      mae     rmse     bias  pers.mae   skill${levels.length > 0 ? `  ${covHead}` : ''}`;
+  const cov = (r: AccuracyRow): string => levels.map((l) => (r.coverage[l] === undefined ? '      -' : f(r.coverage[l]!))).join('  ');
   return [
-    `rolling accuracy over the latest ${window} scored forecasts (skill = 1 - mae / persistence mae)`,
+    `rolling accuracy over the latest ${window} scored forecasts (skill = 1 - mae / persistence mae${levels.length > 0 ? '; covNN: fraction of actuals inside the NN% interval' : ''})`,
     head,
-    ...rows.map((r) => `${r.stream.padEnd(w)}  ${r.model.padEnd(m)}  ${r.horizon}  ${r.target.padEnd(t)}  ${String(r.n).padStart(5)}  ${f(r.mae)}  ${f(r.rmse)}  ${f(r.bias)}  ${f(r.persistenceMae)}  ${r.skill === null ? '      -' : f(r.skill)}`),
+    ...rows.map((r) => `${r.stream.padEnd(w)}  ${r.model.padEnd(m)}  ${r.horizon}  ${r.target.padEnd(t)}  ${String(r.n).padStart(5)}  ${f(r.mae)}  ${f(r.rmse)}  ${f(r.bias)}  ${f(r.persistenceMae)}  ${r.skill === null ? '      -' : f(r.skill)}${levels.length > 0 ? `  ${cov(r)}` : ''}`),
   ].join('\n');
 }
 

@@ -17,7 +17,12 @@ export interface AccuracyRow {
   /** 1 − MAE / persistence MAE: above 0 the model beats "same as now". */
   skill: number | null;
   lastTargetTime: number;
+  /** Empirical coverage of the prediction intervals by level ("0.8": the fraction of actuals inside); {} without intervals. */
+  coverage: Record<string, number>;
 }
+
+/** Interval levels a layout can have (config `intervals.levels`, at most 4): one coverage column each. */
+const MAX_LEVELS = 4;
 
 /** The query of `rollingAccuracy`, filtered by `@stream` and `@model` when they are given. */
 export function rollingAccuracySql(filters: { stream: boolean; model: boolean }): string {
@@ -33,7 +38,9 @@ export function rollingAccuracySql(filters: { stream: boolean; model: boolean })
               sqrt(avg((predicted - actual) * (predicted - actual))) AS rmse,
               avg(predicted - actual) AS bias,
               avg(abs(persistence - actual)) AS persistenceMae,
-              max(target_time) AS lastTargetTime
+              max(target_time) AS lastTargetTime,
+              max(levels) AS levels,
+              ${Array.from({ length: MAX_LEVELS }, (_, l) => `avg(CASE WHEN bounds IS NULL THEN NULL WHEN actual BETWEEN json_extract(bounds, '$[${2 * l}]') AND json_extract(bounds, '$[${2 * l + 1}]') THEN 1.0 ELSE 0.0 END) AS cov${l}`).join(',\n              ')}
        FROM ranked WHERE k <= @window
        GROUP BY stream, model, horizon, target
        ORDER BY stream, model, horizon, target`;
@@ -46,6 +53,13 @@ export function rollingAccuracySql(filters: { stream: boolean; model: boolean })
 export function rollingAccuracy(db: Database.Database, opts: { window: number; stream?: string; model?: string }): AccuracyRow[] {
   const rows = db
     .prepare(rollingAccuracySql({ stream: opts.stream !== undefined, model: opts.model !== undefined }))
-    .all({ window: opts.window, stream: opts.stream ?? null, model: opts.model ?? null }) as Array<Omit<AccuracyRow, 'skill'>>;
-  return rows.map((r) => ({ ...r, skill: r.persistenceMae > 0 ? 1 - r.mae / r.persistenceMae : null }));
+    .all({ window: opts.window, stream: opts.stream ?? null, model: opts.model ?? null }) as Array<Omit<AccuracyRow, 'skill' | 'coverage'> & { levels: string | null } & Record<`cov${number}`, number | null>>;
+  return rows.map(({ levels, cov0, cov1, cov2, cov3, ...r }) => {
+    const coverage: Record<string, number> = {};
+    const covs = [cov0, cov1, cov2, cov3];
+    (levels ? (JSON.parse(levels) as number[]) : []).forEach((level, l) => {
+      if (covs[l] !== null && covs[l] !== undefined) coverage[String(level)] = covs[l]!;
+    });
+    return { ...r, skill: r.persistenceMae > 0 ? 1 - r.mae / r.persistenceMae : null, coverage };
+  });
 }
