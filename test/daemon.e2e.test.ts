@@ -58,9 +58,13 @@ describe('daemon against a real broker and a real SQLite file', () => {
       .prepare("SELECT level, lower, upper, value FROM prediction_intervals WHERE stream = ? AND issued_at = ? AND horizon = 3 AND target = 'temp_min' ORDER BY level")
       .all(msgs[0]!.stream, msgs[0]!.ts) as Array<{ level: number; lower: number; upper: number; value: number }>;
     assert.deepEqual(stored.map((s) => s.level), [0.8, 0.95]);
+    // Bounds are stored rounded to their cell's resolution (1 / its scale in the layout): within half of it.
+    const scale = (db.prepare("SELECT json_extract(c.value, '$[4]') s FROM forecast_layouts, json_each(cells) c WHERE json_extract(c.value, '$[0]') = 3 AND json_extract(c.value, '$[1]') = 'temp_min'").get() as { s: number }).s;
+    assert.ok(scale >= 1, `temp_min@3 has a bound scale (${scale})`);
+    const tol = 0.5 / scale + 1e-4;
     for (const s of stored) {
-      assert.ok(Math.abs(s.lower - (s.value + residualQuantile(residuals, (1 - s.level) / 2))) < 1e-4, `lower at ${s.level}`);
-      assert.ok(Math.abs(s.upper - (s.value + residualQuantile(residuals, (1 + s.level) / 2))) < 1e-4, `upper at ${s.level}`);
+      assert.ok(Math.abs(s.lower - (s.value + residualQuantile(residuals, (1 - s.level) / 2))) < tol, `lower at ${s.level}`);
+      assert.ok(Math.abs(s.upper - (s.value + residualQuantile(residuals, (1 + s.level) / 2))) < tol, `upper at ${s.level}`);
       assert.deepEqual(p.forecast[2]!.intervals!.temp_min![String(s.level)], [s.lower, s.upper], 'published as stored');
     }
     await pub.endAsync();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { IntervalBook, residualQuantile } from '../src/daemon/interval-book.js';
+import { boundScale, IntervalBook, residualQuantile } from '../src/daemon/interval-book.js';
 import { ScoreBook } from '../src/daemon/score-book.js';
 import { parseCard, type CardCalibration, type ModelCard } from '../src/inference/card.js';
 import { ErrorCodes } from '../src/errors.js';
@@ -10,9 +10,12 @@ const GRID: Array<[number, number]> = [[0.025, -2], [0.1, -1.2], [0.5, 0], [0.9,
 const calibration = (quantiles: Array<[number, number]> = GRID, mae = 1): CardCalibration => ({ residuals: { 'temp@1': { mae, quantiles } } });
 
 /** Float32 state: equal within 1e-5. */
-function near(got: ArrayLike<number>, want: readonly number[], what: string): void {
+/** Bounds come rounded to their cell's scale (100 for these cards): within half a unit of what they round. */
+const HALF_UNIT = 0.005 + 1e-9;
+
+function near(got: ArrayLike<number>, want: readonly number[], what: string, tolerance = 1e-5): void {
   assert.equal(got.length, want.length);
-  Array.from(got).forEach((x, i) => assert.ok(Math.abs(x - want[i]!) < 1e-5, `${what}, bound ${i}: ${x} vs ${want[i]}`));
+  Array.from(got).forEach((x, i) => assert.ok(Math.abs(x - want[i]!) < tolerance, `${what}, bound ${i}: ${x} vs ${want[i]}`));
 }
 
 /** A standard normal draw from a PRNG (Box–Muller). */
@@ -41,7 +44,20 @@ describe('prediction intervals (IntervalBook)', () => {
     book.observe(0, 0, 3);
     book.bounds(0, [10], [0], out, 0);
     const want = [-1.2 + 0.625 * 0.1, 1.3 + 0.625 * 0.9, -2 + 1.025 * 0.025, 2.1 + 1.025 * 0.975].map((q) => 10 + q);
-    near(out, want, 'after a miss above');
+    near(out, want, 'after a miss above', HALF_UNIT);
+    // Rounded to hundredths (the 80% half-width is 1.25): exactly the integers the store keeps, over 100.
+    assert.equal(book.scale(0), 100);
+    for (const x of out) assert.equal(Math.round(x * 100) / 100, x);
+  });
+
+  it('rounds bounds to a power of ten at most 1% of the narrowest half-width', () => {
+    assert.equal(boundScale(1.25), 100);
+    assert.equal(boundScale(9.99), 100);
+    assert.equal(boundScale(10), 10);
+    assert.equal(boundScale(0.05), 10_000);
+    assert.equal(boundScale(2500), 1, 'never coarser than units');
+    assert.equal(boundScale(0), 1e9);
+    assert.equal(boundScale(1e-12), 1e9, 'never finer than 1e-9');
   });
 
   it('keeps the wider level\'s interval around the narrower one\'s, and never inverts', () => {
@@ -137,7 +153,7 @@ describe('score book with intervals', () => {
     // The forecast 10 meets an actual of 15: a miss above.
     book.step('s', 60_000, { temp: 15 }, [], [15]);
     book.bounds('s', [15], out, 0);
-    assert.ok(Math.abs(out[1]! - (15 + 1.3 + 0.625 * 0.9)) < 1e-5, `upper ${out[1]}`);
+    assert.ok(Math.abs(out[1]! - (15 + 1.3 + 0.625 * 0.9)) < HALF_UNIT, `upper ${out[1]}`);
     const saved = book.exportStream('s')!;
     const again = new ScoreBook(card, undefined, { levels: [0.8], learningRate: 0.5 });
     again.importStream('s', saved);

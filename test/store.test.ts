@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { clockWithNow } from '../src/clock.js';
 import { silentLogger } from '../src/log.js';
-import { Store, latestPredictions, type ForecastLayout, type StoredPrediction } from '../src/store/store.js';
+import { Store, latestPredictions, type ForecastLayout, type ForecastRow, type StoredPrediction } from '../src/store/store.js';
 import { STREAM_LOOKUP_SQL } from '../src/http/dashboard-api.js';
 import { rollingAccuracySql } from '../src/store/accuracy.js';
 import { LATEST_OF_STREAM_SQL, LATEST_SQL } from '../src/store/queries.js';
@@ -89,6 +89,31 @@ describe('SQLite store', () => {
     assert.equal((s.db.prepare('SELECT count(*) n FROM step_inputs').get() as { n: number }).n, 3, 'the refused batch\'s step neither');
     now = 10 * DAY;
     assert.deepEqual(await s.prune(), { forecasts: 1, steps: 2, accuracy: 0, events: 0, dead_letters: 0 });
+    await s.stop();
+  });
+
+  it('stores interval bounds as integers at their cell\'s scale; the views divide them back; a cell without intervals is null, a non-finite bound leaves the forecast without', async () => {
+    const s = new Store({ path: ':memory:', retentionDays: 30, log: silentLogger, clock: clockWithNow(() => DAY) });
+    s.start();
+    // Two numeric cells at different scales and a classification cell (no intervals).
+    const layout: ForecastLayout = { stepMs: DAY, cells: [[1, 'x', 0, [0.8, 0.95], 100], [1, 'y', 0, [0.8, 0.95], 1], [1, 'c', 1]] };
+    const step = { stream: 'a', route: 'r', ts: 0, receivedAt: 0, features: FEATURES, values: { x: 1, y: 2 }, filled: [] };
+    const labels: ForecastRow['labels'] = [null, null, ['wet', { wet: 0.75, dry: 0.25 }]];
+    const bounds = Float64Array.from([-1.25, 3.5, -20000.07, 1e6, -12, 40, -100, 123457, NaN, NaN, NaN, NaN]);
+    assert.deepEqual(await s.commit('m', layout, [step], [{ stream: 'a', issuedAt: 0, values: [1, 2, 0.75], labels, bounds }]), [true]);
+    assert.equal((s.db.prepare('SELECT bounds FROM forecasts').get() as { bounds: string }).bounds, '[[-125,350,-2000007,100000000],[-12,40,-100,123457],null]');
+    const rows = s.db.prepare('SELECT target, level, lower, upper FROM prediction_intervals ORDER BY target, level').all();
+    assert.deepEqual(rows, [
+      { target: 'x', level: 0.8, lower: -1.25, upper: 3.5 },
+      { target: 'x', level: 0.95, lower: -20000.07, upper: 1e6 },
+      { target: 'y', level: 0.8, lower: -12, upper: 40 },
+      { target: 'y', level: 0.95, lower: -100, upper: 123457 },
+    ]);
+    assert.deepEqual(s.db.prepare("SELECT bounds FROM predictions WHERE target = 'c'").get(), { bounds: null });
+    // A bound that is not finite is never stored as a number: that forecast is stored without intervals.
+    const broken = Float64Array.from([1, Infinity, 0, 2, 0, 1, 0, 2, NaN, NaN, NaN, NaN]);
+    assert.deepEqual(await s.commit('m', layout, [{ ...step, ts: DAY }], [{ stream: 'a', issuedAt: DAY, values: [1, 2, 0.75], labels, bounds: broken }]), [true]);
+    assert.deepEqual(s.db.prepare('SELECT bounds FROM forecasts WHERE issued_at = ?').get(DAY), { bounds: null });
     await s.stop();
   });
 

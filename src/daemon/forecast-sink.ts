@@ -99,6 +99,12 @@ export class ForecastSink {
     const forecasts: ForecastRow[] = [];
     const events: EventRow[] = [];
     const levels = book.intervals.active ? book.intervals.levels : null;
+    const scales = book.intervalScales;
+    // Cells without intervals (a classification target, horizon 0) read NaN.
+    const partial = levels !== null && scales.includes(null);
+    // The batch's bounds in one buffer, a view of it per forecast: a typed array of its own per forecast cost more than the bounds.
+    let boundsBuffer: Float64Array | null = null;
+    let boundsUsed = 0;
     const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, levels, sent: this.#sending() ? [] : null };
     for (const r of results) {
       const ctx = r.context;
@@ -131,14 +137,17 @@ export class ForecastSink {
       book.step(r.streamId, step.ts, step.values, step.filled, values, undefined, step.slot, group.slots);
       if (values && levels) {
         // Its intervals, from the residuals the step just brought.
-        const bounds = new Float64Array(values.length * levels.length * 2).fill(NaN);
+        const n = values.length * levels.length * 2;
+        boundsBuffer ??= new Float64Array(results.length * n);
+        const bounds = boundsBuffer.subarray(boundsUsed, (boundsUsed += n));
+        if (partial) bounds.fill(NaN);
         book.bounds(r.streamId, values, bounds, 0, step.slot, group.slots);
         forecasts[forecasts.length - 1]!.bounds = bounds;
         const sent = issued.sent?.[issued.sent.length - 1];
         if (sent) sent.bounds = bounds;
       }
     }
-    const layout = this.#layout(head, stepMs, levels);
+    const layout = this.#layout(head, stepMs, levels, scales);
     // Whether the batch was a replay is decided now: its commit is answered later.
     const replayed = this.replaying;
     this.#opts.store.commit(model.name, layout, steps, forecasts, events).then(
@@ -151,17 +160,20 @@ export class ForecastSink {
     if (forecasts.length < results.length) this.#log.debug({ model: model.name, results: results.length, forecasts: forecasts.length }, 'batch had steps without forecast');
   }
 
-  /** Store layouts by the head's cells array, which OutputHead.use replaces when a reload brings other cells (and the interval levels they had). */
-  readonly #layouts = new WeakMap<OutputHead['cells'], { levels: readonly number[] | null; layout: ForecastLayout }>();
+  /** Store layouts by the head's cells array, which OutputHead.use replaces when a reload brings other cells (and the interval levels and scales they had). */
+  readonly #layouts = new WeakMap<OutputHead['cells'], { levels: readonly number[] | null; scales: ReadonlyArray<number | null>; layout: ForecastLayout }>();
 
-  #layout(head: OutputHead, stepMs: number, levels: readonly number[] | null): ForecastLayout {
+  #layout(head: OutputHead, stepMs: number, levels: readonly number[] | null, scales: ReadonlyArray<number | null>): ForecastLayout {
     const known = this.#layouts.get(head.cells);
-    if (known?.levels === levels) return known.layout;
+    if (known?.levels === levels && known.scales === scales) return known.layout;
     const layout: ForecastLayout = {
       stepMs,
-      cells: head.cells.map((c) => (c.labels || !levels ? ([c.horizon, c.target, c.labels ? 1 : 0] as const) : ([c.horizon, c.target, 0, levels] as const))),
+      cells: head.cells.map((c, k) => {
+        const scale = levels && !c.labels ? scales[k] : null;
+        return scale ? ([c.horizon, c.target, 0, levels!, scale] as const) : ([c.horizon, c.target, c.labels ? 1 : 0] as const);
+      }),
     };
-    this.#layouts.set(head.cells, { levels, layout });
+    this.#layouts.set(head.cells, { levels, scales, layout });
     return layout;
   }
 
@@ -193,10 +205,11 @@ export class ForecastSink {
       const l = f.labels?.[k];
       if (!l) entry.values[cell.target] = storedValue(f.values[k]!);
       else entry.labels![cell.target] = { label: l[0], probability: storedValue(f.values[k]!), probabilities: { ...l[1] } };
-      if (f.bounds && levels && !l) {
+      // Bounds are rounded to their cell's scale already: the stored integers over the scale, these very numbers.
+      const at = levels ? k * levels.length * 2 : 0;
+      if (f.bounds && levels && !l && !Number.isNaN(f.bounds[at]!)) {
         const per: Record<string, [number, number]> = {};
-        const at = k * levels.length * 2;
-        levels.forEach((level, i) => (per[String(level)] = [storedValue(f.bounds![at + 2 * i]!), storedValue(f.bounds![at + 2 * i + 1]!)]));
+        levels.forEach((level, i) => (per[String(level)] = [f.bounds![at + 2 * i]!, f.bounds![at + 2 * i + 1]!]));
         (entry.intervals ??= {})[cell.target] = per;
       }
     });

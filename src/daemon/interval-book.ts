@@ -28,6 +28,16 @@ export function residualQuantile(points: ReadonlyArray<readonly [number, number]
 }
 
 /**
+ * The scale of a cell's bounds, whose narrowest interval has half-width `hw`:
+ * the power of ten that makes one unit at most 1% of it (100 for 1 ≤ hw < 10),
+ * between 1 and 1e9.
+ */
+export function boundScale(hw: number): number {
+  const d = Number.isFinite(hw) && hw > 0 ? 2 - Math.floor(Math.log10(hw)) : 9;
+  return 10 ** Math.min(9, Math.max(0, d));
+}
+
+/**
  * Online prediction intervals of one model, per stream. For each numeric cell
  * (horizon × target) and level L, a stream keeps the residual (actual −
  * forecast) quantiles at (1 − L)/2 and (1 + L)/2: a forecast's interval is
@@ -44,6 +54,12 @@ export function residualQuantile(points: ReadonlyArray<readonly [number, number]
  * 1 − L (the bound rises with each miss more than it falls with each hit),
  * which keeps coverage under drift.
  *
+ * A bound is given rounded to its cell's resolution, 1/`scale(c)`: the
+ * decimal step at most 1% of the card's narrowest half-width (0.01 for a
+ * half-width of 1 to 10). A bound is an estimate whose own error is far
+ * larger; the store keeps it as the integer bound × scale, which costs a
+ * fraction of a float's text.
+ *
  * State: 2 × levels float32s per cell and stream, in a slab by the score
  * book's slots; checkpointed with the stream's open forecasts.
  */
@@ -54,6 +70,8 @@ export class IntervalBook {
   #seeds: Float32Array = new Float32Array(0);
   /** Per cell and level: η. */
   #eta: Float64Array = new Float64Array(0);
+  /** Per cell: the bounds' scale (`boundScale`). */
+  #scale: Float64Array = new Float64Array(0);
   #cells = 0;
   #slab: Slab<Float32Array> = new Slab(1, (n) => new Float32Array(n));
   #active = false;
@@ -86,6 +104,7 @@ export class IntervalBook {
     this.#cells = this.#active ? cells.length : 0;
     this.#seeds = new Float32Array(this.#cells * L * 2);
     this.#eta = new Float64Array(this.#cells * L);
+    this.#scale = new Float64Array(this.#cells);
     if (!this.#active) return;
     cells.forEach((c, i) => {
       const r = residuals![c.key]!;
@@ -96,8 +115,14 @@ export class IntervalBook {
         this.#seeds[(i * L + l) * 2 + 1] = hi;
         this.#eta[i * L + l] = (this.#rate * (hi - lo)) / 2;
       });
+      this.#scale[i] = boundScale((this.#seeds[i * L * 2 + 1]! - this.#seeds[i * L * 2]!) / 2);
     });
     this.#slab = new Slab(Math.max(1, this.width), (n) => new Float32Array(n));
+  }
+
+  /** Cell c's bounds come rounded to 1/scale (a power of ten). */
+  scale(c: number): number {
+    return this.#scale[c]!;
   }
 
   /** A slot newly held: the seeds. */
@@ -128,7 +153,8 @@ export class IntervalBook {
   /**
    * The intervals of a forecast, laid out by the forecast vector's cells:
    * for the numeric cell c at `at[c]`, per level, lower then upper, at
-   * `out[o + at[c]·2·levels …]`; other cells are left as they are.
+   * `out[o + at[c]·2·levels …]`, rounded to the cell's `scale`;
+   * other cells are left as they are.
    */
   bounds(slot: number, forecast: ArrayLike<number>, at: readonly number[], out: Float64Array, o: number): void {
     const q = this.#slab.chunk(slot);
@@ -137,7 +163,8 @@ export class IntervalBook {
     for (let c = 0; c < this.#cells; c++) {
       const y = forecast[at[c]!]!;
       const into = o + at[c]! * n;
-      for (let k = 0; k < n; k++) out[into + k] = y + q[base + c * n + k]!;
+      const s = this.#scale[c]!;
+      for (let k = 0; k < n; k++) out[into + k] = Math.round((y + q[base + c * n + k]!) * s) / s;
     }
   }
 

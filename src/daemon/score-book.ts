@@ -131,6 +131,20 @@ export class ScoreBook {
   #intervals(cells: readonly Cell[], card: ModelCard): void {
     this.intervals.layout(cells.map((c) => ({ key: `${c.target}@${c.horizon}` })), card.calibration);
     this.#at = cells.map((c) => c.at);
+    const scales: Array<number | null> = new Array<number | null>(card.horizons.length * card.targets.length).fill(null);
+    if (this.intervals.active) cells.forEach((c, i) => (scales[c.at] = this.intervals.scale(i)));
+    this.#scales = scales;
+  }
+
+  #scales: ReadonlyArray<number | null> = [];
+
+  /**
+   * Per cell of the forecast vector, the scale of its interval bounds
+   * (`IntervalBook.scale`), null for a cell without intervals. A new array
+   * whenever the card's layout or calibration changes.
+   */
+  get intervalScales(): ReadonlyArray<number | null> {
+    return this.#scales;
   }
 
   /**

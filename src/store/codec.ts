@@ -6,6 +6,7 @@
  * per batch, not per row; no object per row in the structured clone.
  */
 import type { AccuracyDelta, EventRow, ForecastRow, ModelStateRow, StepRow, StreamStateRow } from './rows.js';
+import type { ForecastLayout } from './ids.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 
 /**
@@ -64,10 +65,12 @@ export interface PackedBatch {
   /** Per forecast, `boundsPer` interval bounds (`ForecastRow.bounds`); null when the batch has none. */
   readonly bounds: Float64Array | null;
   readonly boundsPer: number;
+  /** Per layout cell, the scale its bounds are stored at (`ForecastLayout`), 0 for a cell without intervals. */
+  readonly boundsScale: number[];
   readonly events: EventRow[];
 }
 
-export function packBatch(steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[]): PackedBatch {
+export function packBatch(steps: readonly StepRow[], forecasts: readonly ForecastRow[], events: readonly EventRow[], layout?: ForecastLayout): PackedBatch {
   const sets: Array<readonly string[]> = [];
   const stepSet = new Uint16Array(steps.length);
   const stepNums = new Float64Array(steps.length * 3);
@@ -103,6 +106,8 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
   let labels: Array<string | null> | null = null;
   const boundsPer = forecasts[0]?.bounds?.length ?? 0;
   const bounds = boundsPer > 0 ? new Float64Array(forecasts.length * boundsPer) : null;
+  const boundsScale = bounds && layout ? layout.cells.map((c) => (c.length === 5 ? c[4] : 0)) : [];
+  if (bounds && boundsScale.length !== cells) throw new TidecastError(ErrorCodes.INTERNAL, `a batch with intervals has ${boundsScale.length} layout cells for ${cells} values`);
   for (let i = 0; i < forecasts.length; i++) {
     const f = forecasts[i]!;
     forecastStreams[i] = f.stream;
@@ -136,6 +141,7 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
     labels,
     bounds,
     boundsPer,
+    boundsScale,
     events: [...events],
   };
 }
@@ -183,16 +189,19 @@ export function forecastJson(values: Float64Array, from: number, n: number): str
 
 /**
  * A forecast's intervals as `forecasts.bounds` holds them: per cell, its
- * `per` bounds (lower and upper per level) as an array, or null for a cell
- * without (classification); null altogether when a bound is not finite
- * (never stored as a number it is not).
+ * `per` bounds (lower and upper per level) as integers, each bound × the
+ * cell's scale (bounds come rounded to it: `IntervalBook`), or null for a
+ * cell without (scale 0); null altogether when a bound is not finite (never
+ * stored as a number it is not). Integers, not decimals: a small integer's
+ * text is a table lookup, where a float's costs ten times as much.
  */
-export function boundsJson(bounds: Float64Array, from: number, cells: number, per: number): string | null {
+export function boundsJson(bounds: Float64Array, from: number, scales: readonly number[], per: number): string | null {
   let out = '[';
-  for (let c = 0; c < cells; c++) {
+  for (let c = 0; c < scales.length; c++) {
     if (c > 0) out += ',';
     const at = from + c * per;
-    if (Number.isNaN(bounds[at]!)) {
+    const s = scales[c]!;
+    if (s === 0) {
       out += 'null';
       continue;
     }
@@ -200,11 +209,22 @@ export function boundsJson(bounds: Float64Array, from: number, cells: number, pe
     for (let k = 0; k < per; k++) {
       const x = bounds[at + k]!;
       if (!Number.isFinite(x)) return null;
-      out += (k > 0 ? ',' : '') + float32Text(x);
+      out += (k > 0 ? ',' : '') + intText(Math.round(x * s));
     }
     out += ']';
   }
   return out + ']';
+}
+
+/** Texts of the integers from −INT_TEXTS to INT_TEXTS (built on first use). */
+const INT_TEXTS = 10_000;
+let intTexts: string[] | null = null;
+
+/** An integer's text, by table for small ones. */
+export function intText(n: number): string {
+  if (n < -INT_TEXTS || n > INT_TEXTS) return String(n);
+  intTexts ??= Array.from({ length: 2 * INT_TEXTS + 1 }, (_, i) => String(i - INT_TEXTS));
+  return intTexts[n + INT_TEXTS]!;
 }
 
 /** Significant digits of a stored or published forecast value: 9 name every float32 exactly. */

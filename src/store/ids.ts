@@ -5,8 +5,12 @@ import { streamRefParts } from './rows.js';
 /** How a model's forecast vector reads: one cell per horizon × target, in output order. */
 export interface ForecastLayout {
   readonly stepMs: number;
-  /** [horizon, target, 1 for a classification target else 0], and for a numeric cell with intervals their levels. */
-  readonly cells: ReadonlyArray<readonly [number, string, 0 | 1] | readonly [number, string, 0 | 1, readonly number[]]>;
+  /**
+   * [horizon, target, 1 for a classification target else 0], and for a
+   * numeric cell with intervals their levels and the scale of its stored
+   * bounds (`forecasts.bounds` holds bound × scale as integers).
+   */
+  readonly cells: ReadonlyArray<readonly [number, string, 0 | 1] | readonly [number, string, 0, readonly number[], number]>;
 }
 
 /**

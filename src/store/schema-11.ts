@@ -4,7 +4,8 @@ import { COMPACT_VIEW_NAMES } from './schema-7.js';
 /**
  * The views over the compact tables from schema 11 on: schema 7's, with each
  * forecast cell's prediction intervals (`levels`, a JSON array of the
- * layout's levels, and `bounds`, lower and upper per level), and
+ * layout's levels, and `bounds`, lower and upper per level, in the target's
+ * units: the stored integers over the cell's scale), and
  * `prediction_intervals`, one row per forecast cell and level.
  */
 export const INTERVAL_VIEWS = `
@@ -29,7 +30,8 @@ export const INTERVAL_VIEWS = `
            json_extract(f.labels, '$[' || c.key || '][0]') AS label,
            json_extract(f.labels, '$[' || c.key || '][1]') AS probabilities,
            json_extract(c.value, '$[3]') AS levels,
-           json_extract(f.bounds, '$[' || c.key || ']') AS bounds
+           CASE WHEN f.bounds IS NULL OR json_extract(c.value, '$[4]') IS NULL THEN NULL
+                ELSE (SELECT json_group_array(CAST(b.value AS REAL) / json_extract(c.value, '$[4]')) FROM json_each(f.bounds, '$[' || c.key || ']') b) END AS bounds
     FROM forecasts f JOIN stream_ids s ON s.sid = f.sid JOIN model_ids m ON m.mid = f.mid
          JOIN forecast_layouts l ON l.lid = f.lid, json_each(l.cells) c;
   CREATE VIEW predictions AS
@@ -54,10 +56,11 @@ export const INTERVAL_VIEW_NAMES = ['forecast_errors', 'prediction_intervals', '
 
 /**
  * Schema 11, prediction intervals: `forecasts.bounds` holds a forecast's
- * intervals (per layout cell, [lower, upper] per level of the layout, null for
- * a classification cell; NULL for a forecast without intervals), and a
- * numeric cell of a layout with intervals names its levels as a fourth
- * element ([horizon, target, 0, [0.8, 0.95]]).
+ * intervals (per layout cell, [lower, upper] per level of the layout as
+ * integers, bound × the cell's scale; null for a cell without intervals;
+ * NULL for a forecast without intervals), and a numeric cell of a layout
+ * with intervals names its levels and that scale as a fourth and fifth
+ * element ([horizon, target, 0, [0.8, 0.95], 100]).
  */
 export function addIntervals(db: Database.Database): void {
   for (const view of COMPACT_VIEW_NAMES) db.exec(`DROP VIEW IF EXISTS ${view}`);

@@ -104,7 +104,7 @@ export class Store {
     let batch: PackedBatch;
     try {
       this.#flushLog();
-      batch = packBatch(steps, forecasts, events);
+      batch = packBatch(steps, forecasts, events, layout);
     } catch (err) {
       return Promise.reject(err as Error);
     }
