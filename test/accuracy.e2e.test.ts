@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import mqtt from 'mqtt';
 import type { Daemon } from '../src/daemon/daemon.js';
 import { readWeather } from '../src/demo/weather-data.js';
 import { defaultCardPath, readCard } from '../src/inference/card.js';
@@ -59,8 +60,9 @@ function replayMessages(prefix: string, seed: number, drop?: (city: string, date
 }
 
 /** weather-lstm on one topic per feature per station under `prefix`, into <prefix>.db; nothing published, no HTTP. */
-function replayConfig(prefix: string): ConfigInput {
+function replayConfig(prefix: string, extra: ConfigInput = {}): ConfigInput {
   return {
+    ...extra,
     mqtt: { clientId: `tidecast-${prefix}` },
     routes: [
       {
@@ -71,15 +73,15 @@ function replayConfig(prefix: string): ConfigInput {
         resample: { emit: 'complete', latenessMs: 2 * DAY, wallClock: false, maxFillSteps: 1, maxGapSteps: 3 },
       },
     ],
-    publish: { enabled: false },
+    publish: { enabled: false, ...extra.publish },
     http: { enabled: false },
   };
 }
 
 interface Row { stream: string; issued_at: number; horizon: number; target: string; value: number }
 
-async function replay(bed: TestBed, prefix: string, groups: Msg[][], expectedSteps: number): Promise<Daemon> {
-  const daemon = await bed.startDaemon(bed.writeConfig(replayConfig(prefix), prefix));
+async function replay(bed: TestBed, prefix: string, groups: Msg[][], expectedSteps: number, extra?: ConfigInput): Promise<Daemon> {
+  const daemon = await bed.startDaemon(bed.writeConfig(replayConfig(prefix, extra), prefix));
   // Published in this order without waiting between messages (waiting for each
   // day's PUBACKs would cost a TCP delayed-ACK round per day).
   await bed.publish(groups.flat());
@@ -190,6 +192,65 @@ describe('real streams: one topic per feature, shuffled and jittered, through Mo
     const mean = ratios.reduce((a, b) => a + b, 0) / ratios.length;
     assert.ok(mean <= 1, `adaptive / fixed width, mean over cells and levels: ${mean.toFixed(3)}\n${report.join('\n')}`);
     console.log(`# intervals on the 2015 replay (adaptive / fixed width ${mean.toFixed(3)}):\n# ${report.join('\n# ')}`);
+  });
+
+  it('threshold alert: temp_max above 30 in the next 3 days with probability 0.5 fires on the hot days of 2015; precision and recall beside the same alert on the point forecast; its state is published retained', async () => {
+    const retained = new Map<string, { state: string; probability: number }>();
+    const listener = await mqtt.connectAsync(bed.url, { clientId: 'alert-listener' });
+    listener.on('message', (topic, payload) => retained.set(topic, JSON.parse(payload.toString()) as { state: string; probability: number }));
+    await listener.subscribeAsync('tidecast/alert/#', { qos: 1 });
+    const daemon = await replay(bed, 'alert', replayMessages('alert', 6), allSteps, {
+      alerts: [{ name: 'hot', model: 'weather-lstm', target: 'temp_max', above: 30, probability: 0.5 }],
+      publish: { enabled: true, topic: 'tidecast/forecast/{model}/{stream}' },
+    });
+    const db = daemon.store!.db;
+    const events = db.prepare("SELECT stream, at, detail FROM events WHERE kind = 'alert:hot' ORDER BY stream, at").all() as Array<{ stream: string; at: number; detail: string }>;
+    assert.ok(events.length > 0, 'the alert changed state');
+    // Each stream's state after the forecast issued at t: its last event at or before t (off before any).
+    const stateAt = (stream: string, t: number): boolean => {
+      let on = false;
+      for (const e of events) if (e.stream === stream && e.at <= t) on = (JSON.parse(e.detail) as { state: string }).state === 'on';
+      return on;
+    };
+    const weather = readWeather();
+    const point = db.prepare("SELECT max(value) FROM predictions WHERE stream = ? AND issued_at = ? AND target = 'temp_max'").pluck();
+    const count = { alert: { tp: 0, fp: 0, fn: 0 }, point: { tp: 0, fp: 0, fn: 0 } };
+    let hot = 0;
+    for (const c of cities) {
+      const days = weather.get(c)!;
+      const byDate = new Map(days.map((d, i) => [d.date, i]));
+      for (const date of heldout.streams[c]!.dates) {
+        const i = byDate.get(date)!;
+        // What happened: temp_max above 30 on any of the days the forecast covers (1 to 3 days ahead).
+        const next = card.horizons.map((h) => days[i + h]?.values[1]);
+        if (next.some((v) => v === undefined)) continue;
+        const actual = next.some((v) => v! > 30);
+        if (actual) hot++;
+        const t = Date.parse(date);
+        const verdicts = { alert: stateAt(slug(c), t), point: (point.get(slug(c), t) as number) > 30 };
+        for (const k of ['alert', 'point'] as const) {
+          if (verdicts[k] && actual) count[k].tp++;
+          else if (verdicts[k]) count[k].fp++;
+          else if (actual) count[k].fn++;
+        }
+      }
+    }
+    const pr = (x: { tp: number; fp: number; fn: number }): { precision: number; recall: number } => ({ precision: x.tp / (x.tp + x.fp), recall: x.tp / (x.tp + x.fn) });
+    const a = pr(count.alert);
+    const p = pr(count.point);
+    console.log(`# temp_max above 30 within 3 days, 2015 (${hot} issue days with a hot day ahead): alert p=0.5 precision ${a.precision.toFixed(3)} recall ${a.recall.toFixed(3)} (${JSON.stringify(count.alert)}); point forecast precision ${p.precision.toFixed(3)} recall ${p.recall.toFixed(3)} (${JSON.stringify(count.point)})`);
+    assert.ok(hot >= 20, `2015 had hot days (${hot})`);
+    assert.ok(a.recall > p.recall, `the probability finds more of the hot days than the point forecast: ${a.recall} vs ${p.recall}`);
+    // Against a base rate of about 1 issue day in 8, most of its alarms come before hot days.
+    assert.ok(a.precision >= 0.75, `alert precision ${a.precision}, recall ${a.recall}`);
+    // Published retained: each stream's state topic holds its last state.
+    await waitFor(() => cities.every((c) => retained.has(`tidecast/alert/hot/${slug(c)}`)), 10_000, 'alert states published');
+    for (const c of cities) {
+      const last = events.filter((e) => e.stream === slug(c)).pop();
+      const want = last ? (JSON.parse(last.detail) as { state: string }).state : 'off';
+      await waitFor(() => retained.get(`tidecast/alert/hot/${slug(c)}`)?.state === want, 10_000, `${c}: published state ${want}`);
+    }
+    await listener.endAsync();
   });
 
   it('a 5-day hole in one station: its state is reset, nothing NaN is stored, it resumes; the other station is unaffected', async () => {

@@ -36,11 +36,15 @@ const CHECKPOINTS = { checkpointIntervalS: 1 };
 
 interface Pred { stream: string; model: string; issued_at: number; horizon: number; target: string; value: number; bounds: string | null }
 
-function readDb(file: string): { preds: Pred[]; unit: number; steps: number; distinctSteps: number; deadLetters: Array<{ reason: string; detail: string; n: number }> } {
+function readDb(file: string): { preds: Pred[]; alerts: string[]; unit: number; steps: number; distinctSteps: number; deadLetters: Array<{ reason: string; detail: string; n: number }> } {
   const db = new Database(file, { readonly: true });
   try {
     return {
       preds: db.prepare('SELECT stream, model, issued_at, horizon, target, value, bounds FROM predictions ORDER BY stream, model, issued_at, horizon, target').all() as Pred[],
+      // Alert changes: when and to which state (the probability's last digits follow the bounds').
+      alerts: (db.prepare("SELECT stream, at, kind, json_extract(detail, '$.state') state FROM events WHERE kind LIKE 'alert:%' ORDER BY stream, at, kind").all() as Array<{ stream: string; at: number; kind: string; state: string }>).map(
+        (e) => `${e.stream} ${e.at} ${e.kind} ${e.state}`,
+      ),
       // The coarsest resolution of stored bounds (1 / the layouts' smallest scale).
       unit: 1 / (db.prepare("SELECT min(json_extract(c.value, '$[4]')) s FROM forecast_layouts, json_each(cells) c").get() as { s: number }).s,
       steps: (db.prepare('SELECT count(*) n FROM steps').get() as { n: number }).n,
@@ -104,7 +108,9 @@ function killTest(variant: Variant): Promise<void> {
     const children: Child[] = [];
     // Interleave the streams, each in its own order, as live sensors would.
     const msgs = variant.messages().sort((a, b) => a.ts - b.ts);
-    const shape = { models: variant.models?.(dir), routes: variant.routes };
+    // A threshold alert whose state changes often on these streams: its state is checkpointed and replayed too.
+    const alerts = [{ name: 'warm', model: 'weather-lstm', target: 'temp_max', above: 12, probability: 0.5 }];
+    const shape = { models: variant.models?.(dir), routes: variant.routes, alerts };
     const expected = msgs.length * 6;
 
     // Reference: one uninterrupted run.
@@ -196,6 +202,8 @@ function killTest(variant: Variant): Promise<void> {
     }
     assert.ok(worst <= 1e-5, `values match the uninterrupted run within 1e-5 (worst ${worst})`);
     assert.ok(worstBound <= want.unit * 1.000001, `interval bounds match within one unit, ${want.unit} (worst ${worstBound})`);
+    assert.ok(want.alerts.length > 0, 'the alert changed state in the reference run');
+    assert.deepEqual(got.alerts, want.alerts, 'the same alert changes, each once');
     assert.equal(got.distinctSteps, msgs.length, 'every input is stored as a step');
     assert.equal(got.steps, msgs.length, 'and only once');
     assert.deepEqual(got.deadLetters, [], 'redeliveries are duplicates, not dead letters');

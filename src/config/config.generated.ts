@@ -32,6 +32,48 @@ export interface TidecastConfig {
    * residuals (quantile tracking). Stored with each forecast, published in its message.
    */
   readonly intervals: IntervalsConfig;
+  /**
+   * Threshold alerts: per stream, the probability that a model's forecast of a target crosses a
+   * threshold (from its prediction intervals), or that a classification target takes a label. An
+   * alert turns on when that probability reaches probability and off when it falls below
+   * clearProbability; each change is an event (kind alert:NAME), a retained MQTT message on topic
+   * and a Home Assistant binary sensor. Exactly one of above, below and label. Default: `[]`.
+   */
+  readonly alerts: ReadonlyArray<{
+    /** Letters, digits, _ and -: used in the event kind, the topic and the entity id. */
+    readonly name: string;
+    readonly model: string;
+    /** A target of the model's card. */
+    readonly target: string;
+    /** Alert on P(target > above). */
+    readonly above?: number;
+    /** Alert on P(target < below). */
+    readonly below?: number;
+    /** For a classification target: alert on the probability of this label. */
+    readonly label?: string;
+    /**
+     * Horizons (steps ahead) to watch; default: all of the card's. The alert's probability is the
+     * largest over them.
+     */
+    readonly horizons?: readonly number[];
+    /** The alert turns on when the probability reaches this. */
+    readonly probability: number;
+    /**
+     * The alert turns off when the probability falls below this (hysteresis); default: probability
+     * - 0.1, 0 at least.
+     */
+    readonly clearProbability?: number;
+    /** Only the streams of this route (by name); default: every stream of the model. */
+    readonly route?: string;
+    /** Only these streams (exact ids). */
+    readonly streams?: readonly string[];
+    /**
+     * Retained state topic: {alert}, {stream}, {model} and the route's named wildcards. Published
+     * when the state changes and at a stream's first forecast. Default:
+     * `"tidecast/alert/{alert}/{stream}"`.
+     */
+    readonly topic: string;
+  }>;
   readonly publish: PublishConfig;
   /** The HTTP endpoint: /metrics (Prometheus), /healthz, /readyz, the dashboard and its API. */
   readonly http: HttpConfig;

@@ -166,6 +166,22 @@ function crossCheck(cfg: TidecastConfig, problems: string[]): void {
       }
     }
   });
+  const alertNames = new Set<string>();
+  cfg.alerts.forEach((a, i) => {
+    const kinds = [a.above, a.below, a.label].filter((x) => x !== undefined).length;
+    if (kinds !== 1) problems.push(`alerts[${i}]: give exactly one of above, below and label (it has ${kinds})`);
+    if (alertNames.has(a.name)) problems.push(`alerts[${i}].name: "${a.name}" is used twice`);
+    alertNames.add(a.name);
+    if (!(a.model in cfg.models)) problems.push(`alerts[${i}].model: "${a.model}" is not defined under models (defined: ${Object.keys(cfg.models).join(', ')})`);
+    if (a.clearProbability !== undefined && a.clearProbability > a.probability) problems.push(`alerts[${i}].clearProbability: ${a.clearProbability} is above probability (${a.probability}): the alert would never stay on`);
+    if (a.route !== undefined) {
+      // An unnamed route is route<i> (routes.ts).
+      const names = cfg.routes.map((r, k) => r.name ?? `route${k}`);
+      const route = cfg.routes[names.indexOf(a.route)];
+      if (!route) problems.push(`alerts[${i}].route: no route is named "${a.route}" (routes: ${names.join(', ')})`);
+      else if (!route.models.includes(a.model)) problems.push(`alerts[${i}].route: route "${a.route}" does not run model "${a.model}"`);
+    }
+  });
   for (const [name, m] of Object.entries(cfg.models)) {
     if (!existsSync(m.path)) problems.push(`models.${name}.path: file not found: ${m.path}`);
   }

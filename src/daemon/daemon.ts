@@ -79,6 +79,7 @@ export class Daemon {
     this.metrics = new Metrics({
       models: () => [...this.engines.values()].map((e) => ({ name: e.model.name, provider: e.model.provider, queueDepth: e.queueDepth, streams: e.streams })),
       brokerConnected: () => this.connected,
+      alerts: () => [...(p().models?.scores ?? [])].flatMap(([model, book]) => book.alerts?.onCounts().map(([alert, on]) => ({ model, alert, on })) ?? []),
       reliability: () => ({
         holding: p().intake?.holding ?? null,
         storeFailing: p().store?.failing ?? false,
@@ -170,7 +171,7 @@ export class Daemon {
     // Forecasts that recovery replays wait in the deferred publisher until the broker connection is up.
     const publisher = this.#publisher;
     const discovery = cfg.homeAssistant.discovery
-      ? new HomeAssistantDiscovery({ prefix: cfg.homeAssistant.prefix, availabilityTopic: cfg.mqtt.availabilityTopic, maxEntities: cfg.homeAssistant.maxEntities, publish: (t, m, q, r) => publisher.publish(t, m, q, r), log: log.child({ component: 'home-assistant' }) })
+      ? new HomeAssistantDiscovery({ prefix: cfg.homeAssistant.prefix, availabilityTopic: cfg.mqtt.availabilityTopic, maxEntities: cfg.homeAssistant.maxEntities, alerts: cfg.alerts, publish: (t, m, q, r) => publisher.publish(t, m, q, r), log: log.child({ component: 'home-assistant' }) })
       : undefined;
     // The message path's last stages first: each stage is handed the next one.
     let intake: Intake | undefined;

@@ -11,6 +11,7 @@ import { streamRef } from '../store/rows.js';
 import type { EventRow, ForecastLayout, ForecastRow, StepRow, Store } from '../store/store.js';
 import type { StepContext } from '../streams/routes.js';
 import type { Publisher } from '../mqtt/deferred-publisher.js';
+import type { AlertChange } from './alert-book.js';
 import type { ScoreBook } from './score-book.js';
 
 export interface PublishSettings {
@@ -105,7 +106,9 @@ export class ForecastSink {
     // The batch's bounds in one buffer, a view of it per forecast: a typed array of its own per forecast cost more than the bounds.
     let boundsBuffer: Float64Array | null = null;
     let boundsUsed = 0;
-    const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, levels, sent: this.#sending() ? [] : null };
+    const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, levels, sent: this.#sending() ? [] : null, alerts: null };
+    const alerts = book.alerts;
+    const changes: AlertChange[] = [];
     for (const r of results) {
       const ctx = r.context;
       // Every step the dispatcher submits carries its context; a bare engine call does not reach a sink.
@@ -145,6 +148,16 @@ export class ForecastSink {
         forecasts[forecasts.length - 1]!.bounds = bounds;
         const sent = issued.sent?.[issued.sent.length - 1];
         if (sent) sent.bounds = bounds;
+      }
+      if (values && alerts) {
+        const f = forecasts[forecasts.length - 1]!;
+        alerts.evaluate(r.streamId, origin.route, values, f.labels, f.bounds ?? null, levels, changes);
+        for (const c of changes) {
+          // A first evaluation that finds the alert off is published (a state to show), not an event.
+          if (c.was !== null || c.on) events.push({ at: step.ts, stream: r.streamId, model: model.name, kind: `alert:${c.rule.name}`, detail: alertDetail(c), seq: origin.seq });
+          (issued.alerts ??= []).push({ forecast: forecasts.length - 1, stream: r.streamId, ts: step.ts, params: origin.params, change: c });
+        }
+        changes.length = 0;
       }
     }
     const layout = this.#layout(head, stepMs, levels, scales);
@@ -216,6 +229,38 @@ export class ForecastSink {
     return msg;
   }
 
+  /**
+   * The batch's alert changes, once committed: counted, and each stream's
+   * state published retained on the alert's topic (with its Home Assistant
+   * binary sensor announced), as forecasts are: only those the commit
+   * inserted, unless the batch is a replay.
+   */
+  #alerted(model: string, card: ModelCard, alerts: readonly IssuedAlert[], inserted: boolean[], replayed: boolean, publishing: boolean): void {
+    const { publisher, metrics, discovery } = this.#opts;
+    for (const a of alerts) {
+      if (!replayed && !inserted[a.forecast]) continue;
+      const c = a.change;
+      const r = c.rule;
+      if (c.was !== null || c.on) metrics?.alertChanged(model, r.name, c.on);
+      if (!publishing) continue;
+      const topic = fillTemplate(r.config.topic, { ...a.params, alert: r.name, stream: a.stream, model });
+      const msg = {
+        alert: r.name,
+        stream: a.stream,
+        model,
+        target: r.config.target,
+        ...(r.kind === 'label' ? { label: r.label } : { [r.kind]: r.threshold }),
+        state: c.on ? 'on' : 'off',
+        probability: Math.round(c.probability * 1000) / 1000,
+        horizon: c.horizon,
+        issued_at: new Date(a.ts).toISOString(),
+        target_time: new Date(a.ts + c.horizon * card.stepSeconds * 1000).toISOString(),
+      };
+      publisher!.publish(topic, JSON.stringify(msg), 1, true);
+      discovery?.announceAlert(a.stream, model, r.name, topic);
+    }
+  }
+
   #committed(model: LoadedModel, card: ModelCard, issued: Issued, inserted: boolean[], replayed: boolean): void {
     const { publish, publisher, metrics, discovery, onForecast } = this.#opts;
     const now = (this.#opts.now ?? Date.now)();
@@ -228,8 +273,9 @@ export class ForecastSink {
         if (inserted[i]) labels?.forEach((l, k) => l && metrics.labelled(model.name, issued.cells[k]!.target, l[0]));
       });
     }
-    if (!issued.sent) return;
     const publishing = publish.enabled && publisher !== null;
+    if (issued.alerts) this.#alerted(model.name, card, issued.alerts, inserted, replayed, publishing);
+    if (!issued.sent) return;
     issued.sent.forEach((f, i) => {
       if (!replayed && !inserted[i]) return;
       const msg = this.#message(model.name, card.stepSeconds, issued.cells, issued.levels, f);
@@ -241,6 +287,18 @@ export class ForecastSink {
       onForecast?.(msg, f.ctx!);
     });
   }
+}
+
+/** An alert event's detail: its new state, the probability and horizon that moved it, and what it watches. */
+function alertDetail(c: AlertChange): string {
+  const r = c.rule;
+  return JSON.stringify({
+    state: c.on ? 'on' : 'off',
+    probability: Math.round(c.probability * 1000) / 1000,
+    horizon: c.horizon,
+    target: r.config.target,
+    ...(r.kind === 'label' ? { label: r.label } : { [r.kind]: r.threshold }),
+  });
 }
 
 type Labels = ReadonlyArray<readonly [string, Readonly<Record<string, number>>] | null>;
@@ -262,6 +320,18 @@ interface Issued {
   readonly levels: readonly number[] | null;
   /** Per forecast, what its message needs; null when nothing is published or listened to. */
   readonly sent: SentForecast[] | null;
+  /** Alert states that changed with the batch's forecasts (or were evaluated for the first time); null: none. */
+  alerts: IssuedAlert[] | null;
+}
+
+/** An alert state to publish once its forecast is committed. */
+interface IssuedAlert {
+  /** The forecast's index in the batch. */
+  readonly forecast: number;
+  readonly stream: string;
+  readonly ts: number;
+  readonly params: Readonly<Record<string, string>>;
+  readonly change: AlertChange;
 }
 
 /** A forecast to publish once committed. */

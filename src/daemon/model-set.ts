@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { RouteModel } from '../streams/route-model.js';
 import { compileRoutes, type CompiledRoute, type StepContext } from '../streams/routes.js';
+import { AlertBook } from './alert-book.js';
 import { ScoreBook } from './score-book.js';
 import type { Service } from './service.js';
 
@@ -75,6 +76,7 @@ export class ModelSet implements Service {
       metrics.registerModel(model.name);
       const scaler = new CardScaler(card);
       const scores = new ScoreBook(card, (horizon, target) => metrics.rollingErrors(model.name, horizon, target), cfg.intervals);
+      scores.attachAlerts(new AlertBook(name, cfg.alerts, log), this.problems);
       this.scalers.set(model.name, scaler);
       this.heads.set(model.name, new OutputHead(card));
       this.scores.set(model.name, scores);

@@ -2,6 +2,7 @@ import { numericTargets, type ModelCard } from '../inference/card.js';
 import { bucketMsFor } from '../store/schema-7.js';
 import type { AccuracyDelta } from '../store/rows.js';
 import { ErrorSums } from './error-sums.js';
+import type { AlertBook } from './alert-book.js';
 import { IntervalBook, type IntervalSettings } from './interval-book.js';
 import { Slab, SlotView, type SlotIndex } from '../slots.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
@@ -76,16 +77,42 @@ export class ScoreBook {
   /** Per numeric cell, its index in the forecast vector. */
   #at: number[] = [];
 
+  /** The model's threshold alerts (`attachAlerts`), null without any. */
+  alerts: AlertBook | null = null;
+  #card: ModelCard;
+
   constructor(card: ModelCard, track?: ScoreTracker, intervals: IntervalSettings = { levels: [], learningRate: 0 }) {
     this.model = card.name;
     this.#track = track;
     this.#errors = new ErrorSums(card.name);
     this.intervals = new IntervalBook(intervals);
+    this.#card = card;
     this.use(card);
   }
 
-  /** Take a (hot-reloaded) card's layout; when it changes, open forecasts are dropped and sums kept as closed deltas. */
+  /** Watch the model's alerts from now on: what they name that the card lacks goes to `problems`. */
+  attachAlerts(alerts: AlertBook, problems: string[]): void {
+    alerts.use(this.#card, this.#levels(), problems);
+    if (alerts.rules.length > 0) this.alerts = alerts;
+  }
+
+  /** The interval levels forecasts carry, null without intervals. */
+  #levels(): readonly number[] | null {
+    return this.intervals.active ? this.intervals.levels : null;
+  }
+
+  /**
+   * Take a (hot-reloaded) card's layout; when it changes, open forecasts are
+   * dropped and sums kept as closed deltas. Alerts keep their states while
+   * they stay the same.
+   */
   use(card: ModelCard): void {
+    this.#card = card;
+    this.#use(card);
+    this.alerts?.use(card, this.#levels());
+  }
+
+  #use(card: ModelCard): void {
     const numeric = numericTargets(card);
     const cells: Cell[] = [];
     let at = 0;
@@ -257,9 +284,20 @@ export class ScoreBook {
   /**
    * A stream's open forecasts for a checkpoint (undefined: none kept): the
    * ring's issue times and persistence values as float64s, then its predicted
-   * cells as float32s, then its interval state (`IntervalBook`) as float32s.
+   * cells as float32s, then its interval state (`IntervalBook`) as float32s;
+   * with alerts, their states (`AlertBook.exportStream`) and that part's
+   * length (uint16).
    */
   exportStream(stream: string): Buffer | undefined {
+    const main = this.#exportMain(stream);
+    const alerts = main && this.alerts?.exportStream(stream);
+    if (!main || !alerts) return main;
+    const tail = Buffer.allocUnsafe(2);
+    tail.writeUInt16LE(alerts.byteLength, 0);
+    return Buffer.concat([main, alerts, tail]);
+  }
+
+  #exportMain(stream: string): Buffer | undefined {
     const slot = this.#slots.get(stream);
     if (slot === undefined || this.#ring === 0) return undefined;
     const doubles = this.#ring * this.#entry;
@@ -284,6 +322,27 @@ export class ScoreBook {
    */
   importStream(stream: string, saved: Buffer | null | undefined): void {
     if (!saved || this.#ring === 0) return;
+    if (!this.#mainSizes().includes(saved.byteLength) && saved.byteLength >= 2) {
+      // With the alerts' states after it.
+      const n = saved.readUInt16LE(saved.byteLength - 2);
+      const main = saved.byteLength - 2 - n;
+      if (main >= 0 && this.#mainSizes().includes(main)) {
+        this.#importMain(stream, saved.subarray(0, main));
+        this.alerts?.importStream(stream, saved.subarray(main, main + n));
+        return;
+      }
+    }
+    this.#importMain(stream, saved);
+  }
+
+  /** Sizes of the open forecasts' part of a checkpoint: current with and without intervals, and the early float64 one. */
+  #mainSizes(): number[] {
+    const doubles = this.#ring * this.#entry;
+    const floats = this.#ring * this.#cells.length;
+    return [doubles * 8 + (floats + this.intervals.width) * 4, doubles * 8 + floats * 4, this.#ring * (this.#entry + this.#cells.length) * 8];
+  }
+
+  #importMain(stream: string, saved: Buffer): void {
     const E = this.#entry;
     const C = this.#cells.length;
     const doubles = this.#ring * E;
@@ -317,6 +376,7 @@ export class ScoreBook {
   /** Forget a stream (evicted: its deltas move to the closed list first). */
   release(stream: string): void {
     const slot = this.#slots.get(stream);
+    this.alerts?.release(stream);
     if (slot === undefined) return;
     this.#errors.release(stream, slot);
     this.#slots.release(stream);

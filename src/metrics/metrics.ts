@@ -4,6 +4,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface MetricsSource {
   models(): Array<{ name: string; provider: string; queueDepth: number; streams: number }>;
   brokerConnected(): boolean;
+  /** Per model and alert, the streams with it on (`alerts` in the config). */
+  alerts?(): Array<{ model: string; alert: string; on: number }>;
   /** Durability and backpressure state, read at scrape time. */
   reliability(): { holding: string | null; storeFailing: boolean; residentStreams: number; logBacklog: number };
 }
@@ -64,6 +66,7 @@ export class Metrics {
   readonly #storeDropped: Counter;
   readonly #takeovers: Counter;
   readonly #forgotten: Counter;
+  readonly #alertChanges: Counter<'model' | 'alert' | 'state'>;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
   /**
    * Messages accepted per route, as plain numbers: prom-client hashes the
@@ -125,6 +128,17 @@ export class Metrics {
     this.#storeDropped = new Counter({ name: 'tidecast_store_dropped_total', help: 'Store writes refused for their rows (a bug: e.g. a non-finite value past the engine\'s check) and dropped; 0 in a healthy daemon (a damaged database stops it instead)', registers: [r] });
     this.#forgotten = new Counter({ name: 'tidecast_streams_forgotten_total', help: 'Streams forgotten after idling past store.forgetStreamsAfterDays (state, error sums, id and Home Assistant entities removed)', registers: [r] });
     this.#takeovers = new Counter({ name: 'tidecast_mqtt_session_takeovers_total', help: 'Connections lost to another client with the same client id: MQTT 5 DISCONNECT reason 0x8E, or (MQTT 3.1.1) the broker closing the connection within 10 s of accepting it, 3 or more times a minute', registers: [r] });
+    this.#alertChanges = new Counter({ name: 'tidecast_alert_changes_total', help: 'Threshold alerts turned on or off, per model and alert (each an alert:NAME event)', labelNames: ['model', 'alert', 'state'], registers: [r] });
+    new Gauge({
+      name: 'tidecast_alerts_on',
+      help: 'Streams with each threshold alert on',
+      labelNames: ['model', 'alert'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const a of source.alerts?.() ?? []) this.set({ model: a.model, alert: a.alert }, a.on);
+      },
+    });
     this.#replayed = new Counter({ name: 'tidecast_replayed_inputs_total', help: 'Input-log entries replayed at start (recovery after a crash)', registers: [r] });
     new Gauge({
       name: 'tidecast_holding', help: '1 while a message is held unacknowledged (backpressure)', registers: [r],
@@ -194,6 +208,10 @@ export class Metrics {
 
   labelled(model: string, target: string, label: string): void {
     this.#labels.inc({ model, target, label });
+  }
+
+  alertChanged(model: string, alert: string, on: boolean): void {
+    this.#alertChanges.inc({ model, alert, state: on ? 'on' : 'off' });
   }
 
   invalidOutput(model: string): void {

@@ -7,6 +7,8 @@ export interface DiscoveryOptions {
   availabilityTopic: string;
   /** Most entities announced (stream × model × target × horizon); later ones are not announced. */
   maxEntities?: number;
+  /** The threshold alerts (config `alerts`): their binary sensors are retracted with a forgotten stream. */
+  alerts?: ReadonlyArray<{ readonly name: string; readonly model: string }>;
   publish(topic: string, payload: string, qos: 0 | 1 | 2, retain: boolean): void;
   log?: Logger;
 }
@@ -25,6 +27,11 @@ const digest = (...parts: string[]): string => createHash('sha256').update(parts
  */
 export function entityId(model: string, stream: string, target: string, horizon: number): string {
   return `tidecast_${readable(`${model}_${stream}_${target}_h${horizon}`).slice(0, 48)}_${digest(model, stream, target, String(horizon))}`;
+}
+
+/** The object id of a stream's binary sensor for an alert. */
+export function alertEntityId(model: string, stream: string, alert: string): string {
+  return `tidecast_${readable(`${model}_${stream}_alert_${alert}`).slice(0, 48)}_${digest(model, stream, 'alert', alert)}`;
 }
 
 /** The id of a stream's device: readable prefix and hash, as `entityId`. */
@@ -75,6 +82,51 @@ export class HomeAssistantDiscovery {
     for (const horizon of card.horizons) {
       for (const t of card.targets) this.#opts.publish(this.#configTopic(entityId(model, stream, t.name, horizon)), '', 1, true);
     }
+    for (const a of this.#opts.alerts ?? []) {
+      if (a.model !== model) continue;
+      if (this.#announced.delete(`${model}\u0000${stream}\u0000${a.name}`)) this.#entities--;
+      this.#opts.publish(this.#alertConfigTopic(alertEntityId(model, stream, a.name)), '', 1, true);
+    }
+  }
+
+  #alertConfigTopic(id: string): string {
+    return `${this.#opts.prefix}/binary_sensor/${id}/config`;
+  }
+
+  /**
+   * Announce a stream's threshold alert once, as a binary sensor of the
+   * stream's device: on and off from the alert's retained state topic, with
+   * its probability, horizon and target time as attributes.
+   */
+  announceAlert(stream: string, model: string, alert: string, stateTopic: string): void {
+    const key = `${model}\u0000${stream}\u0000${alert}`;
+    if (this.#announced.has(key)) return;
+    if (this.#entities + 1 > (this.#opts.maxEntities ?? Infinity)) {
+      if (!this.#capped) {
+        this.#capped = true;
+        this.#opts.log?.warn({ announced: this.#entities, max: this.#opts.maxEntities }, 'Home Assistant discovery: homeAssistant.maxEntities reached; later streams are not announced (their forecasts are still stored and published)');
+      }
+      return;
+    }
+    this.#announced.add(key);
+    this.#entities++;
+    const id = alertEntityId(model, stream, alert);
+    const config = {
+      name: `${alert} (${model})`,
+      unique_id: id,
+      object_id: id,
+      state_topic: stateTopic,
+      value_template: '{{ value_json.state }}',
+      payload_on: 'on',
+      payload_off: 'off',
+      json_attributes_topic: stateTopic,
+      json_attributes_template: "{{ {'probability': value_json.probability, 'horizon': value_json.horizon, 'issued_at': value_json.issued_at, 'target_time': value_json.target_time} | tojson }}",
+      availability_topic: this.#opts.availabilityTopic,
+      payload_available: 'online',
+      payload_not_available: 'offline',
+      device: { identifiers: [deviceId(stream)], name: `tidecast ${stream}`, manufacturer: 'tidecast', model: 'stream forecast' },
+    };
+    this.#opts.publish(this.#alertConfigTopic(id), JSON.stringify(config), 1, true);
   }
 
   /** Announce the entities of a stream × model once; later calls are free. */
