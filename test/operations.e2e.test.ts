@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
-import { deviceId, entityId } from '../src/mqtt/ha-discovery.js';
+import { alertEntityId, deviceId, entityId } from '../src/mqtt/ha-discovery.js';
 import { ExitCodes, NO_RESTART_EXIT_CODES } from '../src/exit-codes.js';
 import { SERVICE_NODE_FLAGS } from '../src/node-flags.js';
 import { packageRoot } from '../src/paths.js';
@@ -79,7 +79,7 @@ describe('operations', () => {
     }));
 
   it('Home Assistant discovery and the stats topic, read back as retained messages', () =>
-    withDaemon({ homeAssistant: { discovery: true }, stats: { intervalS: 1 } }, async ({ daemon, url, publish }) => {
+    withDaemon({ homeAssistant: { discovery: true }, stats: { intervalS: 1 }, alerts: [{ name: 'mild', model: 'weather-lstm', target: 'temp_max', above: -50, probability: 0.5 }] }, async ({ daemon, url, publish }) => {
       // An id of an earlier version, retained on the broker: announcing the entity under its new id clears it.
       const legacy = 'homeassistant/sensor/tidecast_weather-lstm_site0_dev0_temp_max_h1/config';
       const pub = await mqtt.connectAsync(url, { clientId: 'ops-ha-legacy' });
@@ -100,6 +100,14 @@ describe('operations', () => {
       assert.deepEqual(c.device.identifiers, [deviceId('site0/dev0')]);
       assert.equal(c.unique_id, id);
       assert.match(String(c.value_template), /forecast\[0\]\.values\['temp_max'\]/);
+      assert.match(String(c.json_attributes_template), /'intervals': value_json\.forecast\[0\]\.intervals\['temp_max'\]/, 'the intervals as an attribute');
+      // The alert: a binary sensor of the same device, on from its retained state.
+      const alerts = await retained(url, 'homeassistant/binary_sensor/#');
+      const a = JSON.parse(alerts.get(`homeassistant/binary_sensor/${alertEntityId('weather-lstm', 'site0/dev0', 'mild')}/config`)!) as Record<string, unknown> & { device: { identifiers: string[] } };
+      assert.equal(a.state_topic, 'tidecast/alert/mild/site0/dev0');
+      assert.deepEqual(a.device.identifiers, [deviceId('site0/dev0')]);
+      const state = JSON.parse((await retained(url, 'tidecast/alert/#')).get('tidecast/alert/mild/site0/dev0')!) as { state: string; probability: number };
+      assert.deepEqual([state.state, state.probability], ['on', 1]);
       const stats = await retained(url, 'tidecast/stats', 1500);
       const s = JSON.parse(stats.get('tidecast/stats')!) as { messages: number; predictions: number };
       assert.deepEqual([s.messages, s.predictions], [2, 2]);

@@ -282,7 +282,7 @@ export class ForecastSink {
       if (publishing) {
         const topic = fillTemplate(publish.topic, { ...f.params, stream: msg.stream, model: msg.model });
         publisher.publish(topic, JSON.stringify(msg), publish.qos, publish.retain);
-        discovery?.announce(msg.stream, msg.model, card, topic);
+        discovery?.announce(msg.stream, msg.model, card, topic, issued.levels !== null);
       }
       onForecast?.(msg, f.ctx!);
     });

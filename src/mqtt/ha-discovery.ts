@@ -129,8 +129,12 @@ export class HomeAssistantDiscovery {
     this.#opts.publish(this.#alertConfigTopic(id), JSON.stringify(config), 1, true);
   }
 
-  /** Announce the entities of a stream × model once; later calls are free. */
-  announce(stream: string, model: string, card: ModelCard, stateTopic: string): void {
+  /**
+   * Announce the entities of a stream × model once; later calls are free.
+   * `intervals`: whether its forecasts carry prediction intervals (then a
+   * numeric sensor has them as its `intervals` attribute).
+   */
+  announce(stream: string, model: string, card: ModelCard, stateTopic: string, intervals = false): void {
     const key = `${model}\u0000${stream}`;
     if (this.#announced.has(key)) return;
     const entities = card.horizons.length * card.targets.length;
@@ -164,7 +168,8 @@ export class HomeAssistantDiscovery {
             }
           : {
               value_template: `{{ ${entry}.values['${t.name}'] | round(2) }}`,
-              json_attributes_template: `{{ {'issued_at': value_json.issued_at, 'target_time': ${entry}.target_time} | tojson }}`,
+              // With intervals: {"0.8": [lower, upper], "0.95": [...]}.
+              json_attributes_template: `{{ {'issued_at': value_json.issued_at, 'target_time': ${entry}.target_time${intervals ? `, 'intervals': ${entry}.intervals['${t.name}']` : ''}} | tojson }}`,
               unit_of_measurement: t.unit,
               ...(t.unit === '°C' ? { device_class: 'temperature' } : {}),
               state_class: 'measurement',
