@@ -154,7 +154,7 @@ export class ForecastSink {
         alerts.evaluate(r.streamId, origin.route, values, f.labels, f.bounds ?? null, levels, changes);
         for (const c of changes) {
           // A first evaluation that finds the alert off is published (a state to show), not an event.
-          if (c.was !== null || c.on) events.push({ at: step.ts, stream: r.streamId, model: model.name, kind: `alert:${c.rule.name}`, detail: alertDetail(c), seq: origin.seq });
+          if (c.was !== null || c.on) events.push({ at: step.ts, stream: r.streamId, model: model.name, kind: `alert:${c.rule.name}`, detail: JSON.stringify(alertState(c)), seq: origin.seq });
           (issued.alerts ??= []).push({ forecast: forecasts.length - 1, stream: r.streamId, ts: step.ts, params: origin.params, change: c });
         }
         changes.length = 0;
@@ -248,11 +248,7 @@ export class ForecastSink {
         alert: r.name,
         stream: a.stream,
         model,
-        target: r.config.target,
-        ...(r.kind === 'label' ? { label: r.label } : { [r.kind]: r.threshold }),
-        state: c.on ? 'on' : 'off',
-        probability: Math.round(c.probability * 1000) / 1000,
-        horizon: c.horizon,
+        ...alertState(c),
         issued_at: new Date(a.ts).toISOString(),
         target_time: new Date(a.ts + c.horizon * card.stepSeconds * 1000).toISOString(),
       };
@@ -289,16 +285,16 @@ export class ForecastSink {
   }
 }
 
-/** An alert event's detail: its new state, the probability and horizon that moved it, and what it watches. */
-function alertDetail(c: AlertChange): string {
+/** An alert change as its event's detail and its published message give it: what it watches, its new state, the probability and horizon that moved it. */
+function alertState(c: AlertChange): Record<string, string | number | null> {
   const r = c.rule;
-  return JSON.stringify({
+  return {
+    target: r.config.target,
+    ...(r.kind === 'label' ? { label: r.label } : { [r.kind]: r.threshold }),
     state: c.on ? 'on' : 'off',
     probability: Math.round(c.probability * 1000) / 1000,
     horizon: c.horizon,
-    target: r.config.target,
-    ...(r.kind === 'label' ? { label: r.label } : { [r.kind]: r.threshold }),
-  });
+  };
 }
 
 type Labels = ReadonlyArray<readonly [string, Readonly<Record<string, number>>] | null>;
