@@ -35,6 +35,8 @@ export interface CpuShare {
   consumer_us: number;
   /** All three together, as a share of every core of the machine over the run's wall time. */
   machine_busy: number;
+  /** tidecast only: its consumer_us by thread (tidecast_thread_cpu_seconds_total over the same run). */
+  threads?: Record<string, number>;
 }
 
 export interface LatencyPoint {
@@ -196,10 +198,13 @@ async function tidecast(
     const pub = publisher({ url, qos, streams: o.streams ?? STREAMS, count, window: 500, shape, first });
     const t0 = await pub.started;
     const meter = cpuMeter(o.brokerPid, daemon.child.proc.pid!);
+    const threads0 = await daemon.threadCpu();
     const { n: total, at } = await waitCount(async () => (await daemon.committed()) * perForecast, base + count, 5000, 50);
     const n = total - base;
     meter.stop();
+    const threads1 = await daemon.threadCpu();
     const cpu = meter.share(n, (await pub.done).cpu_s);
+    cpu.threads = Object.fromEntries(Object.entries(threads1).map(([k, v]) => [k, Math.round(((v - (threads0[k] ?? 0)) / Math.max(1, n)) * 1e7) / 10]));
     return { perS: n / ((at - t0) / 1000), processed: n, cpu };
   } finally {
     await daemon.stop();
@@ -439,6 +444,11 @@ function cpuLines(runs: readonly ThroughputResult[]): string[] {
   for (const t of withCpu) {
     const row = (name: string, rate: number, c: CpuShare): string => `| ${t.qos} | ${name} | ${rate} | ${c.publisher_us} | ${c.broker_us} | ${c.consumer_us} | ${c.machine_busy} |`;
     lines.push(row('bare subscriber', t.bare_msgs_per_s, t.cpu.bare), row('naive script', t.naive_msgs_per_s, t.cpu.naive), row('tidecast', t.tidecast_msgs_per_s, t.cpu.tidecast));
+  }
+  const names = [...new Set(withCpu.flatMap((t) => Object.keys(t.cpu.tidecast.threads ?? {})))];
+  if (names.length > 0) {
+    lines.push('', "tidecast's CPU per message by thread (µs, tidecast_thread_cpu_seconds_total), same runs", '', `| QoS | ${names.join(' | ')} |`, `|---|${names.map(() => '---:').join('|')}|`);
+    for (const t of withCpu) lines.push(`| ${t.qos} | ${names.map((k) => t.cpu.tidecast.threads?.[k] ?? '').join(' | ')} |`);
   }
   lines.push('');
   for (const t of withCpu) {

@@ -89,6 +89,8 @@ export interface BenchDaemon {
   recovered: Record<string, unknown> | undefined;
   /** Forecasts committed so far (tidecast_predictions_total). */
   committed(): Promise<number>;
+  /** CPU seconds so far by thread (tidecast_thread_cpu_seconds_total: main, writer, session:MODEL, http, wal, other). */
+  threadCpu(): Promise<Record<string, number>>;
   stop(): Promise<number | null>;
 }
 
@@ -104,6 +106,12 @@ export async function startDaemon(config: string): Promise<BenchDaemon> {
     readyMs,
     recovered: logged(child, 'recovered from checkpoint'),
     committed: async () => metric(await (await fetch(`${http}/metrics`)).text(), 'tidecast_predictions_total'),
+    threadCpu: async () => {
+      const text = await (await fetch(`${http}/metrics`)).text();
+      const out: Record<string, number> = {};
+      for (const m of text.matchAll(/^tidecast_thread_cpu_seconds_total\{thread="([^"]+)"\} (\S+)$/gm)) out[m[1]!] = Number(m[2]);
+      return out;
+    },
     stop: async () => {
       child.proc.kill('SIGTERM');
       return child.exit;

@@ -47,6 +47,16 @@ describe('operations', () => {
       assert.equal(value(/tidecast_queue_depth\{model="weather-lstm"\}/), 0);
       assert.equal(value(/tidecast_model_provider_info\{model="weather-lstm",provider="cpu"\}/), 1);
       assert.equal(value(/tidecast_broker_connected/), 1);
+      // CPU by thread: each worker named itself; together they are the process's CPU time (to the 10 ms tick of each).
+      const threads = Object.fromEntries([...m.matchAll(/^tidecast_thread_cpu_seconds_total\{thread="([^"]+)"\} (\S+)$/gm)].map((x) => [x[1]!, Number(x[2])]));
+      for (const t of ['main', 'writer', 'wal', 'http', 'other']) assert.ok(threads[t]! >= 0, `thread ${t} in ${JSON.stringify(threads)}`);
+      assert.ok(threads.main! > 0);
+      const sum = Object.values(threads).reduce((a, b) => a + b, 0);
+      // The daemon runs in this process: its /proc/self/stat has the total (utime + stime, in 10 ms ticks).
+      const line = readFileSync('/proc/self/stat', 'utf8');
+      const stat = line.slice(line.lastIndexOf(')') + 2).split(' ');
+      const total = (Number(stat[11]) + Number(stat[12])) / 100;
+      assert.ok(sum <= total + 0.01 && sum > total - 0.5, `threads ${sum} s, process ${total} s`);
       // 6 daily steps per stream: the 1-day forecasts of steps 1..5 have been scored.
       assert.ok(value(/tidecast_forecast_mae\{model="weather-lstm",horizon="1",target="temp_max"\}/) > 0);
       assert.ok(Number.isFinite(value(/tidecast_forecast_skill\{model="weather-lstm",horizon="3",target="temp_min"\}/)));

@@ -12,6 +12,7 @@
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { AccuracyDelta } from '../store/rows.js';
+import { announceThread } from '../metrics/thread-cpu.js';
 import { ApiRunner } from './api-runner.js';
 import type { ApiModel, ApiResponse } from './dashboard-api.js';
 import { HttpEndpoint } from './http-endpoint.js';
@@ -19,6 +20,7 @@ import type { HttpThreadData, ToHttpThread, FromHttpThread } from './http-servic
 
 const data = workerData as HttpThreadData;
 const port = parentPort!;
+announceThread('http');
 try {
   setPriority(0, 19);
 } catch {

@@ -67,7 +67,7 @@ export class SessionThread {
     this.#model = model;
     this.#log = log;
     this.#inProcess = runInProcess(model);
-    this.#worker = new Worker(new URL('./session-worker.js', import.meta.url), { workerData: { file: model.path, options: model.sessionOptions } });
+    this.#worker = new Worker(new URL('./session-worker.js', import.meta.url), { workerData: { file: model.path, options: model.sessionOptions, name: model.name } });
     let started: () => void = () => undefined;
     this.ready = new Promise<void>((resolve) => (started = resolve));
     this.#worker.on('message', (r: SessionReply) => {

@@ -6,10 +6,12 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
+import { announceThread } from '../metrics/thread-cpu.js';
 import type { SessionReply, SessionRequest } from './session-thread.js';
 
-const { file, options } = workerData as { file: string; options: ort.InferenceSession.SessionOptions };
+const { file, options, name } = workerData as { file: string; options: ort.InferenceSession.SessionOptions; name: string };
 const port = parentPort!;
+announceThread(`session:${name}`);
 
 // Fault injection (tests): the thread dies when asked for its nth run.
 const dieAt = Number(process.env.TIDECAST_FAULT_SESSION_EXIT_AT ?? 0);

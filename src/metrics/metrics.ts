@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ThreadCpu } from './thread-cpu.js';
 
 /** Live numbers the metrics read at scrape time. */
 export interface MetricsSource {
@@ -99,6 +100,20 @@ export class Metrics {
     this.#endToEnd = new Histogram({ name: 'tidecast_end_to_end_seconds', help: 'Message arrival to prediction committed', labelNames: ['model'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r] });
     this.#predictions = new Counter({ name: 'tidecast_predictions_total', help: 'Forecast steps committed', labelNames: ['model'], registers: [r] });
     this.#resets = new Counter({ name: 'tidecast_state_resets_total', help: 'Streams started over: non_finite (model output NaN/Inf) or gap', labelNames: ['model', 'reason'], registers: [r] });
+    const threads = new ThreadCpu();
+    const reported = new Map<string, number>();
+    const threadCpu: Counter<'thread'> = new Counter({
+      name: 'tidecast_thread_cpu_seconds_total',
+      help: 'CPU time by thread: main (MQTT, admission, engine), writer (the store), session:MODEL (a model\'s onnxruntime calls), http, wal (WAL copies), other (V8, libuv and onnxruntime\'s pools); Linux only',
+      labelNames: ['thread'],
+      registers: [r],
+      collect: () => {
+        for (const [thread, s] of threads.read()) {
+          threadCpu.inc({ thread }, s - (reported.get(thread) ?? 0));
+          reported.set(thread, s);
+        }
+      },
+    });
     new Gauge({
       name: 'tidecast_queue_depth', help: 'Steps waiting for a batch', labelNames: ['model'], registers: [r],
       collect() { this.reset(); for (const m of source.models()) this.set({ model: m.name }, m.queueDepth); },

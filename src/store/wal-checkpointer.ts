@@ -9,8 +9,10 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { announceThread } from '../metrics/thread-cpu.js';
 
 const { files, intervalMs } = workerData as { files: string[]; intervalMs: number };
+announceThread('wal');
 const dbs = files.map((f) => {
   const db = new Database(f);
   db.pragma('busy_timeout = 1000');

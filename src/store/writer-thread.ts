@@ -7,11 +7,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { CACHE_MIB, configure } from './database.js';
+import { announceThread } from '../metrics/thread-cpu.js';
 import type { WriterOp } from './writer-messages.js';
 import { WriterCore } from './writer.js';
 
 const { file, durability, maxSizeMiB } = workerData as { file: string; durability?: 'process' | 'power'; maxSizeMiB?: number };
 const port = parentPort!;
+announceThread('writer');
 const db = new Database(file);
 configure(db, { durability, maxSizeMiB }, CACHE_MIB.writer);
 db.pragma('wal_autocheckpoint = 0');
