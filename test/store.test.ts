@@ -11,7 +11,7 @@ import { LATEST_OF_STREAM_SQL, LATEST_SQL } from '../src/store/queries.js';
 import { PRUNE_SQL } from '../src/store/retention.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { COMPACT_VIEWS } from '../src/store/schema-7.js';
-import { INTERVAL_VIEW_NAMES } from '../src/store/schema-11.js';
+import { INTERVAL_VIEWS, INTERVAL_VIEW_NAMES } from '../src/store/schema-11.js';
 import { float32Text } from '../src/store/codec.js';
 import { InputLog, type InputRow } from '../src/store/input-log.js';
 import { tempDir } from './support/temp-dir.js';
@@ -101,7 +101,10 @@ describe('SQLite store', () => {
     const labels: ForecastRow['labels'] = [null, null, ['wet', { wet: 0.75, dry: 0.25 }]];
     const bounds = Float64Array.from([-1.25, 3.5, -20000.07, 1e6, -12, 40, -100, 123457, NaN, NaN, NaN, NaN]);
     assert.deepEqual(await s.commit('m', layout, [step], [{ stream: 'a', issuedAt: 0, values: [1, 2, 0.75], labels, bounds }]), [true]);
-    assert.equal((s.db.prepare('SELECT bounds FROM forecasts').get() as { bounds: string }).bounds, '[[-125,350,-2000007,100000000],[-12,40,-100,123457],null]');
+    // Four bytes a bound (-2000007 does not fit in two), little-endian, per cell and level; zeros for the classification cell.
+    const stored = (s.db.prepare('SELECT bounds FROM forecasts').get() as { bounds: Buffer }).bounds;
+    const ints = [-125, 350, -2000007, 100000000, -12, 40, -100, 123457, 0, 0, 0, 0];
+    assert.deepEqual(stored, Buffer.concat([Buffer.from([4]), ...ints.map((x) => { const b = Buffer.alloc(4); b.writeInt32LE(x); return b; })]));
     const rows = s.db.prepare('SELECT target, level, lower, upper FROM prediction_intervals ORDER BY target, level').all();
     assert.deepEqual(rows, [
       { target: 'x', level: 0.8, lower: -1.25, upper: 3.5 },
@@ -110,6 +113,11 @@ describe('SQLite store', () => {
       { target: 'y', level: 0.95, lower: -100, upper: 123457 },
     ]);
     assert.deepEqual(s.db.prepare("SELECT bounds FROM predictions WHERE target = 'c'").get(), { bounds: null });
+    // Two bytes a bound when every one fits.
+    const narrow = Float64Array.from([-1.25, 3.5, -327.68, 327.67, -12, 40, -32768, 32767, NaN, NaN, NaN, NaN]);
+    assert.deepEqual(await s.commit('m', layout, [{ ...step, ts: 2 * DAY }], [{ stream: 'a', issuedAt: 2 * DAY, values: [1, 2, 0.75], labels, bounds: narrow }]), [true]);
+    assert.equal((s.db.prepare('SELECT bounds FROM forecasts WHERE issued_at = ?').get(2 * DAY) as { bounds: Buffer }).bounds.length, 1 + 12 * 2);
+    assert.deepEqual(s.db.prepare("SELECT json_extract(bounds, '$') AS b FROM predictions WHERE issued_at = ? AND target != 'c' ORDER BY target").all(2 * DAY), [{ b: '[-1.25,3.5,-327.68,327.67]' }, { b: '[-12.0,40.0,-32768.0,32767.0]' }]);
     // A bound that is not finite is never stored as a number: that forecast is stored without intervals.
     const broken = Float64Array.from([1, Infinity, 0, 2, 0, 1, 0, 2, NaN, NaN, NaN, NaN]);
     assert.deepEqual(await s.commit('m', layout, [{ ...step, ts: DAY }], [{ stream: 'a', issuedAt: DAY, values: [1, 2, 0.75], labels, bounds: broken }]), [true]);
@@ -282,6 +290,36 @@ describe('SQLite store', () => {
     assert.match(s.failure?.message ?? '', /writer thread exited/);
     await assert.rejects(s.writeCheckpoint(1, []), /refused/);
     assert.equal(s.appendInput(0, 1, 't', Buffer.from('x'), true), 1, 'the input log still takes what the broker sends');
+    await s.stop();
+    tmp.remove();
+  });
+
+  it('packs the JSON bounds of a schema-11 database into BLOBs; the views read the same intervals', async () => {
+    const tmp = tempDir();
+    const file = path.join(tmp.dir, 'v11.db');
+    const layout: ForecastLayout = { stepMs: DAY, cells: [[1, 'x', 0, [0.8, 0.95], 100], [1, 'c', 1]] };
+    const step = { stream: 'a', route: 'r', ts: 0, receivedAt: 0, features: FEATURES, values: { x: 1, y: 2 }, filled: [] };
+    const labels: ForecastRow['labels'] = [null, ['wet', { wet: 0.75, dry: 0.25 }]];
+    const old = new Store({ path: file, retentionDays: 36500, log: silentLogger, clock: clockWithNow(() => DAY) });
+    old.start();
+    await old.commit('m', layout, [step], [{ stream: 'a', issuedAt: 0, values: [1, 0.75], labels, bounds: Float64Array.from([-1.25, 3.5, -400, 500.01, NaN, NaN, NaN, NaN]) }]);
+    await old.commit('m', layout, [{ ...step, ts: DAY }], [{ stream: 'a', issuedAt: DAY, values: [1, 0.75], labels }]);
+    const intervals = 'SELECT issued_at, target, level, lower, upper FROM prediction_intervals ORDER BY issued_at, target, level';
+    const before = old.db.prepare(intervals).all();
+    assert.equal(before.length, 2);
+    await old.stop();
+    // Back to schema 11: bounds as JSON text of the integers, per cell (null for the classification cell).
+    const db = new Database(file);
+    for (const view of INTERVAL_VIEW_NAMES) db.exec(`DROP VIEW ${view}`);
+    db.exec(`ALTER TABLE forecasts DROP COLUMN bounds; ALTER TABLE forecasts ADD COLUMN bounds TEXT;
+      UPDATE forecasts SET bounds = '[[-125,350,-40000,50001],null]' WHERE issued_at = 0; ${INTERVAL_VIEWS}`);
+    db.pragma('user_version = 11');
+    db.close();
+    const s = new Store({ path: file, retentionDays: 36500, log: silentLogger, clock: clockWithNow(() => DAY) });
+    s.start();
+    assert.equal(s.db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    assert.deepEqual(s.db.prepare(intervals).all(), before);
+    assert.deepEqual(s.db.prepare('SELECT issued_at, typeof(bounds) AS t FROM forecasts ORDER BY issued_at').all(), [{ issued_at: 0, t: 'blob' }, { issued_at: DAY, t: 'null' }]);
     await s.stop();
     tmp.remove();
   });

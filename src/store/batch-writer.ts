@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { boundsJson, forecastJson, namesOnDemand, valuesJson, type PackedBatch } from './codec.js';
+import { boundsBlob, forecastJson, namesOnDemand, valuesJson, type PackedBatch } from './codec.js';
 import type { Ids } from './ids.js';
 import type { EventRow } from './rows.js';
 
@@ -65,7 +65,7 @@ export class BatchWriter {
         const issuedAt = b.issuedAt[k]!;
         const vals = forecastJson(b.forecastValues, k * b.cells, b.cells);
         const sid = ids.streamAt(b.forecastRefs[k * 2]!, b.forecastRefs[k * 2 + 1]!, forecastStream, k, '', issuedAt);
-        const bounds = b.bounds ? boundsJson(b.bounds, k * b.boundsPer, b.boundsScale, b.boundsPer / b.cells) : null;
+        const bounds = b.bounds ? boundsBlob(b.bounds, k * b.boundsPer, b.boundsScale, b.boundsPer / b.cells) : null;
         inserted[k] = forecast.run(sid, mid, issuedAt, lid, at, vals, b.labels?.[k] ?? null, bounds).changes;
       }
       return inserted;

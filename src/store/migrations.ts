@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { migrateToTimeMajor } from './schema-10.js';
 import { addIntervals } from './schema-11.js';
+import { packBounds } from './schema-12.js';
 import { migrateToCompact } from './schema-7.js';
 
 /** One migration: SQL, or a function for one that moves data (run in the same transaction). */
@@ -176,4 +177,7 @@ export const MIGRATIONS: readonly Migration[] = [
   // upper per level); a layout's numeric cells name their levels; the views show both, and
   // prediction_intervals has one row per cell and level.
   addIntervals,
+  // 12: packed bounds. forecasts.bounds becomes a BLOB of 2- or 4-byte integers (codec.ts boundsBlob)
+  // where it held JSON text: about a third of the bytes, and no text to build per forecast (bench/store).
+  packBounds,
 ];
