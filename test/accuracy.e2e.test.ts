@@ -28,9 +28,10 @@ interface Msg { topic: string; payload: string }
  * The whole data set (2012 to 2015: the training years warm the state, as in
  * train.py) as one topic per feature per station, shuffled within each day;
  * about 1 in 10 messages is held back into the next day's batch (jitter past
- * the step boundary, inside the lateness).
+ * the step boundary, inside the lateness). `shift`: what a station's
+ * temperature sensors add to temp_max and temp_min on a date (a drifting sensor).
  */
-function replayMessages(prefix: string, seed: number, drop?: (city: string, date: string) => boolean): Msg[][] {
+function replayMessages(prefix: string, seed: number, drop?: (city: string, date: string) => boolean, shift?: (city: string, date: string) => number): Msg[][] {
   const rand = prng(seed);
   const cities = readWeather();
   const names = [...cities.keys()];
@@ -44,7 +45,8 @@ function replayMessages(prefix: string, seed: number, drop?: (city: string, date
       const d = cities.get(c)![t]!;
       if (drop?.(c, d.date)) continue;
       FEATURES.forEach((f, i) => {
-        const m = { topic: `${prefix}/${slug(c)}/${f}`, payload: JSON.stringify({ date: d.date, [f]: d.values[i] }) };
+        const off = shift && (f === 'temp_max' || f === 'temp_min') ? shift(c, d.date) : 0;
+        const m = { topic: `${prefix}/${slug(c)}/${f}`, payload: JSON.stringify({ date: d.date, [f]: off === 0 ? d.values[i] : d.values[i]! + off }) };
         if (rand() < 0.1) carried.push(m);
         else today.push(m);
       });
@@ -111,6 +113,74 @@ function worstVsOffline(daemon: Daemon, cities: string[], skip?: (city: string, 
     });
   }
   return { worst, compared };
+}
+
+/** A drift state change of a stream's target, as the model_drift events give it (and as recomputed). */
+interface DriftEpisode { stream: string; target: string; date: string; state: string; direction: string; reasons: string[]; cusum: number }
+
+/** The daemon's model_drift events, one entry per target changed, by stream, time and target. */
+function driftEvents(daemon: Daemon): DriftEpisode[] {
+  const rows = daemon.store!.db.prepare("SELECT stream, at, detail FROM events WHERE kind = 'model_drift' ORDER BY stream, at").all() as Array<{ stream: string; at: number; detail: string }>;
+  return rows.flatMap((r) =>
+    (JSON.parse(r.detail) as Array<{ target: string; state: string; direction: string; reasons: string[]; cusum: number }>).map((d) => ({
+      stream: r.stream,
+      target: d.target,
+      date: new Date(r.at).toISOString().slice(0, 10),
+      state: d.state,
+      direction: d.direction,
+      reasons: d.reasons,
+      cusum: d.cusum,
+    })),
+  );
+}
+
+/**
+ * The drift tests recomputed here from the stored errors (forecast_errors) and
+ * the card, as config `drift` describes them (defaults: k 0.75, h 15, the 80%
+ * held-out interval, band 0.25 over 30 steps): the changes the daemon should
+ * have written, and each stream-target's largest upward and downward sums
+ * (in `peaks`) for k = `allowance`, the sums stopping at `cap` (2h).
+ */
+function recomputeDrift(daemon: Daemon, allowance = 0.75, peaks?: Map<string, { up: number; down: number; upAt: string; downAt: string }>, cap = 30): DriftEpisode[] {
+  const [k, h, level, band, steps] = [allowance, 15, 0.8, 0.25, 30];
+  const rows = daemon.store!.db
+    .prepare('SELECT stream, target, horizon, target_time, predicted, actual FROM forecast_errors ORDER BY stream, target, target_time')
+    .all() as Array<{ stream: string; target: string; horizon: number; target_time: number; predicted: number; actual: number }>;
+  const residuals = card.calibration!.residuals;
+  const out: DriftEpisode[] = [];
+  let i = 0;
+  while (i < rows.length) {
+    const { stream, target } = rows[i]!;
+    let [up, down, rate, bias, coverage] = [0, 0, 1 - level, false, false];
+    let peak = { up: 0, down: 0, upAt: '', downAt: '' };
+    while (i < rows.length && rows[i]!.stream === stream && rows[i]!.target === target) {
+      const t = rows[i]!.target_time;
+      let [z, miss, n] = [0, 0, 0];
+      for (; i < rows.length && rows[i]!.stream === stream && rows[i]!.target === target && rows[i]!.target_time === t; i++) {
+        const r = rows[i]!.actual - rows[i]!.predicted;
+        const cell = residuals[`${target}@${rows[i]!.horizon}`]!;
+        z += Math.max(-4, Math.min(4, r / cell.mae!));
+        if (r < residualQuantile(cell.quantiles, (1 - level) / 2) || r > residualQuantile(cell.quantiles, (1 + level) / 2)) miss++;
+        n++;
+      }
+      up = Math.min(cap, Math.max(0, up + z / n - k));
+      down = Math.min(cap, Math.max(0, down - z / n - k));
+      rate += (miss / n - rate) / steps;
+      const date = new Date(t).toISOString().slice(0, 10);
+      if (up > peak.up) peak = { ...peak, up, upAt: date };
+      if (down > peak.down) peak = { ...peak, down, downAt: date };
+      const was = bias || coverage;
+      const heldBias = bias;
+      const heldCoverage = coverage;
+      bias = bias ? up > h / 2 || down > h / 2 : up > h || down > h;
+      coverage = coverage ? rate > 1 - level + band / 2 : rate > 1 - level + band;
+      if ((bias || coverage) === was) continue;
+      const [b, c] = bias || coverage ? [bias, coverage] : [heldBias, heldCoverage];
+      out.push({ stream, target, date, state: was ? 'off' : 'on', direction: up >= down ? 'up' : 'down', reasons: [...(b ? ['bias'] : []), ...(c ? ['coverage'] : [])], cusum: Math.round(Math.max(up, down) * 100) / 100 });
+    }
+    peaks?.set(`${stream} ${target}`, peak);
+  }
+  return out.sort((a, b) => a.stream.localeCompare(b.stream) || a.date.localeCompare(b.date) || a.target.localeCompare(b.target));
 }
 
 describe('real streams: one topic per feature, shuffled and jittered, through Mosquitto', () => {
@@ -251,6 +321,67 @@ describe('real streams: one topic per feature, shuffled and jittered, through Mo
       await waitFor(() => retained.get(`tidecast/alert/hot/${slug(c)}`)?.state === want, 10_000, `${c}: published state ${want}`);
     }
     await listener.endAsync();
+  });
+
+  it('drift: a +4 °C ramp over two weeks on one station\'s temperature sensors raises model_drift within 45 steps of its start and clears once the sensor is fixed; the clean replay raises only New York\'s cold February of 2015', async () => {
+    const start = Date.parse('2015-06-01');
+    // Seattle's temp_max and temp_min read high from 1 June: +4 °C reached on 15 June, held to 31 August; right again from 1 September.
+    const shift = (c: string, d: string): number => (c !== 'Seattle' || d < '2015-06-01' || d > '2015-08-31' ? 0 : 4 * Math.min(1, (Date.parse(d) - start) / (14 * DAY)));
+    const retained = new Map<string, { state: string; reasons: string[] }>();
+    const listener = await mqtt.connectAsync(bed.url, { clientId: 'drift-listener' });
+    listener.on('message', (topic, payload) => retained.set(topic, JSON.parse(payload.toString()) as { state: string; reasons: string[] }));
+    await listener.subscribeAsync(['tidecast/drift/#', 'homeassistant/binary_sensor/#'], { qos: 1 });
+    const drifted = await replay(bed, 'drift', replayMessages('drift', 8, undefined, shift), allSteps, {
+      publish: { enabled: true, topic: 'tidecast/forecast/{model}/{stream}' },
+      homeAssistant: { discovery: true },
+    });
+    const clean = await replay(bed, 'nodrift', replayMessages('nodrift', 8), allSteps);
+
+    // The daemon's events are the tests recomputed from the stored errors, change by change.
+    const peaks = { drift: new Map(), clean: new Map() } as Record<'drift' | 'clean', Map<string, { up: number; down: number; upAt: string; downAt: string }>>;
+    const got = { drift: driftEvents(drifted), clean: driftEvents(clean) };
+    const want = { drift: recomputeDrift(drifted, 0.75, peaks.drift), clean: recomputeDrift(clean, 0.75, peaks.clean) };
+    for (const run of ['drift', 'clean'] as const) {
+      assert.deepEqual(got[run].map(({ cusum, ...e }) => e), want[run].map(({ cusum, ...e }) => e), `${run}: events vs recomputed`);
+      got[run].forEach((e, i) => assert.ok(Math.abs(e.cusum - want[run][i]!.cusum) <= 0.02, `${run}: ${JSON.stringify(e)} vs ${JSON.stringify(want[run][i])}`));
+    }
+    const after = (e: DriftEpisode, from: string): number => (Date.parse(e.date) - Date.parse(from)) / DAY;
+    const seattle = got.drift.filter((e) => e.stream === 'seattle');
+    const on = seattle.find((e) => e.state === 'on' && e.date >= '2015-06-01');
+    assert.ok(on, `Seattle drift raised (${JSON.stringify(seattle)})`);
+    assert.equal(on.direction, 'up', 'actuals above the forecasts');
+    assert.ok(after(on, '2015-06-01') <= 45, `raised ${after(on, '2015-06-01')} steps after the ramp started`);
+    const off = seattle.find((e) => e.state === 'off' && e.target === on.target && e.date > on.date);
+    assert.ok(off && after(off, '2015-09-01') <= 15, `cleared ${off ? after(off, '2015-09-01') : 'never'} steps after the sensor was fixed`);
+    assert.deepEqual(seattle.filter((e) => e.date < '2015-06-01'), [], 'nothing before the drift');
+    // The clean replay (8 stream-target-years): Seattle raises nothing; New York's temp_min is raised, downwards,
+    // in February 2015 (its coldest February of the four years: the model's forecasts were too warm for weeks).
+    assert.deepEqual(got.clean.filter((e) => e.stream === 'seattle'), []);
+    assert.deepEqual(got.clean.filter((e) => e.state === 'on').map((e) => [e.stream, e.target, e.direction, e.date.slice(0, 7)]), [['new-york', 'temp_min', 'down', '2015-02']]);
+    assert.deepEqual(got.drift.filter((e) => e.stream === 'new-york'), got.clean.filter((e) => e.stream === 'new-york'), 'the other station as in the clean run');
+
+    // Counted, published retained, announced to Home Assistant.
+    const text = await drifted.metrics.text();
+    assert.match(text, new RegExp(`tidecast_drift_changes_total\\{model="weather-lstm",target="${on.target}",state="on"\\} [1-9]`));
+    assert.match(text, /tidecast_drift_on\{model="weather-lstm",target="temp_max"\} 0/);
+    await waitFor(() => retained.get(`tidecast/drift/weather-lstm/seattle/${on.target}`)?.state === 'off', 10_000, 'Seattle drift state published');
+    await waitFor(() => [...retained.keys()].some((t) => t.startsWith('homeassistant/binary_sensor/') && t.includes('seattle') && t.includes('drift')), 10_000, 'binary sensor announced');
+    await listener.endAsync();
+
+    // What separates the drift from the weather: the largest sums of the drifted target (up, June to August) and of the
+    // clean runs (New York's temp_min, down), for several allowances k, the sums not stopped at 2h: a threshold h
+    // raises the drift and nothing in the clean runs only if it lies between them.
+    const report: string[] = [];
+    for (const k of [0.25, 0.5, 0.75, 1]) {
+      const d = new Map<string, { up: number; down: number; upAt: string; downAt: string }>();
+      const c = new Map<string, { up: number; down: number; upAt: string; downAt: string }>();
+      recomputeDrift(drifted, k, d, Infinity);
+      recomputeDrift(clean, k, c, Infinity);
+      const worstClean = Math.max(...[...c.values()].map((p) => Math.max(p.up, p.down)));
+      report.push(`k ${k}: Seattle ${on.target} drifted up to ${d.get(`seattle ${on.target}`)!.up.toFixed(1)} (${d.get(`seattle ${on.target}`)!.upAt}); clean runs' largest sum ${worstClean.toFixed(1)}`);
+    }
+    const events = got.clean.filter((e) => e.state === 'on').length;
+    console.log(`# drift (k 0.75, h 15): raised ${after(on, '2015-06-01')} steps after the ramp started, cleared ${after(off, '2015-09-01')} after the fix; clean replay: ${events} raised in 8 stream-target-years\n# ${report.join('\n# ')}`);
   });
 
   it('a 5-day hole in one station: its state is reset, nothing NaN is stored, it resumes; the other station is unaffected', async () => {

@@ -36,7 +36,7 @@ const CHECKPOINTS = { checkpointIntervalS: 1 };
 
 interface Pred { stream: string; model: string; issued_at: number; horizon: number; target: string; value: number; bounds: string | null }
 
-function readDb(file: string): { preds: Pred[]; alerts: string[]; unit: number; steps: number; distinctSteps: number; deadLetters: Array<{ reason: string; detail: string; n: number }> } {
+function readDb(file: string): { preds: Pred[]; alerts: string[]; drift: string[]; unit: number; steps: number; distinctSteps: number; deadLetters: Array<{ reason: string; detail: string; n: number }> } {
   const db = new Database(file, { readonly: true });
   try {
     return {
@@ -44,6 +44,10 @@ function readDb(file: string): { preds: Pred[]; alerts: string[]; unit: number; 
       // Alert changes: when and to which state (the probability's last digits follow the bounds').
       alerts: (db.prepare("SELECT stream, at, kind, json_extract(detail, '$.state') state FROM events WHERE kind LIKE 'alert:%' ORDER BY stream, at, kind").all() as Array<{ stream: string; at: number; kind: string; state: string }>).map(
         (e) => `${e.stream} ${e.at} ${e.kind} ${e.state}`,
+      ),
+      // Drift changes: when, which target, to which state.
+      drift: (db.prepare("SELECT stream, at, detail FROM events WHERE kind = 'model_drift' ORDER BY stream, at").all() as Array<{ stream: string; at: number; detail: string }>).flatMap((e) =>
+        (JSON.parse(e.detail) as Array<{ target: string; state: string }>).map((d) => `${e.stream} ${e.at} ${d.target} ${d.state}`),
       ),
       // The coarsest resolution of stored bounds (1 / the layouts' smallest scale).
       unit: 1 / (db.prepare("SELECT min(json_extract(c.value, '$[4]')) s FROM forecast_layouts, json_each(cells) c").get() as { s: number }).s,
@@ -110,7 +114,9 @@ function killTest(variant: Variant): Promise<void> {
     const msgs = variant.messages().sort((a, b) => a.ts - b.ts);
     // A threshold alert whose state changes often on these streams: its state is checkpointed and replayed too.
     const alerts = [{ name: 'warm', model: 'weather-lstm', target: 'temp_max', above: 12, probability: 0.5 }];
-    const shape = { models: variant.models?.(dir), routes: variant.routes, alerts };
+    // Drift tests set to turn on and off often on them too (any bias beyond 0, a fast miss rate of the 80% interval).
+    const drift = { allowance: 0, threshold: 1.5, coverageBand: 0.05, coverageSteps: 5 };
+    const shape = { models: variant.models?.(dir), routes: variant.routes, alerts, drift };
     const expected = msgs.length * 6;
 
     // Reference: one uninterrupted run.
@@ -204,6 +210,8 @@ function killTest(variant: Variant): Promise<void> {
     assert.ok(worstBound <= want.unit * 1.000001, `interval bounds match within one unit, ${want.unit} (worst ${worstBound})`);
     assert.ok(want.alerts.length > 0, 'the alert changed state in the reference run');
     assert.deepEqual(got.alerts, want.alerts, 'the same alert changes, each once');
+    assert.ok(want.drift.length > 0, 'drift changed state in the reference run');
+    assert.deepEqual(got.drift, want.drift, 'the same drift changes, each once');
     assert.equal(got.distinctSteps, msgs.length, 'every input is stored as a step');
     assert.equal(got.steps, msgs.length, 'and only once');
     assert.deepEqual(got.deadLetters, [], 'redeliveries are duplicates, not dead letters');

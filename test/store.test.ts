@@ -42,6 +42,17 @@ describe('SQLite store', () => {
     tmp.remove();
   });
 
+  it('forecast_errors finds both of a forecast cell\'s steps by primary key (no automatic index: the persistence join through one was quadratic)', async () => {
+    const tmp = tempDir();
+    const s = new Store({ path: path.join(tmp.dir, 't.db'), retentionDays: 30, log: silentLogger });
+    s.start();
+    const plan = (s.db.prepare('EXPLAIN QUERY PLAN SELECT * FROM forecast_errors').all() as Array<{ detail: string }>).map((r) => r.detail);
+    assert.equal(plan.filter((d) => /SEARCH i USING PRIMARY KEY \(ts=\? AND sid=\?\)/.test(d)).length, 2, plan.join('\n'));
+    assert.ok(!plan.some((d) => /AUTOMATIC/.test(d)), plan.join('\n'));
+    await s.stop();
+    tmp.remove();
+  });
+
   it('migrates to the latest user_version once, in WAL mode', async () => {
     const tmp = tempDir();
     const file = path.join(tmp.dir, 't.db');

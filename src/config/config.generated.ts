@@ -74,6 +74,14 @@ export interface TidecastConfig {
      */
     readonly topic: string;
   }>;
+  /**
+   * Drift detection for every numeric target of a model whose card carries held-out residuals: per
+   * stream, a two-sided CUSUM on the signed error in held-out MAEs (bias) and the miss rate of the
+   * card's held-out interval (coverage). A (stream, target) turning on or off is a model_drift
+   * event, a retained message on topic, a Home Assistant binary sensor and the tidecast_drift_on
+   * and tidecast_drift_changes_total metrics.
+   */
+  readonly drift: DriftConfig;
   readonly publish: PublishConfig;
   /** The HTTP endpoint: /metrics (Prometheus), /healthz, /readyz, the dashboard and its API. */
   readonly http: HttpConfig;
@@ -313,6 +321,45 @@ export interface IntervalsConfig {
    * average wider) intervals. Default: `0.03`.
    */
   readonly learningRate: number;
+}
+
+/**
+ * Drift detection for every numeric target of a model whose card carries held-out residuals: per
+ * stream, a two-sided CUSUM on the signed error in held-out MAEs (bias) and the miss rate of the
+ * card's held-out interval (coverage). A (stream, target) turning on or off is a model_drift event,
+ * a retained message on topic, a Home Assistant binary sensor and the tidecast_drift_on and
+ * tidecast_drift_changes_total metrics.
+ */
+export interface DriftConfig {
+  /** Default: `true`. */
+  readonly enabled: boolean;
+  /**
+   * CUSUM allowance k, in held-out MAEs: a lasting mean error (actual - forecast, averaged over the
+   * horizons scored at a step) beyond +-k adds up, one within it does not. Default: `0.75`.
+   */
+  readonly allowance: number;
+  /**
+   * CUSUM threshold h, in held-out MAEs: drift on when a sum passes it (a bias b is caught in about
+   * h / (b - k) steps), off when both are back under h/2. Default: `15`.
+   */
+  readonly threshold: number;
+  /** Level of the card's held-out interval whose coverage is watched. Default: `0.8`. */
+  readonly coverageLevel: number;
+  /**
+   * Drift on when the recent miss rate of that interval passes 1 - coverageLevel + coverageBand,
+   * off under 1 - coverageLevel + coverageBand / 2. Default: `0.25`.
+   */
+  readonly coverageBand: number;
+  /**
+   * Memory of the miss rate in steps (exponentially weighted, weight 1 / coverageSteps). Default:
+   * `30`.
+   */
+  readonly coverageSteps: number;
+  /**
+   * Retained state topic: {model}, {stream}, {target} and the route's named wildcards. Published
+   * when a state changes. Default: `"tidecast/drift/{model}/{stream}/{target}"`.
+   */
+  readonly topic: string;
 }
 
 export interface PublishConfig {

@@ -80,6 +80,7 @@ export class Daemon {
       models: () => [...this.engines.values()].map((e) => ({ name: e.model.name, provider: e.model.provider, queueDepth: e.queueDepth, streams: e.streams })),
       brokerConnected: () => this.connected,
       alerts: () => [...(p().models?.scores ?? [])].flatMap(([model, book]) => book.alerts?.onCounts().map(([alert, on]) => ({ model, alert, on })) ?? []),
+      drift: () => [...(p().models?.scores ?? [])].flatMap(([model, book]) => book.drift.onCounts().map(([target, on]) => ({ model, target, on }))),
       reliability: () => ({
         holding: p().intake?.holding ?? null,
         storeFailing: p().store?.failing ?? false,
@@ -179,7 +180,7 @@ export class Daemon {
       // The queue just shrank: a message held for backpressure may go on.
       if (intake?.holding) queueMicrotask(() => intake?.pump());
     }, metrics, log });
-    const sink = new ForecastSink({ store, publish: cfg.publish, publisher, heads: models.heads, scores: models.scores, log, metrics, discovery, now, onForecast: this.#opts.onForecast });
+    const sink = new ForecastSink({ store, publish: cfg.publish, driftTopic: cfg.drift.topic, publisher, heads: models.heads, scores: models.scores, log, metrics, discovery, now, onForecast: this.#opts.onForecast });
     p.sink = sink;
     await services.start(models);
     p.models = models;

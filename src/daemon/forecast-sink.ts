@@ -12,6 +12,7 @@ import type { EventRow, ForecastLayout, ForecastRow, StepRow, Store } from '../s
 import type { StepContext } from '../streams/routes.js';
 import type { Publisher } from '../mqtt/deferred-publisher.js';
 import type { AlertChange } from './alert-book.js';
+import type { DriftChange } from './drift-book.js';
 import type { ScoreBook } from './score-book.js';
 
 export interface PublishSettings {
@@ -44,6 +45,8 @@ export interface ForecastEntry {
 export interface ForecastSinkOptions {
   store: Store;
   publish: PublishSettings;
+  /** Topic template of the drift states (config `drift.topic`; default tidecast/drift/{model}/{stream}/{target}). */
+  driftTopic?: string;
   publisher: Publisher | null;
   /** How to read each model's output (kept current across hot reloads). */
   heads: ReadonlyMap<string, OutputHead>;
@@ -64,6 +67,8 @@ export interface ForecastSinkOptions {
  * target time, commits steps and predictions in one transaction, then
  * publishes. A `reset` result stores its step and a `state_reset` event, no
  * prediction; so does an output the head cannot read (an `invalid_output` event).
+ * A step whose scoring turned a target's drift on or off (`DriftBook`) adds a
+ * `model_drift` event, and each change is published retained once committed.
  */
 export class ForecastSink {
   readonly #opts: ForecastSinkOptions;
@@ -106,7 +111,8 @@ export class ForecastSink {
     // The batch's bounds in one buffer, a view of it per forecast: a typed array of its own per forecast cost more than the bounds.
     let boundsBuffer: Float64Array | null = null;
     let boundsUsed = 0;
-    const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, levels, sent: this.#sending() ? [] : null, alerts: null };
+    const issued: Issued = { receivedAt: [], labels: null, cells: head.cells, levels, sent: this.#sending() ? [] : null, alerts: null, drift: null };
+    const drifted = book.drift.changes;
     const alerts = book.alerts;
     const changes: AlertChange[] = [];
     for (const r of results) {
@@ -138,6 +144,12 @@ export class ForecastSink {
       }
       // The step is an actual for the forecasts that target it, whatever became of its own.
       book.step(r.streamId, step.ts, step.values, step.filled, values, undefined, step.slot, group.slots);
+      if (drifted.length > 0) {
+        // One event per step (the events' unique key has no target): the targets that changed.
+        events.push({ at: step.ts, stream: r.streamId, model: model.name, kind: 'model_drift', detail: JSON.stringify(drifted.map(driftState)), seq: origin.seq });
+        for (const change of drifted) (issued.drift ??= []).push({ stream: r.streamId, ts: step.ts, params: origin.params, change });
+        drifted.length = 0;
+      }
       if (values && levels) {
         // Its intervals, from the residuals the step just brought.
         const n = values.length * levels.length * 2;
@@ -257,6 +269,19 @@ export class ForecastSink {
     }
   }
 
+  /** The batch's drift changes, once committed: counted, and published retained on the drift topic (with the Home Assistant binary sensor announced). */
+  #drifted(model: string, drift: readonly IssuedDrift[], publishing: boolean): void {
+    const { publisher, metrics, discovery } = this.#opts;
+    for (const d of drift) {
+      const c = d.change;
+      metrics?.driftChanged(model, c.target, c.on);
+      if (!publishing) continue;
+      const topic = fillTemplate(this.#opts.driftTopic ?? 'tidecast/drift/{model}/{stream}/{target}', { ...d.params, stream: d.stream, model, target: c.target });
+      publisher!.publish(topic, JSON.stringify({ stream: d.stream, model, ...driftState(c), at: new Date(d.ts).toISOString() }), 1, true);
+      discovery?.announceDrift(d.stream, model, c.target, topic);
+    }
+  }
+
   #committed(model: LoadedModel, card: ModelCard, issued: Issued, inserted: boolean[], replayed: boolean): void {
     const { publish, publisher, metrics, discovery, onForecast } = this.#opts;
     const now = (this.#opts.now ?? Date.now)();
@@ -271,6 +296,7 @@ export class ForecastSink {
     }
     const publishing = publish.enabled && publisher !== null;
     if (issued.alerts) this.#alerted(model.name, card, issued.alerts, inserted, replayed, publishing);
+    if (issued.drift) this.#drifted(model.name, issued.drift, publishing);
     if (!issued.sent) return;
     issued.sent.forEach((f, i) => {
       if (!replayed && !inserted[i]) return;
@@ -297,6 +323,18 @@ function alertState(c: AlertChange): Record<string, string | number | null> {
   };
 }
 
+/** A drift change as its event's detail and its published message give it. */
+function driftState(c: DriftChange): Record<string, string | number | readonly string[]> {
+  return {
+    target: c.target,
+    state: c.on ? 'on' : 'off',
+    reasons: c.reasons,
+    direction: c.direction,
+    cusum: Math.round(c.cusum * 100) / 100,
+    miss_rate: Math.round(c.missRate * 1000) / 1000,
+  };
+}
+
 type Labels = ReadonlyArray<readonly [string, Readonly<Record<string, number>>] | null>;
 
 /**
@@ -318,6 +356,16 @@ interface Issued {
   readonly sent: SentForecast[] | null;
   /** Alert states that changed with the batch's forecasts (or were evaluated for the first time); null: none. */
   alerts: IssuedAlert[] | null;
+  /** Drift states that changed with the batch's steps; null: none. */
+  drift: IssuedDrift[] | null;
+}
+
+/** A drift change to publish once its step is committed. */
+interface IssuedDrift {
+  readonly stream: string;
+  readonly ts: number;
+  readonly params: Readonly<Record<string, string>>;
+  readonly change: DriftChange;
 }
 
 /** An alert state to publish once its forecast is committed. */

@@ -75,7 +75,7 @@ export class ModelSet implements Service {
       this.engines.set(name, engine);
       metrics.registerModel(model.name);
       const scaler = new CardScaler(card);
-      const scores = new ScoreBook(card, (horizon, target) => metrics.rollingErrors(model.name, horizon, target), cfg.intervals);
+      const scores = new ScoreBook(card, (horizon, target) => metrics.rollingErrors(model.name, horizon, target), cfg.intervals, cfg.drift);
       scores.attachAlerts(new AlertBook(name, cfg.alerts, log), this.problems);
       this.scalers.set(model.name, scaler);
       this.heads.set(model.name, new OutputHead(card));

@@ -4,6 +4,7 @@ import type { AccuracyDelta } from '../store/rows.js';
 import { ErrorSums } from './error-sums.js';
 import type { AlertBook } from './alert-book.js';
 import { IntervalBook, type IntervalSettings } from './interval-book.js';
+import { DriftBook, NO_DRIFT, type DriftSettings } from './drift-book.js';
 import { Slab, SlotView, type SlotIndex } from '../slots.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 
@@ -73,6 +74,8 @@ export class ScoreBook {
   readonly #errors: ErrorSums;
   /** Each stream's prediction intervals, moved by the residuals scored here. */
   readonly intervals: IntervalBook;
+  /** Each stream's drift tests, moved by the same residuals. */
+  readonly drift: DriftBook;
   #intervalKey = '';
   /** Per numeric cell, its index in the forecast vector. */
   #at: number[] = [];
@@ -81,11 +84,12 @@ export class ScoreBook {
   alerts: AlertBook | null = null;
   #card: ModelCard;
 
-  constructor(card: ModelCard, track?: ScoreTracker, intervals: IntervalSettings = { levels: [], learningRate: 0 }) {
+  constructor(card: ModelCard, track?: ScoreTracker, intervals: IntervalSettings = { levels: [], learningRate: 0 }, drift: DriftSettings = NO_DRIFT) {
     this.model = card.name;
     this.#track = track;
     this.#errors = new ErrorSums(card.name);
     this.intervals = new IntervalBook(intervals);
+    this.drift = new DriftBook(drift);
     this.#card = card;
     this.use(card);
   }
@@ -126,11 +130,14 @@ export class ScoreBook {
     const key = JSON.stringify([card.stepSeconds, card.horizons, cells]);
     const intervalKey = JSON.stringify([key, card.calibration?.residuals ?? null]);
     if (key === this.#key) {
-      // The same cells, calibrated anew: the streams' intervals start again from the new seeds.
+      // The same cells, calibrated anew: the streams' intervals start again from the new seeds, their drift tests from nothing.
       if (intervalKey !== this.#intervalKey) {
         this.#intervalKey = intervalKey;
         this.#intervals(cells, card);
-        for (const [, slot] of this.#slots.entries()) this.intervals.seed(slot);
+        for (const [, slot] of this.#slots.entries()) {
+          this.intervals.seed(slot);
+          this.drift.seed(slot);
+        }
       }
       return;
     }
@@ -157,6 +164,7 @@ export class ScoreBook {
 
   #intervals(cells: readonly Cell[], card: ModelCard): void {
     this.intervals.layout(cells.map((c) => ({ key: `${c.target}@${c.horizon}` })), card.calibration);
+    this.drift.layout(cells.map((c) => ({ key: `${c.target}@${c.horizon}`, target: c.t })), this.#targets, card.calibration);
     this.#at = cells.map((c) => c.at);
     const scales: Array<number | null> = new Array<number | null>(card.horizons.length * card.targets.length).fill(null);
     if (this.intervals.active) cells.forEach((c, i) => (scales[c.at] = this.intervals.scale(i)));
@@ -222,6 +230,8 @@ export class ScoreBook {
     const p = this.#predicted.chunk(slot);
     const pBase = this.#predicted.offset(slot);
     const bucket = Math.floor(ts / this.#bucketMs) * this.#bucketMs;
+    const drift = this.drift.active;
+    let scored = false;
     for (let k = 0; k < this.#horizons.length; k++) {
       const h = this.#horizons[k]!;
       const issued = ts - h * step;
@@ -239,9 +249,12 @@ export class ScoreBook {
         this.#errors.add(stream, slot, bucket, c, err, persistence - actual, ts);
         this.#trackers[c]?.add(err, persistence - actual);
         this.intervals.observe(slot, c, -err);
+        if (drift) this.drift.observe(c, -err);
+        scored = true;
         out?.push({ model: this.model, horizon: h, target: cell.target, predicted, actual, persistence });
       }
     }
+    if (scored && drift) this.drift.close(slot);
     if (!forecast) return;
     const r = this.#ringIndex(ts);
     const e = base + r * this.#entry;
@@ -284,8 +297,8 @@ export class ScoreBook {
   /**
    * A stream's open forecasts for a checkpoint (undefined: none kept): the
    * ring's issue times and persistence values as float64s, then its predicted
-   * cells as float32s, then its interval state (`IntervalBook`) as float32s;
-   * with alerts, their states (`AlertBook.exportStream`) and that part's
+   * cells as float32s, then its interval state (`IntervalBook`) and drift
+   * tests (`DriftBook`) as float32s; with alerts, their states (`AlertBook.exportStream`) and that part's
    * length (uint16).
    */
   exportStream(stream: string): Buffer | undefined {
@@ -303,12 +316,14 @@ export class ScoreBook {
     const doubles = this.#ring * this.#entry;
     const floats = this.#ring * this.#cells.length;
     const q = this.intervals.width;
-    const out = Buffer.allocUnsafe(doubles * 8 + (floats + q) * 4);
+    const dw = this.drift.width;
+    const out = Buffer.allocUnsafe(doubles * 8 + (floats + q + dw) * 4);
     const base = this.#slab.offset(slot);
     const pBase = this.#predicted.offset(slot);
     new Float64Array(out.buffer, out.byteOffset, doubles).set(this.#slab.chunk(slot).subarray(base, base + doubles));
     new Float32Array(out.buffer, out.byteOffset + doubles * 8, floats).set(this.#predicted.chunk(slot).subarray(pBase, pBase + floats));
     if (q > 0) new Float32Array(out.buffer, out.byteOffset + doubles * 8 + floats * 4, q).set(this.intervals.exportSlot(slot));
+    if (dw > 0) new Float32Array(out.buffer, out.byteOffset + doubles * 8 + (floats + q) * 4, dw).set(this.drift.exportSlot(slot));
     return out;
   }
 
@@ -317,8 +332,8 @@ export class ScoreBook {
    * another layout. Checkpoints written before the predicted cells moved to
    * float32 hold each ring entry as float64s [issuedAt, persistence ×
    * targets, predicted × cells]: they are read too, as are those written
-   * before intervals (or under other levels): the stream's intervals then
-   * start from the card's seeds.
+   * before intervals (or under other levels) or drift tests: the stream's
+   * intervals then start from the card's seeds, its tests from nothing.
    */
   importStream(stream: string, saved: Buffer | null | undefined): void {
     if (!saved || this.#ring === 0) return;
@@ -335,11 +350,12 @@ export class ScoreBook {
     this.#importMain(stream, saved);
   }
 
-  /** Sizes of the open forecasts' part of a checkpoint: current with and without intervals, and the early float64 one. */
+  /** Sizes of the open forecasts' part of a checkpoint: current, without drift tests, without intervals, and the early float64 one. */
   #mainSizes(): number[] {
     const doubles = this.#ring * this.#entry;
     const floats = this.#ring * this.#cells.length;
-    return [doubles * 8 + (floats + this.intervals.width) * 4, doubles * 8 + floats * 4, this.#ring * (this.#entry + this.#cells.length) * 8];
+    const q = this.intervals.width;
+    return [doubles * 8 + (floats + q + this.drift.width) * 4, doubles * 8 + (floats + q) * 4, doubles * 8 + floats * 4, this.#ring * (this.#entry + this.#cells.length) * 8];
   }
 
   #importMain(stream: string, saved: Buffer): void {
@@ -348,10 +364,17 @@ export class ScoreBook {
     const doubles = this.#ring * E;
     const floats = this.#ring * C;
     const Q = this.intervals.width;
-    const withIntervals = Q > 0 && saved.byteLength === doubles * 8 + (floats + Q) * 4;
-    // (Where the two sizes coincide, the current format wins: the float64 one is from early versions.)
-    const legacy = !withIntervals && saved.byteLength === this.#ring * (E + C) * 8;
-    if (!legacy && !withIntervals && saved.byteLength !== doubles * 8 + floats * 4) return;
+    const D = this.drift.width;
+    const size = saved.byteLength;
+    // What the saved state holds: intervals (q floats), drift tests (dq floats); the sizes tried newest first
+    // (where two coincide, the newer format wins: the float64 one is from early versions).
+    let q = 0;
+    let dq = 0;
+    let legacy = false;
+    if (size === doubles * 8 + (floats + Q + D) * 4) [q, dq] = [Q, D];
+    else if (size === doubles * 8 + (floats + Q) * 4) q = Q;
+    else if (size === this.#ring * (E + C) * 8) legacy = true;
+    else if (size !== doubles * 8 + floats * 4) return;
     // A copy: the blob's byte offset need not be a multiple of 8.
     const bytes = new Uint8Array(saved);
     const slot = this.#slots.hold(stream, this.#init);
@@ -370,7 +393,8 @@ export class ScoreBook {
     }
     d.set(new Float64Array(bytes.buffer, 0, doubles), base);
     p.set(new Float32Array(bytes.buffer, doubles * 8, floats), pBase);
-    if (withIntervals) this.intervals.importSlot(slot, new Float32Array(bytes.buffer, doubles * 8 + floats * 4, Q));
+    if (q > 0) this.intervals.importSlot(slot, new Float32Array(bytes.buffer, doubles * 8 + floats * 4, q));
+    if (dq > 0) this.drift.importSlot(slot, new Float32Array(bytes.buffer, doubles * 8 + (floats + q) * 4, dq));
   }
 
   /** Forget a stream (evicted: its deltas move to the closed list first). */
@@ -379,6 +403,7 @@ export class ScoreBook {
     this.alerts?.release(stream);
     if (slot === undefined) return;
     this.#errors.release(stream, slot);
+    this.drift.release(slot);
     this.#slots.release(stream);
   }
 
@@ -395,5 +420,6 @@ export class ScoreBook {
     for (let r = 0; r < this.#ring; r++) d[base + r * this.#entry] = NaN;
     this.#errors.clearSlot(slot);
     this.intervals.seed(slot);
+    this.drift.seed(slot);
   }
 }

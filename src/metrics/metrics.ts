@@ -7,6 +7,8 @@ export interface MetricsSource {
   brokerConnected(): boolean;
   /** Per model and alert, the streams with it on (`alerts` in the config). */
   alerts?(): Array<{ model: string; alert: string; on: number }>;
+  /** Per model and numeric target, the streams in drift. */
+  drift?(): Array<{ model: string; target: string; on: number }>;
   /** Durability and backpressure state, read at scrape time. */
   reliability(): { holding: string | null; storeFailing: boolean; residentStreams: number; logBacklog: number };
 }
@@ -68,6 +70,7 @@ export class Metrics {
   readonly #takeovers: Counter;
   readonly #forgotten: Counter;
   readonly #alertChanges: Counter<'model' | 'alert' | 'state'>;
+  readonly #driftChanges: Counter<'model' | 'target' | 'state'>;
   readonly #accuracy = new Map<string, { model: string; horizon: number; target: string; errors: RollingErrors }>();
   /**
    * Messages accepted per route, as plain numbers: prom-client hashes the
@@ -154,6 +157,17 @@ export class Metrics {
         for (const a of source.alerts?.() ?? []) this.set({ model: a.model, alert: a.alert }, a.on);
       },
     });
+    this.#driftChanges = new Counter({ name: 'tidecast_drift_changes_total', help: 'Drift states of a stream and target turned on or off, per model and target (each in a model_drift event)', labelNames: ['model', 'target', 'state'], registers: [r] });
+    new Gauge({
+      name: 'tidecast_drift_on',
+      help: 'Streams whose errors on a target have drifted from the card\'s held-out errors (bias or coverage)',
+      labelNames: ['model', 'target'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const d of source.drift?.() ?? []) this.set({ model: d.model, target: d.target }, d.on);
+      },
+    });
     this.#replayed = new Counter({ name: 'tidecast_replayed_inputs_total', help: 'Input-log entries replayed at start (recovery after a crash)', registers: [r] });
     new Gauge({
       name: 'tidecast_holding', help: '1 while a message is held unacknowledged (backpressure)', registers: [r],
@@ -227,6 +241,10 @@ export class Metrics {
 
   alertChanged(model: string, alert: string, on: boolean): void {
     this.#alertChanges.inc({ model, alert, state: on ? 'on' : 'off' });
+  }
+
+  driftChanged(model: string, target: string, on: boolean): void {
+    this.#driftChanges.inc({ model, target, state: on ? 'on' : 'off' });
   }
 
   invalidOutput(model: string): void {

@@ -34,6 +34,11 @@ export function alertEntityId(model: string, stream: string, alert: string): str
   return `tidecast_${readable(`${model}_${stream}_alert_${alert}`).slice(0, 48)}_${digest(model, stream, 'alert', alert)}`;
 }
 
+/** The object id of a stream's binary sensor for a target's drift. */
+export function driftEntityId(model: string, stream: string, target: string): string {
+  return `tidecast_${readable(`${model}_${stream}_${target}_drift`).slice(0, 48)}_${digest(model, stream, 'drift', target)}`;
+}
+
 /** The id of a stream's device: readable prefix and hash, as `entityId`. */
 export function deviceId(stream: string): string {
   return `tidecast_${readable(stream).slice(0, 48)}_${digest(stream)}`;
@@ -87,6 +92,11 @@ export class HomeAssistantDiscovery {
       if (this.#announced.delete(`${model}\u0000${stream}\u0000${a.name}`)) this.#entities--;
       this.#opts.publish(this.#alertConfigTopic(alertEntityId(model, stream, a.name)), '', 1, true);
     }
+    for (const t of card.targets) {
+      if (t.labels) continue;
+      if (this.#announced.delete(`${model}\u0000${stream}\u0000drift:${t.name}`)) this.#entities--;
+      this.#opts.publish(this.#alertConfigTopic(driftEntityId(model, stream, t.name)), '', 1, true);
+    }
   }
 
   #alertConfigTopic(id: string): string {
@@ -99,7 +109,19 @@ export class HomeAssistantDiscovery {
    * its probability, horizon and target time as attributes.
    */
   announceAlert(stream: string, model: string, alert: string, stateTopic: string): void {
-    const key = `${model}\u0000${stream}\u0000${alert}`;
+    this.#binarySensor(`${model}\u0000${stream}\u0000${alert}`, stream, alertEntityId(model, stream, alert), `${alert} (${model})`, stateTopic, "{{ {'probability': value_json.probability, 'horizon': value_json.horizon, 'issued_at': value_json.issued_at, 'target_time': value_json.target_time} | tojson }}");
+  }
+
+  /**
+   * Announce a stream's drift state of a target once, as a binary sensor
+   * (device class problem) of the stream's device, from the drift's retained
+   * state topic, with what holds it on as attributes.
+   */
+  announceDrift(stream: string, model: string, target: string, stateTopic: string): void {
+    this.#binarySensor(`${model}\u0000${stream}\u0000drift:${target}`, stream, driftEntityId(model, stream, target), `${target} drift (${model})`, stateTopic, "{{ {'reasons': value_json.reasons, 'direction': value_json.direction, 'cusum': value_json.cusum, 'miss_rate': value_json.miss_rate, 'at': value_json.at} | tojson }}", 'problem');
+  }
+
+  #binarySensor(key: string, stream: string, id: string, name: string, stateTopic: string, attributes: string, deviceClass?: string): void {
     if (this.#announced.has(key)) return;
     if (this.#entities + 1 > (this.#opts.maxEntities ?? Infinity)) {
       if (!this.#capped) {
@@ -110,9 +132,8 @@ export class HomeAssistantDiscovery {
     }
     this.#announced.add(key);
     this.#entities++;
-    const id = alertEntityId(model, stream, alert);
     const config = {
-      name: `${alert} (${model})`,
+      name,
       unique_id: id,
       object_id: id,
       state_topic: stateTopic,
@@ -120,7 +141,8 @@ export class HomeAssistantDiscovery {
       payload_on: 'on',
       payload_off: 'off',
       json_attributes_topic: stateTopic,
-      json_attributes_template: "{{ {'probability': value_json.probability, 'horizon': value_json.horizon, 'issued_at': value_json.issued_at, 'target_time': value_json.target_time} | tojson }}",
+      json_attributes_template: attributes,
+      ...(deviceClass ? { device_class: deviceClass } : {}),
       availability_topic: this.#opts.availabilityTopic,
       payload_available: 'online',
       payload_not_available: 'offline',

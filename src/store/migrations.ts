@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import { migrateToTimeMajor } from './schema-10.js';
 import { addIntervals } from './schema-11.js';
 import { packBounds } from './schema-12.js';
+import { fixErrorsJoin } from './schema-13.js';
 import { migrateToCompact } from './schema-7.js';
 
 /** One migration: SQL, or a function for one that moves data (run in the same transaction). */
@@ -180,4 +181,7 @@ export const MIGRATIONS: readonly Migration[] = [
   // 12: packed bounds. forecasts.bounds becomes a BLOB of 2- or 4-byte integers (codec.ts boundsBlob)
   // where it held JSON text: about a third of the bytes, and no text to build per forecast (bench/store).
   packBounds,
+  // 13: forecast_errors joins step_values in the order written (CROSS JOIN): the planner had chosen
+  // an automatic index on the stream alone for the persistence join, quadratic in a stream's steps.
+  fixErrorsJoin,
 ];
