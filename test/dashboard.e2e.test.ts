@@ -55,6 +55,7 @@ describe('dashboard in a real browser', () => {
       await page.waitForSelector('tr.stream[data-stream="new-york"]', { timeout: 15_000 });
       const list = await page.locator('#streams tbody').innerText();
       assert.match(list, /weather-lstm/);
+      assert.match(await page.locator('#streams thead').innerText(), /alerts · drift/);
       assert.match(list, /cpu/);
       mkdirSync(artifacts, { recursive: true });
       await page.screenshot({ path: path.join(artifacts, 'dashboard-streams.png') });
@@ -77,6 +78,17 @@ describe('dashboard in a real browser', () => {
       assert.match(legend, /actual temp_max/);
       assert.match(legend, /forecast \+1/);
       assert.match(legend, /forecast \+3/);
+      // The first horizon's prediction intervals, shaded: both levels, a bound per forecast drawn.
+      assert.match(legend, /80% upper \+1/);
+      assert.match(legend, /95% lower \+1/);
+      const bands = Number(await page.getAttribute('#chart', 'data-band-points'));
+      assert.ok(bands >= 2 * 30, `interval bounds drawn: ${bands}`);
+      // Calibration beside accuracy: the empirical coverage of each level.
+      await until(async () => /coverage 80%\s+coverage 95%/.test(await page.locator('#accuracy').innerText()), 'coverage columns');
+      assert.match(await page.locator('#accuracy').innerText(), /temp_max\s+\d+\s+[\d.]+\s+[\d.]+\s+-?[\d.]+\s+[\d.]+\s+-?[\d.]+\s+[01]\.\d{3}\s+[01]\.\d{3}/);
+      // The demo's threshold alert (config/demo.yaml: temp_max above 28 within 3 days) has turned on for Seattle's hot days
+      // of June 2015 (and maybe off again since): listed with its latest state.
+      await until(async () => /hot\s+weather-lstm\s+temp_max\s+(on|off)/.test(await page.locator('#states').innerText()), 'the hot alert in the stream view', 60_000);
       const shot = path.join(artifacts, 'dashboard-stream.png');
       await page.screenshot({ path: shot, fullPage: true });
       assert.ok(statSync(shot).size > 10_000, 'a screenshot with content');

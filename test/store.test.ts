@@ -451,6 +451,7 @@ describe('SQLite store', () => {
     assert.match(plan(STREAM_LOOKUP_SQL.forecasts), /SEARCH f USING PRIMARY KEY \(ANY\(issued_at\) AND sid=\?\)/);
     assert.match(plan(STREAM_LOOKUP_SQL.events), /SEARCH events USING INDEX events_by_stream \(stream=\?/);
     assert.match(plan(STREAM_LOOKUP_SQL.streamEvents), /SEARCH events USING INDEX events_by_stream \(stream=\?/);
+    assert.match(plan(STREAM_LOOKUP_SQL.states), /SEARCH events USING INDEX events_by_stream \(stream=\?/);
     assert.match(plan(STREAM_LOOKUP_SQL.deadLetters), /SEARCH dead_letters USING INDEX dead_letters_by_stream \(stream=\?/);
     // The streams view, which the stream list avoids: its step count seeks every step time of the stream.
     assert.match(plan('SELECT steps FROM streams WHERE id = ?'), /SEARCH i USING (COVERING INDEX \w+|PRIMARY KEY) \(ANY\(ts\) AND sid=\?\)/);

@@ -42,10 +42,12 @@ export const STREAM_LOOKUP_SQL = {
        ORDER BY bucket DESC LIMIT 100`,
   lastTs: 'SELECT max(ts) AS t FROM steps WHERE stream = ?',
   actuals: 'SELECT ts, values_json FROM steps WHERE stream = ? AND ts BETWEEN ? AND ? ORDER BY ts DESC LIMIT ?',
-  forecasts: `SELECT model, horizon, target, issued_at AS issuedAt, target_time AS targetTime, value, probabilities FROM predictions
+  forecasts: `SELECT model, horizon, target, issued_at AS issuedAt, target_time AS targetTime, value, probabilities, levels, bounds FROM predictions
          WHERE stream = ? AND issued_at BETWEEN ? AND ? ORDER BY issued_at DESC, model DESC, horizon DESC, target DESC LIMIT ?`,
   events: 'SELECT at, model, kind, detail FROM events WHERE stream = ? AND at BETWEEN ? AND ? ORDER BY at DESC LIMIT ?',
   streamEvents: 'SELECT at, stream, model, kind, detail FROM events WHERE stream = ? ORDER BY at DESC LIMIT ?',
+  // The stream's alert and drift changes, newest first: its current states are the newest of each.
+  states: "SELECT at, model, kind, detail FROM events WHERE stream = ? AND (kind = 'model_drift' OR kind LIKE 'alert:%') ORDER BY at DESC LIMIT 1000",
   deadLetters: 'SELECT received_at AS receivedAt, topic, reason, detail FROM dead_letters WHERE stream = ? ORDER BY received_at DESC LIMIT 100',
 } as const;
 
@@ -147,7 +149,8 @@ export class DashboardApi {
             .filter((m) => m.n > 0),
         };
       });
-      return { id: s.id, route: s.route, firstSeen: s.firstSeen, lastSeen: step?.received_at ?? s.lastActive ?? s.firstSeen, lastStepAt: step?.ts ?? null, lastValues: step ? (JSON.parse(step.values_json) as Record<string, number>) : null, models };
+      const on = this.states(s.id).filter((x) => x.on);
+      return { id: s.id, route: s.route, firstSeen: s.firstSeen, lastSeen: step?.received_at ?? s.lastActive ?? s.firstSeen, lastStepAt: step?.ts ?? null, lastValues: step ? (JSON.parse(step.values_json) as Record<string, number>) : null, models, on };
     });
   }
 
@@ -165,21 +168,55 @@ export class DashboardApi {
     // Forecasts issued in the range (and a few steps before it, so its first target times are covered).
     const rows = db
       .prepare(STREAM_LOOKUP_SQL.forecasts)
-      .all(stream, from - 7 * DAY, to, limit * 12) as Array<{ model: string; horizon: number; target: string; issuedAt: number; targetTime: number; value: number; probabilities: string | null }>;
-    // A point holds its numeric targets' values, and each classification target's label probabilities.
-    type Point = { issuedAt: number; targetTime: number; values: Record<string, number>; probabilities?: Record<string, Record<string, number>> };
+      .all(stream, from - 7 * DAY, to, limit * 12) as Array<{ model: string; horizon: number; target: string; issuedAt: number; targetTime: number; value: number; probabilities: string | null; levels: string | null; bounds: string | null }>;
+    // A point holds its numeric targets' values (and their interval bounds, [lower, upper] per level of `levels[model]`), and each classification target's label probabilities.
+    type Point = { issuedAt: number; targetTime: number; values: Record<string, number>; bounds?: Record<string, number[]>; probabilities?: Record<string, Record<string, number>> };
     const forecasts: Record<string, Record<string, Point[]>> = {};
+    const levels: Record<string, number[]> = {};
     for (const r of rows.reverse()) {
       const byH = (forecasts[r.model] ??= {});
       const list = (byH[String(r.horizon)] ??= []);
       let point = list[list.length - 1];
       if (!point || point.issuedAt !== r.issuedAt) list.push((point = { issuedAt: r.issuedAt, targetTime: r.targetTime, values: {} }));
+      if (r.bounds !== null && r.levels !== null) {
+        (point.bounds ??= {})[r.target] = JSON.parse(r.bounds) as number[];
+        levels[r.model] ??= JSON.parse(r.levels) as number[];
+      }
       if (r.probabilities === null) point.values[r.target] = r.value;
       else (point.probabilities ??= {})[r.target] = JSON.parse(r.probabilities) as Record<string, number>;
     }
     const events = db.prepare(STREAM_LOOKUP_SQL.events).all(stream, from, to, limit);
     const deadLetters = db.prepare(STREAM_LOOKUP_SQL.deadLetters).all(stream);
-    return { status: 200, body: { stream, from, to, actuals, forecasts, events, deadLetters } };
+    return { status: 200, body: { stream, from, to, actuals, forecasts, levels, events, deadLetters, states: this.states(stream) } };
+  }
+
+  /**
+   * A stream's threshold alerts and drift tests that have changed, each at its
+   * latest state (from the newest of its last 1,000 changes): one that never
+   * turned on has no event, so it is not listed.
+   */
+  states(stream: string): StreamState[] {
+    const rows = this.#db().prepare(STREAM_LOOKUP_SQL.states).all(stream) as Array<{ at: number; model: string; kind: string; detail: string }>;
+    const seen = new Map<string, StreamState>();
+    for (const r of rows) {
+      let detail: unknown;
+      try {
+        detail = JSON.parse(r.detail);
+      } catch {
+        continue;
+      }
+      if (r.kind === 'model_drift' && Array.isArray(detail)) {
+        for (const d of detail as Array<{ target: string; state: string; reasons?: string[]; direction?: string }>) {
+          const key = `${r.model}\u0000drift\u0000${d.target}`;
+          if (!seen.has(key)) seen.set(key, { kind: 'drift', name: `${d.target} drift`, model: r.model, target: d.target, on: d.state === 'on', since: r.at, detail: d.state === 'on' ? `${(d.reasons ?? []).join(', ')} ${d.direction === 'down' ? '↓' : '↑'}` : '' });
+        }
+      } else if (r.kind.startsWith('alert:')) {
+        const a = detail as { target?: string; state?: string; probability?: number; horizon?: number };
+        const key = `${r.model}\u0000${r.kind}`;
+        if (!seen.has(key)) seen.set(key, { kind: 'alert', name: r.kind.slice(6), model: r.model, target: a.target ?? '', on: a.state === 'on', since: r.at, detail: `p ${a.probability ?? '–'} at +${a.horizon ?? '–'}` });
+      }
+    }
+    return [...seen.values()].sort((a, b) => Number(b.on) - Number(a.on) || a.name.localeCompare(b.name));
   }
 
   events(stream: string | null, limit: number): unknown[] {
@@ -191,6 +228,20 @@ export class DashboardApi {
 }
 
 interface Bucket { bucket: number; n: number; sumAbs: number; sumPAbs: number }
+
+/** A stream's alert or drift state, as its latest change left it. */
+export interface StreamState {
+  kind: 'alert' | 'drift';
+  /** The alert's name, or "TARGET drift". */
+  name: string;
+  model: string;
+  target: string;
+  on: boolean;
+  /** When it last changed. */
+  since: number;
+  /** An alert's probability and horizon; a drift's reasons and direction (on). */
+  detail: string;
+}
 
 /** A stream the list shows, before its details are looked up. */
 export interface StreamListing {
