@@ -104,7 +104,7 @@ export class ForecastSink {
     const steps: StepRow[] = [];
     const forecasts: ForecastRow[] = [];
     const events: EventRow[] = [];
-    const levels = book.intervals.active ? book.intervals.levels : null;
+    const levels = book.levels;
     const scales = book.intervalScales;
     // Cells without intervals (a classification target, horizon 0) read NaN.
     const partial = levels !== null && scales.includes(null);

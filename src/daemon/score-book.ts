@@ -96,12 +96,12 @@ export class ScoreBook {
 
   /** Watch the model's alerts from now on: what they name that the card lacks goes to `problems`. */
   attachAlerts(alerts: AlertBook, problems: string[]): void {
-    alerts.use(this.#card, this.#levels(), problems);
+    alerts.use(this.#card, this.levels, problems);
     if (alerts.rules.length > 0) this.alerts = alerts;
   }
 
   /** The interval levels forecasts carry, null without intervals. */
-  #levels(): readonly number[] | null {
+  get levels(): readonly number[] | null {
     return this.intervals.active ? this.intervals.levels : null;
   }
 
@@ -113,7 +113,7 @@ export class ScoreBook {
   use(card: ModelCard): void {
     this.#card = card;
     this.#use(card);
-    this.alerts?.use(card, this.#levels());
+    this.alerts?.use(card, this.levels);
   }
 
   #use(card: ModelCard): void {
