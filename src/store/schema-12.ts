@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import { ErrorCodes, TidecastError } from '../errors.js';
 import { packBoundInts } from './codec.js';
 import { INTERVAL_VIEWS, INTERVAL_VIEW_NAMES } from './schema-11.js';
 
@@ -28,7 +29,7 @@ const BLOB_BOUNDS = `(SELECT json_group_array(${boundSql('f.bounds', "c.key * 2 
 
 /** The views from schema 12 on: schema 11's, with the bounds read from the BLOB. */
 export const PACKED_VIEWS = (() => {
-  if (!INTERVAL_VIEWS.includes(JSON_BOUNDS)) throw new Error('schema 11 views changed: update schema-12.ts');
+  if (!INTERVAL_VIEWS.includes(JSON_BOUNDS)) throw new TidecastError(ErrorCodes.INTERNAL, 'schema 11 views changed: update schema-12.ts');
   return INTERVAL_VIEWS.replace(JSON_BOUNDS, BLOB_BOUNDS);
 })();
 
