@@ -26,7 +26,7 @@ describe('ErrorSums', () => {
     const { sums, slots, add } = harness();
     add('s', 0, 0, 2, -1, 10);
     add('s', 0, 0, -3, 4, 5);
-    assert.deepEqual(sums.deltas(slots), [{ stream: 's', model: 'm', horizon: 1, target: 'x', bucket: 0, n: 2, sumAbs: 5, sumSq: 13, sumErr: -1, sumPAbs: 5, lastTargetTime: 10 }]);
+    assert.deepEqual(sums.deltas(slots).map((d) => ({ ...d })), [{ stream: 's', model: 'm', horizon: 1, target: 'x', bucket: 0, n: 2, sumAbs: 5, sumSq: 13, sumErr: -1, sumPAbs: 5, lastTargetTime: 10 }]);
   });
 
   it('a stream holds a sums record only from its first error until its sums are taken, and records are reused', () => {
