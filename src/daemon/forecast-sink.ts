@@ -45,8 +45,8 @@ export interface ForecastEntry {
 export interface ForecastSinkOptions {
   store: Store;
   publish: PublishSettings;
-  /** Topic template of the drift states (config `drift.topic`; default tidecast/drift/{model}/{stream}/{target}). */
-  driftTopic?: string;
+  /** Topic template of the drift states (config `drift.topic`). */
+  driftTopic: string;
   publisher: Publisher | null;
   /** How to read each model's output (kept current across hot reloads). */
   heads: ReadonlyMap<string, OutputHead>;
@@ -276,7 +276,7 @@ export class ForecastSink {
       const c = d.change;
       metrics?.driftChanged(model, c.target, c.on);
       if (!publishing) continue;
-      const topic = fillTemplate(this.#opts.driftTopic ?? 'tidecast/drift/{model}/{stream}/{target}', { ...d.params, stream: d.stream, model, target: c.target });
+      const topic = fillTemplate(this.#opts.driftTopic, { ...d.params, stream: d.stream, model, target: c.target });
       publisher!.publish(topic, JSON.stringify({ stream: d.stream, model, ...driftState(c), at: new Date(d.ts).toISOString() }), 1, true);
       discovery?.announceDrift(d.stream, model, c.target, topic);
     }

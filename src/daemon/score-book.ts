@@ -163,8 +163,9 @@ export class ScoreBook {
   }
 
   #intervals(cells: readonly Cell[], card: ModelCard): void {
-    this.intervals.layout(cells.map((c) => ({ key: `${c.target}@${c.horizon}` })), card.calibration);
-    this.drift.layout(cells.map((c) => ({ key: `${c.target}@${c.horizon}`, target: c.t })), this.#targets, card.calibration);
+    const keyed = cells.map((c) => ({ key: `${c.target}@${c.horizon}`, target: c.t }));
+    this.intervals.layout(keyed, card.calibration);
+    this.drift.layout(keyed, this.#targets, card.calibration);
     this.#at = cells.map((c) => c.at);
     const scales: Array<number | null> = new Array<number | null>(card.horizons.length * card.targets.length).fill(null);
     if (this.intervals.active) cells.forEach((c, i) => (scales[c.at] = this.intervals.scale(i)));

@@ -132,6 +132,7 @@ export class DashboardApi {
       return recentMae([...memory, ...stored].sort((a, b) => b.bucket - a.bucket), 100);
     };
     const providers = new Map(this.#models().map((m) => [m.name, m.provider]));
+    const states = db.prepare(STREAM_LOOKUP_SQL.states);
     return streams.map((s) => {
       const step = lastStep.get(s.id) as { ts: number; received_at: number; values_json: string } | undefined;
       const issued = loaded.map((model) => ({ model, issuedAt: lastIssue.get(s.id, model) as number | null })).filter((m): m is { model: string; issuedAt: number } => m.issuedAt !== null);
@@ -149,7 +150,7 @@ export class DashboardApi {
             .filter((m) => m.n > 0),
         };
       });
-      const on = this.states(s.id).filter((x) => x.on);
+      const on = this.states(s.id, states).filter((x) => x.on);
       return { id: s.id, route: s.route, firstSeen: s.firstSeen, lastSeen: step?.received_at ?? s.lastActive ?? s.firstSeen, lastStepAt: step?.ts ?? null, lastValues: step ? (JSON.parse(step.values_json) as Record<string, number>) : null, models, on };
     });
   }
@@ -193,10 +194,11 @@ export class DashboardApi {
   /**
    * A stream's threshold alerts and drift tests that have changed, each at its
    * latest state (from the newest of its last 1,000 changes): one that never
-   * turned on has no event, so it is not listed.
+   * turned on has no event, so it is not listed. `query`: the statement of
+   * `STREAM_LOOKUP_SQL.states`, when the caller looks up many streams.
    */
-  states(stream: string): StreamState[] {
-    const rows = this.#db().prepare(STREAM_LOOKUP_SQL.states).all(stream) as Array<{ at: number; model: string; kind: string; detail: string }>;
+  states(stream: string, query: Database.Statement = this.#db().prepare(STREAM_LOOKUP_SQL.states)): StreamState[] {
+    const rows = query.all(stream) as Array<{ at: number; model: string; kind: string; detail: string }>;
     const seen = new Map<string, StreamState>();
     for (const r of rows) {
       let detail: unknown;

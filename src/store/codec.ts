@@ -216,11 +216,10 @@ export function packBoundInts(ints: Float64Array, n: number): Buffer | null {
     if (!Number.isFinite(x) || x < -0x80000000 || x > 0x7fffffff) return null;
     if (x < -0x8000 || x > 0x7fff) width = 4;
   }
-  const boundInts = ints;
   const out = Buffer.allocUnsafe(1 + n * width);
   out[0] = width;
-  if (width === 2) for (let i = 0; i < n; i++) out.writeInt16LE(boundInts[i]!, 1 + 2 * i);
-  else for (let i = 0; i < n; i++) out.writeInt32LE(boundInts[i]!, 1 + 4 * i);
+  if (width === 2) for (let i = 0; i < n; i++) out.writeInt16LE(ints[i]!, 1 + 2 * i);
+  else for (let i = 0; i < n; i++) out.writeInt32LE(ints[i]!, 1 + 4 * i);
   return out;
 }
 
