@@ -24,6 +24,8 @@ export function writeTransaction<A extends unknown[], R>(db: Database.Database, 
 export interface QueuedBatch {
   readonly mid: number;
   readonly lid: number;
+  /** Per layout cell, the scale of its stored bounds (`boundScales`). */
+  readonly scales: readonly number[];
   readonly batch: PackedBatch;
 }
 
@@ -45,7 +47,7 @@ export class BatchWriter {
     // (JSON null) still fails the CHECK loudly.
     const forecast = db.prepare('INSERT INTO forecasts (sid, mid, issued_at, lid, created_at, vals, labels, bounds) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING');
     // A savepoint inside the group's transaction: a batch that throws takes back only its own rows.
-    const write = db.transaction((mid: number, lid: number, b: PackedBatch): Uint8Array => {
+    const write = db.transaction((mid: number, lid: number, scales: readonly number[], b: PackedBatch): Uint8Array => {
       const at = now();
       const fsids = b.featureSets.map((names) => ids.featureSet(names));
       let v = 0;
@@ -65,7 +67,7 @@ export class BatchWriter {
         const issuedAt = b.issuedAt[k]!;
         const vals = forecastJson(b.forecastValues, k * b.cells, b.cells);
         const sid = ids.streamAt(b.forecastRefs[k * 2]!, b.forecastRefs[k * 2 + 1]!, forecastStream, k, '', issuedAt);
-        const bounds = b.bounds ? boundsBlob(b.bounds, k * b.boundsPer, b.boundsScale, b.boundsPer / b.cells) : null;
+        const bounds = b.bounds ? boundsBlob(b.bounds, k * b.boundsPer, scales, b.boundsPer / b.cells) : null;
         inserted[k] = forecast.run(sid, mid, issuedAt, lid, at, vals, b.labels?.[k] ?? null, bounds).changes;
       }
       return inserted;
@@ -74,7 +76,7 @@ export class BatchWriter {
       const out: Array<Uint8Array | Error> = [];
       for (const b of batches) {
         try {
-          out.push(write(b.mid, b.lid, b.batch));
+          out.push(write(b.mid, b.lid, b.scales, b.batch));
         } catch (err) {
           if (transient(err)) throw err;
           out.push(err as Error);

@@ -65,8 +65,6 @@ export interface PackedBatch {
   /** Per forecast, `boundsPer` interval bounds (`ForecastRow.bounds`); null when the batch has none. */
   readonly bounds: Float64Array | null;
   readonly boundsPer: number;
-  /** Per layout cell, the scale its bounds are stored at (`ForecastLayout`), 0 for a cell without intervals. */
-  readonly boundsScale: number[];
   readonly events: EventRow[];
 }
 
@@ -106,8 +104,7 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
   let labels: Array<string | null> | null = null;
   const boundsPer = forecasts[0]?.bounds?.length ?? 0;
   const bounds = boundsPer > 0 ? new Float64Array(forecasts.length * boundsPer) : null;
-  const boundsScale = bounds && layout ? layout.cells.map((c) => (c.length === 5 ? c[4] : 0)) : [];
-  if (bounds && boundsScale.length !== cells) throw new TidecastError(ErrorCodes.INTERNAL, `a batch with intervals has ${boundsScale.length} layout cells for ${cells} values`);
+  if (bounds && layout?.cells.length !== cells) throw new TidecastError(ErrorCodes.INTERNAL, `a batch with intervals has ${layout?.cells.length ?? 0} layout cells for ${cells} values`);
   for (let i = 0; i < forecasts.length; i++) {
     const f = forecasts[i]!;
     forecastStreams[i] = f.stream;
@@ -141,9 +138,13 @@ export function packBatch(steps: readonly StepRow[], forecasts: readonly Forecas
     labels,
     bounds,
     boundsPer,
-    boundsScale,
     events: [...events],
   };
+}
+
+/** Per layout cell, the scale its interval bounds are stored at (`ForecastLayout`), 0 for a cell without intervals. */
+export function boundScales(layout: ForecastLayout): number[] {
+  return layout.cells.map((c) => (c.length === 5 ? c[4] : 0));
 }
 
 /** The buffers of a packed batch, for postMessage's transfer list. */

@@ -39,6 +39,9 @@ export class Store {
   #open: OpenStore | null = null;
   /** The writer, kept after stop: its failure stays readable. */
   #writer: WriterClient | null = null;
+  /** The forecast layouts this store's writer has been sent, by the number their later commits name them with (`commit`). */
+  #layoutKeys = new WeakMap<ForecastLayout, number>();
+  #layoutCount = 0;
   readonly #guard: LogGuard;
   readonly #clock: Clock;
   #stopping: Promise<void> | null = null;
@@ -74,6 +77,7 @@ export class Store {
       dropped: () => this.onDropped?.(),
     });
     this.#writer = this.#open.writer;
+    this.#layoutKeys = new WeakMap();
   }
 
   #opened(): OpenStore {
@@ -108,7 +112,10 @@ export class Store {
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    return this.#send({ op: 'commit', model, layout, batch }, batchTransfer(batch)).then((inserted) => (inserted ? Array.from(inserted as Uint8Array, (x) => x === 1) : null));
+    let layoutKey = this.#layoutKeys.get(layout);
+    const first = layoutKey === undefined;
+    if (first) this.#layoutKeys.set(layout, (layoutKey = ++this.#layoutCount));
+    return this.#send({ op: 'commit', model, layoutKey: layoutKey!, layout: first ? layout : null, batch }, batchTransfer(batch)).then((inserted) => (inserted ? Array.from(inserted as Uint8Array, (x) => x === 1) : null));
   }
 
   /**

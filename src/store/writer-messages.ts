@@ -4,7 +4,13 @@ import type { DeadLetterRow, EventRow } from './rows.js';
 
 /** What the main thread asks of the writer. */
 export type WriterRequest =
-  | { readonly op: 'commit'; readonly model: string; readonly layout: ForecastLayout; readonly batch: PackedBatch }
+  /**
+   * A model's batch. Its forecast layout travels once: the first commit with
+   * it carries it under a number (`layoutKey`), the later ones only that
+   * number (`layout` null), so the writer neither clones it again nor
+   * serializes it to look up its id.
+   */
+  | { readonly op: 'commit'; readonly model: string; readonly layoutKey: number; readonly layout: ForecastLayout | null; readonly batch: PackedBatch }
   /** Streams of a checkpoint; with `seq` (not null), also the checkpoint's record. */
   | { readonly op: 'checkpoint'; readonly seq: number | null; readonly packs: readonly PackedCheckpoint[] }
   | { readonly op: 'deadLetters'; readonly rows: readonly DeadLetterRow[] }

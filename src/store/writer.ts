@@ -3,7 +3,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { ErrorCodes, TidecastError } from '../errors.js';
 import { BatchWriter } from './batch-writer.js';
 import { isDamagedStoreError, isTransientStoreError } from './failure-kinds.js';
-import { Ids } from './ids.js';
+import { boundScales } from './codec.js';
+import { Ids, type ForecastLayout } from './ids.js';
 import { forgetIdleStreams, pruneRows } from './retention.js';
 import type { EventRow } from './rows.js';
 import { CheckpointWriter } from './state-store.js';
@@ -58,6 +59,8 @@ export class WriterCore {
   #stopped = false;
   /** Set by a fatal failure: nothing more is written. */
   #halted = false;
+  /** The forecast layouts the main thread has sent, by their key (`WriterRequest` commit), with their cells' bound scales. */
+  readonly #layouts = new Map<number, { layout: ForecastLayout; scales: number[] }>();
   /** Fault injection: the commit group that fails as a damaged database would (0: none), and the groups so far. */
   readonly #corruptAt: number;
   #commits = 0;
@@ -91,6 +94,8 @@ export class WriterCore {
   /** Take an op: run it now, or after the ops waiting on a failure. */
   receive(op: WriterOp): void {
     if (this.#stopped) return;
+    // A layout comes once, with the first commit that uses it (whatever becomes of that commit).
+    if (op.op === 'commit' && op.layout !== null) this.#layouts.set(op.layoutKey, { layout: op.layout, scales: boundScales(op.layout) });
     if (op.op === 'stop') {
       this.#stop(op.id);
       return;
@@ -159,7 +164,11 @@ export class WriterCore {
         throw Object.assign(new Error('database disk image is malformed (fault injection: TIDECAST_FAULT_WRITER_CORRUPT_AT)'), { code: 'SQLITE_CORRUPT' });
       }
       results = this.#batches.commitGroup(
-        group.map((op) => ({ mid: this.#ids.model(op.model), lid: this.#ids.layout(op.model, op.layout), batch: op.batch })),
+        group.map((op) => {
+          const known = this.#layouts.get(op.layoutKey);
+          if (!known) throw new TidecastError(ErrorCodes.INTERNAL, `batch of ${op.model}: forecast layout ${op.layoutKey} was never sent`);
+          return { mid: this.#ids.model(op.model), lid: this.#ids.layout(op.model, known.layout), scales: known.scales, batch: op.batch };
+        }),
         (e) => isTransientStoreError(e) || isDamagedStoreError(e),
       );
     } catch (err) {
