@@ -183,6 +183,20 @@ function recomputeDrift(daemon: Daemon, allowance = 0.75, peaks?: Map<string, { 
   return out.sort((a, b) => a.stream.localeCompare(b.stream) || a.date.localeCompare(b.date) || a.target.localeCompare(b.target));
 }
 
+/**
+ * Per stream, target and month, the mean 1-day error (actual − forecast) and
+ * its t statistic (mean / sd × √days): how far a month's bias stands out.
+ */
+function monthlyBias(daemon: Daemon): Array<{ key: string; bias: number; t: number }> {
+  const rows = daemon.store!.db
+    .prepare(
+      `SELECT stream || ' ' || target || ' ' || strftime('%Y-%m', target_time / 1000, 'unixepoch') AS key, count(*) AS n, avg(actual - predicted) AS mean, avg((actual - predicted) * (actual - predicted)) AS sq
+       FROM forecast_errors WHERE horizon = 1 GROUP BY key ORDER BY key`,
+    )
+    .all() as Array<{ key: string; n: number; mean: number; sq: number }>;
+  return rows.map((r) => ({ key: r.key, bias: r.mean, t: (r.mean / Math.sqrt(r.sq - r.mean * r.mean)) * Math.sqrt(r.n) }));
+}
+
 describe('real streams: one topic per feature, shuffled and jittered, through Mosquitto', () => {
   let bed: TestBed;
   const cities = Object.keys(heldout.streams);
@@ -354,7 +368,7 @@ describe('real streams: one topic per feature, shuffled and jittered, through Mo
     const off = seattle.find((e) => e.state === 'off' && e.target === on.target && e.date > on.date);
     assert.ok(off && after(off, '2015-09-01') <= 15, `cleared ${off ? after(off, '2015-09-01') : 'never'} steps after the sensor was fixed`);
     assert.deepEqual(seattle.filter((e) => e.date < '2015-06-01'), [], 'nothing before the drift');
-    // The clean replay (8 stream-target-years): Seattle raises nothing; New York's temp_min is raised, downwards,
+    // The clean replay (2 stations × 2 targets × 4 years, 2015 held out): Seattle raises nothing; New York's temp_min is raised, downwards,
     // in February 2015 (its coldest February of the four years: the model's forecasts were too warm for weeks).
     assert.deepEqual(got.clean.filter((e) => e.stream === 'seattle'), []);
     assert.deepEqual(got.clean.filter((e) => e.state === 'on').map((e) => [e.stream, e.target, e.direction, e.date.slice(0, 7)]), [['new-york', 'temp_min', 'down', '2015-02']]);
@@ -380,8 +394,18 @@ describe('real streams: one topic per feature, shuffled and jittered, through Mo
       const worstClean = Math.max(...[...c.values()].map((p) => Math.max(p.up, p.down)));
       report.push(`k ${k}: Seattle ${on.target} drifted up to ${d.get(`seattle ${on.target}`)!.up.toFixed(1)} (${d.get(`seattle ${on.target}`)!.upAt}); clean runs' largest sum ${worstClean.toFixed(1)}`);
     }
-    const events = got.clean.filter((e) => e.state === 'on').length;
-    console.log(`# drift (k 0.75, h 15): raised ${after(on, '2015-06-01')} steps after the ramp started, cleared ${after(off, '2015-09-01')} after the fix; clean replay: ${events} raised in 8 stream-target-years\n# ${report.join('\n# ')}`);
+    // The same by month: the drifted months' mean 1-day error against the clean months that stand out as far.
+    const months = monthlyBias(drifted).filter((m) => /^seattle .* 2015-0[678]$/.test(m.key));
+    const cleanMonths = monthlyBias(clean).sort((a, b) => Math.abs(b.t) - Math.abs(a.t));
+    assert.ok(months.length === 6 && months.every((m) => m.bias > 0), 'the drifted months err upwards');
+    const fmt = (m: { key: string; bias: number; t: number }): string => `${m.key} ${m.bias.toFixed(2)} °C (t ${m.t.toFixed(1)})`;
+    report.push(`1-day bias by month, drifted: ${months.map(fmt).join(', ')}`);
+    report.push(`clean, the 4 months that stand out most: ${cleanMonths.slice(0, 4).map(fmt).join(', ')}`);
+    const events = got.clean.filter((e) => e.state === 'on');
+    const years = new Set(monthlyBias(clean).map((m) => m.key.slice(-7, -3))).size;
+    const cells = new Set(monthlyBias(clean).map((m) => m.key.slice(0, -8))).size;
+    const held = events.filter((e) => e.date >= '2015-01-01').length;
+    console.log(`# drift (k 0.75, h 15): raised ${after(on, '2015-06-01')} steps after the ramp started, cleared ${after(off, '2015-09-01')} after the fix; clean replay: ${events.length} raised in ${cells * years} stream-target-years (${held} in the ${cells} of the held-out 2015)\n# ${report.join('\n# ')}`);
   });
 
   it('a 5-day hole in one station: its state is reset, nothing NaN is stored, it resumes; the other station is unaffected', async () => {
