@@ -12,7 +12,7 @@ import { PRUNE_SQL } from '../src/store/retention.js';
 import { MIGRATIONS } from '../src/store/migrations.js';
 import { COMPACT_VIEWS } from '../src/store/schema-7.js';
 import { INTERVAL_VIEWS, INTERVAL_VIEW_NAMES } from '../src/store/schema-11.js';
-import { float32Text } from '../src/store/codec.js';
+import { float32Text, packBoundInts } from '../src/store/codec.js';
 import { InputLog, type InputRow } from '../src/store/input-log.js';
 import { tempDir } from './support/temp-dir.js';
 
@@ -101,6 +101,27 @@ describe('SQLite store', () => {
     now = 10 * DAY;
     assert.deepEqual(await s.prune(), { forecasts: 1, steps: 2, accuracy: 0, events: 0, dead_letters: 0 });
     await s.stop();
+  });
+
+  it('packs bound integers as Buffer.writeInt16LE / writeInt32LE would, the width the widest needs; its Buffer is written over by the next call', () => {
+    let seed = 7;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 1 + Math.floor(rand() * 30);
+      const wide = trial % 3 === 0;
+      const ints = Float64Array.from({ length: n }, () => Math.round((rand() * 2 - 1) * (wide ? 2 ** 31 - 1 : 2 ** 15 - 1)) - (rand() < 0.05 ? 1 : 0));
+      const width = ints.every((x) => x >= -0x8000 && x <= 0x7fff) ? 2 : 4;
+      const want = Buffer.alloc(1 + n * width);
+      want[0] = width;
+      ints.forEach((x, i) => (width === 2 ? want.writeInt16LE(x, 1 + 2 * i) : want.writeInt32LE(x, 1 + 4 * i)));
+      assert.deepEqual(Buffer.from(packBoundInts(ints, n)!), want, `trial ${trial}: ${Array.from(ints).join(',')}`);
+    }
+    const first = packBoundInts(Float64Array.from([1, -1]), 2)!;
+    const copy = Buffer.from(first);
+    packBoundInts(Float64Array.from([-32768, 32767]), 2);
+    assert.notDeepEqual(Buffer.from(first), copy, 'the same Buffer, written over');
+    assert.equal(packBoundInts(Float64Array.from([1, NaN]), 2), null);
+    assert.equal(packBoundInts(Float64Array.from([2 ** 31]), 1), null);
   });
 
   it('stores interval bounds as integers at their cell\'s scale; the views divide them back; a cell without intervals is null, a non-finite bound leaves the forecast without', async () => {
