@@ -157,6 +157,27 @@ describe('SQLite store', () => {
     await s.stop();
   });
 
+  it('a forecast layout crosses to the writer thread once, under a number: an equal layout (a reload builds one) takes its number, another layout its own, each batch stored by its own', async () => {
+    const tmp = tempDir();
+    const s = new Store({ path: path.join(tmp.dir, 'layouts.db'), retentionDays: 30, log: silentLogger, clock: clockWithNow(() => DAY) });
+    s.start();
+    try {
+      const cells = (scale: number): ForecastLayout['cells'] => [[1, 'x', 0, [0.8], scale]];
+      const [a, again, other] = [{ stepMs: DAY, cells: cells(100) }, { stepMs: DAY, cells: cells(100) }, { stepMs: DAY, cells: cells(1) }];
+      const bounds = Float64Array.from([-1.25, 3.5]);
+      const commit = (layout: ForecastLayout, day: number): Promise<boolean[] | null> =>
+        s.commit('m', layout, [{ stream: 'a', route: 'r', ts: day * DAY, receivedAt: 0, features: FEATURES, values: { x: 1 }, filled: [] }], [{ stream: 'a', issuedAt: day * DAY, values: [1], labels: null, bounds }]);
+      for (const [layout, day] of [[a, 0], [again, 1], [other, 2], [a, 3], [again, 4], [other, 5]] as const) assert.deepEqual(await commit(layout, day), [true], `day ${day}`);
+      const rows = s.db.prepare('SELECT issued_at / ? AS day, lid, lower, upper FROM forecasts JOIN prediction_intervals USING (issued_at) ORDER BY day').all(DAY) as Array<{ day: number; lid: number; lower: number; upper: number }>;
+      assert.deepEqual(rows.map((r) => [r.day, r.lower, r.upper]), [[0, -1.25, 3.5], [1, -1.25, 3.5], [2, -1, 4], [3, -1.25, 3.5], [4, -1.25, 3.5], [5, -1, 4]], 'each at its layout\'s scale (1/100, then whole units)');
+      assert.equal(new Set(rows.filter((r) => r.day % 3 !== 2).map((r) => r.lid)).size, 1, 'equal layouts: one id');
+      assert.equal((s.db.prepare('SELECT count(*) n FROM forecast_layouts').get() as { n: number }).n, 2);
+    } finally {
+      await s.stop();
+      tmp.remove();
+    }
+  });
+
   it("finds a stream's id by the main thread's slot and its generation: by name only for a slot generation it has not seen", async () => {
     const s = new Store({ path: ':memory:', retentionDays: 36500, log: silentLogger });
     s.start();

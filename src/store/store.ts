@@ -39,9 +39,14 @@ export class Store {
   #open: OpenStore | null = null;
   /** The writer, kept after stop: its failure stays readable. */
   #writer: WriterClient | null = null;
-  /** The forecast layouts this store's writer has been sent, by the number their later commits name them with (`commit`). */
+  /**
+   * The forecast layouts this store's writer has been sent, by the number
+   * their later commits name them with (`commit`); a layout equal to one
+   * sent (a hot reload builds a new one) takes that one's number, so the
+   * writer keeps one copy of each distinct layout however often models reload.
+   */
   #layoutKeys = new WeakMap<ForecastLayout, number>();
-  #layoutCount = 0;
+  #layoutsSent = new Map<string, number>();
   readonly #guard: LogGuard;
   readonly #clock: Clock;
   #stopping: Promise<void> | null = null;
@@ -78,6 +83,7 @@ export class Store {
     });
     this.#writer = this.#open.writer;
     this.#layoutKeys = new WeakMap();
+    this.#layoutsSent = new Map();
   }
 
   #opened(): OpenStore {
@@ -113,8 +119,13 @@ export class Store {
       return Promise.reject(err as Error);
     }
     let layoutKey = this.#layoutKeys.get(layout);
-    const first = layoutKey === undefined;
-    if (first) this.#layoutKeys.set(layout, (layoutKey = ++this.#layoutCount));
+    let first = false;
+    if (layoutKey === undefined) {
+      const text = JSON.stringify(layout);
+      layoutKey = this.#layoutsSent.get(text);
+      if ((first = layoutKey === undefined)) this.#layoutsSent.set(text, (layoutKey = this.#layoutsSent.size + 1));
+      this.#layoutKeys.set(layout, layoutKey!);
+    }
     return this.#send({ op: 'commit', model, layoutKey: layoutKey!, layout: first ? layout : null, batch }, batchTransfer(batch)).then((inserted) => (inserted ? Array.from(inserted as Uint8Array, (x) => x === 1) : null));
   }
 
