@@ -11,36 +11,26 @@
  * pairs, and the median and geometric mean of their ratios, are what hold.
  * Writes nothing in either working tree.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { packageRoot } from '../src/paths.js';
+import { cpuSeconds, publisher } from './e2e.js';
 import * as here from './support.js';
 
 type Support = Pick<typeof here, 'startDaemon' | 'writeBenchConfig' | 'waitCount' | 'endSession'>;
-
-const TICK_S = 1 / Number(process.env.CLK_TCK ?? 100);
-
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * TICK_S;
-}
 
 /** One daemon of a build through `count` messages: its CPU per message (µs) and its rate. */
 async function run(s: Support, dir: string, url: string, name: string, qos: 0 | 1, count: number, first: number): Promise<{ us: number; perS: number }> {
   const daemon = await s.startDaemon(s.writeBenchConfig(dir, url, { name, models: ['weather-lstm'], shape: 'telemetry' }));
   try {
-    const pub = spawn(process.execPath, [path.join(packageRoot, 'dist', 'bench', 'publisher.js'), JSON.stringify({ url, qos, streams: 10_000, count, window: 500, first })], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise<number | null>((resolve) => pub.once('exit', resolve));
-    await new Promise<void>((resolve) => pub.stdout.on('data', (d: Buffer) => d.toString().includes('start') && resolve()));
+    const pub = publisher({ url, qos, streams: 10_000, count, window: 500, first });
+    const t0 = await pub.started;
     const pid = daemon.child.proc.pid!;
-    const [c0, t0] = [cpuSeconds(pid), performance.now()];
+    const c0 = cpuSeconds(pid);
     const { n, at } = await s.waitCount(daemon.committed, count, 5000, 100);
     const c1 = cpuSeconds(pid);
-    if ((await exited) !== 0) throw new Error('the publisher failed');
+    await pub.done;
     if (n < count) throw new Error(`${name}: ${n} of ${count} messages committed`);
     return { us: ((c1 - c0) / n) * 1e6, perS: n / ((at - t0) / 1000) };
   } finally {
@@ -49,10 +39,6 @@ async function run(s: Support, dir: string, url: string, name: string, qos: 0 | 
   }
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const r1 = (x: number): string => x.toFixed(1);
 
 const { values } = parseArgs({ options: { against: { type: 'string' }, qos: { type: 'string', default: '0' }, pairs: { type: 'string', default: '4' }, messages: { type: 'string', default: '200000' } } });
@@ -63,10 +49,7 @@ if (!values.against) {
 const other = path.resolve(values.against);
 const qos = Number(values.qos) === 1 ? 1 : 0;
 const [pairs, count] = [Number(values.pairs), Number(values.messages)];
-const builds: Array<{ label: string; s: Support }> = [
-  { label: `this (${path.basename(packageRoot)})`, s: here },
-  { label: `against (${path.basename(other)})`, s: (await import(path.join(other, 'dist', 'bench', 'support.js'))) as Support },
-];
+const builds: Support[] = [here, (await import(path.join(other, 'dist', 'bench', 'support.js'))) as Support];
 const dir = mkdtempSync(path.join(os.tmpdir(), 'tidecast-bench-compare-'));
 const broker = new here.BenchBroker(dir);
 await broker.start();
@@ -75,7 +58,7 @@ try {
   let first = 0;
   for (let p = 0; p < pairs; p++) {
     for (const b of p % 2 === 0 ? [1, 0] : [0, 1]) {
-      got[b]!.push(await run(builds[b]!.s, dir, broker.url, `compare-${b}-${p}`, qos, count, first));
+      got[b]!.push(await run(builds[b]!, dir, broker.url, `compare-${b}-${p}`, qos, count, first));
       first += count;
     }
   }
@@ -92,7 +75,7 @@ const lines = [
   '|---:|---:|---:|---:|---:|---:|',
   ...ratios.map((r, i) => `| ${i + 1} | ${r1(got[0]![i]!.us)} | ${r1(got[1]![i]!.us)} | ${r.toFixed(3)} | ${Math.round(got[0]![i]!.perS)} | ${Math.round(got[1]![i]!.perS)} |`),
   '',
-  `this / against: median of the pairs' ratios ${median(ratios).toFixed(3)}, geometric mean ${geomean.toFixed(3)}; medians ${r1(median(got[0]!.map((x) => x.us)))} against ${r1(median(got[1]!.map((x) => x.us)))} µs`,
+  `this / against: median of the pairs' ratios ${here.median(ratios).toFixed(3)}, geometric mean ${geomean.toFixed(3)}; medians ${r1(here.median(got[0]!.map((x) => x.us)))} against ${r1(here.median(got[1]!.map((x) => x.us)))} µs`,
 ];
-process.stdout.write(JSON.stringify({ bench: 'compare', qos, messages: count, against: other, this_us: got[0]!.map((x) => x.us), against_us: got[1]!.map((x) => x.us), median_ratio: median(ratios), geomean_ratio: geomean }) + '\n');
+process.stdout.write(JSON.stringify({ bench: 'compare', qos, messages: count, against: other, this_us: got[0]!.map((x) => x.us), against_us: got[1]!.map((x) => x.us), median_ratio: here.median(ratios), geomean_ratio: geomean }) + '\n');
 process.stdout.write(lines.join('\n') + '\n');

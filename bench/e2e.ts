@@ -67,7 +67,7 @@ export interface E2eBenchResult {
 const TICK_S = 1 / Number(process.env.CLK_TCK ?? 100);
 
 /** CPU seconds a process has used so far, all its threads (Linux /proc; 0 elsewhere). */
-function cpuSeconds(pid: number | undefined): number {
+export function cpuSeconds(pid: number | undefined): number {
   if (pid === undefined) return 0;
   try {
     // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
@@ -107,7 +107,7 @@ function cpuMeter(brokerPid: number | undefined, consumer: number | 'self'): { s
 }
 
 /** Run the publisher process; resolves when it reports "start" (with the time) and when it is done. */
-function publisher(args: object): { started: Promise<number>; done: Promise<{ sent: number; seconds: number; cpu_s: number }> } {
+export function publisher(args: object): { started: Promise<number>; done: Promise<{ sent: number; seconds: number; cpu_s: number }> } {
   const proc = spawn(process.execPath, [path.join(packageRoot, 'dist', 'bench', 'publisher.js'), JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let onStart: (t: number) => void = () => undefined;

@@ -5,6 +5,7 @@ import { loadModel } from '../src/inference/model.js';
 import type { StepRequest } from '../src/inference/step-request.js';
 import { StepRunner } from '../src/inference/step-runner.js';
 import { modelsDir, packageRoot } from '../src/paths.js';
+import { median } from './support.js';
 
 export interface EngineBenchResult {
   scenario: 'engine';
@@ -104,8 +105,6 @@ function pointInChild(point: EnginePoint, seconds: number, modelName: string): P
     proc.on('exit', (code) => (code === 0 ? resolve((JSON.parse(out) as { rate: number }).rate) : reject(new Error(`engine point ${JSON.stringify(point)} exited ${code}`))));
   });
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * Stateful steps per second at each batch size (one step of B distinct streams
